@@ -1,0 +1,92 @@
+"""Case expansion: task x implementation x scale x parameter grid x seed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ctbench.implementation import ImplRef
+from ctbench.registry import UsageError
+from ctbench.task import Scale, Task
+
+
+@dataclass(frozen=True)
+class Case:
+    """One unit of work, run in its own subprocess."""
+
+    task: str
+    impl: ImplRef
+    scale: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def key(self) -> str:
+        """Identity of the case within a run: what resume matches finished cases on."""
+        body = [self.task, self.impl.spec, self.impl.submission, self.scale, dict(self.params), self.seed]
+        return json.dumps(body, sort_keys=True)
+
+    def label(self) -> str:
+        params = " ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.task}/{self.impl.name} [{self.scale}{' ' + params if params else ''} seed={self.seed}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "impl": asdict(self.impl),
+            "scale": self.scale,
+            "params": dict(self.params),
+            "seed": self.seed,
+        }
+
+
+def parse_param(text: str) -> tuple[str, list[Any]]:
+    """``name=v1,v2`` -> (name, [v1, v2]); values are JSON scalars where they parse, else strings."""
+    name, sep, values = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"--param {text!r}: expected NAME=VALUE[,VALUE...]")
+
+    def scalar(v: str) -> Any:
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+
+    return name, [scalar(v) for v in values.split(",")]
+
+
+def grid_for(scale: Scale, overrides: Mapping[str, Sequence[Any]], task: Task) -> Scale:
+    """The scale with some grid axes replaced by the user's values; unknown axes are a usage error."""
+    unknown = sorted(set(overrides) - set(scale.grid))
+    if unknown:
+        valid = ", ".join(sorted(scale.grid)) or "none"
+        raise UsageError(f"task {task.name} has no parameter {', '.join(unknown)} at scale {scale.name}; valid: {valid}")
+    return Scale(scale.name, {**scale.grid, **overrides}, scale.config, scale.seeds, scale.timeout_s)
+
+
+def expand(
+    task: Task,
+    impls: Sequence[ImplRef],
+    scale_name: str,
+    overrides: Mapping[str, Sequence[Any]] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> list[Case]:
+    """Every case of ``task`` at one scale, minus those the task skips."""
+    if scale_name not in task.scales:
+        raise UsageError(f"task {task.name} has no scale {scale_name!r}; valid: {', '.join(task.scales)}")
+    scale = grid_for(task.scales[scale_name], overrides or {}, task)
+    return [
+        Case(task.name, impl, scale_name, params, seed)
+        for impl in impls
+        for params in scale.param_sets()
+        for seed in (seeds if seeds is not None else scale.seeds)
+        if task.skip(impl.name, scale, params) is None
+    ]
+
+
+def run_key(cases: Sequence[Case]) -> str:
+    """A short hash of the case list: a re-run of the same command finds its unfinished run by it."""
+    return hashlib.sha256("\n".join(c.key for c in cases).encode()).hexdigest()[:12]

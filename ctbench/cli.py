@@ -1,0 +1,205 @@
+"""``ctbench``: list tasks, run them, show and compare results, build the HTML report.
+
+Exit codes: 0 every case ok; 1 some case failed, timed out or was invalid (or nothing could be read); 2 usage or
+harness error (unknown task, implementation, scale or parameter; a submission that does not load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from ctbench.cases import Case, expand, parse_param
+from ctbench.implementation import ImplementationError, ImplRef, reference_impls, resolve
+from ctbench.registry import UsageError, get_task, tasks
+from ctbench.results import load_runs
+from ctbench.runner import RunSettings, run
+from ctbench.table import cases_frame, compare, leaderboard
+
+CACHE = Path(os.environ.get("CTBENCH_CACHE", Path.home() / ".cache" / "ctbench"))
+DEFAULT_REPORT = Path("report/site")
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _scale_for(device: str, scale: str) -> str:
+    """``auto``: smoke on a CPU, small on a GPU."""
+    if scale != "auto":
+        return scale
+    return "small" if device.startswith("cuda") else "smoke"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for task in tasks().values():
+        print(f"{task.name}: {task.summary}")
+        print(f"  paper:   {task.paper.authors}, {task.paper.title} ({task.paper.venue})")
+        print(f"  scales:  {', '.join(task.scales)}")
+        for name, scale in task.scales.items():
+            grid = "; ".join(f"{k} in {list(v)}" for k, v in scale.grid.items()) or "no grid"
+            print(f"    {name}: {grid}; seeds {list(scale.seeds)}; timeout {scale.timeout_s:.0f} s")
+        print(f"  primary metric: {task.primary_metric} ({'higher' if task.higher_is_better else 'lower'} is better)")
+        for ref in reference_impls(task.name, task.interface):
+            print(f"  impl:    {ref.name}  ({ref.spec})")
+    return 0
+
+
+def _impls_for(task_name: str, selectors: list[str], skip_references: bool) -> list[ImplRef]:
+    task = get_task(task_name)
+    refs = reference_impls(task.name, task.interface)
+    by_name = {r.name: r for r in refs}
+    names = [s for s in selectors if s in by_name]
+    specs = [s for s in selectors if s not in by_name]
+    for spec in specs:
+        if ":" not in spec and not spec.endswith(".py") and not Path(spec).is_dir() and "." not in spec:
+            raise UsageError(f"unknown implementation {spec!r} for {task.name}; references: {', '.join(by_name)}")
+    submissions = [ref for spec in specs for ref in resolve(spec, task.interface)]
+    chosen = [by_name[n] for n in names]
+    if not names and not skip_references:
+        chosen = refs
+    return chosen + submissions
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    device = args.device or _default_device()
+    task_names = args.task or list(tasks())
+    overrides = dict(parse_param(p) for p in args.param)
+    scale = _scale_for(device, args.scale)
+    cases: list[Case] = []
+    for name in task_names:
+        task = get_task(name)
+        grid = task.scales[scale].grid if scale in task.scales else {}
+        # with several tasks, an override applies to the tasks that have that parameter
+        task_overrides = {k: v for k, v in overrides.items() if len(task_names) == 1 or k in grid}
+        cases += expand(task, _impls_for(name, args.impl, args.skip_references), scale, task_overrides, args.seed or None)
+    if not cases:
+        raise UsageError("no case to run (every combination was skipped)")
+    settings = RunSettings(args.out, args.data_root, CACHE, device, args.timeout)
+    print(f"ctbench: {len(cases)} cases on {device}; results go to {args.out}/", flush=True)
+    try:
+        outcome = run(cases, settings, say=lambda m: print(m, flush=True))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished cases are saved under {args.out}/.partial/; run the same command to resume")
+        return 130
+    counts = {s: sum(c["status"] == s for c in outcome.doc["cases"]) for s in ("ok", "failed", "invalid", "timeout")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    print(f"run file: {outcome.path}")
+    if not args.no_report:
+        from report import build_report
+
+        built = build_report([args.out], args.report_dir)
+        print(f"report: {built.index}")
+    return 0 if outcome.all_ok else 1
+
+
+def _load(paths: list[str]):
+    runs, skipped = load_runs(paths)
+    for s in skipped:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    return runs
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    runs = _load(args.results)
+    if not runs:
+        print("no readable run file", file=sys.stderr)
+        return 1
+    df = cases_frame(runs)
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 40):
+        for task in dict.fromkeys(df["task"]):
+            board = leaderboard(df, task)
+            primary = "metric." + get_task(task).primary_metric
+            cols = ["dataset", "scale", "params", "rank", "impl", "submission", "status", primary]
+            cols += [c for c in board.columns if c.startswith("metric.") and c != primary][:6]
+            print(f"\n== {task} (ranked by {primary[7:]}) ==")
+            print(board[[c for c in cols if c in board]].to_string(index=False))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    a, b = _load([args.a]), _load([args.b])
+    if not a or not b:
+        print("compare needs two readable run files", file=sys.stderr)
+        return 1
+    changes, unshared = compare(cases_frame(a), cases_frame(b))
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        if not changes.empty:
+            cols = ["task", "impl", "scale", "params", "metric", "a", "b", "change", "noise", "verdict"]
+            print(changes[cols].to_string(index=False))
+        if not unshared.empty:
+            print("\ncases in only one run:")
+            print(unshared.to_string(index=False))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from report import build_report
+
+    built = build_report(args.results, args.output, pytest_benchmark=args.pytest_benchmark, asv_url=args.asv_url)
+    for s in built.skipped:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    if built.index is None:
+        print("no readable run file: no report written", file=sys.stderr)
+        return 1
+    print(f"report: {built.index}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ctbench", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="tasks, implementations, scales").set_defaults(fn=cmd_list)
+
+    r = sub.add_parser("run", help="run cases and write a run file")
+    r.add_argument("--task", action="append", default=[], help="task name (repeatable; default: all)")
+    r.add_argument("--impl", action="append", default=[], help="reference name or submission spec (repeatable)")
+    r.add_argument("--skip-references", action="store_true", help="with --impl SPEC: run only the submission")
+    r.add_argument("--scale", default="auto", help="smoke, small, full, or auto (smoke on CPU, small on GPU)")
+    r.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2", help="override a grid axis")
+    r.add_argument("--seed", action="append", type=int, default=[], help="seeds (default: the scale's)")
+    r.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    r.add_argument("--out", type=Path, default=Path("results/local"), help="folder for run files")
+    r.add_argument("--data-root", type=Path, default=CACHE / "data", help="where datasets live")
+    r.add_argument("--timeout", type=float, help="seconds per case (default: the scale's)")
+    r.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT, help="where the HTML report goes")
+    r.add_argument("--no-report", action="store_true", help="do not build the HTML report at the end")
+    r.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("show", help="leaderboards in the terminal")
+    s.add_argument("results", nargs="+", help="run files or folders")
+    s.set_defaults(fn=cmd_show)
+
+    c = sub.add_parser("compare", help="metric-by-metric change between two runs")
+    c.add_argument("a")
+    c.add_argument("b")
+    c.set_defaults(fn=cmd_compare)
+
+    rep = sub.add_parser("report", help="build the static HTML report")
+    rep.add_argument("results", nargs="+", help="run files or folders")
+    rep.add_argument("-o", "--output", type=Path, default=DEFAULT_REPORT)
+    rep.add_argument("--pytest-benchmark", type=Path, help="pytest-benchmark JSON to show")
+    rep.add_argument("--asv-url", help="link to a published asv site")
+    rep.set_defaults(fn=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (UsageError, ImplementationError) as exc:
+        print(f"ctbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Implementations: reference ones in ``reference_impls/<task>/`` and users' submissions, which have the same shape.
+
+An implementation is a class that provides the abstract methods of its task's ``interface`` and carries a
+``manifest``. It is named by a spec the runner can hand to a subprocess:
+
+- ``path/to/file.py:ClassName`` or ``path/to/file.py`` (every implementation class in the file),
+- ``path/to/folder`` (every implementation class in the folder's ``*.py`` files),
+- ``package.module:ClassName`` or ``package.module`` (an installed module).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+
+class ImplementationError(ValueError):
+    """An implementation that cannot be loaded or does not satisfy its task's interface."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Who made an implementation. ``name`` is the row label on leaderboards."""
+
+    name: str
+    authors: Sequence[str] = ()
+    url: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ImplRef:
+    """A loadable implementation: its manifest, the spec that re-imports it, and whether it is a reference."""
+
+    manifest: Manifest
+    spec: str  # "<module or file>:<ClassName>", enough for a subprocess to load it again
+    submission: str  # "reference" for ours, else the submission's label
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+
+def missing_members(cls: type, interface: type) -> list[str]:
+    """Names ``interface`` declares abstract (and ``manifest``) that ``cls`` does not provide."""
+    required = sorted(getattr(interface, "__abstractmethods__", ()))
+    missing = [
+        name
+        for name in required
+        if not callable(member := getattr(cls, name, None)) or getattr(member, "__isabstractmethod__", False)
+    ]
+    if not isinstance(getattr(cls, "manifest", None), Manifest):
+        missing.append("manifest (a ctbench.Manifest with at least a name)")
+    return missing
+
+
+def _import_file(path: Path) -> ModuleType:
+    module_name = f"ctbench_submission_{abs(hash(path.resolve()))}_{path.stem}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImplementationError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _import(target: str) -> ModuleType:
+    path = Path(target)
+    try:
+        if target.endswith(".py"):
+            if not path.is_file():
+                raise ImplementationError(f"no such file: {target}")
+            return _import_file(path)
+        return importlib.import_module(target)
+    except ImplementationError:
+        raise
+    except Exception as exc:  # the submission's own import failed: say where
+        raise ImplementationError(f"importing {target} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _classes_in(module: ModuleType) -> list[type]:
+    """Implementation classes defined in ``module``: concrete classes that carry their own manifest."""
+    return [
+        obj
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if obj.__module__ == module.__name__
+        and isinstance(obj.__dict__.get("manifest"), Manifest)
+        and not inspect.isabstract(obj)
+    ]
+
+
+def _spec_of(cls: type, target: str) -> str:
+    return f"{target}:{cls.__qualname__}"
+
+
+def resolve(spec: str, interface: type, submission: str | None = None) -> list[ImplRef]:
+    """Load the implementation(s) ``spec`` names and check them against ``interface``."""
+    target, _, class_name = spec.partition(":")
+    path = Path(target)
+    if path.is_dir():
+        if class_name:
+            raise ImplementationError(f"{spec}: name a file, not a folder, with ':{class_name}'")
+        files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+        refs = [ref for f in files for ref in resolve(str(f), interface, submission or path.name)]
+        if not refs:
+            raise ImplementationError(f"{target}: no implementation class (a class with a `manifest`) found")
+        return refs
+    module = _import(target)
+    if class_name:
+        cls = getattr(module, class_name, None)
+        if not inspect.isclass(cls):
+            found = ", ".join(c.__name__ for c in _classes_in(module)) or "none"
+            raise ImplementationError(f"{target} has no class {class_name!r} (implementation classes: {found})")
+        classes = [cls]
+    else:
+        classes = _classes_in(module)
+    refs = []
+    for cls in classes:
+        missing = missing_members(cls, interface)
+        if missing:
+            raise ImplementationError(
+                f"{_spec_of(cls, target)} does not satisfy {interface.__module__}.{interface.__name__}: "
+                f"missing {', '.join(missing)}"
+            )
+        label = submission or cls.manifest.name
+        refs.append(ImplRef(cls.manifest, _spec_of(cls, target), label))
+    return refs
+
+
+def load_class(spec: str) -> type:
+    """Re-import the class an ``ImplRef.spec`` names (in the case's subprocess)."""
+    target, _, class_name = spec.partition(":")
+    return getattr(_import(target), class_name)
+
+
+def reference_impls(task_name: str, interface: type) -> list[ImplRef]:
+    """The reference implementations of a task: every implementation class in ``reference_impls.<task>``."""
+    package = f"reference_impls.{task_name}"
+    try:
+        pkg = importlib.import_module(package)
+    except ModuleNotFoundError:
+        return []
+    refs: list[ImplRef] = []
+    for path in sorted(Path(pkg.__path__[0]).glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        refs += resolve(f"{package}.{path.stem}", interface, submission="reference")
+    return refs

@@ -1,0 +1,1 @@
+"""Reference implementations, one package per task; a submission has the same shape."""

@@ -1,0 +1,1 @@
+"""Task definitions, one package per task; each exposes ``task``, a ``ctbench.Task``."""
