@@ -162,8 +162,13 @@ class Task:
         """Checks across the run's case records (dicts in the results schema). Default: none."""
         return []
 
-    def plots(self, cases: Any) -> dict[str, Any]:
-        """Named matplotlib figures for the task's page, from the aggregated case table (a pandas DataFrame)."""
+    def plots(self, cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Named matplotlib figures for the task's page.
+
+        ``cases`` is this task's slice of ``ctbench.table.cases_frame`` (a pandas DataFrame, one row per case);
+        ``records`` are the same cases' records (dicts in the results schema, with their ``series``), each with
+        ``run_id`` and ``hardware`` added.
+        """
         return {}
 
     @property
