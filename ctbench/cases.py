@@ -63,7 +63,9 @@ def grid_for(scale: Scale, overrides: Mapping[str, Sequence[Any]], task: Task) -
     unknown = sorted(set(overrides) - set(scale.grid))
     if unknown:
         valid = ", ".join(sorted(scale.grid)) or "none"
-        raise UsageError(f"task {task.name} has no parameter {', '.join(unknown)} at scale {scale.name}; valid: {valid}")
+        raise UsageError(
+            f"task {task.name} has no parameter {', '.join(unknown)} at scale {scale.name}; valid: {valid}"
+        )
     return Scale(scale.name, {**scale.grid, **overrides}, scale.config, scale.seeds, scale.timeout_s)
 
 

@@ -15,7 +15,7 @@ import torch
 
 from ctbench.cases import Case, expand, parse_param
 from ctbench.implementation import ImplementationError, ImplRef, reference_impls, resolve
-from ctbench.registry import UsageError, get_task, tasks
+from ctbench.registry import UsageError, broken_tasks, get_task, tasks
 from ctbench.results import load_runs
 from ctbench.runner import RunSettings, run
 from ctbench.table import cases_frame, compare, leaderboard
@@ -46,6 +46,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  primary metric: {task.primary_metric} ({'higher' if task.higher_is_better else 'lower'} is better)")
         for ref in reference_impls(task.name, task.interface):
             print(f"  impl:    {ref.name}  ({ref.spec})")
+    for name, reason in broken_tasks().items():
+        print(f"{name}: NOT LOADED: {reason}", file=sys.stderr)
     return 0
 
 
@@ -67,16 +69,21 @@ def _impls_for(task_name: str, selectors: list[str], skip_references: bool) -> l
 
 def cmd_run(args: argparse.Namespace) -> int:
     device = args.device or _default_device()
-    task_names = args.task or list(tasks())
+    names = args.task or list(tasks())
+    if not args.task:
+        for name, reason in broken_tasks().items():
+            print(f"WARNING: task {name} is left out: {reason}", file=sys.stderr)
     overrides = dict(parse_param(p) for p in args.param)
     scale = _scale_for(device, args.scale)
     cases: list[Case] = []
-    for name in task_names:
+    for name in names:
         task = get_task(name)
         grid = task.scales[scale].grid if scale in task.scales else {}
         # with several tasks, an override applies to the tasks that have that parameter
-        task_overrides = {k: v for k, v in overrides.items() if len(task_names) == 1 or k in grid}
-        cases += expand(task, _impls_for(name, args.impl, args.skip_references), scale, task_overrides, args.seed or None)
+        task_overrides = {k: v for k, v in overrides.items() if len(names) == 1 or k in grid}
+        cases += expand(
+            task, _impls_for(name, args.impl, args.skip_references), scale, task_overrides, args.seed or None
+        )
     if not cases:
         raise UsageError("no case to run (every combination was skipped)")
     settings = RunSettings(args.out, args.data_root, CACHE, device, args.timeout)
@@ -90,17 +97,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     print(f"run file: {outcome.path}")
     if not args.no_report:
-        from report import build_report
-
-        built = build_report([args.out], args.report_dir)
-        print(f"report: {built.index}")
+        _report([args.out], args.report_dir)
     return 0 if outcome.all_ok else 1
 
 
 def _load(paths: list[str]):
     runs, skipped = load_runs(paths)
     for s in skipped:
-        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+        print(f"skipped {s.reason}", file=sys.stderr)
     return runs
 
 
@@ -141,17 +145,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def _report(results: list, output: Path, **options) -> int:
+    """Build the HTML report; name skipped files and plot problems on stderr; 1 when nothing could be read."""
     from report import build_report
 
-    built = build_report(args.results, args.output, pytest_benchmark=args.pytest_benchmark, asv_url=args.asv_url)
+    built = build_report(results, output, **options)
     for s in built.skipped:
-        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+        print(f"skipped {s.reason}", file=sys.stderr)
+    for problem in built.problems:
+        print(f"report: {problem}", file=sys.stderr)
     if built.index is None:
         print("no readable run file: no report written", file=sys.stderr)
         return 1
     print(f"report: {built.index}")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _report(
+        args.results,
+        args.output,
+        pytest_benchmark=args.pytest_benchmark,
+        asv_url=args.asv_url,
+        compare=args.compare,
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -188,6 +205,12 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("-o", "--output", type=Path, default=DEFAULT_REPORT)
     rep.add_argument("--pytest-benchmark", type=Path, help="pytest-benchmark JSON to show")
     rep.add_argument("--asv-url", help="link to a published asv site")
+    rep.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="run files or run ids for the compare page (default: the newest run sharing cases with an earlier one)",
+    )
     rep.set_defaults(fn=cmd_report)
     return p
 

@@ -92,17 +92,19 @@ def install_debian_fashion_mnist(root: Path) -> bool:
 
 
 def synthetic_images(n: int, shape: tuple[int, int, int], classes: int, seed: int, noise: float = 0.5) -> Split:
-    """A deterministic, learnable image set: each class is a fixed smooth random pattern plus Gaussian noise.
+    """A deterministic, learnable image set: each class is a fixed random pattern plus Gaussian noise.
 
-    x = clip(0.5 + 0.25 * p_y + noise * eps), p_y a per-class pattern (low-frequency, from a generator seeded by
-    ``classes`` and ``shape`` only, so train and test splits share it), eps ~ N(0, I) from ``seed``.
+    x = clip(0.5 + 0.25 (p_y + m_y) + noise * eps, 0, 1), where p_y is a smooth per-class spatial pattern, m_y a
+    per-class colour (a constant per channel, so it survives global pooling) and eps ~ N(0, I) from ``seed``.
+    p and m come from a generator seeded by ``classes`` and ``shape`` only, so train and test splits share them.
     """
     c, h, w = shape
     g = torch.Generator().manual_seed(1000 + classes + c * h * w)
     coarse = torch.randn(classes, c, max(h // 4, 1), max(w // 4, 1), generator=g)
     patterns = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
     patterns = patterns / patterns.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+    colours = torch.randn(classes, c, 1, 1, generator=g)
     gs = torch.Generator().manual_seed(seed)
     y = torch.randint(classes, (n,), generator=gs)
-    x = (0.5 + 0.25 * patterns[y] + noise * torch.randn(n, c, h, w, generator=gs)).clamp(0, 1)
+    x = (0.5 + 0.25 * (patterns[y] + colours[y]) + noise * torch.randn(n, c, h, w, generator=gs)).clamp(0, 1)
     return Split(x, y, f"synthetic-{c}x{h}x{w}-{classes}class")

@@ -123,8 +123,7 @@ def _nvml_used(device: torch.device) -> int | None:
         return None
 
 
-def peak_memory(fn: Callable[[], Any], device: torch.device) -> Memory:
-    """Working memory of one call of ``fn``; call it once beforehand so lazily allocated state exists."""
+def _peak_memory_once(fn: Callable[[], Any], device: torch.device) -> Memory:
     if device.type == "cuda":
         _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -137,6 +136,17 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> Memory:
     Path("/proc/self/clear_refs").write_text("5")
     fn()
     return Memory(_proc_status_kb("VmHWM") * 1024, baseline, "cpu_rss_hwm")
+
+
+def peak_memory(fn: Callable[[], Any], device: torch.device, repeat: int = 1) -> Memory:
+    """Working memory of a call of ``fn``: the median over ``repeat`` measured calls.
+
+    Call ``fn`` once beforehand so lazily allocated state (gradient buffers, optimizer state) exists. On a CPU a
+    single reading can catch an allocator event unrelated to the step (a new malloc arena, a heap that was not
+    trimmed); the median of a few readings is robust to one such outlier.
+    """
+    readings = sorted((_peak_memory_once(fn, device) for _ in range(repeat)), key=lambda m: m.step_bytes)
+    return readings[len(readings) // 2]
 
 
 def throughput(samples: int, seconds: float) -> float:

@@ -82,7 +82,7 @@ def validate(doc: Any, path: Path | str = "<run>") -> dict:
         if case["status"] not in STATUSES:
             raise ResultFileError(path, f"{where}status", f"{case['status']!r} is not one of {', '.join(STATUSES)}")
         for name, value in case["metrics"].items():
-            if not _number(value):
+            if value is not None and not _number(value):  # null: a value that was not finite
                 raise ResultFileError(path, f"{where}metrics.{name}", "not a number")
         for name, check in case["checks"].items():
             if not isinstance(check, dict) or not {"value", "threshold", "passed"} <= check.keys():

@@ -60,7 +60,13 @@ def run_one(case: Case, settings: RunSettings, timeout_s: float) -> dict[str, An
     with tempfile.TemporaryDirectory(prefix="ctbench-case-") as tmp:
         spec, record_path, log_path = Path(tmp, "case.json"), Path(tmp, "record.json"), Path(tmp, "log.txt")
         spec.write_text(json.dumps(case.to_json()))
-        args = [str(spec), str(record_path), settings.device, str(settings.data_root), str(settings.cache_dir)]
+        args = [
+            str(spec),
+            str(record_path),
+            settings.device,
+            str(settings.data_root),
+            str(settings.cache_dir),
+        ]
         with open(log_path, "w") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ctbench.worker", *args],
@@ -150,7 +156,8 @@ def run(cases: Sequence[Case], settings: RunSettings, say: Printer = print) -> R
         say(f"[{i}/{len(cases)}] {case.label()} ... (elapsed {time.perf_counter() - start:.0f} s)")
         record = run_one(case, settings, timeout)
         error = (record.get("error") or "").strip().splitlines()
-        say(f"        {record['status']} in {record.get('duration_s', 0):.1f} s" + (f": {error[0]}" if error else ""))
+        detail = f": {error[0]}" if error else f" [{record['dataset']}]"
+        say(f"        {record['status']} in {record.get('duration_s', 0):.1f} s{detail}")
         journal.add(case.key, record)
     records = [journal.records[c.key] for c in cases]
     doc = {
@@ -164,4 +171,10 @@ def run(cases: Sequence[Case], settings: RunSettings, say: Printer = print) -> R
     }
     path = write_run(doc, settings.out_dir)
     journal.path.unlink()
+    synthetic = sorted({r["dataset"] for r in records if r["dataset"].startswith("synthetic")})
+    if synthetic:
+        say(
+            f"WARNING: some cases ran on SYNTHETIC data ({', '.join(synthetic)}), not the paper's datasets: "
+            "put the real data under --data-root for comparable numbers"
+        )
     return RunOutcome(path, doc)

@@ -20,7 +20,7 @@ from ctbench.registry import tasks
 
 METRIC = "metric."  # prefix of metric columns
 SPREAD = "spread."  # prefix of spread columns
-GROUP = ["task", "dataset", "scale", "params"]
+GROUP = ["task", "dataset", "scale", "params", "hardware"]  # never ranked across these
 ROW = [*GROUP, "impl", "submission"]
 CASE = ["task", "impl", "submission", "scale", "dataset", "params"]  # a case up to its seed
 
@@ -79,7 +79,6 @@ def leaderboard(df: pd.DataFrame, task: str) -> pd.DataFrame:
     ok = sub[sub["status"] == "ok"]
     good = ok.groupby(ROW, sort=False).agg(
         seeds=("seed", "nunique"),
-        hardware=("hardware", "first"),
         url=("url", "first"),
         **{c: (c, "median") for c in metrics},
     )
@@ -87,16 +86,16 @@ def leaderboard(df: pd.DataFrame, task: str) -> pd.DataFrame:
     bad_cases = sub[(sub["status"] != "ok") & ~sub.set_index(ROW).index.isin(good.index)]
     bad = bad_cases.groupby(ROW, sort=False).agg(
         seeds=("seed", "nunique"),
-        hardware=("hardware", "first"),
         url=("url", "first"),
         status=("status", "first"),
         reason=("error", "first"),
     )
     board = pd.concat([good, bad]).reset_index()
-    primary = METRIC + tasks()[task].primary_metric
+    known = tasks().get(task)
     board["rank"] = np.nan
-    if primary in board:
-        ascending = not tasks()[task].higher_is_better
+    if known is not None and METRIC + known.primary_metric in board:
+        primary = METRIC + known.primary_metric
+        ascending = not known.higher_is_better
         ranked = board["status"] == "ok"
         board.loc[ranked, "rank"] = board[ranked].groupby(GROUP)[primary].rank(ascending=ascending, method="min")
     return board.sort_values([*GROUP, "rank"], na_position="last").reset_index(drop=True)
@@ -162,7 +161,5 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
                 )
             )
     only = [("a", k) for k in ca.index.difference(cb.index)] + [("b", k) for k in cb.index.difference(ca.index)]
-    unshared = pd.DataFrame(
-        [dict(zip(CASE, k, strict=True), only_in=s) for s, k in only]
-    )
+    unshared = pd.DataFrame([dict(zip(CASE, k, strict=True), only_in=s) for s, k in only])
     return pd.DataFrame(rows), unshared

@@ -1,0 +1,1 @@
+"""Reference gradient methods for the deep residual stage of ``adjoint_resnet``."""

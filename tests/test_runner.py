@@ -1,0 +1,212 @@
+"""The runner and CLI end to end: failures contained and recorded, resume, exit codes, clear usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ctbench.results import load_runs
+
+SUBMISSIONS = """
+import os, time
+import torch
+from ctbench import Manifest
+from suites.adjoint_resnet.interface import StageGradient
+
+class Raises(StageGradient):
+    manifest = Manifest(name="raises", authors=("test",))
+    def forward(self, stage, x):
+        raise RuntimeError("boom from the submission")
+
+class Nan(StageGradient):
+    manifest = Manifest(name="nan", authors=("test",))
+    def forward(self, stage, x):
+        return stage(x) * float("nan")
+
+class Crashes(StageGradient):
+    manifest = Manifest(name="crashes", authors=("test",))
+    def forward(self, stage, x):
+        os._exit(3)
+
+class Hangs(StageGradient):
+    manifest = Manifest(name="hangs", authors=("test",))
+    def forward(self, stage, x):
+        time.sleep(120)
+
+class SlowOnce(StageGradient):
+    '''Sleeps while the marker file named by $SLOW_MARKER exists.'''
+    manifest = Manifest(name="slow_once", authors=("test",))
+    def forward(self, stage, x):
+        while os.path.exists(os.environ.get("SLOW_MARKER", "/nonexistent")):
+            time.sleep(0.2)
+        return stage(x)
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "CTBENCH_CACHE": str(cache)}
+
+
+def ctbench(args, env, **kw):
+    return subprocess.run([sys.executable, "-m", "ctbench", *args], env=env, capture_output=True, text=True, **kw)
+
+
+def test_failures_are_recorded_and_the_run_goes_on(tmp_path, write_module, env):
+    sub = write_module("subs.py", SUBMISSIONS)
+    out = tmp_path / "out"
+    args = [
+        "run",
+        "--task",
+        "adjoint_resnet",
+        "--scale",
+        "smoke",
+        "--param",
+        "depth=8",
+        "--out",
+        str(out),
+        "--no-report",
+        "--timeout",
+        "25",
+        "--impl",
+        "backprop",
+    ]
+    for name in ("Raises", "Nan", "Crashes", "Hangs"):
+        args += ["--impl", f"{sub}:{name}"]
+    result = ctbench(args, env, timeout=400)
+    assert result.returncode == 1, result.stdout + result.stderr
+    runs, skipped = load_runs([out])
+    assert not skipped and len(runs) == 1
+    status = {c["impl"]: c for c in runs[0]["cases"]}
+    assert status["backprop"]["status"] == "ok"
+    assert status["raises"]["status"] == "failed" and "boom from the submission" in status["raises"]["error"]
+    assert status["nan"]["status"] == "failed" and "non-finite" in status["nan"]["error"]
+    assert status["crashes"]["status"] == "failed" and "exited with code 3" in status["crashes"]["error"]
+    assert status["hangs"]["status"] == "timeout"
+    assert status["raises"]["submission"] == "raises"
+    assert "run file:" in result.stdout and str(out) in result.stdout
+
+
+def test_interrupted_run_resumes(tmp_path, write_module, env):
+    sub = write_module("subs.py", SUBMISSIONS)
+    marker = tmp_path / "slow"
+    marker.touch()
+    out = tmp_path / "out"
+    args = [
+        "run",
+        "--task",
+        "adjoint_resnet",
+        "--scale",
+        "smoke",
+        "--param",
+        "depth=8",
+        "--out",
+        str(out),
+        "--no-report",
+        "--impl",
+        "backprop",
+        "--impl",
+        f"{sub}:SlowOnce",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctbench", *args],
+        env={**env, "SLOW_MARKER": str(marker)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    journal = None
+    while time.time() < deadline:
+        found = list((out / ".partial").glob("*.jsonl")) if (out / ".partial").exists() else []
+        if found and len(found[0].read_text().splitlines()) >= 2:  # header + the first finished case
+            journal = found[0]
+            break
+        time.sleep(0.5)
+    assert journal is not None, "the first case never finished"
+    proc.send_signal(signal.SIGINT)
+    text = proc.communicate(timeout=60)[0]
+    assert "resume" in text
+    assert not list(out.glob("*.json")), "an interrupted run must not write a run file"
+
+    marker.unlink()
+    result = ctbench(args, {**env, "SLOW_MARKER": str(marker)}, timeout=200)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 of 2 cases already done" in result.stdout
+    runs, _ = load_runs([out])
+    assert [c["impl"] for c in runs[0]["cases"]] == ["backprop", "slow_once"]
+    assert not journal.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--task", "nope"], "valid tasks: adjoint_resnet"),
+        (["run", "--task", "adjoint_resnet", "--scale", "huge"], "valid: smoke, small, full"),
+        (["run", "--task", "adjoint_resnet", "--param", "width=3"], "valid: depth"),
+        (["run", "--task", "adjoint_resnet", "--impl", "magic"], "references: adjoint_euler"),
+    ],
+)
+def test_usage_errors_list_valid_choices(args, message, env):
+    result = ctbench(args, env, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_submission_missing_a_method_is_named(write_module, env):
+    sub = write_module(
+        "incomplete.py",
+        """
+        from ctbench import Manifest
+        class Incomplete:
+            manifest = Manifest(name="incomplete")
+        class NoManifest:
+            def forward(self, stage, x):
+                return x
+    """,
+    )
+    result = ctbench(["run", "--task", "adjoint_resnet", "--impl", f"{sub}:Incomplete"], env, timeout=60)
+    assert result.returncode == 2 and "missing forward" in result.stderr
+    result = ctbench(["run", "--task", "adjoint_resnet", "--impl", f"{sub}:NoManifest"], env, timeout=60)
+    assert result.returncode == 2 and "missing manifest" in result.stderr
+
+
+def test_show_and_compare(tmp_path, env):
+    out = tmp_path / "out"
+    args = [
+        "run",
+        "--task",
+        "adjoint_resnet",
+        "--scale",
+        "smoke",
+        "--param",
+        "depth=8",
+        "--out",
+        str(out),
+        "--no-report",
+        "--impl",
+        "backprop",
+        "--impl",
+        "adjoint_euler",
+    ]
+    first = ctbench(args, env, timeout=200)
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = ctbench(args, env, timeout=200)
+    assert second.returncode == 0
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 2, "a second run writes a second file, never over the first"
+    shown = ctbench(["show", str(out)], env, timeout=60)
+    assert shown.returncode == 0 and "adjoint_euler" in shown.stdout and "test_accuracy" in shown.stdout
+    compared = ctbench(["compare", str(files[0]), str(files[1])], env, timeout=60)
+    assert compared.returncode == 0
+    assert "step_time_s" in compared.stdout
+    assert any(v in compared.stdout for v in ("within noise", "better", "worse"))
+    doc = json.loads(files[0].read_text())
+    assert doc["env"]["torch"] and doc["env"]["cpu_cores"] >= 1
