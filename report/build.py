@@ -1,0 +1,167 @@
+"""``build_report``: run files -> static HTML pages, PNG plots and CSV tables in one folder.
+
+Pages: ``index.html`` (one leaderboard per task), ``task-<name>.html`` (summary, paper, the paper's numbers
+beside ours, plots, checks, failures), ``compare.html``, ``env.html`` (every run's environment record),
+``benchmarks.html`` (pytest-benchmark timings, link to the asv site), and ``leaderboard.csv`` / ``cases.csv``.
+Nothing is fetched from the network: the CSS and the sorting script are copied beside the pages.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ctbench import __version__
+from ctbench.env import hardware_label
+from ctbench.results import Skipped, load_runs
+from ctbench.table import METRIC, cases_frame, leaderboard
+from report import comparison, pybench
+from report.fmt import safe_url
+from report.plots import save_plots
+from report.site import Site
+from report.views import (
+    TaskMeta,
+    boards,
+    case_checks,
+    environments,
+    failures,
+    page_names,
+    paper_rows,
+    run_checks,
+    task_meta,
+)
+
+
+@dataclass
+class Built:
+    """What ``build_report`` wrote; ``index`` is None when no run file could be read (nothing written)."""
+
+    index: Path | None
+    skipped: list[Skipped]
+    problems: list[str] = field(default_factory=list)  # e.g. a task whose plotting raised
+
+
+def _records(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Case records per task, each with its run's id and hardware label (what ``Task.plots`` receives)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        hardware = hardware_label(run["env"])
+        for case in run["cases"]:
+            out.setdefault(case["task"], []).append({**case, "run_id": run["run_id"], "hardware": hardware})
+    return out
+
+
+def _status_counts(statuses: Iterable[str]) -> list[tuple[str, int]]:
+    counts = Counter(statuses)
+    return [(s, counts[s]) for s in ("ok", "invalid", "failed", "timeout") if counts[s]]
+
+
+def _runs_table(runs: Sequence[dict[str, Any]], links: dict[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    for run in sorted(runs, key=lambda r: r["created"], reverse=True):
+        label = hardware_label(run["env"])
+        rows.append(
+            {
+                "run_id": run["run_id"],
+                "created": run["created"],
+                "path": run.get("_path", ""),
+                "hardware": label,
+                "anchor": links[label],
+                "tasks": ", ".join(dict.fromkeys(c["task"] for c in run["cases"])),
+                "statuses": _status_counts(c["status"] for c in run["cases"]),
+            }
+        )
+    return rows
+
+
+def build_report(
+    inputs: Sequence[Path | str],
+    out_dir: Path | str,
+    pytest_benchmark: Path | None = None,
+    asv_url: str | None = None,
+    compare: Sequence[Path | str] | None = None,
+) -> Built:
+    """Build the report from the run files in ``inputs`` (files or folders) into ``out_dir``.
+
+    Unreadable files are skipped and listed (on the overview and in ``Built.skipped``). ``compare`` names two
+    runs (file paths or run ids) for the compare page, else the two newest runs sharing cases are compared.
+    """
+    runs, skipped = load_runs(inputs)
+    bench, bad_bench = pybench.load(pytest_benchmark)
+    skipped += [bad_bench] if bad_bench else []
+    if not runs:
+        return Built(None, skipped)
+    out_dir = Path(out_dir)
+    df = cases_frame(runs)
+    records = _records(runs)
+    links = {label: f"hw-{i}" for i, label in enumerate(sorted(set(df["hardware"])), 1)}
+    names = sorted(set(df["task"]))
+    pages = page_names(names)
+    metas: dict[str, TaskMeta] = {}
+    for name in names:
+        present = df.loc[df["task"] == name, [c for c in df if c.startswith(METRIC)]].dropna(
+            axis=1, how="all"
+        )
+        metas[name] = task_meta(name, pages[name], [c[len(METRIC) :] for c in present])
+    compared, more = comparison.build(runs, metas, compare)
+    skipped += more
+
+    site = Site(
+        out_dir,
+        {
+            "tasks": list(metas.values()),
+            "asv_url": safe_url(asv_url),
+            "asv_given": asv_url or "",
+            "skipped": skipped,
+            "version": __version__,
+            "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    problems, sections, tables = [], [], []
+    for name in names:
+        meta, sub = metas[name], df[df["task"] == name]
+        board = leaderboard(sub, name)
+        tables.append(board)
+        section = {
+            "meta": meta,
+            "boards": boards(board, meta, links),
+            "counts": _status_counts(sub["status"]),
+        }
+        sections.append(section)
+        plots, plot_error = save_plots(meta.task, sub, records[name], site.add) if meta.task else ([], "")
+        if plot_error:
+            problems.append(f"{name}: plots: {plot_error}")
+        site.render(
+            "task.html.j2",
+            meta.page,
+            section=section,
+            plots=plots,
+            plot_error=plot_error,
+            paper=paper_rows(sub, meta),
+            run_checks=run_checks(runs, name),
+            case_checks=case_checks(records[name]),
+            failures=failures(records[name]),
+        )
+    pd.concat(tables, ignore_index=True).to_csv(site.add("leaderboard.csv"), index=False)
+    df.to_csv(site.add("cases.csv"), index=False)
+    if compared.frame is not None:
+        compared.frame.to_csv(site.add("compare.csv"), index=False)
+    site.render("compare.html.j2", "compare.html", cmp=compared)
+    site.render("env.html.j2", "env.html", sections=environments(runs, links))
+    site.render("benchmarks.html.j2", "benchmarks.html", bench=bench, bench_skipped=bad_bench)
+    index = site.render(
+        "index.html.j2",
+        "index.html",
+        sections=sections,
+        runs=_runs_table(runs, links),
+        totals=_status_counts(df["status"]),
+        n_cases=len(df),
+    )
+    site.finish()
+    return Built(index, skipped, problems)

@@ -1,0 +1,323 @@
+"""What the templates show, computed from the run documents and ``ctbench.table``'s frames.
+
+Everything here turns pandas frames and run records into plain rows (dicts and dataclasses) with their display
+text already formatted; the templates only lay them out (and escape them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ctbench.env import hardware_label
+from ctbench.registry import tasks
+from ctbench.table import GROUP, METRIC, params_label
+from ctbench.task import Task
+from report.fmt import header_unit, is_missing, number, safe_url, slug
+
+SCALE_ORDER = {"smoke": 0, "small": 1, "full": 2}
+KEYS = [c for c in GROUP if c != "task"]  # what tells one board of a task from another
+
+
+def natural(text: Any) -> tuple:
+    """Sort key that puts ``depth=16`` before ``depth=128``."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(text)))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metric column: its unit, which way is better ("high", "low" or ""), whether it ranks the board."""
+
+    name: str
+    unit: str
+    better: str
+    primary: bool
+    description: str
+
+    @property
+    def unit_label(self) -> str:
+        return header_unit(self.unit)
+
+
+@dataclass
+class TaskMeta:
+    """A task as the pages need it; ``task`` is None for a task this install does not know."""
+
+    name: str
+    page: str
+    task: Task | None
+    columns: dict[str, Column] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> str | None:
+        return self.task.primary_metric if self.task else None
+
+
+def task_meta(name: str, page: str, metric_names: Sequence[str]) -> TaskMeta:
+    """Columns in the task's declared order, then metrics the task does not declare (from older versions)."""
+    task = tasks().get(name)
+    declared = dict(task.metrics) if task else {}
+    columns = {}
+    for metric in [*declared, *sorted(set(metric_names) - set(declared))]:
+        spec = declared.get(metric)
+        direction = spec.higher_is_better if spec else None
+        columns[metric] = Column(
+            metric,
+            spec.unit if spec else "",
+            "" if direction is None else ("high" if direction else "low"),
+            task is not None and metric == task.primary_metric,
+            spec.description if spec else "not declared by this version of the task",
+        )
+    return TaskMeta(name, page, task, columns)
+
+
+def page_names(names: Sequence[str]) -> dict[str, str]:
+    """A distinct, file-name-safe page for each task name."""
+    pages: dict[str, str] = {}
+    for name in names:
+        base, i = f"task-{slug(name)}", 1
+        page = f"{base}.html"
+        while page in pages.values():
+            i += 1
+            page = f"{base}-{i}.html"
+        pages[name] = page
+    return pages
+
+
+@dataclass
+class Board:
+    """One ranked group: same task, dataset, scale, params (and hardware, when the table groups by it)."""
+
+    caption: list[tuple[str, str, str]]  # (label, value, anchor on the environment page)
+    columns: list[Column]
+    rows: list[dict[str, Any]]
+    unranked: str  # why no row has a rank, or "" when ranked
+    show_hardware: bool  # a column for it, when the table does not group by hardware
+
+
+def _cell(value: Any, column: Column) -> dict[str, Any]:
+    return {"text": number(value, column.unit), "sort": "" if is_missing(value) else repr(float(value))}
+
+
+def _group_key(key: tuple) -> tuple:
+    """Scale first (smoke, small, full), then the other keys in natural order."""
+    named = dict(zip(KEYS, key, strict=True))
+    return (SCALE_ORDER.get(named.get("scale"), 9), *(natural(v) for k, v in named.items() if k != "scale"))
+
+
+def boards(board: pd.DataFrame, meta: TaskMeta, hardware_links: Mapping[str, str]) -> list[Board]:
+    """``ctbench.table.leaderboard``'s frame cut into one board per group, smoke before small, depth 16
+    before 128."""
+    out = []
+    grouped = sorted(board.groupby(KEYS, sort=False, dropna=False), key=lambda kv: _group_key(kv[0]))
+    for key, group in grouped:
+        present = [
+            c
+            for c in meta.columns.values()
+            if METRIC + c.name in group and group[METRIC + c.name].notna().any()
+        ]
+        caption = [
+            (k, str(v), hardware_links.get(str(v), "") if k == "hardware" else "")
+            for k, v in zip(KEYS, key, strict=True)
+        ]
+        rows = []
+        for r in group.to_dict("records"):
+            rows.append(
+                {
+                    "rank": "—" if is_missing(r["rank"]) else f"{int(r['rank'])}",
+                    "rank_sort": "" if is_missing(r["rank"]) else str(int(r["rank"])),
+                    "impl": r["impl"],
+                    "url": safe_url(r.get("url")),
+                    "submission": r["submission"],
+                    "reference": r["submission"] == "reference",
+                    "seeds": int(r["seeds"]),
+                    "status": r["status"],
+                    "reason": r.get("reason") or "",
+                    "hardware": r.get("hardware", ""),
+                    "hardware_link": hardware_links.get(r.get("hardware", ""), ""),
+                    "cells": [_cell(r.get(METRIC + c.name), c) for c in present],
+                }
+            )
+        if any(row["rank_sort"] for row in rows):
+            unranked = ""
+        elif meta.task is None:
+            unranked = "not ranked: unknown task"
+        elif all(row["status"] != "ok" for row in rows):
+            unranked = "not ranked: no case ended ok"
+        else:
+            unranked = f"not ranked: no {meta.primary} in this group"
+        out.append(Board(caption, present, rows, unranked, "hardware" not in KEYS))
+    return out
+
+
+def _scope(scope: Mapping[str, Any]) -> str:
+    return params_label(dict(scope))
+
+
+def _check_row(name: str, check: Mapping[str, Any], **where: Any) -> dict[str, Any]:
+    return {
+        **where,
+        "name": name,
+        "value": number(check.get("value")),
+        "threshold": number(check.get("threshold")),
+        "passed": bool(check.get("passed")),
+        "description": check.get("description") or "",
+    }
+
+
+def run_checks(runs: Sequence[Mapping[str, Any]], task: str) -> list[dict[str, Any]]:
+    """Checks across cases recorded at run level (e.g. memory flat in depth), failing ones first."""
+    rows = [
+        _check_row(c["name"], c, run_id=run["run_id"], scope=_scope(c.get("scope", {})))
+        for run in runs
+        for c in run.get("checks", [])
+        if isinstance(c, dict) and c.get("task") == task and "name" in c
+    ]
+    return sorted(rows, key=lambda r: r["passed"])
+
+
+def case_checks(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every per-case check with its value, threshold and outcome, failing ones first."""
+    rows = [
+        _check_row(
+            name,
+            check,
+            run_id=r["run_id"],
+            impl=r["impl"],
+            submission=r["submission"],
+            case=f"{r['scale']} · {r['dataset']} · {params_label(r['params'])} · seed {r['seed']}",
+        )
+        for r in records
+        for name, check in r["checks"].items()
+    ]
+    return sorted(rows, key=lambda r: r["passed"])
+
+
+def failures(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Cases that did not end ok, with their full error text."""
+    return [
+        {
+            "run_id": r["run_id"],
+            "impl": r["impl"],
+            "submission": r["submission"],
+            "case": f"{r['scale']} · {r['dataset']} · {params_label(r['params'])} · seed {r['seed']}",
+            "status": r["status"],
+            "error": (r.get("error") or "").strip() or "(no error recorded)",
+        }
+        for r in records
+        if r["status"] != "ok"
+    ]
+
+
+def paper_rows(df: pd.DataFrame, meta: TaskMeta) -> list[dict[str, Any]]:
+    """The paper's numbers, each beside ours for the same implementation and metric.
+
+    Ours are medians over seeds per (dataset, scale, params); the ones on the paper's dataset come first,
+    others are flagged as not comparable.
+    """
+    if meta.task is None:
+        return []
+    ok = df[df["status"] == "ok"]
+    rows = []
+    for pn in meta.task.paper_numbers:
+        column = meta.columns.get(pn.metric) or Column(pn.metric, "", "", False, "")
+        col = METRIC + pn.metric
+        ours = []
+        if col in ok:
+            sub = ok[(ok["impl"] == pn.impl) & ok[col].notna()]
+            med = sub.groupby(["dataset", "scale", "params"])[col].median().reset_index()
+            for r in med.to_dict("records"):
+                ours.append(
+                    {
+                        "text": number(r[col], column.unit),
+                        "where": f"{r['dataset']} · {r['scale']} · {r['params']}",
+                        "comparable": r["dataset"] == pn.dataset,
+                        "order": (
+                            r["dataset"] != pn.dataset,
+                            -SCALE_ORDER.get(r["scale"], -1),
+                            natural(r["params"]),
+                        ),
+                    }
+                )
+        ours.sort(key=lambda o: o["order"])
+        rows.append(
+            {
+                "metric": pn.metric,
+                "unit": column.unit_label,
+                "impl": pn.impl,
+                "dataset": pn.dataset,
+                "paper": number(pn.value, column.unit),
+                "source": pn.source,
+                "note": pn.note,
+                "ours": ours,
+            }
+        )
+    return rows
+
+
+ENV_FIELDS = (
+    ("ctbench", "ctbench"),
+    ("git_commit", "git commit"),
+    ("git_dirty", "uncommitted changes"),
+    ("python", "Python"),
+    ("torch", "torch"),
+    ("cuda", "CUDA"),
+    ("cudnn", "cuDNN"),
+    ("cuda_available", "CUDA available"),
+    ("cpu", "CPU"),
+    ("cpu_cores", "CPU cores"),
+    ("torch_threads", "torch threads"),
+    ("ram_bytes", "RAM"),
+    ("platform", "platform"),
+    ("hostname", "host"),
+)
+
+
+def _env_value(key: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if key == "ram_bytes" and isinstance(value, (int, float)):
+        return number(value, "bytes")
+    if key == "gpus":
+        gpus = [
+            f"{g.get('name', '?')} (driver {g.get('driver', '?')}, {number(g.get('memory_bytes'), 'bytes')})"
+            for g in value
+            if isinstance(g, dict)
+        ]
+        return "; ".join(gpus) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none set"
+    return str(value)
+
+
+def environments(
+    runs: Sequence[Mapping[str, Any]], hardware_links: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Every run's env record, grouped by the hardware label the leaderboards link to."""
+    sections: dict[str, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: r["created"], reverse=True):
+        env, label = run["env"], hardware_label(run["env"])
+        section = sections.setdefault(label, {"label": label, "anchor": hardware_links[label], "runs": []})
+        known = [(title, _env_value(key, env.get(key))) for key, title in ENV_FIELDS]
+        known.insert(7, ("GPUs", _env_value("gpus", env.get("gpus") or [])))
+        known.append(("thread settings", _env_value("env_vars", env.get("env_vars") or {})))
+        named = {k for k, _ in ENV_FIELDS} | {"gpus", "env_vars"}
+        extra = [(k, _env_value(k, v)) for k, v in env.items() if k not in named]
+        settings = run.get("settings") or {}
+        section["runs"].append(
+            {
+                "run_id": run["run_id"],
+                "created": run["created"],
+                "path": run.get("_path", ""),
+                "cases": len(run["cases"]),
+                "settings": ", ".join(f"{k}={v}" for k, v in settings.items())
+                if isinstance(settings, dict)
+                else "",
+                "fields": known + extra,
+            }
+        )
+    return list(sections.values())

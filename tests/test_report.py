@@ -1,0 +1,453 @@
+"""The HTML report: pages, escaping, skipped files, CSV, ranking groups, failed rows, compare, benchmarks.
+
+The run documents below are test fixtures written here (valid against ``ctbench.results.validate``); they
+name the real ``adjoint_resnet`` task so its metrics, units and plots are used, plus a task this install does
+not know.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from html import escape as html_escape
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from ctbench.results import SCHEMA, validate
+from report import Built, build_report
+from report.fmt import number, safe_url
+
+INJECTION = "<script>alert(1)</script>"
+CPU_ENV = {
+    "ctbench": "0.1.0",
+    "git_commit": "0123456789abcdef",
+    "git_dirty": False,
+    "python": "3.11.7",
+    "torch": "2.13.0",
+    "cuda": None,
+    "cudnn": None,
+    "cuda_available": False,
+    "gpus": [],
+    "cpu": "Test CPU",
+    "cpu_cores": 2,
+    "torch_threads": 2,
+    "ram_bytes": 24 * 2**30,
+    "env_vars": {"OMP_NUM_THREADS": "1"},
+}
+GPU_ENV = {
+    **CPU_ENV,
+    "cuda": "12.4",
+    "cuda_available": True,
+    "gpus": [{"name": "Test GPU", "driver": "550.1", "memory_bytes": 2**35}],
+}
+METHODS = ("backprop", "checkpoint", "adjoint_euler", "adjoint_heun", "torchdiffeq")
+
+
+def case(
+    impl: str,
+    depth: int,
+    *,
+    scale: str = "smoke",
+    dataset: str = "synthetic-cifar10-shape",
+    seed: int = 0,
+    submission: str = "reference",
+    status: str = "ok",
+    error: str | None = None,
+    url: str = "",
+    task: str = "adjoint_resnet",
+    accuracy: float = 0.8,
+    time_s: float = 0.1,
+    **metrics: float,
+) -> dict[str, Any]:
+    """A case record as the worker writes it; memory grows with depth for backprop, flat for the adjoints."""
+    memory_free = impl.startswith("adjoint") or submission != "reference"
+    values = {
+        "test_accuracy": accuracy,
+        "step_peak_memory_bytes": 2e7 * (1 if memory_free else depth / 8),
+        "step_time_s": time_s * depth / 8,
+        "throughput_samples_s": 320.0 / time_s,
+        "grad_rel_error": 0.1 / depth,
+        **metrics,
+    }
+    return {
+        "task": task,
+        "impl": impl,
+        "submission": submission,
+        "impl_spec": f"reference_impls.{task}.{impl}:X",
+        "manifest": {"name": impl, "authors": ["A. Author"], "url": url},
+        "scale": scale,
+        "params": {"depth": depth},
+        "seed": seed,
+        "dataset": dataset,
+        "status": status,
+        "metrics": {} if status == "failed" else values,
+        "checks": {
+            "loss_finite": {"value": 1.0, "threshold": 1.0, "passed": status == "ok", "description": "loss"}
+        },
+        "series": {},
+        "spread": {"step_time_s": 0.002},
+        "error": error,
+    }
+
+
+RUN_CHECKS = [
+    {
+        "task": "adjoint_resnet",
+        "name": "memory_flat_in_depth",
+        "scope": {"impl": "adjoint_euler"},
+        "value": 0.02,
+        "threshold": 0.15,
+        "passed": True,
+        "description": "step memory growth",
+    },
+    {
+        "task": "adjoint_resnet",
+        "name": "heun_error_below_euler",
+        "scope": {"depth": 8},
+        "value": 1.3,
+        "threshold": 1.0,
+        "passed": False,
+        "description": "heun / euler",
+    },
+]
+
+
+def run_doc(
+    run_id: str,
+    created: str,
+    cases: list[dict[str, Any]],
+    env: dict[str, Any] = CPU_ENV,
+    checks: list[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    doc = {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "created": created,
+        "env": copy.deepcopy(env),
+        "settings": {"device": "cpu", "data_root": "/data"},
+        "cases": cases,
+        "checks": list(checks),
+    }
+    return validate(doc)
+
+
+def smoke_cases(accuracy_shift: float = 0.0, time_scale: float = 1.0) -> list[dict[str, Any]]:
+    cases = [
+        case(
+            impl,
+            depth,
+            accuracy=0.70 + 0.04 * i + (accuracy_shift if impl == "adjoint_heun" else 0.0),
+            time_s=0.1 * (time_scale if impl == "backprop" else 1.0),
+        )
+        for i, impl in enumerate(METHODS)
+        for depth in (8, 64)
+    ]
+    cases.append(case(INJECTION, 8, submission=INJECTION, url="javascript:alert(2)", accuracy=0.99))
+    cases.append(
+        case(
+            "nan_method",
+            8,
+            submission="team-x",
+            status="failed",
+            accuracy=0.999,
+            error=f"non-finite metric(s): test_accuracy {INJECTION}",
+        )
+    )
+    cases.append(
+        case("sloppy", 8, submission="team-y", status="invalid", accuracy=0.999, error="did not converge")
+    )
+    return cases
+
+
+def write_results(folder: Path) -> dict[str, Path]:
+    """Two comparable smoke runs, a small-scale run on a GPU, a run of an unknown task, two bad files, and a
+    pytest-benchmark JSON beside the results folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    docs = {
+        "old": run_doc(
+            "20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", smoke_cases(), checks=RUN_CHECKS
+        ),
+        # heun's accuracy up by 0.1 (better), backprop 3x slower (worse), the rest unchanged (within noise)
+        "new": run_doc(
+            "20250102T000000Z-aaaa", "2025-01-02T00:00:00+00:00", smoke_cases(0.1, 3.0), checks=RUN_CHECKS
+        ),
+        "gpu": run_doc(
+            "20250103T000000Z-bbbb",
+            "2025-01-03T00:00:00+00:00",
+            [
+                case(m, 8, scale="small", dataset="cifar10", accuracy=0.9 - 0.01 * i)
+                for i, m in enumerate(METHODS)
+            ],
+            env=GPU_ENV,
+        ),
+        "unknown": run_doc(
+            "20241231T000000Z-cccc",
+            "2024-12-31T00:00:00+00:00",
+            [case("solver", 1, task="not_a_task_here", accuracy=0.5)],
+        ),
+    }
+    paths = {}
+    for name, doc in docs.items():
+        paths[name] = folder / f"{doc['run_id']}.json"
+        paths[name].write_text(json.dumps(doc))
+    paths["bench"] = folder.parent / "pytest-benchmark.json"
+    stats = {
+        "min": 0.01,
+        "max": 0.03,
+        "mean": 0.02,
+        "stddev": 0.005,
+        "rounds": 3,
+        "median": 0.02,
+        "iqr": 0.004,
+    }
+    paths["bench"].write_text(
+        json.dumps(
+            {
+                "machine_info": {"python_version": "3.11.7", "cpu": {"brand_raw": "Test CPU", "count": 2}},
+                "commit_info": {"id": "abc", "dirty": True},
+                "datetime": "2025-01-01T00:00:00",
+                "version": "5.1.0",
+                "benchmarks": [
+                    {
+                        "group": "adjoint_resnet",
+                        "name": f"test_hot_step[{m}]",
+                        "params": {"impl": m},
+                        "stats": {**stats, "median": 0.02 * (i + 1)},
+                    }
+                    for i, m in enumerate([*METHODS, INJECTION])
+                ],
+            }
+        )
+    )
+    paths["corrupt"] = folder / "corrupt.json"
+    paths["corrupt"].write_text('{"schema": "ctbench.run/1", "run_id": ')
+    paths["newer"] = folder / "newer.json"
+    paths["newer"].write_text(json.dumps({**docs["old"], "schema": "ctbench.run/99"}))
+    return paths
+
+
+@functools.cache
+def fixture_site(root: Path) -> tuple[Path, Built, dict[str, Path]]:
+    """The report over ``write_results``, built once per session (the browser tests drive the same pages)."""
+    paths = write_results(root / "results")
+    built = build_report([root / "results"], root / "site", pytest_benchmark=paths["bench"])
+    return root / "site", built, paths
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> tuple[Path, Built, dict[str, Path]]:
+    return fixture_site(tmp_path_factory.getbasetemp() / "report")
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """For tests about something else: skip drawing the task's figures (seconds each on 2 cores)."""
+    monkeypatch.setattr("report.build.save_plots", lambda *args: ([], ""))
+
+
+def html(site_dir: Path, name: str) -> str:
+    return (site_dir / name).read_text()
+
+
+def test_builds_every_page_and_lists_skipped_files(site):
+    site_dir, built, paths = site
+    assert built.index == site_dir / "index.html"
+    for page in (
+        "index.html",
+        "task-adjoint_resnet.html",
+        "task-not_a_task_here.html",
+        "compare.html",
+        "env.html",
+        "benchmarks.html",
+        "leaderboard.csv",
+        "cases.csv",
+        "static/report.css",
+        "static/sort.js",
+    ):
+        assert (site_dir / page).is_file(), page
+    reasons = {Path(s.path).name: s.reason for s in built.skipped}
+    assert set(reasons) == {"corrupt.json", "newer.json"}
+    assert "not valid JSON" in reasons["corrupt.json"]
+    assert "newer" in reasons["newer.json"]
+    index = html(site_dir, "index.html")
+    for s in built.skipped:
+        assert html_escape(s.path) in index and html_escape(s.reason.removeprefix(f"{s.path}: ")) in index
+
+
+def test_no_readable_run_means_no_report(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    built = build_report([empty], tmp_path / "site")
+    assert built.index is None and built.skipped == []
+    paths = write_results(tmp_path / "results")
+    built = build_report([paths["corrupt"], paths["newer"]], tmp_path / "site")
+    assert built.index is None and len(built.skipped) == 2
+    assert not (tmp_path / "site").exists()
+
+
+def test_strings_from_results_are_escaped(site):
+    site_dir, _, _ = site
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    for page in site_dir.glob("*.html"):
+        text = page.read_text()
+        assert INJECTION not in text, page.name
+        assert "javascript:" not in text, page.name  # a manifest URL that is not http(s) is never a link
+    assert escaped in html(site_dir, "index.html")
+    assert escaped in html(site_dir, "task-adjoint_resnet.html")  # the failed case's error text
+    assert re.findall(r"<script[^>]*>", html(site_dir, "index.html")) == [
+        '<script src="static/sort.js" defer>'
+    ]
+    assert safe_url("javascript:alert(1)") == "" and safe_url("https://x.org") == "https://x.org"
+
+
+def test_csv_is_the_aggregated_table(site):
+    site_dir, _, _ = site
+    board = pd.read_csv(site_dir / "leaderboard.csv")
+    cases = pd.read_csv(site_dir / "cases.csv")
+    assert len(cases) == 2 * len(smoke_cases()) + len(METHODS) + 1
+    ar = board[board["task"] == "adjoint_resnet"]
+    # the two smoke runs share hardware and cases: one row per implementation and depth, seeds merged
+    smoke8 = ar[(ar["scale"] == "smoke") & (ar["params"] == "depth=8")]
+    assert sorted(smoke8["impl"]) == sorted([*METHODS, INJECTION, "nan_method", "sloppy"])
+    heun = smoke8[smoke8["impl"] == "adjoint_heun"]["metric.test_accuracy"].item()
+    assert heun == pytest.approx(0.82 + 0.05)  # median of 0.82 (old run) and 0.92 (new run)
+
+
+def test_ranks_never_cross_datasets_scales_or_hardware(site):
+    site_dir, _, _ = site
+    board = pd.read_csv(site_dir / "leaderboard.csv")
+    ar = board[(board["task"] == "adjoint_resnet") & board["rank"].notna()]
+    for _, group in ar.groupby(["scale", "dataset", "params", "hardware"]):
+        assert sorted(group["rank"]) == list(range(1, len(group) + 1))
+    small = ar[ar["scale"] == "small"]
+    assert small.sort_values("rank")["impl"].tolist() == list(METHODS)  # accuracy 0.9, 0.89, ...
+    assert set(small["hardware"]) == {"Test GPU (driver 550.1)"}
+    # the submission tops its own group only: the small-scale group is ranked on its own
+    top = ar[ar["rank"] == 1]
+    assert set(top["impl"]) == {INJECTION, "adjoint_heun", "backprop"}
+
+
+def test_failed_and_invalid_rows_are_shown_unranked(site):
+    site_dir, _, _ = site
+    board = pd.read_csv(site_dir / "leaderboard.csv")
+    bad = board[board["impl"].isin(["nan_method", "sloppy"])]
+    assert set(bad["status"]) == {"failed", "invalid"}
+    assert bad["rank"].isna().all()
+    assert "did not converge" in set(bad["reason"])
+    index = html(site_dir, "index.html")
+    row = re.search(
+        r'<tr class="sub bad">\s*<td class="rank" data-v="">—</td>\s*<td class="impl">nan_method', index
+    )
+    assert row, "failed row greyed (class bad) with no rank"
+
+
+def test_unknown_task_rows_shown_without_plots(site):
+    site_dir, built, _ = site
+    page = html(site_dir, "task-not_a_task_here.html")
+    assert "does not know the task" in page and "solver" in page and "<img" not in page
+    assert "solver" in html(site_dir, "index.html")
+    assert built.problems == []
+
+
+def test_task_page_has_paper_plots_and_checks(site):
+    site_dir, _, _ = site
+    page = html(site_dir, "task-adjoint_resnet.html")
+    images = re.findall(r'<img src="(plots/[^"]+\.png)"', page)
+    assert images and all((site_dir / src).stat().st_size > 1000 for src in images)
+    assert "https://arxiv.org/abs/2205.14612" in page
+    assert "memory_flat_in_depth" in page and "heun_error_below_euler" in page
+    assert "loss_finite" in page and "0.15" in page
+
+
+def test_compare_picks_the_two_newest_runs_sharing_cases(site):
+    site_dir, _, paths = site
+    page = html(site_dir, "compare.html")
+    assert "20250101T000000Z-aaaa" in page and "20250102T000000Z-aaaa" in page
+    assert "20250103T000000Z-bbbb" not in page  # newest run, but shares no case
+    changes = pd.read_csv(site_dir / "compare.csv")
+    verdict = changes.set_index(["impl", "params", "metric"])["verdict"]
+    assert verdict["adjoint_heun", "depth=8", "test_accuracy"] == "better"
+    assert verdict["backprop", "depth=8", "step_time_s"] == "worse"
+    assert verdict["checkpoint", "depth=8", "step_time_s"] == "within noise"
+
+
+def test_compare_named_runs_and_unreadable_ones(tmp_path, site, no_plots):
+    _, _, paths = site
+    built = build_report([paths["old"], paths["gpu"]], tmp_path / "a", compare=[paths["old"], paths["gpu"]])
+    page = html(tmp_path / "a", "compare.html")
+    assert "different hardware" in page and "Cases in only one run" in page
+    built = build_report([paths["old"]], tmp_path / "b", compare=[paths["old"], paths["corrupt"]])
+    assert [Path(s.path).name for s in built.skipped] == ["corrupt.json"]
+    assert "not valid JSON" in html(tmp_path / "b", "compare.html")
+
+
+def test_pytest_benchmark_table_and_asv_link(tmp_path, site, no_plots):
+    _, _, paths = site
+    built = build_report(
+        [paths["old"]], tmp_path / "site", pytest_benchmark=paths["bench"], asv_url="https://asv.example/"
+    )
+    page = html(tmp_path / "site", "benchmarks.html")
+    assert built.skipped == [] and "20 ms" in page and "impl=adjoint_heun" in page and INJECTION not in page
+    assert '<a href="https://asv.example/"' in page
+    build_report([paths["old"]], tmp_path / "site2", asv_url="javascript:alert(1)")
+    assert "javascript:" in html(tmp_path / "site2", "benchmarks.html")  # shown as text only
+    assert 'href="javascript:' not in html(tmp_path / "site2", "benchmarks.html")
+
+
+def test_unreadable_pytest_benchmark_json_is_skipped(tmp_path, site, no_plots):
+    _, _, paths = site
+    for bad in (tmp_path / "missing.json", paths["corrupt"], paths["old"]):
+        built = build_report([paths["old"]], tmp_path / "site", pytest_benchmark=bad)
+        assert [s.path for s in built.skipped] == [str(bad)]
+        assert "could not be read" in html(tmp_path / "site", "benchmarks.html")
+
+
+def test_rebuild_removes_pages_it_wrote_before(tmp_path, site, no_plots):
+    _, _, paths = site
+    out = tmp_path / "site"
+    (tmp_path / "site").mkdir()
+    (out / "mine.txt").write_text("not the report's")
+    build_report([paths["old"], paths["unknown"]], out)
+    assert (out / "task-not_a_task_here.html").exists()
+    build_report([paths["old"]], out)
+    assert not (out / "task-not_a_task_here.html").exists()
+    assert (out / "mine.txt").exists() and (out / "task-adjoint_resnet.html").exists()
+
+
+@pytest.mark.parametrize(
+    "value, unit, text",
+    [
+        (3 * 2**20, "bytes", "3 MiB"),
+        (0.0123, "s", "12.3 ms"),
+        (0.8125, "fraction", "81.25%"),
+        (1.23456e-5, "", "1.235e-05"),
+        (float("nan"), "s", "—"),
+    ],
+)
+def test_number_format(value, unit, text):
+    assert number(value, unit) == text
+
+
+def test_paper_numbers_beside_ours_on_the_same_data_first(site):
+    from types import SimpleNamespace
+
+    from ctbench import PaperNumber
+    from ctbench.results import load_runs
+    from ctbench.table import cases_frame
+    from report.views import paper_rows, task_meta
+
+    _, _, paths = site
+    runs, _ = load_runs([paths["old"], paths["gpu"]])
+    meta = task_meta("adjoint_resnet", "task-adjoint_resnet.html", [])
+    meta.task = SimpleNamespace(
+        paper_numbers=[PaperNumber("test_accuracy", 0.93, "backprop", "cifar10", "Table 1", "ResNet-101")]
+    )
+    (row,) = paper_rows(cases_frame(runs), meta)
+    assert (row["paper"], row["source"], row["note"]) == ("93%", "Table 1", "ResNet-101")
+    ours = [(o["text"], o["comparable"]) for o in row["ours"]]
+    assert ours == [("90%", True), ("70%", False), ("70%", False)]  # cifar10 (small) first, then synthetic

@@ -1,0 +1,181 @@
+"""The report in headless Chromium (Debian's ``/usr/bin/chromium`` through Python playwright).
+
+Each page loads from file:// with no console error; task pages show their leaderboards and plots that decode;
+sorting a column reorders the rows; the compare page shows verdicts; the injection string renders as text and
+never runs. A screenshot of every page is kept under the test's output folder (and copied to
+``.ci/out/screenshots/`` when ``CTBENCH_SCREENSHOTS`` is set).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from test_report import INJECTION, fixture_site
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = (
+    "index.html",
+    "task-adjoint_resnet.html",
+    "task-not_a_task_here.html",
+    "compare.html",
+    "env.html",
+    "benchmarks.html",
+)
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def site_dir(tmp_path_factory) -> Path:
+    return fixture_site(tmp_path_factory.getbasetemp() / "report")[0]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page recording console errors, uncaught exceptions and dialogs (an alert means injection)."""
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    page = context.new_page()
+    page.problems = []
+    page.on("console", lambda m: m.type == "error" and page.problems.append(f"console: {m.text}"))
+    page.on("pageerror", lambda e: page.problems.append(f"pageerror: {e}"))
+    page.on("requestfailed", lambda r: page.problems.append(f"request failed: {r.url}"))
+    page.on("dialog", lambda d: (page.problems.append(f"dialog: {d.message}"), d.dismiss()))
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("screenshots")
+    yield out
+    if os.environ.get("CTBENCH_SCREENSHOTS"):
+        dest = REPO / ".ci" / "out" / "screenshots"
+        dest.mkdir(parents=True, exist_ok=True)
+        for png in out.glob("*.png"):
+            shutil.copyfile(png, dest / png.name)
+
+
+def open_page(page, site_dir: Path, name: str, shots: Path):
+    page.goto((site_dir / name).as_uri())
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(shots / f"{Path(name).stem}.png"), full_page=True)
+    return page
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_loads_without_errors(page, site_dir, shots, name):
+    open_page(page, site_dir, name, shots)
+    assert page.title().endswith("ctbench report")
+    assert page.locator("header.top nav a").count() >= 5
+    assert page.problems == []
+
+
+def test_overview_and_injection_render_as_text(page, site_dir, shots):
+    open_page(page, site_dir, "index.html", shots)
+    assert page.locator("section.task").count() == 2
+    impl_cells = page.locator("td.impl").all_inner_texts()
+    assert any(INJECTION in text for text in impl_cells)
+    assert page.evaluate("document.querySelectorAll('main script').length") == 0
+    assert page.locator("#skipped li").count() == 2  # corrupt, newer schema
+    assert page.problems == []
+
+
+def test_task_pages_show_leaderboards_and_plots_that_decode(page, site_dir, shots):
+    open_page(page, site_dir, "task-adjoint_resnet.html", shots)
+    assert page.locator("#leaderboards table.lb").count() == 3
+    images = page.locator("#plots img")
+    assert images.count() >= 1
+    for i in range(images.count()):
+        assert images.nth(i).evaluate("img => img.decode().then(() => img.naturalWidth)") > 0, f"plot {i}"
+    open_page(page, site_dir, "task-not_a_task_here.html", shots)
+    assert page.locator("table.lb tbody tr").count() == 1 and page.locator("#plots img").count() == 0
+    assert page.problems == []
+
+
+def _column(board, index: int) -> list[float]:
+    return [
+        float(v)
+        for v in board.locator(f"tbody tr:not(.bad) td:nth-child({index + 1})").evaluate_all(
+            "cells => cells.map(c => c.dataset.v)"
+        )
+    ]
+
+
+def test_sorting_a_column(page, site_dir, shots):
+    open_page(page, site_dir, "task-adjoint_resnet.html", shots)
+    # smoke, depth 8: six ranked rows, two failed or invalid
+    board = page.locator("#leaderboards .board").filter(has_text="nan_method")
+    headers = board.locator("thead th").all_inner_texts()
+    index = next(i for i, h in enumerate(headers) if h.startswith("step_time_s"))
+    header = board.locator("thead th").nth(index)
+    header.locator("button").click()  # lower is better: best (smallest) first
+    times = _column(board, index)
+    assert times == sorted(times) and len(times) == 6
+    assert header.get_attribute("aria-sort") == "ascending"
+    header.locator("button").click()
+    assert _column(board, index) == sorted(times, reverse=True)
+    assert board.locator("tbody tr").last.get_attribute("class").endswith("bad")  # failed rows stay below
+    rank = board.locator("thead th").first
+    rank.locator("button").click()
+    assert _column(board, 0) == [1, 2, 3, 4, 5, 6]
+    assert page.problems == []
+
+
+def test_compare_page_shows_verdicts(page, site_dir, shots):
+    open_page(page, site_dir, "compare.html", shots)
+    verdicts = set(page.locator("#compare tbody td:last-child").all_inner_texts())
+    assert {"better", "worse", "within noise"} <= verdicts
+    noise_rows = page.locator("#compare tr.v-within-noise")
+    assert noise_rows.first.is_visible()
+    page.locator("#hide-noise").check()
+    assert not noise_rows.first.is_visible()
+    assert page.locator("#compare tr.v-worse").first.is_visible()
+    assert page.problems == []
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_pages_over_a_static_server(page, site_dir):
+    handler = functools.partial(QuietHandler, directory=str(site_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for name in ("index.html", "task-adjoint_resnet.html"):
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/{name}")
+            page.wait_for_load_state("load")
+        assert page.locator("#plots img").first.evaluate("img => img.naturalWidth > 0")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert page.problems == []
