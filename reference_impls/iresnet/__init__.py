@@ -1,0 +1,1 @@
+"""Reference log-determinant methods for invertible residual blocks (``iresnet``)."""

@@ -1,0 +1,45 @@
+"""What a log-determinant method for invertible residual blocks provides."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class ResidualLogDet(ABC):
+    """Log-determinant (and inverse) of a residual block f(x) = x + g(x) with Lip(g) < 1.
+
+    ``series`` says which bias check the protocol applies: ``"exact"`` (none is allowed), ``"truncated"`` (an
+    n-term power series: its bias within the series' bound) or ``"roulette"`` (unbiased). The protocol trains a
+    density with the method only if its log-det carries a gradient (it checks); otherwise it evaluates the
+    method's log-det and inverse on the untrained flow.
+    """
+
+    series: ClassVar[str] = "exact"
+
+    @abstractmethod
+    def forward(self, g: nn.Module, x: torch.Tensor, terms: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x + g(x), an estimate of log|det(I + J_g(x))| per sample, shape (N,)).
+
+        With gradients enabled (training) the estimate must be differentiable in g's parameters and in x; under
+        ``torch.no_grad()`` (evaluation) no graph needs to survive. ``terms`` is the series length: the
+        truncation length of a truncated series, the number of always-evaluated terms of a roulette one.
+        """
+
+    def inverse(self, g: nn.Module, y: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
+        """x with x + g(x) = y, by the Banach fixed-point iteration x_{k+1} = y - g(x_k) from x_0 = y
+        (Behrmann et al. 2019, Algorithm 1), stopped when every sample's step ||x_{k+1} - x_k|| is at most
+        tol (1 + ||y||), or after ``max_iter`` evaluations of g. It converges when Lip(g) < 1."""
+        scale = tol * (1 + y.flatten(1).norm(dim=1))
+        x = y
+        with torch.no_grad():
+            for _ in range(max_iter):
+                x_next = y - g(x)
+                done = bool(((x_next - x).flatten(1).norm(dim=1) <= scale).all())
+                x = x_next
+                if done:
+                    break
+        return x
