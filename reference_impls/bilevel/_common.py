@@ -1,0 +1,67 @@
+"""Pieces shared by the reference bilevel solvers: minibatch directions, step-size schedules, the two-loop scheme."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from suites.bilevel.interface import BilevelSolver, Directions
+from suites.bilevel.problem import BilevelProblem
+
+
+def minibatch_directions(problem: BilevelProblem, z: Tensor, v: Tensor, x: Tensor, i: Tensor, j: Tensor) -> Directions:
+    """Unbiased estimates at (z, v, x) from inner samples ``i`` and outer samples ``j`` (Dagreou et al. 2022):
+    D_z = d_z G_i, D_v = d2_zz G_i v + d_z F_j, D_x = d2_xz G_i v + d_x F_j."""
+    gz, hv, cross = problem.inner_oracles(z, x, v, i)
+    fz, fx = problem.outer_grad(z, x, j)
+    return Directions(gz, hv + fz, cross + fx)
+
+
+def schedule(step_size: float, t: int, exponent: float) -> float:
+    """step_size / t^exponent (t >= 1); exponent 0 is a constant step."""
+    return step_size / t**exponent
+
+
+class TwoLoop(BilevelSolver):
+    """Shared scheme of StocBiO and AmIGO: per outer iteration,
+    1. ``n_inner_steps`` SGD steps on z:              z <- z - rho d_z G_i(z, x),
+    2. ``n_v_steps`` SGD steps on the linear system:  v <- v - rho (d2_zz G_i(z, x) v + d_z F_j(z, x)),
+       with one outer batch j (from v = 0 this is the truncated Neumann series -rho sum_q (I - rho H)^q d_z F),
+    3. an outer step:                                 x <- x - gamma (d2_xz G_i(z, x) v + d_x F_j(z, x)),
+    with gamma = rho / outer_ratio. ``warm_start_v`` keeps v between outer iterations (AmIGO) or restarts it
+    from 0 (StocBiO)."""
+
+    warm_start_v: bool
+
+    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> None:
+        hp = self.hyperparameters(problem)
+        self.problem, self.batch_size = problem, batch_size
+        self.rho, self.gamma = hp["step_size"], hp["step_size"] / hp["outer_ratio"]
+        self.n_inner_steps, self.n_v_steps = hp["n_inner_steps"], hp["n_v_steps"]
+        self.gen = torch.Generator(problem.device).manual_seed(seed)
+        self.z, self.x = problem.z0.clone(), problem.x0.clone()
+        self.v = torch.zeros_like(self.z)
+
+    def _draw(self, which: str) -> Tensor:
+        return self.problem.draw(which, self.batch_size, self.gen)
+
+    def step(self) -> None:
+        p = self.problem
+        for _ in range(self.n_inner_steps):
+            self.z -= self.rho * p.inner_grad(self.z, self.x, self._draw("inner"))
+        fz, fx = p.outer_grad(self.z, self.x, self._draw("outer"))
+        if not self.warm_start_v:
+            self.v.zero_()
+        for _ in range(self.n_v_steps):
+            self.v -= self.rho * (p.inner_hvp(self.z, self.x, self.v, self._draw("inner")) + fz)
+        self.x -= self.gamma * (p.inner_cross(self.z, self.x, self.v, self._draw("inner")) + fx)
+
+    def directions(self, inner_idx: Tensor, outer_idx: Tensor) -> Directions:
+        """The directions of its SGD moves on z and v and of its outer move, at the current state."""
+        return minibatch_directions(self.problem, self.z, self.v, self.x, inner_idx, outer_idx)
+
+    def outer_variable(self) -> Tensor:
+        return self.x
+
+    def inner_variable(self) -> Tensor:
+        return self.z

@@ -1,0 +1,58 @@
+"""SOBA: StOchastic Bilevel Algorithm (Dagreou, Ablin, Vaiter, Moreau, NeurIPS 2022).
+
+z, v and x move together along unbiased minibatch estimates of the framework's directions D_z, D_v, D_x:
+    z <- z - rho_t D_z,   v <- v - rho_t D_v,   x <- x - gamma_t D_x,
+with decreasing steps rho_t = rho / t^(2/5), gamma_t = rho / (r t^(3/5)) (the schedule of the paper's analysis; r the
+outer ratio). Defaults: the paper's tuned values (IJCNN1: rho = 4; hyper-cleaning p = 0.5: rho = 3.16, r = 1e-3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ctbench import Manifest
+from reference_impls.bilevel._common import minibatch_directions, schedule
+from suites.bilevel.interface import BilevelSolver, Directions
+from suites.bilevel.problem import BilevelProblem
+
+
+class SOBA(BilevelSolver):
+    manifest = Manifest(
+        name="soba",
+        authors=("Mathieu Dagreou", "Pierre Ablin", "Samuel Vaiter", "Thomas Moreau"),
+        url="https://arxiv.org/abs/2201.13409",
+        description="single-loop SGD on (z, v, x), decreasing steps",
+    )
+    defaults = {
+        "quadratic": {"step_size": 0.1, "outer_ratio": 1.0},
+        "hyperparam": {"step_size": 4.0, "outer_ratio": 1.0},
+        "datacleaning": {"step_size": 3.16, "outer_ratio": 1e-3},
+    }
+    exponents = (0.4, 0.6)
+
+    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> None:
+        hp = self.hyperparameters(problem)
+        self.problem, self.batch_size, self.t = problem, batch_size, 0
+        self.rho, self.gamma = hp["step_size"], hp["step_size"] / hp["outer_ratio"]
+        self.gen = torch.Generator(problem.device).manual_seed(seed)
+        self.z, self.x = problem.z0.clone(), problem.x0.clone()
+        self.v = torch.zeros_like(self.z)
+
+    def directions(self, inner_idx: Tensor, outer_idx: Tensor) -> Directions:
+        return minibatch_directions(self.problem, self.z, self.v, self.x, inner_idx, outer_idx)
+
+    def step(self) -> None:
+        self.t += 1
+        rho, gamma = (schedule(s, self.t, e) for s, e in zip((self.rho, self.gamma), self.exponents, strict=True))
+        p = self.problem
+        d = self.directions(p.draw("inner", self.batch_size, self.gen), p.draw("outer", self.batch_size, self.gen))
+        self.z -= rho * d.z
+        self.v -= rho * d.v
+        self.x -= gamma * d.x
+
+    def outer_variable(self) -> Tensor:
+        return self.x
+
+    def inner_variable(self) -> Tensor:
+        return self.z

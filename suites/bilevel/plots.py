@@ -1,0 +1,78 @@
+"""Figures of the bilevel task's page: convergence curves (against time and samples), cost ratios, time to target."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+CURVES = {
+    "suboptimality_vs_time": ("clock (s)", "h(x) - h*", True),
+    "suboptimality_vs_samples": ("samples processed", "h(x) - h*", True),
+    "grad_norm2_vs_samples": ("samples processed", "||grad h(x)||^2", True),
+    "test_accuracy_vs_time": ("clock (s)", "test accuracy (hyper-cleaning)", False),
+}
+POSITIVE_FLOOR = 1e-16  # log axes: values at or below zero (h* of a non-convex problem is a local minimum) drawn here
+
+
+def _curves(records: Sequence[Mapping[str, Any]], name: str):
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        for x, y in r.get("series", {}).get(name, []):
+            rows.append({
+                "x": x, "y": y, "impl": r["impl"], "seed": r["seed"], "scale": r["scale"],
+                "panel": f"{r['params'].get('problem', '?')} ({r['scale']})\n{r['dataset']}",
+                "hardware": r.get("hardware", "?"),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def figures(cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One figure per curve (a panel per problem, dataset and scale; a line per implementation, a line style per
+    hardware), and bar charts of the cost ratio against an inner SGD step and of the time to target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    out: dict[str, Any] = {}
+    for name, (xlabel, ylabel, log) in CURVES.items():
+        df = _curves(records, name)
+        if df.empty:
+            continue
+        if log:
+            df["y"] = df["y"].clip(lower=POSITIVE_FLOOR)
+        style = "hardware" if df["hardware"].nunique() > 1 else None
+        grid = sns.relplot(
+            data=df, x="x", y="y", hue="impl", hue_order=sorted(df["impl"].unique()), palette="Dark2", style=style,
+            col="panel", col_wrap=3, kind="line", units="seed", estimator=None,
+            facet_kws={"sharex": False, "sharey": False}, height=3.4,
+        )  # fmt: skip
+        grid.set_axis_labels(xlabel, ylabel)
+        grid.set_titles("{col_name}", size=8)
+        if log:
+            grid.set(yscale="log")
+        if name.endswith("_samples"):  # the full-batch baseline's steps cost far more samples than the budget
+            for ax in grid.axes.flat:
+                ax.set_xscale("symlog", linthresh=1000)
+                ax.set_xlim(left=0)
+        out[name] = grid.figure
+    bars = {
+        "cost_ratio_vs_sgd": ("step time / inner SGD step", "cost of one step against one inner SGD step"),
+        "time_to_target_s": ("s", "time to h - h* <= 1e-3 (no bar: never reached)"),
+    }
+    for metric, (label, title) in bars.items():
+        column = f"metric.{metric}"
+        if len(cases) == 0 or column not in cases or cases[column].isna().all():
+            continue
+        df = cases.assign(group=cases["params"] + "\n" + cases["scale"] + "\n" + cases["hardware"])
+        fig, ax = plt.subplots(figsize=(8, 3.8))
+        sns.barplot(data=df, x="group", y=column, hue="impl", hue_order=sorted(df["impl"].unique()), palette="Dark2",
+                    estimator="median", errorbar=None, ax=ax)  # fmt: skip
+        ax.set(xlabel="", ylabel=label, title=f"{title}; median over seeds", yscale="log")
+        ax.tick_params(axis="x", labelsize=6)
+        fig.tight_layout()
+        out[metric] = fig
+    return out

@@ -1,0 +1,248 @@
+"""A finite-sum bilevel problem and its stochastic oracles: minibatch means and per-sample values (``torch.func``).
+
+    min_x h(x) = F(z*(x), x),   z*(x) = argmin_z G(z, x),
+    G(z, x) = 1/n sum_i g_i(z, x),   F(z, x) = 1/m sum_j f_j(z, x).
+
+Dagreou et al. (2022), Section 2: with v*(x) = -[d2_zz G]^-1 d_z F the solution of the linear system, the
+hypergradient is grad h(x) = d_x F + d2_xz G v*, and the three directions their framework follows are
+
+    D_z = d_z G(z, x),   D_v = d2_zz G(z, x) v + d_z F(z, x),   D_x = d2_xz G(z, x) v + d_x F(z, x),
+
+each a mean over samples, so a mean over a minibatch is an unbiased estimate. Losses are written for one sample
+and broadcast over a leading batch dimension. Minibatch means come from reverse mode on the batched loss: a
+gradient d_z G_B with its graph, then one double-backward with v gives d2_zz G_B v and d2_xz G_B v together.
+Per-sample values (what variance-reduced methods store) come from ``torch.func``:
+``vmap(vjp(grad_z g_i, (z, x)))`` pulled back with v, vectorised over the batch without a Python loop.
+
+A problem whose g_i depends on x only through x[i] (data hyper-cleaning: one weight per training sample) says
+so with ``per_sample_x``: its per-sample cross terms are scalars, stored as one column, scattered into x.
+Every oracle call adds its batch size to ``samples`` (one sample = one g_i or f_j evaluated with its
+derivatives), which the protocol reads as the cost axis "samples processed".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+from torch.func import grad, vjp, vmap
+
+Loss = Callable[..., Tensor]  # loss(z, x, *sample) -> scalar for one sample, (B,) for a batch of them
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """A problem whose value function is the quadratic h(x) = 1/2 x^T H x + q^T x + c (known h*, PL constant)."""
+
+    hessian: Tensor
+    linear: Tensor
+    constant: float
+
+    def value(self, x: Tensor) -> float:
+        x = x.to(self.hessian)
+        return float(0.5 * x @ (self.hessian @ x) + self.linear @ x + self.constant)
+
+    def grad(self, x: Tensor) -> Tensor:
+        return self.hessian @ x.to(self.hessian) + self.linear
+
+    @property
+    def minimiser(self) -> Tensor:
+        return -torch.linalg.solve(self.hessian, self.linear)
+
+    @property
+    def minimum(self) -> float:
+        return self.value(self.minimiser)
+
+    @property
+    def pl_constant(self) -> float:
+        """Smallest eigenvalue of H: h is mu-strongly convex, hence mu-PL."""
+        return float(torch.linalg.eigvalsh(self.hessian)[0])
+
+
+@dataclass
+class BilevelProblem:
+    """Data and per-sample losses of a bilevel problem, with its batched oracles.
+
+    ``inner_data`` and ``outer_data`` are tuples of tensors whose first dimension indexes samples; ``g`` and
+    ``f`` are per-sample losses ``g(z, x_i, *sample)`` (``x_i = x[i]`` when ``per_sample_x``, else x) and
+    ``f(z, x, *sample)``. ``test`` and ``accuracy`` give the test accuracy of an inner solution, where the
+    problem has a test set.
+    """
+
+    name: str
+    dataset: str
+    g: Loss
+    f: Loss
+    inner_data: tuple[Tensor, ...]
+    outer_data: tuple[Tensor, ...]
+    z0: Tensor
+    x0: Tensor
+    per_sample_x: bool = False
+    outer_uses_x: bool = True
+    test: tuple[Tensor, ...] | None = None
+    accuracy: Callable[[Tensor, tuple[Tensor, ...]], float] | None = None
+    closed_form: ClosedForm | None = None
+    samples: int = field(default=0, compare=False)
+
+    @property
+    def n_inner(self) -> int:
+        return self.inner_data[0].shape[0]
+
+    @property
+    def n_outer(self) -> int:
+        return self.outer_data[0].shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.z0.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.z0.dtype
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> BilevelProblem:
+        """A copy on ``device``; floating tensors cast to ``dtype`` (labels and indices keep theirs)."""
+
+        def move(t: Tensor) -> Tensor:
+            return t.to(device, dtype) if (dtype is not None and t.is_floating_point()) else t.to(device)
+
+        def move_all(ts: tuple[Tensor, ...] | None) -> tuple[Tensor, ...] | None:
+            return None if ts is None else tuple(move(t) for t in ts)
+
+        return replace(
+            self,
+            inner_data=move_all(self.inner_data),
+            outer_data=move_all(self.outer_data),
+            z0=move(self.z0),
+            x0=move(self.x0),
+            test=move_all(self.test),
+            samples=0,
+        )
+
+    # --- sampling -------------------------------------------------------------------------------------------
+    def draw(self, which: str, batch_size: int, generator: torch.Generator) -> Tensor:
+        """``batch_size`` indices drawn uniformly with replacement from the inner or outer samples."""
+        n = self.n_inner if which == "inner" else self.n_outer
+        return torch.randint(n, (min(batch_size, n),), generator=generator, device=self.device)
+
+    # --- helpers --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _select(data: tuple[Tensor, ...], idx: Tensor | None) -> tuple[Tensor, ...]:
+        return data if idx is None else tuple(t[idx] for t in data)
+
+    def _count(self, n: int, idx: Tensor | None) -> None:
+        self.samples += n if idx is None else idx.shape[0]
+
+    def _x_local(self, x: Tensor, idx: Tensor | None) -> Tensor:
+        return x if (idx is None or not self.per_sample_x) else x[idx]
+
+    @property
+    def _x_dim(self) -> int | None:
+        return 0 if self.per_sample_x else None
+
+    def rows_to_x(self, rows: Tensor, idx: Tensor | None) -> Tensor:
+        """Sum of per-sample cross terms ``rows`` (from ``inner_per_sample``) as a vector in x's space."""
+        if not self.per_sample_x:
+            return rows.sum(0)
+        out = torch.zeros_like(self.x0, dtype=rows.dtype)
+        return out + rows[:, 0] if idx is None else out.index_add_(0, idx, rows[:, 0])
+
+    def outer_rows_to_x(self, rows: Tensor) -> Tensor:
+        """Sum of per-sample d_x f_j rows as a vector in x's space (zero when F does not depend on x)."""
+        return rows.sum(0) if self.outer_uses_x else torch.zeros_like(self.x0, dtype=rows.dtype)
+
+    # --- values ---------------------------------------------------------------------------------------------
+    def _inner_mean(self, z: Tensor, x: Tensor, idx: Tensor | None) -> Tensor:
+        return self.g(z, self._x_local(x, idx), *self._select(self.inner_data, idx)).mean()
+
+    def _outer_mean(self, z: Tensor, x: Tensor, idx: Tensor | None) -> Tensor:
+        return self.f(z, x, *self._select(self.outer_data, idx)).mean()
+
+    def inner_value(self, z: Tensor, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        """G_B(z, x): the mean of g_i over the batch ``idx`` (all samples when None)."""
+        self._count(self.n_inner, idx)
+        return self._inner_mean(z, x, idx)
+
+    def outer_value(self, z: Tensor, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        """F_B(z, x): the mean of f_j over the batch ``idx``."""
+        self._count(self.n_outer, idx)
+        return self._outer_mean(z, x, idx)
+
+    # --- batch-mean oracles (reverse mode on the batched loss) ----------------------------------------------
+    def inner_grad(self, z: Tensor, x: Tensor, idx: Tensor | None) -> Tensor:
+        """d_z G_B(z, x)."""
+        self._count(self.n_inner, idx)
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            return torch.autograd.grad(self._inner_mean(z, x, idx), z)[0]
+
+    def inner_hvp(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> Tensor:
+        """d2_zz G_B(z, x) v."""
+        self._count(self.n_inner, idx)
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            gz = torch.autograd.grad(self._inner_mean(z, x, idx), z, create_graph=True)[0]
+            return _grads(gz, (z,), v)[0]
+
+    def inner_hessian(self, z: Tensor, x: Tensor) -> Tensor:
+        """The dense full-batch Hessian d2_zz G(z, x), one Hessian-vector product per column (small dim z)."""
+        columns = [self.inner_hvp(z, x, e, None) for e in torch.eye(z.numel(), dtype=z.dtype, device=z.device)]
+        return torch.stack(columns, 1)
+
+    def inner_cross(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> Tensor:
+        """d2_xz G_B(z, x) v, in x's space."""
+        self._count(self.n_inner, idx)
+        with torch.enable_grad():
+            z, x = z.detach().requires_grad_(True), x.detach().requires_grad_(True)
+            gz = torch.autograd.grad(self._inner_mean(z, x, idx), z, create_graph=True)[0]
+            return _grads(gz, (x,), v)[0]
+
+    def inner_oracles(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """(d_z G_B, d2_zz G_B v, d2_xz G_B v): a gradient, then one double-backward with v."""
+        self._count(self.n_inner, idx)
+        with torch.enable_grad():
+            z, x = z.detach().requires_grad_(True), x.detach().requires_grad_(True)
+            gz = torch.autograd.grad(self._inner_mean(z, x, idx), z, create_graph=True)[0]
+            hv, cross = _grads(gz, (z, x), v)
+        return gz.detach(), hv, cross
+
+    def outer_grad(self, z: Tensor, x: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(d_z F_B, d_x F_B)."""
+        self._count(self.n_outer, idx)
+        with torch.enable_grad():
+            z, x = z.detach().requires_grad_(True), x.detach().requires_grad_(self.outer_uses_x)
+            grads = _grads(self._outer_mean(z, x, idx), (z, x) if self.outer_uses_x else (z,))
+        return grads if self.outer_uses_x else (grads[0], torch.zeros_like(x))
+
+    # --- per-sample oracles (torch.func: vmap over samples of vjp of grad) ----------------------------------
+    def inner_per_sample(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-sample (d_z g_i, d2_zz g_i v, d2_xz g_i v) as rows; cross rows are (B, 1) when ``per_sample_x``."""
+        data = self._select(self.inner_data, idx)
+        self._count(self.n_inner, idx)
+        grad_z = grad(self.g)
+
+        def one(x_i: Tensor, *sample: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            gz, pullback = vjp(lambda z_, x_: grad_z(z_, x_, *sample), z, x_i)
+            return (gz, *pullback(v))
+
+        gz, hv, cross = vmap(one, in_dims=(self._x_dim,) + (0,) * len(data))(self._x_local(x, idx), *data)
+        return gz, hv, cross.reshape(cross.shape[0], -1)
+
+    def outer_per_sample(self, z: Tensor, x: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Per-sample (d_z f_j, d_x f_j) as rows; the x rows have width 0 when F does not depend on x."""
+        data = self._select(self.outer_data, idx)
+        self._count(self.n_outer, idx)
+        dims = (None, None) + (0,) * len(data)
+        if not self.outer_uses_x:
+            fz = vmap(grad(self.f), in_dims=dims)(z, x, *data)
+            return fz, fz.new_zeros(fz.shape[0], 0)
+        return vmap(grad(self.f, argnums=(0, 1)), in_dims=dims)(z, x, *data)
+
+
+def _grads(output: Tensor, inputs: tuple[Tensor, ...], weight: Tensor | None = None) -> tuple[Tensor, ...]:
+    """d <output, weight> / d inputs, with zeros for inputs the output does not depend on."""
+    scalar = output if weight is None else (output * weight).sum()  # a scalar: no grad_outputs to check
+    found = torch.autograd.grad(scalar, inputs, allow_unused=True)
+    return tuple(torch.zeros_like(i) if g is None else g for g, i in zip(found, inputs, strict=True))

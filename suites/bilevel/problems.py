@@ -1,0 +1,67 @@
+"""Build a case's problem from its name and the scale's settings; compute (and cache) its h*."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from suites.bilevel.data import cleaning_data, ijcnn1
+from suites.bilevel.exact import minimum
+from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
+from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.quadratic import quadratic_problem
+
+KINDS = ("quadratic", "hyperparam", "datacleaning")
+
+
+def kind_of(problem: str) -> str:
+    """``datacleaning-p0.7`` -> ``datacleaning``; unknown names raise."""
+    kind = problem.split("-p", 1)[0]
+    if kind not in KINDS:
+        raise ValueError(f"unknown bilevel problem {problem!r}; valid: {', '.join(KINDS)} (datacleaning-p<corruption>)")
+    return kind
+
+
+def settings(problem: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The scale's settings of this problem; ``datacleaning-p0.7`` sets the corruption to 0.7."""
+    kind = kind_of(problem)
+    out = dict(config[kind])
+    if kind == "datacleaning" and "-p" in problem:
+        out["corruption"] = float(problem.split("-p", 1)[1])
+    return out
+
+
+def build(problem: str, config: Mapping[str, Any], data_root: Path, cache_dir: Path) -> BilevelProblem:
+    """The problem on the CPU in its own dtype (float64 for the quadratic, float32 for the learning problems)."""
+    kind, s = kind_of(problem), settings(problem, config)
+    if kind == "quadratic":
+        return quadratic_problem(s["n_inner"], s["n_outer"], s["dim_z"], s["dim_x"], s["mu"], s["lip"], s["lip_cross"])
+    if kind == "hyperparam":
+        return hyperparam_problem(*ijcnn1(data_root, s["n_train"], s["n_val"]))
+    train, val, test = cleaning_data(
+        data_root, cache_dir, s["n_train"], s["n_val"], s["n_test"], s["image_size"], s["corruption"]
+    )
+    return datacleaning_problem(train, val, test, classes=10)
+
+
+def _fingerprint(problem: BilevelProblem, max_iter: int) -> str:
+    digest = hashlib.sha256(f"{problem.name}|{problem.dataset}|{max_iter}".encode())
+    for t in (*problem.inner_data, *problem.outer_data, problem.x0, problem.z0):
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def optimal_value(evaluator: BilevelProblem, cache_dir: Path, max_iter: int) -> float:
+    """h* of the float64 ``evaluator`` (``exact.minimum``), cached in ``cache_dir`` by a hash of the data."""
+    path = cache_dir / "bilevel" / f"hstar-{_fingerprint(evaluator, max_iter)}.json"
+    if path.exists():
+        return float(json.loads(path.read_text())["h_star"])
+    h_star, _ = minimum(evaluator, max_iter=max_iter)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{id(path)}.tmp")
+    tmp.write_text(json.dumps({"h_star": h_star, "problem": evaluator.name, "dataset": evaluator.dataset}))
+    tmp.replace(path)
+    return h_star

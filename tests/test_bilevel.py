@@ -1,0 +1,255 @@
+"""bilevel: unbiased stochastic directions, exact oracles against the closed form, convergence, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+import suites.bilevel.exact as exact
+from ctbench import smoke
+from ctbench.registry import get_task
+from reference_impls.bilevel.amigo import AmIGO
+from reference_impls.bilevel.fsla import FSLA
+from reference_impls.bilevel.full_batch import FullBatch
+from reference_impls.bilevel.saba import SABA
+from reference_impls.bilevel.soba import SOBA
+from reference_impls.bilevel.stocbio import StocBiO
+from suites.bilevel.data import Labelled, LibsvmFormatError, ijcnn1, synthetic_ijcnn1
+from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
+from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.problems import settings
+from suites.bilevel.protocol import Evaluator, run_solver, state_bytes
+from suites.bilevel.quadratic import quadratic_problem
+
+STOCHASTIC = [SOBA, SABA, StocBiO, AmIGO, FSLA]
+N = 12  # samples of the tiny problems (inner and outer alike, so that sample i can pair with sample i)
+
+
+def tiny(kind: str) -> BilevelProblem:
+    """Tiny float64 instances of the three problem kinds."""
+    if kind == "quadratic":
+        return quadratic_problem(N, N, 4, 3, mu=0.3)
+    if kind == "hyperparam":
+        (x, y), (xv, yv) = synthetic_ijcnn1(N, 1), synthetic_ijcnn1(N, 2)
+        return hyperparam_problem(Labelled(x, y, "t"), Labelled(xv, yv, "t"))
+    gen = torch.Generator().manual_seed(0)
+    splits = [
+        Labelled(torch.randn(N, 5, generator=gen, dtype=torch.float64), torch.arange(N) % 3, "t") for _ in range(3)
+    ]
+    return datacleaning_problem(*splits, classes=3)
+
+
+def directions_match(solver, problem: BilevelProblem) -> None:
+    """The mean over all samples of single-sample directions equals the full-batch direction, coordinate-wise."""
+    everything = torch.arange(N)
+    full = solver.directions(everything, everything)
+    singles = [solver.directions(torch.tensor([i]), torch.tensor([i])) for i in range(N)]
+    for name in ("z", "v", "x"):
+        mean = torch.stack([getattr(d, name) for d in singles]).mean(0)
+        torch.testing.assert_close(mean, getattr(full, name), rtol=1e-10, atol=1e-12, msg=f"D_{name} biased")
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "hyperparam", "datacleaning"])
+@pytest.mark.parametrize("cls", STOCHASTIC, ids=lambda c: c.manifest.name)
+def test_stochastic_directions_are_unbiased(cls, kind):
+    problem = tiny(kind)
+    solver = cls(step_size=0.05, outer_ratio=1.0)
+    solver.init(problem, batch_size=3, seed=0)
+    for _ in range(3):  # memory tables and momentum away from their initial values
+        solver.step()
+    directions_match(solver, problem)
+
+
+def test_saba_directions_differ_from_sgd_but_have_the_same_mean():
+    """SABA's single-sample estimate is not SOBA's (the tables correct it), yet both average to the same."""
+    problem = tiny("quadratic")
+    saba, soba = SABA(step_size=0.05), SOBA(step_size=0.05)
+    saba.init(problem, 3, 0)
+    for _ in range(3):
+        saba.step()
+    soba.init(problem, 3, 0)
+    soba.z, soba.v, soba.x = saba.z.clone(), saba.v.clone(), saba.x.clone()
+    one = torch.tensor([1])
+    assert not torch.allclose(saba.directions(one, one).x, soba.directions(one, one).x)
+    everything = torch.arange(N)
+    torch.testing.assert_close(saba.directions(everything, everything).x, soba.directions(everything, everything).x)
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "hyperparam", "datacleaning"])
+def test_per_sample_oracles_average_to_the_batch_oracles(kind):
+    problem = tiny(kind)
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(problem.z0.shape, generator=gen, dtype=torch.float64)
+    v = torch.randn(problem.z0.shape, generator=gen, dtype=torch.float64)
+    x = problem.x0 + 0.1 * torch.randn(problem.x0.shape, generator=gen, dtype=torch.float64)
+    idx = torch.tensor([0, 3, 3, 7])
+    gz, hv, cross = problem.inner_per_sample(z, x, v, idx)
+    mz, mh, mc = problem.inner_oracles(z, x, v, idx)
+    torch.testing.assert_close(gz.mean(0), mz)
+    torch.testing.assert_close(hv.mean(0), mh)
+    torch.testing.assert_close(problem.rows_to_x(cross, idx) / len(idx), mc)
+    fz, fx = problem.outer_per_sample(z, x, idx)
+    oz, ox = problem.outer_grad(z, x, idx)
+    torch.testing.assert_close(fz.mean(0), oz)
+    torch.testing.assert_close(problem.outer_rows_to_x(fx) / len(idx), ox)
+
+
+@pytest.mark.parametrize("dense", [True, False], ids=["dense", "conjugate-gradient"])
+def test_quadratic_value_and_hypergradient_match_the_closed_form(dense, monkeypatch):
+    """The generic exact path (Newton, linear solve, autograd on the per-sample losses) against h's closed form."""
+    monkeypatch.setattr(exact, "DENSE_MAX", 10**9 if dense else 0)
+    problem = quadratic_problem(64, 48, 6, 5)
+    form = problem.closed_form
+    for seed in range(3):
+        x = torch.randn(5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        hg = exact.hypergradient(problem, x, problem.z0, torch.zeros_like(problem.z0))
+        assert hg.value == pytest.approx(form.value(x), rel=1e-10, abs=1e-12)
+        torch.testing.assert_close(hg.grad, form.grad(x), rtol=1e-8, atol=1e-10)
+    at_min = exact.hypergradient(problem, form.minimiser, problem.z0, torch.zeros_like(problem.z0))
+    assert float(at_min.grad.norm()) < 1e-8
+    assert form.pl_constant >= 1e-3
+
+
+def test_generic_minimum_finds_the_closed_form_h_star():
+    problem = quadratic_problem(64, 48, 6, 5)
+    generic, x = exact.minimum(dataclasses.replace(problem, closed_form=None))
+    assert generic == pytest.approx(problem.closed_form.minimum, abs=1e-9)
+    torch.testing.assert_close(x, problem.closed_form.minimiser, rtol=1e-5, atol=1e-6)
+
+
+def converge(solver, problem: BilevelProblem, budget: int):
+    h_star = problem.closed_form.minimum
+    settings = {"batch_size": 4, "budget_samples": budget, "n_evals": 40, "max_time_s": 60.0}
+    return run_solver(solver, problem, Evaluator(problem, h_star), settings, torch.device("cpu"), seed=0)
+
+
+def test_saba_converges_linearly_where_soba_does_not():
+    problem = quadratic_problem(32, 32, 4, 4, mu=0.5)
+    saba = converge(SABA(step_size=0.2), problem, 8000)
+    soba = converge(SOBA(step_size=0.2), problem, 8000)
+    assert saba.diverged_at is None and soba.diverged_at is None
+    assert saba.points[-1].suboptimality < 1e-8
+    assert soba.points[-1].suboptimality > 100 * max(saba.points[-1].suboptimality, 1e-12)
+    above = [p.suboptimality for p in saba.points if p.suboptimality > 1e-13]  # before float64 rounding
+    ratios = [b / a for a, b in zip(above, above[1:], strict=False)]
+    assert len(ratios) >= 4 and max(ratios[1:]) < 0.5  # a steady geometric decrease: linear convergence
+
+
+def test_divergent_step_makes_the_case_invalid_with_its_iteration():
+    result = smoke.run_case("bilevel", SOBA(step_size=1e4), {"problem": "quadratic"})
+    assert result.invalid_reason is not None and result.invalid_reason.startswith("diverged at iteration ")
+    iteration = int(result.invalid_reason.rsplit(" ", 1)[1])
+    assert 1 <= iteration < 100
+    assert result.metrics["iterations"] == iteration
+    assert result.nonfinite_metrics() == []
+    assert math.isfinite(result.metrics["final_suboptimality"])
+
+
+def test_full_batch_baseline_decreases_h_monotonically():
+    problem = quadratic_problem(32, 32, 4, 4)
+    trace = converge(FullBatch(), problem, 20_000)
+    values = [p.suboptimality for p in trace.points]
+    assert all(b <= a + 1e-12 for a, b in zip(values, values[1:], strict=False))
+    assert values[-1] < 1e-6
+
+
+def test_saba_tables_are_its_state():
+    problem = quadratic_problem(32, 32, 4, 4)
+    saba, soba = SABA(), SOBA()
+    saba.init(problem, 4, 0)
+    soba.init(problem, 4, 0)
+    tables = 32 * (4 + 4 + 4) * 8 + 32 * (4 + 4) * 8  # inner rows: d_z g, H v, cross; outer rows: d_z f, d_x f
+    assert state_bytes(saba, problem) >= tables
+    assert state_bytes(soba, problem) < tables / 10
+
+
+def test_oracles_count_samples():
+    problem = tiny("quadratic")
+    solver = SOBA()
+    solver.init(problem, batch_size=3, seed=0)
+    before = problem.samples
+    solver.step()
+    assert problem.samples - before == 6  # 3 inner + 3 outer
+
+
+def write_libsvm(path, rows: list[str]) -> None:
+    path.write_text("".join(row + "\n" for row in rows))
+
+
+def test_libsvm_files_are_read_and_named(tmp_path):
+    rows = [f"{1 if i % 3 else -1} 1:{i / 10} 5:0.5 22:-0.25" for i in range(6)]
+    write_libsvm(tmp_path / "ijcnn1", rows)
+    write_libsvm(tmp_path / "ijcnn1.t", rows[:4])
+    train, val = ijcnn1(tmp_path, 5, 10)
+    assert train.dataset == "ijcnn1-5x4" and train.x.shape == (5, 22) and val.x.shape == (4, 22)
+    assert train.x[1, 0] == pytest.approx(0.1) and train.x[1, 21] == -0.25
+
+
+def test_bad_libsvm_file_names_the_file_and_the_line(tmp_path):
+    write_libsvm(tmp_path / "ijcnn1", ["1 1:0.5 2:0.1", "-1 1:0.2", "1 1:0.3 2:oops"])
+    write_libsvm(tmp_path / "ijcnn1.t", ["1 1:0.5"])
+    with pytest.raises(LibsvmFormatError, match=r"ijcnn1, line 3: .*'2:oops'"):
+        ijcnn1(tmp_path, 10, 10)
+
+
+def test_one_libsvm_file_without_the_other_is_an_error(tmp_path):
+    write_libsvm(tmp_path / "ijcnn1", ["1 1:0.5"])
+    with pytest.raises(FileNotFoundError, match="ijcnn1.t"):
+        ijcnn1(tmp_path, 10, 10)
+
+
+def test_offline_data_is_synthetic_and_says_so(tmp_path):
+    train, val = ijcnn1(tmp_path, 300, 200)
+    assert train.dataset == "synthetic-ijcnn1-shape-300x200"
+    assert train.x.shape == (300, 22) and set(train.y.tolist()) == {-1.0, 1.0}
+    assert 0.03 < float((train.y > 0).float().mean()) < 0.2
+
+
+def test_unknown_problem_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown bilevel problem 'lasso'"):
+        smoke.run_case("bilevel", "soba", {"problem": "lasso"})
+
+
+def test_corruption_is_part_of_the_problem_name():
+    config = get_task("bilevel").scales["full"].config
+    assert settings("datacleaning-p0.7", config)["corruption"] == 0.7
+    assert settings("datacleaning", config)["corruption"] == 0.5
+
+
+@pytest.mark.parametrize("impl", ["soba", "saba", "stocbio", "amigo", "fsla", "full_batch"])
+def test_smoke_case_on_the_quadratic(impl):
+    result = smoke.run_case("bilevel", impl, {"problem": "quadratic"})
+    assert result.invalid_reason is None
+    assert result.nonfinite_metrics() == []
+    assert "suboptimality_decreased" in result.checks  # recorded; not every method decreases h in this budget
+    assert len(result.series["suboptimality_vs_samples"]) >= 2
+    assert result.metrics["cost_ratio_vs_sgd"] > 0
+
+
+def test_run_checks_and_plots_from_smoke_records():
+    task = get_task("bilevel")
+    records = []
+    for impl in ("soba", "saba"):
+        result = smoke.run_case("bilevel", impl, {"problem": "quadratic"})
+        records.append({
+            "task": "bilevel", "impl": impl, "scale": "smoke", "params": {"problem": "quadratic"}, "seed": 0,
+            "status": "ok", "metrics": result.metrics, "series": result.series, "dataset": result.dataset,
+        })  # fmt: skip
+    names = {c.name: c.check.passed for c in task.run_checks(records)}
+    assert names["saba_reaches_quadratic_target"] and names["soba_does_not_reach_quadratic_target"]
+    assert "saba_linear_rate" in names
+    figures = task.plots(_frame(records), records)
+    assert {"suboptimality_vs_time", "suboptimality_vs_samples"} <= set(figures)
+
+
+def _frame(records):
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row = {"impl": r["impl"], "params": "problem=quadratic", "scale": r["scale"], "dataset": r["dataset"]}
+        rows.append({**row, "hardware": "cpu", **{f"metric.{k}": v for k, v in r["metrics"].items()}})
+    return pd.DataFrame(rows)
