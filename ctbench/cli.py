@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -67,6 +68,10 @@ def _impls_for(task_name: str, selectors: list[str], skip_references: bool) -> l
     return chosen + submissions
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     device = args.device or _default_device()
     names = args.task or list(tasks())
@@ -86,8 +91,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if not cases:
         raise UsageError("no case to run (every combination was skipped)")
-    settings = RunSettings(args.out, args.data_root, CACHE, device, args.timeout)
+    # one thread per case on a CPU by default: small steps gain little from intra-op threads, and spinning
+    # threads on a shared machine made cases 10-30x slower here; recorded in the run's settings
+    threads = args.threads if args.threads is not None else (1 if device == "cpu" else 0)
+    settings = RunSettings(args.out, args.data_root, CACHE, device, args.timeout, threads)
     print(f"ctbench: {len(cases)} cases on {device}; results go to {args.out}/", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill stops the case's process group too, as Ctrl-C does
     try:
         outcome = run(cases, settings, say=lambda m: print(m, flush=True))
     except KeyboardInterrupt:
@@ -187,6 +196,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=Path("results/local"), help="folder for run files")
     r.add_argument("--data-root", type=Path, default=CACHE / "data", help="where datasets live")
     r.add_argument("--timeout", type=float, help="seconds per case (default: the scale's)")
+    r.add_argument("--threads", type=int, help="torch threads per case (default: 1 on a CPU, torch's own on a GPU)")
     r.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT, help="where the HTML report goes")
     r.add_argument("--no-report", action="store_true", help="do not build the HTML report at the end")
     r.set_defaults(fn=cmd_run)

@@ -9,7 +9,8 @@ Memory of a step (its working memory: the peak while it runs minus what was held
 - CPU: the process's resident-set high-water mark. ``ru_maxrss`` cannot be reset and glibc keeps freed memory
   mapped, so the baseline is taken after ``gc.collect()`` and ``malloc_trim(0)``, the kernel's peak (VmHWM) is
   reset to the current RSS by writing 5 to ``/proc/self/clear_refs``, and VmHWM is read after the step.
-  The case runs in its own subprocess, so nothing else shares that process.
+  The case runs in its own subprocess, so nothing else shares that process. ``pin_mmap_threshold`` keeps glibc's
+  heap fragmentation out of the reading (protocols call it once their timings are done).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
 @dataclass(frozen=True)
@@ -99,13 +101,18 @@ def _trim_heap() -> None:
         pass
 
 
-def cpu_memory_supported() -> bool:
-    """Whether this kernel lets a process reset its own RSS peak (Linux >= 4.0)."""
+def pin_mmap_threshold(nbytes: int = 64 * 1024) -> bool:
+    """Have glibc serve every allocation of ``nbytes`` or more with its own mapping, for the rest of the process.
+
+    By default glibc raises its mmap threshold each time a mapped block is freed, so after a warm-up step tensors
+    come from the heap, and the heap's fragmentation, not the step, decides how many pages a step touches: a
+    depth sweep then shows noise of the size of the step itself. With the threshold pinned, tensors are mapped on
+    allocation and unmapped on free, so RSS follows the live tensors. Page faults make later steps slower: pin it
+    after the timings. Returns False where libc has no ``mallopt`` (not glibc).
+    """
     try:
-        Path("/proc/self/clear_refs").write_text("5")
-        _proc_status_kb("VmHWM")
-        return True
-    except (OSError, RuntimeError):
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, nbytes))
+    except (OSError, AttributeError):
         return False
 
 

@@ -37,6 +37,7 @@ class RunSettings:
     cache_dir: Path
     device: str
     timeout_s: float | None = None  # None: each scale's own timeout
+    threads: int = 0  # torch threads per case; 0: torch's default (one per core)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def run_one(case: Case, settings: RunSettings, timeout_s: float) -> dict[str, An
             settings.device,
             str(settings.data_root),
             str(settings.cache_dir),
+            str(settings.threads),
         ]
         with open(log_path, "w") as log:
             proc = subprocess.Popen(
@@ -165,7 +167,7 @@ def run(cases: Sequence[Case], settings: RunSettings, say: Printer = print) -> R
         "run_id": journal.header["run_id"],
         "created": journal.header["created"],
         "env": environment(),
-        "settings": {"device": settings.device, "data_root": str(settings.data_root)},
+        "settings": {"device": settings.device, "data_root": str(settings.data_root), "threads": settings.threads},
         "cases": records,
         "checks": _run_checks(cases, records),
     }

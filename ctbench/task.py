@@ -112,6 +112,7 @@ class CaseResult:
     series: dict[str, list[list[float]]] = field(default_factory=dict)
     spread: dict[str, float] = field(default_factory=dict)
     invalid_reason: str | None = None
+    note: str | None = None  # shown on the task page beside the case, e.g. why a peer lacks some metrics
 
     def nonfinite_metrics(self) -> list[str]:
         return [k for k, v in self.metrics.items() if not math.isfinite(v)]

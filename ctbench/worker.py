@@ -50,6 +50,7 @@ def blank_record(case: dict[str, Any], impl: ImplRef) -> dict[str, Any]:
         "series": {},
         "spread": {},
         "error": None,
+        "note": None,
     }
 
 
@@ -63,6 +64,7 @@ def _fill(record: dict[str, Any], result: CaseResult) -> None:
         },
         series=result.series,
         spread=result.spread,
+        note=result.note,
     )
     bad = result.nonfinite_metrics()
     if bad:
@@ -89,11 +91,14 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path)
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}\n{tb[-ERROR_TAIL:]}")
     record["duration_s"] = time.perf_counter() - start
     record["device"] = device
+    record["threads"] = torch.get_num_threads()
     return record
 
 
 def main(argv: list[str]) -> int:
-    case_path, record_path, device, data_root, cache_dir = argv
+    case_path, record_path, device, data_root, cache_dir, threads = argv
+    if int(threads) > 0:
+        torch.set_num_threads(int(threads))
     case = json.loads(Path(case_path).read_text())
     write_atomic(Path(record_path), execute(case, device, Path(data_root), Path(cache_dir)))
     return 0

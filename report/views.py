@@ -198,7 +198,7 @@ def case_checks(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def failures(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Cases that did not end ok, with their full error text."""
+    """Cases that did not end ok, with their full error text, and cases whose protocol left a note."""
     return [
         {
             "run_id": r["run_id"],
@@ -206,10 +206,10 @@ def failures(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "submission": r["submission"],
             "case": f"{r['scale']} · {r['dataset']} · {params_label(r['params'])} · seed {r['seed']}",
             "status": r["status"],
-            "error": (r.get("error") or "").strip() or "(no error recorded)",
+            "error": (r.get("error") or r.get("note") or "").strip() or "(no error recorded)",
         }
         for r in records
-        if r["status"] != "ok"
+        if r["status"] != "ok" or r.get("note")
     ]
 
 

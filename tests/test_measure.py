@@ -1,0 +1,42 @@
+"""The shared measurement module: a step's working memory is seen on a CPU, timings are repeated."""
+
+import torch
+
+from ctbench.env import environment
+from ctbench.measure import peak_memory, time_call
+
+CPU = torch.device("cpu")
+
+
+def test_cpu_step_memory_sees_a_transient_allocation():
+    def step():
+        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched, then freed when the step returns
+        return float(x.sum())
+
+    step()
+    memory = peak_memory(step, CPU, repeat=3)
+    assert memory.source == "cpu_rss_hwm"
+    assert 60 * 2**20 < memory.step_bytes < 100 * 2**20
+
+
+def test_memory_held_before_the_step_is_not_counted():
+    held = torch.ones(64 * 2**20 // 4)
+
+    def step():
+        return float(held.sum())
+
+    assert peak_memory(step, CPU, repeat=3).step_bytes < 16 * 2**20
+
+
+def test_time_call_repeats_and_summarises():
+    calls = []
+    timing = time_call(lambda: calls.append(1), CPU, repeat=5, warmup=2)
+    assert len(calls) == 7 and len(timing.times) == 5
+    assert timing.median >= 0 and timing.iqr >= 0
+
+
+def test_environment_record_without_a_gpu_driver():
+    env = environment()
+    assert env["gpus"] == [] or all("name" in g for g in env["gpus"])
+    assert env["torch"] == torch.__version__ and env["cpu_cores"] >= 1 and env["ram_bytes"] > 0
+    assert isinstance(env["git_dirty"], (bool, type(None)))
