@@ -1,0 +1,1 @@
+"""Reference backward methods for implicit networks (``implicit_jfb``)."""

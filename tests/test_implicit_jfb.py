@@ -1,0 +1,358 @@
+"""Properties of the implicit_jfb task: solvers, the exact gradient, each method's gradient and its cost in
+Jacobian products, memory against forward iterations, invalid and failed cases, run-level checks and plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ctbench.measure import peak_memory
+from ctbench.registry import get_task
+from ctbench.smoke import context, reference, run_case
+from ctbench.worker import execute
+from suites.implicit_jfb import checks, protocol
+from suites.implicit_jfb.exact import cosine, flat, implicit_gradient
+from suites.implicit_jfb.layer import Layer
+from suites.implicit_jfb.model import ImplicitNet
+from suites.implicit_jfb.solvers import FixedPointSolver
+
+TASK = get_task("implicit_jfb")
+IMPLS = ["explicit", "ift", "ift_cg", "jfb", "torchdeq_ift", "torchdeq_onestep", "unrolled"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Single-threaded, so that these tests' run time does not depend on the cores or on what else runs there."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_net(contraction: float = 0.9, channels: int = 8, seed: int = 0) -> ImplicitNet:
+    torch.manual_seed(seed)
+    return ImplicitNet(1, 12, 10, channels, 2, 4, 0, 1, contraction, stem_stride=2)
+
+
+def tiny_batch(n: int = 16, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 12, 12, generator=g), torch.randint(10, (n,), generator=g)
+
+
+def method_gradient(net: ImplicitNet, name: str, x: torch.Tensor, y: torch.Tensor, solver: FixedPointSolver):
+    """(gradient of Q's and T's parameters, Jacobian products of the backward) of a reference method."""
+    impl = reference("implicit_jfb", name)
+    net.zero_grad(set_to_none=True)
+    z, layer = protocol.forward(net, impl, x, solver)
+    before = layer.jacobian_products
+    protocol.backward(protocol.loss_of(net, z, y), net, name)
+    params = net.implicit_parameters()
+    return flat([p.grad for p in params], params), layer.jacobian_products - before
+
+
+@pytest.mark.parametrize("method", ["fixed_point", "anderson"])
+def test_solver_finds_the_fixed_point_of_a_linear_contraction(method):
+    torch.manual_seed(0)
+    a = torch.randn(6, 6, dtype=torch.float64)
+    a = 0.8 * a / torch.linalg.matrix_norm(a, 2)
+    b = torch.randn(4, 6, dtype=torch.float64)
+    solution = FixedPointSolver(method, 1e-10, 500)(lambda u: u @ a.T + b, torch.zeros_like(b))
+    exact = torch.linalg.solve(torch.eye(6, dtype=torch.float64) - a, b.T).T
+    assert solution.converged(1e-10)
+    assert torch.allclose(solution.u, exact, atol=1e-8)
+
+
+def test_solver_rejects_unknown_method():
+    with pytest.raises(ValueError, match="unknown fixed-point solver"):
+        FixedPointSolver("newton", 1e-3, 10)
+
+
+def test_latent_map_is_a_contraction():
+    net = tiny_net(contraction=0.7).double()
+    x, _ = tiny_batch()
+    T = net.latent_map(net.inject(x.double()))
+    u, w = torch.randn(2, 16, 8, 6, 6, dtype=torch.float64)
+    ratio = (T(u) - T(w)).flatten(1).norm(dim=1) / (u - w).flatten(1).norm(dim=1)
+    assert ratio.max() <= 0.7 * 1.01
+
+
+def test_layer_counts_every_kind_of_jacobian_product():
+    net = tiny_net()
+    x, _ = tiny_batch(4)
+    v = net.inject(x)
+    layer = Layer(net.latent_map(v), v.shape)
+    u = torch.randn(v.shape, requires_grad=True)
+    out = layer(u)
+    torch.autograd.grad(out, u, torch.ones_like(out), retain_graph=True)  # one VJP
+    with torch.autograd.forward_ad.dual_level():  # one JVP
+        layer(torch.autograd.forward_ad.make_dual(u.detach(), torch.ones_like(u)))
+    w = torch.ones_like(out, requires_grad=True)
+    (vjp,) = torch.autograd.grad(out, u, w, create_graph=True)  # a VJP with a graph: one more
+    torch.autograd.grad(vjp, w, torch.ones_like(vjp))  # a product through that graph: one more
+    assert layer.evaluations == 2
+    assert layer.jacobian_products == 4
+
+
+def test_exact_gradient_matches_finite_differences():
+    net = tiny_net().double()
+    x, y = tiny_batch()
+    x = x.double()
+    grad = implicit_gradient(net, x, y)
+    params = net.implicit_parameters()
+    torch.manual_seed(3)
+    direction = [torch.randn_like(p) for p in params]
+
+    def loss(step: float) -> float:
+        with torch.no_grad():
+            for p, d in zip(params, direction, strict=True):
+                p.add_(step * d)
+            v = net.inject(x)
+            u = FixedPointSolver("fixed_point", 1e-13, 2000)(net.latent_map(v), torch.zeros_like(v)).u
+            value = float(F.cross_entropy(net.readout(u), y))
+            for p, d in zip(params, direction, strict=True):
+                p.sub_(step * d)
+        return value
+
+    eps = 1e-6
+    numeric = (loss(eps) - loss(-eps)) / (2 * eps)
+    analytic = float(torch.dot(grad, torch.cat([d.flatten() for d in direction])))
+    assert analytic == pytest.approx(numeric, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ift", "ift_cg", "unrolled", "torchdeq_ift"])
+def test_exact_methods_match_the_implicit_gradient(name):
+    net = tiny_net()
+    x, y = tiny_batch()
+    grad, products = method_gradient(net, name, x, y, FixedPointSolver("fixed_point", 1e-5, 200))
+    assert cosine(grad, implicit_gradient(net, x, y)) > 0.99
+    assert products > 0
+
+
+@pytest.mark.parametrize("name", ["jfb", "torchdeq_onestep"])
+@pytest.mark.parametrize("method", ["fixed_point", "anderson"])
+def test_jacobian_free_methods_descend_with_no_jacobian_product(name, method):
+    net = tiny_net()
+    x, y = tiny_batch()
+    grad, products = method_gradient(net, name, x, y, FixedPointSolver(method, 1e-4, 200))
+    assert products == 0
+    assert cosine(grad, implicit_gradient(net, x, y)) > 0
+
+
+def test_ift_spends_one_vjp_per_adjoint_iteration():
+    net = tiny_net()
+    x, y = tiny_batch()
+    solver = FixedPointSolver("fixed_point", 1e-30, 7)  # a tolerance never met: exactly the cap
+    _, products = method_gradient(net, "ift", x, y, solver)
+    assert products == 7
+
+
+def test_unrolled_memory_grows_with_forward_iterations_jfb_and_ift_do_not():
+    net = tiny_net(channels=16)
+    x, y = tiny_batch(64)
+    memory = {}
+    for name in ("unrolled", "jfb", "ift"):
+        impl = reference("implicit_jfb", name)
+        for iters in (4, 40):
+            solver = FixedPointSolver("fixed_point", 1e-30, iters)
+
+            def step(impl=impl, solver=solver, name=name) -> None:
+                z, _ = protocol.forward(net, impl, x, solver)
+                protocol.backward(protocol.loss_of(net, z, y), net, name)
+
+            step()
+            memory[name, iters] = peak_memory(step, torch.device("cpu")).step_bytes
+    assert memory["unrolled", 40] > 2.5 * memory["unrolled", 4]
+    for name in ("jfb", "ift"):
+        assert memory[name, 40] < 1.5 * memory[name, 4] + 2e6, memory
+
+
+def test_adam_matches_torch_optim_adam():
+    a, b = tiny_net(), tiny_net()
+    x, y = tiny_batch()
+    ours = protocol.Adam(list(a.parameters()), weight_decay=1e-3)
+    theirs = torch.optim.Adam(b.parameters(), lr=1e-2, weight_decay=1e-3)
+    for _ in range(3):
+        for net in (a, b):
+            net.zero_grad()
+            F.cross_entropy(net.readout(net.inject(x)), y).backward()
+        ours.step(1e-2)
+        theirs.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def small_scale(**config):
+    smoke = TASK.scales["smoke"]
+    return dataclasses.replace(smoke, config={**smoke.config, "n_train": 200, "n_test": 100, **config})
+
+
+def test_non_contractive_layer_makes_the_case_invalid_with_its_residual():
+    ctx = context()
+    result = TASK.run(
+        reference("implicit_jfb", "jfb"),
+        small_scale(contraction=10.0),
+        {"solver": "fixed_point", "tol": 1e-2},
+        ctx,
+    )
+    assert result.invalid_reason and "did not converge" in result.invalid_reason
+    assert result.metrics["converged"] == 0.0
+    assert math.isfinite(result.metrics["residual"]) and result.metrics["residual"] > 1e-2
+    assert "test_accuracy" not in result.metrics
+
+
+BAD_SUBMISSIONS = """
+import torch
+from ctbench import Manifest
+from suites.implicit_jfb.interface import ImplicitBackward
+
+
+class _NaNGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z):
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, g):
+        return torch.full_like(g, float("nan"))
+
+
+class _ShortGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z):
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[:, :-1]
+
+
+class NaNGradient(ImplicitBackward):
+    manifest = Manifest(name="nan_gradient")
+
+    def forward(self, layer, u0, solver):
+        with torch.no_grad():
+            u = solver(layer, u0).u
+        return _NaNGrad.apply(layer(u))
+
+
+class WrongShapeGradient(ImplicitBackward):
+    manifest = Manifest(name="wrong_shape_gradient")
+
+    def forward(self, layer, u0, solver):
+        with torch.no_grad():
+            u = solver(layer, u0).u
+        return _ShortGrad.apply(layer(u))
+
+
+class WrongShapeOutput(ImplicitBackward):
+    manifest = Manifest(name="wrong_shape_output")
+
+    def forward(self, layer, u0, solver):
+        return layer(u0)[:, :1]
+
+
+class NaNOutput(ImplicitBackward):
+    manifest = Manifest(name="nan_output")
+
+    def forward(self, layer, u0, solver):
+        return layer(u0) * float("nan")
+"""
+
+
+@pytest.mark.parametrize(
+    ("cls", "status", "message"),
+    [
+        ("NaNGradient", "failed", "non-finite (NaN or inf) gradient"),
+        ("WrongShapeGradient", "failed", "the backward pass of wrong_shape_gradient failed"),
+        ("WrongShapeOutput", "failed", "expected a tensor of the latent's shape"),
+        ("NaNOutput", "invalid", "the iterates diverged to non-finite values"),
+    ],
+)
+def test_bad_submission_is_recorded_with_a_clear_error(tmp_path: Path, cls: str, status: str, message: str):
+    path = tmp_path / "bad.py"
+    path.write_text(BAD_SUBMISSIONS)
+    case = {
+        "task": "implicit_jfb",
+        "impl": {"manifest": {"name": cls}, "spec": f"{path}:{cls}", "submission": "bad"},
+        "scale": "smoke",
+        "params": {"solver": "fixed_point", "tol": 1e-2},
+        "seed": 0,
+    }
+    record = execute(case, "cpu", context().data_root, context().cache_dir)
+    assert record["status"] == status
+    assert message in record["error"]
+
+
+@pytest.mark.parametrize("name", IMPLS)
+def test_smoke_case(name):
+    result = run_case("implicit_jfb", name)
+    assert result.invalid_reason is None
+    assert not result.nonfinite_metrics()
+    assert result.dataset in ("fashion-mnist", "synthetic-1x28x28-10class")
+    assert 0.1 < result.metrics["test_accuracy"] <= 1.0
+    failed = {k: c for k, c in result.checks.items() if not c.passed}
+    assert not failed
+    impl = reference("implicit_jfb", name)
+    assert ("grad_cosine" in result.metrics) == impl.finds_fixed_point
+
+
+def record(impl: str, tol: float, **metrics: float) -> dict:
+    return {
+        "task": "implicit_jfb",
+        "impl": impl,
+        "scale": "small",
+        "dataset": "fashion-mnist",
+        "seed": 0,
+        "status": "ok",
+        "params": {"solver": "fixed_point", "tol": tol},
+        "metrics": metrics,
+    }
+
+
+def test_run_checks_memory_and_speed():
+    common = {"forward_iterations": 5.0, "test_accuracy": 0.9, "epoch_time_s": 1.0}
+    cases = [
+        record("unrolled", 1e-2, step_peak_memory_bytes=10e6, **common),
+        record("unrolled", 1e-5, step_peak_memory_bytes=25e6, **common),
+        record("jfb", 1e-2, step_peak_memory_bytes=10e6, backward_time_s=0.01, **common),
+        record("jfb", 1e-5, step_peak_memory_bytes=10.5e6, backward_time_s=0.01, **common),
+        record("ift", 1e-2, step_peak_memory_bytes=10e6, backward_time_s=0.02, **common),
+        record("ift", 1e-5, step_peak_memory_bytes=20e6, backward_time_s=0.05, **common),
+        record("torchdeq_ift", 1e-2, **{**common, "epoch_time_s": 2.0}),
+    ]
+    result = {(c.name, c.scope.get("impl"), c.scope.get("tol")): c.check.passed for c in checks.run_checks("t", cases)}
+    assert result[("unrolled_memory_grows", "unrolled", None)]
+    assert result[("memory_flat_in_iterations", "jfb", None)]
+    assert not result[("memory_flat_in_iterations", "ift", None)]
+    assert not result[("jfb_backward_speedup_vs_ift", None, 1e-2)]
+    assert result[("jfb_backward_speedup_vs_ift", None, 1e-5)]
+    assert result[("jfb_epoch_faster_than_torchdeq_ift", None, 1e-2)]
+    assert result[("jfb_accuracy_near_ift", None, 1e-2)]
+
+
+def test_plots_from_case_records():
+    from ctbench.table import cases_frame
+
+    metrics = {
+        "step_peak_memory_bytes": 1e7,
+        "forward_iterations": 5.0,
+        "backward_time_s": 0.01,
+        "grad_cosine": 0.9,
+    }
+    run = {
+        "run_id": "r",
+        "created": "now",
+        "env": {},
+        "cases": [
+            {**record(impl, tol, **metrics), "checks": {}, "submission": "reference"}
+            for impl in ("jfb", "unrolled")
+            for tol in (1e-2, 1e-5)
+        ],
+    }
+    figures = TASK.plots(cases_frame([run]), [])
+    assert set(figures) == {"memory_vs_forward_iterations", "backward_time", "grad_cosine"}
