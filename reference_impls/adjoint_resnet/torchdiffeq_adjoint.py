@@ -17,7 +17,7 @@ class _PiecewiseField(torch.nn.Module):
         self.stage = stage
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        n = min(int(round(float(t) * self.stage.depth)), self.stage.depth - 1)
+        n = min(round(float(t.detach()) * self.stage.depth), self.stage.depth - 1)
         return self.stage.blocks[n](x)
 
 

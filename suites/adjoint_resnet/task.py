@@ -72,7 +72,7 @@ class AdjointResNet(Task):
                 "lr_milestones": [],
                 "augment": False,
                 "timing_repeat": 3,
-                "memory_repeat": 3,
+                "memory_repeat": 5,
                 # torchdiffeq's adjoint visits every block's parameters at each of the N steps (O(N^2));
                 # measured here: 3.8 s per step at depth 256 against backprop's 0.13 s
                 "max_depth": {"torchdiffeq": 64},

@@ -1,0 +1,303 @@
+"""Properties of the neis task: exact targets, counted cost, unbiased estimators, training, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+
+import pytest
+import torch
+
+from ctbench import Manifest, smoke
+from reference_impls.neis.ais import AIS
+from reference_impls.neis.neis_gradient import GradientField, NEISGradient
+from reference_impls.neis.neis_linear import LinearField, NEISLinear
+from reference_impls.neis.neis_mlp import NEISMLP, MLPField
+from reference_impls.neis.vanilla_is import VanillaIS
+from suites.neis import neis as neis_module
+from suites.neis.checks import paper_checks
+from suites.neis.interface import Budget, FlowDiverged
+from suites.neis.neis import NEIS, VelocityField
+from suites.neis.problem import NonFinitePotential, Problem
+from suites.neis.stats import Estimates
+from suites.neis.targets import Funnel, GaussianMixture, Target, make_target, two_modes
+from suites.neis.task import NEISTask, budget_of
+
+TASK_MODULE = importlib.import_module("suites.neis.task")  # the package's ``task`` attribute is the instance
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tensors are tiny (batch x width): on a loaded 2-core machine two intra-op threads ran a case 25x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def budget(**overrides) -> Budget:
+    """The smoke scale's budget with some settings replaced."""
+    return dataclasses.replace(budget_of(NEISTask.scales["smoke"].config), **overrides)
+
+
+def mixture(means: list[list[float]], variance: float, weights: list[float], name: str) -> Target:
+    m = torch.tensor(means, dtype=torch.float64)
+    mix = GaussianMixture(m, torch.full_like(m, variance), torch.tensor(weights, dtype=torch.float64))
+    return mix.target(name, f"synthetic-test-{name}")
+
+
+def mild_target() -> Target:
+    """Two overlapping modes near the base: every estimator's variance is small, so unbiasedness is testable."""
+    return mixture([[1.0, 0.0], [0.0, -1.0]], 0.6, [0.3, 0.7], "mild")
+
+
+def log_z_on_grid(target: Target, lo: tuple[float, float], hi: tuple[float, float], step: float) -> float:
+    xs = torch.arange(lo[0], hi[0], step, dtype=torch.float64)
+    ys = torch.arange(lo[1], hi[1], step, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)
+    return float(torch.logsumexp(-target.potential(grid), 0)) + 2 * math.log(step)
+
+
+@pytest.mark.parametrize("name", ["eg1", "gmm_d2"])
+def test_exact_log_z_of_2d_mixtures_matches_numerical_integration(name):
+    target = make_target(name)
+    assert log_z_on_grid(target, (-6.0, -9.0), (9.0, 6.0), 0.01) == pytest.approx(target.log_z, abs=1e-6)
+
+
+def test_exact_log_z_of_the_funnel_in_its_ball_matches_2d_integration():
+    """The chi-square quadrature of log Z against the trapezoidal rule on exp(-U1) itself (d = 2), in coordinates
+    (x1, u) with x2 = u e^{x1/2}, so the funnel's neck is resolved: Z = int int exp(-U1(x1, u e^{x1/2})) e^{x1/2}."""
+    funnel = Funnel(dim=2)
+    x1 = torch.linspace(-funnel.radius, funnel.radius, 2501, dtype=torch.float64)
+    u = torch.linspace(-10, 10, 2001, dtype=torch.float64)
+    scale = torch.exp(x1 / 2)[:, None]
+    points = torch.stack([x1[:, None].expand(-1, len(u)), u * scale], -1)
+    density = torch.exp(-funnel.potential(points)) * scale
+    z = torch.trapezoid(torch.trapezoid(density, u, dim=1), x1)
+    assert math.log(float(z)) == pytest.approx(funnel.log_z(), abs=1e-5)
+    assert funnel.log_z() < -0.01  # the ball cuts off a visible part of the mass
+
+
+def test_vanilla_exact_variance_matches_monte_carlo():
+    torch.manual_seed(0)
+    target = mild_target()
+    x = torch.randn(2_000_000, 2, dtype=torch.float64)
+    r = torch.exp(0.5 * (x * x).sum(-1) + math.log(2 * math.pi) - target.potential(x) - target.log_z)
+    assert float(r.mean()) == pytest.approx(1.0, abs=0.01)
+    assert float(r.var()) == pytest.approx(target.vanilla_rel_var, rel=0.03)
+
+
+def test_vanilla_exact_variance_is_infinite_when_the_mixture_is_too_wide():
+    assert two_modes(2, 2.5, 2.5).vanilla_rel_var() == math.inf
+
+
+def test_counter_measures_values_and_gradients():
+    problem = Problem(make_target("eg1"))
+    x = torch.randn(7, 2, requires_grad=True)
+    u = problem.U1(x)
+    assert (problem.counter.values, problem.counter.gradients) == (7, 0)
+    torch.autograd.grad(u.sum(), x)
+    assert (problem.counter.values, problem.counter.gradients) == (7, 7)
+
+
+@pytest.mark.parametrize(
+    ("impl", "cost"), [(VanillaIS, 1), (AIS, 2 * 10), (NEISGradient, 20 + 1)], ids=["vanilla", "ais", "neis"]
+)
+def test_cost_per_sample_is_what_the_method_evaluates(impl, cost):
+    """vanilla: one value; AIS (K = 10): value + gradient at x0 and at K - 1 proposals; NEIS (N = 20): N + 1 values."""
+    torch.manual_seed(0)
+    problem, est = Problem(make_target("eg1")), impl()
+    est.fit(problem, budget(train_steps=1))
+    problem.counter.reset()
+    est.sample(problem, 50)
+    assert problem.counter.total == 50 * cost
+
+
+@pytest.mark.parametrize("impl", [VanillaIS, AIS, NEISLinear, NEISGradient, NEISMLP])
+def test_every_estimator_is_unbiased(impl):
+    """Mean of 4000 estimates within 4 standard errors of the exact Z (NEIS: for an untrained, random flow)."""
+    torch.manual_seed(1)
+    target, est = mild_target(), impl()
+    problem = Problem(target)
+    est.fit(problem, budget(train_steps=0))
+    stats = Estimates.of(est.sample(problem, 4000), target.log_z)
+    assert abs(stats.z_score) < 4, stats
+
+
+def test_unbiasedness_test_detects_a_missing_jacobian(monkeypatch):
+    """The same statistic has power: NEIS weights without the flow's Jacobian J_k are far from Z."""
+    trajectories = neis_module.trajectories
+
+    def without_jacobian(*args):
+        x, log_j = trajectories(*args)
+        return x, torch.zeros_like(log_j)
+
+    monkeypatch.setattr(neis_module, "trajectories", without_jacobian)
+    torch.manual_seed(1)
+    target, est = mild_target(), NEISLinear()
+    problem = Problem(target)
+    est.fit(problem, budget(train_steps=0))
+    assert abs(Estimates.of(est.sample(problem, 4000), target.log_z).z_score) > 10
+
+
+def test_neis_is_unbiased_after_training_on_eg1():
+    torch.manual_seed(0)
+    target, est = make_target("eg1"), NEISGradient()
+    problem = Problem(target)
+    est.fit(problem, budget())
+    stats = Estimates.of(est.sample(problem, 4000), target.log_z)
+    assert abs(stats.z_score) < 4, stats
+    assert stats.rel_var < 100  # vanilla's is 1.9e6
+
+
+def test_training_reduces_the_second_moment():
+    """E[Z_hat^2]/Z^2 on fresh samples: the random initial flow against the same flow after 30 steps, on a narrow
+    offset mode (vanilla's relative variance ~60) that every training batch sees."""
+    target = mixture([[2.5, 0.0]], 0.3, [1.0], "offset")
+    second_moment = []
+    for steps in (0, 30):
+        torch.manual_seed(3)
+        problem, est = Problem(target), NEISGradient()
+        est.fit(problem, budget(train_steps=steps, seed_fraction=0.0))
+        stats = Estimates.of(est.sample(problem, 4000), target.log_z)
+        second_moment.append(1 + stats.rel_var)
+    assert second_moment[1] < 0.5 * second_moment[0], second_moment
+
+
+def test_exact_divergence_matches_the_jacobian_trace():
+    torch.manual_seed(0)
+    x = torch.randn(16, 3)
+    for field in (LinearField(3), GradientField(3, 8), MLPField(3, 8, hutchinson=False)):
+        jac = torch.func.vmap(torch.func.jacrev(lambda xi, f=field: f(xi[None])[0]))(x)
+        expected = jac.diagonal(dim1=-2, dim2=-1).sum(-1)
+        torch.testing.assert_close(field.divergence(x, None), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(VelocityField.divergence(field, x, None), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_hutchinson_divergence_is_unbiased_and_used_above_the_threshold():
+    torch.manual_seed(0)
+    field = MLPField(4, 8, hutchinson=True)
+    x = torch.randn(1, 4).expand(20000, 4)
+    estimate = field.divergence(x, field.probe(x)).detach()
+    field.hutchinson = False
+    exact = field.divergence(x[:1], field.probe(x[:1])).detach()
+    assert float(estimate.mean()) == pytest.approx(float(exact), abs=4 * float(estimate.std()) / math.sqrt(20000))
+    assert NEISMLP().make_field(20, budget()).hutchinson and not NEISMLP().make_field(10, budget()).hutchinson
+
+
+def nan_target() -> Target:
+    good = make_target("eg1").potential
+    return Target("nan_right_half", 2, 0.0, lambda x: torch.where(x[..., 0] > 1.0, math.nan, good(x)), "test")
+
+
+@pytest.mark.parametrize("impl", [VanillaIS, AIS, NEISGradient])
+def test_nan_potential_is_a_clear_error(impl):
+    torch.manual_seed(0)
+    problem, est = Problem(nan_target()), impl()
+    with pytest.raises(NonFinitePotential, match=r"NaN or inf at \d+ of \d+ points .*x=\["):
+        est.fit(problem, budget(train_steps=1))
+        est.sample(problem, 1000)
+
+
+def test_nan_potential_fails_the_case(monkeypatch):
+    monkeypatch.setattr(TASK_MODULE, "make_target", lambda name: nan_target())
+    with pytest.raises(NonFinitePotential, match="nan_right_half"):
+        smoke.run_case("neis", "vanilla_is", {"target": "eg1"})
+
+
+class Exploding(NEIS):
+    """b(x) = 30 x^3: its flow leaves every float within unit time."""
+
+    manifest = Manifest(name="exploding")
+
+    class Field(VelocityField):
+        def __init__(self, dim: int):
+            super().__init__(dim)
+            self.scale = torch.nn.Parameter(torch.tensor(30.0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.scale * x**3
+
+    def make_field(self, dim, budget):
+        return self.Field(dim)
+
+
+def test_ode_blow_up_in_training_makes_the_case_invalid_with_its_step():
+    with pytest.raises(FlowDiverged) as info:
+        Exploding().fit(Problem(make_target("eg1")), budget())
+    assert info.value.step == 0 and "blew up" in str(info.value)
+    result = smoke.run_case("neis", Exploding(), {"target": "eg1"})
+    assert result.invalid_reason is not None and "training step 0" in result.invalid_reason
+    assert result.metrics == {"training_steps_done": 0.0}
+
+
+@pytest.mark.parametrize("impl", ["vanilla_is", "ais", "neis_linear", "neis_gradient", "neis_mlp"])
+def test_smoke_case_measures_everything(impl):
+    result = smoke.run_case("neis", impl, {"target": "eg1"})
+    m = result.metrics
+    assert not result.nonfinite_metrics()
+    for name in (
+        "rel_var",
+        "rel_mse",
+        "cost_per_sample",
+        "vanilla_rel_var",
+        "vanilla_rel_var_empirical",
+        "training_time_s",
+        "sample_time_s",
+        "throughput_samples_s",
+        "sample_peak_memory_bytes",
+    ):
+        assert name in m, name
+    assert m["vanilla_rel_var"] == pytest.approx(make_target("eg1").vanilla_rel_var)
+    assert set(m) <= set(NEISTask.metrics)
+    if impl.startswith("neis"):
+        assert len(result.series["log10_rel_second_moment"]) == 30
+
+
+def record(impl, target, status="ok", **metrics):
+    return {
+        "impl": impl,
+        "scale": "smoke",
+        "seed": 0,
+        "params": {"target": target},
+        "status": status,
+        "metrics": metrics,
+    }
+
+
+def test_run_checks_flag_what_they_should():
+    cases = [
+        record("ais", "eg1", rel_var_x_cost=100.0),
+        record("neis_gradient", "eg1", rel_var_x_cost=10.0, variance_reduction=2e3),
+        record("neis_mlp", "eg1", "invalid", rel_var_x_cost=1.0),
+        record("ais", "eg2", "invalid", rel_var_x_cost=1.0),
+        record("neis_gradient", "eg2", rel_var_x_cost=10.0, variance_reduction=5.0),
+        record("neis_linear", "eg2", "failed"),
+        record("neis_gradient", "eg3", rel_var_x_cost=10.0, variance_reduction=5.0),
+    ]
+    checks = paper_checks("neis", cases, {"smoke": 1e3})
+    got = {(c.name, c.scope["target"], c.scope.get("impl")): c.check.passed for c in checks}
+    assert got == {
+        ("neis_variance_reduction", "eg1", None): True,
+        ("neis_beats_ais", "eg1", "neis_gradient"): True,
+        ("neis_beats_ais", "eg1", "neis_mlp"): False,  # invalid itself: no win
+        ("neis_variance_reduction", "eg2", None): False,
+        ("neis_beats_ais", "eg2", "neis_gradient"): True,  # AIS invalid at this cost
+    }
+
+
+def test_plots_draw_the_equal_cost_dimension_and_training_figures():
+    from ctbench.table import cases_frame
+
+    cases = []
+    for impl, factor in (("neis_gradient", 1.0), ("ais", 30.0)):
+        for target in ("eg1", "gmm_d2", "gmm_d10"):
+            case = record(impl, target, rel_var_x_cost=factor * 5.0, vanilla_rel_var=1e6)
+            case.update(task="neis", submission="reference", dataset="synthetic", checks={})
+            case["series"] = {"log10_rel_second_moment": [[0.0, 3.0], [1.0, 1.0]]} if impl != "ais" else {}
+            cases.append(case)
+    run = {"run_id": "r", "created": "now", "env": {"cpu": "cpu", "cpu_cores": 2}, "cases": cases}
+    records = [dict(c, run_id="r", hardware="cpu x2") for c in cases]
+    figures = NEISTask().plots(cases_frame([run]), records)
+    assert set(figures) == {"equal_cost_variance", "variance_vs_dimension", "training_second_moment"}
