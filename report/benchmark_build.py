@@ -70,9 +70,7 @@ def _case(rng: random.Random, impl: str, depth: int, scale: str, dataset: str, s
         "dataset": dataset,
         "status": "failed" if failed else "ok",
         "metrics": metrics,
-        "checks": {
-            "finite": {"value": 0.0, "threshold": 0.0, "passed": not failed, "description": "synthetic"}
-        },
+        "checks": {"finite": {"value": 0.0, "threshold": 0.0, "passed": not failed, "description": "synthetic"}},
         "series": {},
         "spread": {} if failed else {"step_time_s": metrics["step_time_s"] * 0.05},
         "error": "RuntimeError: synthetic failure" if failed else None,

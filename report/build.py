@@ -105,9 +105,7 @@ def build_report(
     pages = page_names(names)
     metas: dict[str, TaskMeta] = {}
     for name in names:
-        present = df.loc[df["task"] == name, [c for c in df if c.startswith(METRIC)]].dropna(
-            axis=1, how="all"
-        )
+        present = df.loc[df["task"] == name, [c for c in df if c.startswith(METRIC)]].dropna(axis=1, how="all")
         metas[name] = task_meta(name, pages[name], [c[len(METRIC) :] for c in present])
     compared, more = comparison.build(runs, metas, compare)
     skipped += more

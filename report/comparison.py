@@ -62,9 +62,7 @@ def _resolve(spec: Path | str, runs: Sequence[dict[str, Any]]) -> tuple[dict | N
     loaded, skipped = load_runs([spec])
     if len(loaded) == 1:
         return loaded[0], None
-    reason = (
-        skipped[0].reason if skipped else f"{len(loaded)} run files found; --compare needs one file or run id"
-    )
+    reason = skipped[0].reason if skipped else f"{len(loaded)} run files found; --compare needs one file or run id"
     return None, Skipped(str(spec), reason)
 
 
@@ -87,9 +85,7 @@ def build(
         (a, sa), (b, sb) = (_resolve(s, runs) for s in explicit)
         skipped = [s for s in (sa, sb) if s]
         if a is None or b is None:
-            return Comparison(
-                note="--compare: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped)
-            ), skipped
+            return Comparison(note="--compare: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped)), skipped
         pair = (a, b)
     else:
         skipped, pair = [], auto_pair(runs)

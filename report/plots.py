@@ -33,9 +33,7 @@ def save_plots(
 
     try:
         figures = task.plots(cases, records)
-    except (
-        Exception
-    ) as exc:  # a task's plotting bug is shown on its page; the rest of the report still builds
+    except Exception as exc:  # a task's plotting bug is shown on its page; the rest of the report still builds
         plt.close("all")
         return [], f"{type(exc).__name__}: {exc}"
     plots, error = [], ""

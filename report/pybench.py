@@ -54,11 +54,7 @@ def load(path: Path | None) -> tuple[PytestBenchmark | None, Skipped | None]:
                 "params": ", ".join(f"{k}={v}" for k, v in (b.get("params") or {}).items()),
                 "rounds": b["stats"]["rounds"],
                 **{s: number(b["stats"].get(s), "s") for s in STATS},
-                "sort": {
-                    s: repr(float(b["stats"][s]))
-                    for s in STATS
-                    if isinstance(b["stats"].get(s), (int, float))
-                },
+                "sort": {s: repr(float(b["stats"][s])) for s in STATS if isinstance(b["stats"].get(s), (int, float))},
             }
             for b in benchmarks
         ]

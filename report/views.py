@@ -116,9 +116,7 @@ def boards(board: pd.DataFrame, meta: TaskMeta, hardware_links: Mapping[str, str
     grouped = sorted(board.groupby(KEYS, sort=False, dropna=False), key=lambda kv: _group_key(kv[0]))
     for key, group in grouped:
         present = [
-            c
-            for c in meta.columns.values()
-            if METRIC + c.name in group and group[METRIC + c.name].notna().any()
+            c for c in meta.columns.values() if METRIC + c.name in group and group[METRIC + c.name].notna().any()
         ]
         caption = [
             (k, str(v), hardware_links.get(str(v), "") if k == "hardware" else "")
@@ -294,9 +292,7 @@ def _env_value(key: str, value: Any) -> str:
     return str(value)
 
 
-def environments(
-    runs: Sequence[Mapping[str, Any]], hardware_links: Mapping[str, str]
-) -> list[dict[str, Any]]:
+def environments(runs: Sequence[Mapping[str, Any]], hardware_links: Mapping[str, str]) -> list[dict[str, Any]]:
     """Every run's env record, grouped by the hardware label the leaderboards link to."""
     sections: dict[str, dict[str, Any]] = {}
     for run in sorted(runs, key=lambda r: r["created"], reverse=True):
@@ -314,9 +310,7 @@ def environments(
                 "created": run["created"],
                 "path": run.get("_path", ""),
                 "cases": len(run["cases"]),
-                "settings": ", ".join(f"{k}={v}" for k, v in settings.items())
-                if isinstance(settings, dict)
-                else "",
+                "settings": ", ".join(f"{k}={v}" for k, v in settings.items()) if isinstance(settings, dict) else "",
                 "fields": known + extra,
             }
         )

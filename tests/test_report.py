@@ -86,9 +86,7 @@ def case(
         "dataset": dataset,
         "status": status,
         "metrics": {} if status == "failed" else values,
-        "checks": {
-            "loss_finite": {"value": 1.0, "threshold": 1.0, "passed": status == "ok", "description": "loss"}
-        },
+        "checks": {"loss_finite": {"value": 1.0, "threshold": 1.0, "passed": status == "ok", "description": "loss"}},
         "series": {},
         "spread": {"step_time_s": 0.002},
         "error": error,
@@ -158,9 +156,7 @@ def smoke_cases(accuracy_shift: float = 0.0, time_scale: float = 1.0) -> list[di
             error=f"non-finite metric(s): test_accuracy {INJECTION}",
         )
     )
-    cases.append(
-        case("sloppy", 8, submission="team-y", status="invalid", accuracy=0.999, error="did not converge")
-    )
+    cases.append(case("sloppy", 8, submission="team-y", status="invalid", accuracy=0.999, error="did not converge"))
     return cases
 
 
@@ -169,20 +165,13 @@ def write_results(folder: Path) -> dict[str, Path]:
     pytest-benchmark JSON beside the results folder."""
     folder.mkdir(parents=True, exist_ok=True)
     docs = {
-        "old": run_doc(
-            "20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", smoke_cases(), checks=RUN_CHECKS
-        ),
+        "old": run_doc("20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", smoke_cases(), checks=RUN_CHECKS),
         # heun's accuracy up by 0.1 (better), backprop 3x slower (worse), the rest unchanged (within noise)
-        "new": run_doc(
-            "20250102T000000Z-aaaa", "2025-01-02T00:00:00+00:00", smoke_cases(0.1, 3.0), checks=RUN_CHECKS
-        ),
+        "new": run_doc("20250102T000000Z-aaaa", "2025-01-02T00:00:00+00:00", smoke_cases(0.1, 3.0), checks=RUN_CHECKS),
         "gpu": run_doc(
             "20250103T000000Z-bbbb",
             "2025-01-03T00:00:00+00:00",
-            [
-                case(m, 8, scale="small", dataset="cifar10", accuracy=0.9 - 0.01 * i)
-                for i, m in enumerate(METHODS)
-            ],
+            [case(m, 8, scale="small", dataset="cifar10", accuracy=0.9 - 0.01 * i) for i, m in enumerate(METHODS)],
             env=GPU_ENV,
         ),
         "unknown": run_doc(
@@ -299,9 +288,7 @@ def test_strings_from_results_are_escaped(site):
         assert "javascript:" not in text, page.name  # a manifest URL that is not http(s) is never a link
     assert escaped in html(site_dir, "index.html")
     assert escaped in html(site_dir, "task-adjoint_resnet.html")  # the failed case's error text
-    assert re.findall(r"<script[^>]*>", html(site_dir, "index.html")) == [
-        '<script src="static/sort.js" defer>'
-    ]
+    assert re.findall(r"<script[^>]*>", html(site_dir, "index.html")) == ['<script src="static/sort.js" defer>']
     assert safe_url("javascript:alert(1)") == "" and safe_url("https://x.org") == "https://x.org"
 
 
@@ -340,9 +327,7 @@ def test_failed_and_invalid_rows_are_shown_unranked(site):
     assert bad["rank"].isna().all()
     assert "did not converge" in set(bad["reason"])
     index = html(site_dir, "index.html")
-    row = re.search(
-        r'<tr class="sub bad">\s*<td class="rank" data-v="">—</td>\s*<td class="impl">nan_method', index
-    )
+    row = re.search(r'<tr class="sub bad">\s*<td class="rank" data-v="">—</td>\s*<td class="impl">nan_method', index)
     assert row, "failed row greyed (class bad) with no rank"
 
 

@@ -24,8 +24,8 @@ from suites.adjoint_resnet.interface import StageGradient
 from suites.adjoint_resnet.model import Net
 
 FLAT_MEMORY_TOLERANCE = 0.15  # deepest within 15% of shallowest
-GROWTH_FACTOR = 2.0
-PRETRAIN_VERSION = 2  # part of the checkpoint cache key: bump when pretraining changes  # backprop's step memory at the deepest case at least twice the shallowest's
+GROWTH_FACTOR = 2.0  # backprop's step memory at the deepest case at least twice the shallowest's
+PRETRAIN_VERSION = 2  # part of the checkpoint cache key: bump when pretraining changes
 
 _COMMON = {"in_channels": 3, "classes": 10, "lr": 1e-3, "momentum": 0.9, "weight_decay": 5e-4}
 
