@@ -212,11 +212,12 @@ def test_real_fashion_mnist_trains_the_network(fashion_mnist_root):
     assert train.x.shape == (60000, 1, 28, 28) and test.x.shape == (10000, 1, 28, 28)
     torch.manual_seed(0)
     net = Net.tied(1, 8, 2, 10, depth=4)
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    for i in range(0, 64 * 80, 64):
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for i in range(0, 64 * 150, 64):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(train.x[i : i + 64]), train.y[i : i + 64]).backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
     with torch.no_grad():
         accuracy = (net(test.x[:1000]).argmax(1) == test.y[:1000]).float().mean()
-    assert accuracy > 0.4, "real Fashion-MNIST is learnable in 80 steps (chance: 0.1)"
+    assert accuracy > 0.4, "real Fashion-MNIST is learnable in 150 steps (chance: 0.1)"
