@@ -62,6 +62,11 @@ def _status_counts(statuses: Iterable[str]) -> list[tuple[str, int]]:
     return [(s, counts[s]) for s in ("ok", "invalid", "failed", "timeout") if counts[s]]
 
 
+def _synthetic(df: pd.DataFrame) -> list[str]:
+    """Datasets that are synthetic stand-ins (named ``synthetic-...`` by their task), for a banner."""
+    return sorted(d for d in df["dataset"].unique() if str(d).startswith("synthetic"))
+
+
 def _runs_table(runs: Sequence[dict[str, Any]], links: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
     for run in sorted(runs, key=lambda r: r["created"], reverse=True):
@@ -145,6 +150,7 @@ def build_report(
             run_checks=run_checks(runs, name),
             case_checks=case_checks(records[name]),
             failures=failures(records[name]),
+            synthetic=_synthetic(sub),
         )
     pd.concat(tables, ignore_index=True).to_csv(site.add("leaderboard.csv"), index=False)
     df.to_csv(site.add("cases.csv"), index=False)
@@ -160,6 +166,7 @@ def build_report(
         runs=_runs_table(runs, links),
         totals=_status_counts(df["status"]),
         n_cases=len(df),
+        synthetic=_synthetic(df),
     )
     site.finish()
     return Built(index, skipped, problems)

@@ -17,5 +17,5 @@ fi
 mkdir -p .ci/out
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null
-.venv/bin/python -m pytest -q -p no:cacheprovider --benchmark-json .ci/out/pytest-benchmark.json "$@"
+CTBENCH_SCREENSHOTS=1 .venv/bin/python -m pytest -q -p no:cacheprovider --benchmark-json .ci/out/pytest-benchmark.json "$@"
 echo "test output: .ci/out/ (pytest-benchmark.json, screenshots/)"

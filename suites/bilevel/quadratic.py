@@ -104,7 +104,7 @@ def quadratic_problem(
         raise ValueError(f"quadratic: no draw with a positive definite value function in 20 tries (seed {seed})")
     return BilevelProblem(
         name="quadratic",
-        dataset=f"synthetic-quadratic-{dim_z}x{dim_x}-n{n_inner}-m{n_outer}",
+        dataset=f"quadratic-{dim_z}x{dim_x}-n{n_inner}-m{n_outer}",
         g=quadratic_loss,
         f=quadratic_loss,
         inner_data=inner,

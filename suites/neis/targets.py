@@ -155,12 +155,12 @@ NAMES = ("eg1", "eg2", "eg3", *(f"gmm_d{d}" for d in GMM_DIMS))
 def make_target(name: str) -> Target:
     """The target called ``name`` (one of ``NAMES``)."""
     if name == "eg1":
-        return two_modes(2, 0.1, 0.1).target(name, "synthetic-eg1-gmm2-d2")
+        return two_modes(2, 0.1, 0.1).target(name, "eg1-gmm2-d2")
     if name == "eg2":
-        return circle_modes(10).target(name, "synthetic-eg2-gmm4-d10")
+        return circle_modes(10).target(name, "eg2-gmm4-d10")
     if name == "eg3":
-        return Funnel().target(name, "synthetic-eg3-funnel-d10-ball25")
+        return Funnel().target(name, "eg3-funnel-d10-ball25")
     if name.startswith("gmm_d") and name[5:].isdigit() and int(name[5:]) in GMM_DIMS:
         dim = int(name[5:])
-        return two_modes(dim, 0.5, 0.5).target(name, f"synthetic-gmm2-d{dim}")
+        return two_modes(dim, 0.5, 0.5).target(name, f"gmm2-d{dim}")
     raise ValueError(f"unknown neis target {name!r}; valid: {', '.join(NAMES)}")
