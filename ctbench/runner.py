@@ -144,6 +144,7 @@ def _run_checks(cases: Sequence[Case], records: list[dict[str, Any]]) -> list[di
 
 def run(cases: Sequence[Case], settings: RunSettings, say: Printer = print) -> RunOutcome:
     """Run every case not already in the journal, then write the run file."""
+    env = environment()  # before any case: the git state is the code's, not the run's own output
     key = run_key(cases)
     journal = Journal(settings.out_dir, key)
     now = datetime.now(timezone.utc)
@@ -166,7 +167,7 @@ def run(cases: Sequence[Case], settings: RunSettings, say: Printer = print) -> R
         "schema": SCHEMA,
         "run_id": journal.header["run_id"],
         "created": journal.header["created"],
-        "env": environment(),
+        "env": env,
         "settings": {"device": settings.device, "data_root": str(settings.data_root), "threads": settings.threads},
         "cases": records,
         "checks": _run_checks(cases, records),
