@@ -9,8 +9,8 @@ Memory of a step (its working memory: the peak while it runs minus what was held
 - CPU: the process's resident-set high-water mark. ``ru_maxrss`` cannot be reset and glibc keeps freed memory
   mapped, so the baseline is taken after ``gc.collect()`` and ``malloc_trim(0)``, the kernel's peak (VmHWM) is
   reset to the current RSS by writing 5 to ``/proc/self/clear_refs``, and VmHWM is read after the step.
-  The case runs in its own subprocess, so nothing else shares that process. ``pin_mmap_threshold`` keeps glibc's
-  heap fragmentation out of the reading (protocols call it once their timings are done).
+  The case runs in its own subprocess, so nothing else shares that process. ``pinned_mmap_threshold`` keeps glibc's
+  heap fragmentation out of the reading.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import gc
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import torch
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 
 
 @dataclass(frozen=True)
@@ -101,19 +103,27 @@ def _trim_heap() -> None:
         pass
 
 
-def pin_mmap_threshold(nbytes: int = 64 * 1024) -> bool:
-    """Have glibc serve every allocation of ``nbytes`` or more with its own mapping, for the rest of the process.
+@contextmanager
+def pinned_mmap_threshold(nbytes: int = 64 * 1024) -> Iterator[None]:
+    """Within the block, glibc serves every allocation of ``nbytes`` or more with its own mapping.
 
     By default glibc raises its mmap threshold each time a mapped block is freed, so after a warm-up step tensors
     come from the heap, and the heap's fragmentation, not the step, decides how many pages a step touches: a
     depth sweep then shows noise of the size of the step itself. With the threshold pinned, tensors are mapped on
-    allocation and unmapped on free, so RSS follows the live tensors. Page faults make later steps slower: pin it
-    after the timings. Returns False where libc has no ``mallopt`` (not glibc).
+    allocation and unmapped on free, so RSS follows the live tensors (and page faults make steps slower: time them
+    outside the block). On exit the threshold is set to glibc's dynamic maximum (32 MiB on 64-bit), where a
+    process that frees large tensors ends up anyway. Does nothing where libc has no ``mallopt`` (not glibc).
     """
     try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, nbytes))
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
-        return False
+        yield
+        return
+    mallopt(_M_MMAP_THRESHOLD, nbytes)
+    try:
+        yield
+    finally:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
 
 
 def _nvml_used(device: torch.device) -> int | None:
