@@ -55,6 +55,12 @@ def env(tmp_path_factory):
     return {**os.environ, "CTBENCH_CACHE": str(cache)}
 
 
+def smoke_run(out, *impls: str, options: tuple[str, ...] = ()) -> list[str]:
+    """Arguments of ``ctbench run`` for adjoint_resnet at smoke scale, depth 8, into ``out``."""
+    args = ["run", "--task", "adjoint_resnet", "--scale", "smoke", "--param", "depth=8", "--out", str(out)]
+    return [*args, "--no-report", *options, *(f"--impl={impl}" for impl in impls)]
+
+
 def ctbench(args, env, **kw):
     return subprocess.run([sys.executable, "-m", "ctbench", *args], env=env, capture_output=True, text=True, **kw)
 
@@ -62,24 +68,8 @@ def ctbench(args, env, **kw):
 def test_failures_are_recorded_and_the_run_goes_on(tmp_path, write_module, env):
     sub = write_module("subs.py", SUBMISSIONS)
     out = tmp_path / "out"
-    args = [
-        "run",
-        "--task",
-        "adjoint_resnet",
-        "--scale",
-        "smoke",
-        "--param",
-        "depth=8",
-        "--out",
-        str(out),
-        "--no-report",
-        "--timeout",
-        "25",
-        "--impl",
-        "backprop",
-    ]
-    for name in ("Raises", "Nan", "Crashes", "Hangs"):
-        args += ["--impl", f"{sub}:{name}"]
+    subs = [f"{sub}:{name}" for name in ("Raises", "Nan", "Crashes", "Hangs")]
+    args = smoke_run(out, "backprop", *subs, options=("--timeout", "25"))
     result = ctbench(args, env, timeout=400)
     assert result.returncode == 1, result.stdout + result.stderr
     runs, skipped = load_runs([out])
@@ -99,22 +89,7 @@ def test_interrupted_run_resumes(tmp_path, write_module, env):
     marker = tmp_path / "slow"
     marker.touch()
     out = tmp_path / "out"
-    args = [
-        "run",
-        "--task",
-        "adjoint_resnet",
-        "--scale",
-        "smoke",
-        "--param",
-        "depth=8",
-        "--out",
-        str(out),
-        "--no-report",
-        "--impl",
-        "backprop",
-        "--impl",
-        f"{sub}:SlowOnce",
-    ]
+    args = smoke_run(out, "backprop", f"{sub}:SlowOnce")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ctbench", *args],
         env={**env, "SLOW_MARKER": str(marker)},
@@ -180,22 +155,7 @@ def test_submission_missing_a_method_is_named(write_module, env):
 
 def test_show_and_compare(tmp_path, env):
     out = tmp_path / "out"
-    args = [
-        "run",
-        "--task",
-        "adjoint_resnet",
-        "--scale",
-        "smoke",
-        "--param",
-        "depth=8",
-        "--out",
-        str(out),
-        "--no-report",
-        "--impl",
-        "backprop",
-        "--impl",
-        "adjoint_euler",
-    ]
+    args = smoke_run(out, "backprop", "adjoint_euler")
     first = ctbench(args, env, timeout=200)
     assert first.returncode == 0, first.stdout + first.stderr
     second = ctbench(args, env, timeout=200)

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from ctbench.plotting import line_panels, setting
+
 PANELS = {
     "step_memory_vs_depth": ("metric.step_peak_memory_bytes", "step working memory (MB)", 1e-6),
     "step_time_vs_depth": ("metric.step_time_s", "step time (s)", 1.0),
@@ -15,17 +17,13 @@ PANELS = {
 
 
 def depth_plots(cases: pd.DataFrame) -> dict[str, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import seaborn as sns
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     ok = cases[cases["status"] == "ok"].copy()
     if ok.empty:
         return {}
     ok["depth"] = [json.loads(p).get("depth") for p in ok["params_json"]]
-    ok["setting"] = ok["scale"] + " | " + ok["dataset"] + " | " + ok["hardware"]
+    ok["setting"] = setting(ok)
     figures = {}
     for name, (column, label, factor) in PANELS.items():
         if column not in ok or ok[column].isna().all():
@@ -34,27 +32,10 @@ def depth_plots(cases: pd.DataFrame) -> dict[str, Any]:
         frame = frame[frame["value"] > 0]
         if frame.empty:
             continue
-        grid = sns.relplot(
-            data=frame,
-            x="depth",
-            y="value",
-            hue="impl",
-            style="impl",
-            col="setting",
-            kind="line",
-            markers=True,
-            dashes=False,
-            height=3.2,
-            aspect=1.3,
-            facet_kws={"sharey": False},
-            estimator="median",
-            errorbar=None,
-        )
-        grid.set(xscale="log", yscale="log", xlabel="depth N", ylabel=label)
-        for ax in grid.axes.flat:
+        figure = line_panels(frame, "depth", "value", xlabel="depth N", ylabel=label, xscale="log", yscale="log")
+        for ax in figure.axes:
             ax.xaxis.set_major_locator(LogLocator(base=2))
             ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())
-        grid.set_titles("{col_name}")
-        figures[name] = grid.figure
+        figures[name] = figure
     return figures

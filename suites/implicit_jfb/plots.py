@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from ctbench.plotting import line_panels, setting
+
 
 def plots(cases: pd.DataFrame) -> dict[str, Any]:
     import matplotlib
@@ -17,7 +19,7 @@ def plots(cases: pd.DataFrame) -> dict[str, Any]:
     ok = cases[cases["status"] == "ok"].copy()
     if ok.empty:
         return {}
-    ok["setting"] = ok["scale"] + " | " + ok["dataset"] + " | " + ok["hardware"]
+    ok["setting"] = setting(ok)
     ok["solver"] = [json.loads(p).get("solver", "-") for p in ok["params_json"]]
     ok["case"] = ok["impl"] + " (" + ok["params"] + ")"
     if "metric.grad_cosine" in ok:
@@ -26,23 +28,14 @@ def plots(cases: pd.DataFrame) -> dict[str, Any]:
     memory = "metric.step_peak_memory_bytes"
     if memory in ok and ok[memory].notna().any():
         frame = ok.dropna(subset=[memory]).assign(memory_mb=lambda d: d[memory] / 1e6)
-        grid = sns.relplot(
-            data=frame,
-            x="metric.forward_iterations",
-            y="memory_mb",
-            hue="impl",
+        figures["memory_vs_forward_iterations"] = line_panels(
+            frame,
+            "metric.forward_iterations",
+            "memory_mb",
             style="solver",
-            col="setting",
-            kind="line",
-            markers=True,
-            dashes=False,
-            height=3.2,
-            aspect=1.3,
-            facet_kws={"sharey": False},
+            xlabel="evaluations of T per forward",
+            ylabel="step working memory (MB)",
         )
-        grid.set(xlabel="evaluations of T per forward", ylabel="step working memory (MB)")
-        grid.set_titles("{col_name}")
-        figures["memory_vs_forward_iterations"] = grid.figure
     for name, column, label, log in (
         ("backward_time", "metric.backward_time_s", "backward time (s)", True),
         ("grad_cosine", "gradient_gap", "1 - cosine with the exact implicit gradient", True),

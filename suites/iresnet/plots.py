@@ -9,13 +9,15 @@ from typing import Any
 
 import pandas as pd
 
+from ctbench.plotting import line_panels, setting
+
 
 def _with_params(cases: pd.DataFrame) -> pd.DataFrame:
     ok = cases[cases["status"] == "ok"].copy()
     params = [json.loads(p) for p in ok["params_json"]]
     ok["terms"] = [p.get("terms") for p in params]
     ok["c"] = [p.get("c") for p in params]
-    ok["setting"] = ok["scale"] + " | " + ok["dataset"] + " | " + ok["hardware"]
+    ok["setting"] = setting(ok)
     return ok
 
 
@@ -98,21 +100,7 @@ def task_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dic
     mem = mem[mem.groupby(["setting", "impl"])["terms"].transform("nunique") > 1]
     if not mem.empty:
         mem = mem.assign(mb=mem["metric.step_peak_memory_bytes"] / 1e6)
-        grid = sns.relplot(
-            data=mem,
-            x="terms",
-            y="mb",
-            hue="impl",
-            style="impl",
-            col="setting",
-            kind="line",
-            markers=True,
-            dashes=False,
-            height=3.2,
-            aspect=1.3,
-            facet_kws={"sharey": False},
+        figures["memory_vs_terms"] = line_panels(
+            mem, "terms", "mb", xlabel="series terms n", ylabel="training step memory (MB)"
         )
-        grid.set(xlabel="series terms n", ylabel="training step memory (MB)")
-        grid.set_titles("{col_name}")
-        figures["memory_vs_terms"] = grid.figure
     return figures
