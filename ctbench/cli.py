@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (UsageError, ImplementationError) as exc:
+    except (UsageError, ImplementationError, OSError) as exc:  # bad input, or a folder that cannot be written
         print(f"ctbench: error: {exc}", file=sys.stderr)
         return 2
 

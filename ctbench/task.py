@@ -128,10 +128,6 @@ class Context:
     seed: int
     log: Any = print
 
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
 
 class Task:
     """Base class of a task. Subclasses in ``suites/<name>/`` set the class attributes and implement ``run``."""

@@ -50,6 +50,7 @@ class AdjointResNet(Task):
         "grad_rel_error": Metric("", False, "||g - g_backprop|| / ||g_backprop|| on the stage's parameters"),
         "reconstruction_error": Metric("", False, "||x0_recovered - x0|| / ||x0|| for the stage's input"),
         "step_peak_memory_bytes": Metric("bytes", False, "working memory of one training step (peak - before)"),
+        "device_used_bytes": Metric("bytes", None, "device memory in use after the step, as NVML sees it (CUDA)"),
         "step_time_s": Metric("s", False, "median wall time of one training step"),
         "throughput_samples_s": Metric("samples/s", True, "training samples per second while fine-tuning"),
     }
@@ -149,6 +150,8 @@ class AdjointResNet(Task):
             "throughput_samples_s": throughput(cfg["finetune_steps"] * cfg["batch"], fit.median),
             "test_accuracy": _accuracy(net, test, cfg["batch"], ctx.device),
         }
+        if memory.device_used_bytes is not None:  # NVML's view of the device beside the allocator's peak
+            metrics["device_used_bytes"] = memory.device_used_bytes
         # gradient and reconstruction errors on the pretrained weights, in a fresh copy of the untied network
         fresh = _stage_model(tied, depth, impl.scheme, ctx.device)
         x, y = (t.to(ctx.device) for t in next(data.batches(train, cfg["batch"], ctx.seed, augment=False)))
