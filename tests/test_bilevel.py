@@ -97,6 +97,33 @@ def test_per_sample_oracles_average_to_the_batch_oracles(kind):
     torch.testing.assert_close(problem.outer_rows_to_x(fx) / len(idx), ox)
 
 
+@pytest.mark.parametrize("kind", ["quadratic", "hyperparam", "datacleaning"])
+def test_per_sample_rows_match_torch_func(kind):
+    """Each row of the per-sample oracles equals torch.func's vmap(vjp(grad g_i)) and vmap(grad f_j) for that sample."""
+    from torch.func import grad, vjp, vmap
+
+    problem = tiny(kind)
+    gen = torch.Generator().manual_seed(4)
+    z, v = (torch.randn(problem.z0.shape, generator=gen, dtype=torch.float64) for _ in range(2))
+    x = problem.x0 + 0.1 * torch.randn(problem.x0.shape, generator=gen, dtype=torch.float64)
+    idx = torch.tensor([5, 0, 5, 11])
+    inner = tuple(t[idx] for t in problem.inner_data)
+    x_dim = 0 if problem.per_sample_x else None
+
+    def one(x_i, *sample):
+        gz, pullback = vjp(lambda z_, x_: grad(problem.g)(z_, x_, *sample), z, x_i)
+        return (gz, *pullback(v))
+
+    expected = vmap(one, in_dims=(x_dim,) + (0,) * len(inner))(x[idx] if problem.per_sample_x else x, *inner)
+    for got, want in zip(problem.inner_per_sample(z, x, v, idx), expected, strict=True):
+        torch.testing.assert_close(got, want.reshape(got.shape))
+    outer = tuple(t[idx] for t in problem.outer_data)
+    want_fz, want_fx = vmap(grad(problem.f, argnums=(0, 1)), in_dims=(None, None) + (0,) * len(outer))(z, x, *outer)
+    fz, fx = problem.outer_per_sample(z, x, idx)
+    torch.testing.assert_close(fz, want_fz)
+    torch.testing.assert_close(fx, want_fx if problem.outer_uses_x else want_fx[:, :0])
+
+
 @pytest.mark.parametrize("dense", [True, False], ids=["dense", "conjugate-gradient"])
 def test_quadratic_value_and_hypergradient_match_the_closed_form(dense, monkeypatch):
     """The generic exact path (Newton, linear solve, autograd on the per-sample losses) against h's closed form."""
@@ -164,6 +191,18 @@ def test_saba_tables_are_its_state():
     tables = 32 * (4 + 4 + 4) * 8 + 32 * (4 + 4) * 8  # inner rows: d_z g, H v, cross; outer rows: d_z f, d_x f
     assert state_bytes(saba, problem) >= tables
     assert state_bytes(soba, problem) < tables / 10
+
+
+def test_saba_running_sums_match_its_tables():
+    """The column sums SABA updates each step (duplicated draws counted once) equal its tables' sums, between
+    and right after the once-per-pass recomputation."""
+    problem = tiny("datacleaning")
+    saba = SABA(step_size=0.05)
+    saba.init(problem, batch_size=4, seed=0)  # draws of 4 among 12: recomputed every 3rd step, duplicates
+    for step in range(7):
+        saba.step()
+        for table in (saba.inner, saba.outer):
+            torch.testing.assert_close(table.total, table.rows.sum(0), msg=f"step {step + 1}")
 
 
 def test_oracles_count_samples():

@@ -39,7 +39,6 @@ class BilevelSolver(ABC):
 
     manifest: ClassVar[Manifest]
     defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
-    uses_per_sample_oracles: ClassVar[bool] = False  # if so, the protocol warms torch.func up off the clock
 
     def __init__(self, **overrides: Any):
         self.overrides = overrides

@@ -6,7 +6,8 @@ Hyperparameter selection (IJCNN1): binary logistic regression with one l2 penalt
 
 Data hyper-cleaning: multinomial logistic regression with one weight sigma(x_i) per (corrupted) training sample,
     g_i(Z, x_i) = sigma(x_i) CE(Z^T d_i, y_i) + C ||Z||^2,   f_j(Z) = CE(Z^T d_j, y_j),
-with CE the cross-entropy and C = 0.2 (benchopt's value). Losses take one sample and broadcast over a batch.
+with CE the cross-entropy and C = 0.2 (benchopt's value). Losses take one sample and broadcast over leading batch
+dimensions of all their arguments (``suites.bilevel.problem``).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ CLEANING_L2 = 0.2
 
 def logistic_loss(z: Tensor, x: Tensor, d: Tensor, y: Tensor) -> Tensor:
     """log(1 + exp(-y d.z)) for one sample with a label y in {-1, +1}."""
-    return F.softplus(-y * (d @ z))
+    return F.softplus(-y * (d * z).sum(-1))
 
 
 def penalised_logistic_loss(z: Tensor, x: Tensor, d: Tensor, y: Tensor) -> Tensor:
     """Logistic loss plus the per-feature penalty 1/2 sum_k e^{x_k} z_k^2."""
-    return logistic_loss(z, x, d, y) + 0.5 * (torch.exp(x) * z * z).sum()
+    return logistic_loss(z, x, d, y) + 0.5 * (torch.exp(x) * z * z).sum(-1)
 
 
 def hyperparam_problem(train: Labelled, val: Labelled) -> BilevelProblem:
@@ -49,13 +50,13 @@ def hyperparam_problem(train: Labelled, val: Labelled) -> BilevelProblem:
 
 
 def _cross_entropy(z: Tensor, d: Tensor, onehot: Tensor) -> Tensor:
-    scores = d @ z.view(d.shape[-1], onehot.shape[-1])
+    scores = (d.unsqueeze(-2) @ z.view(*z.shape[:-1], d.shape[-1], onehot.shape[-1])).squeeze(-2)
     return torch.logsumexp(scores, -1) - (scores * onehot).sum(-1)
 
 
 def weighted_cross_entropy(z: Tensor, x_i: Tensor, d: Tensor, onehot: Tensor) -> Tensor:
     """sigma(x_i) CE(Z^T d, y) + C ||Z||^2 for one training sample (x_i its own weight)."""
-    return torch.sigmoid(x_i) * _cross_entropy(z, d, onehot) + CLEANING_L2 * (z * z).sum()
+    return torch.sigmoid(x_i) * _cross_entropy(z, d, onehot) + CLEANING_L2 * (z * z).sum(-1)
 
 
 def cross_entropy(z: Tensor, x: Tensor, d: Tensor, onehot: Tensor) -> Tensor:

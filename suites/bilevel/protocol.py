@@ -74,16 +74,15 @@ def _finite(*tensors: Tensor | None) -> bool:
     return all(t is None or bool(torch.isfinite(t).all()) for t in tensors)
 
 
-def warm_up(problem: BilevelProblem, per_sample: bool) -> None:
-    """Call the oracles once on two samples, so that one-time costs stay off the clock (the first ``torch.func``
-    call imports torch._dynamo: seconds)."""
+def warm_up(problem: BilevelProblem) -> None:
+    """Call every oracle once on two samples, so that first-call costs (allocator, dispatch caches) stay off
+    the clock."""
     idx = torch.arange(min(2, problem.n_inner, problem.n_outer), device=problem.device)
     z, x = problem.z0, problem.x0
     problem.inner_oracles(z, x, z, idx)
     problem.outer_grad(z, x, idx)
-    if per_sample:
-        problem.inner_per_sample(z, x, z, idx)
-        problem.outer_per_sample(z, x, idx)
+    problem.inner_per_sample(z, x, z, idx)
+    problem.outer_per_sample(z, x, idx)
     problem.samples = 0
 
 
@@ -106,7 +105,7 @@ def run_solver(
         trace.points.append(Point(iteration, problem.samples, clock, sub, gn2, acc))
         return True
 
-    warm_up(problem, solver.uses_per_sample_oracles)
+    warm_up(problem)
     init = time_call(lambda: solver.init(problem, settings["batch_size"], seed), device, repeat=1, warmup=0)
     clock = trace.init_time_s = init.median
     if not evaluate(0, clock):
