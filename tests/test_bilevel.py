@@ -17,7 +17,7 @@ from reference_impls.bilevel.full_batch import FullBatch
 from reference_impls.bilevel.saba import SABA
 from reference_impls.bilevel.soba import SOBA
 from reference_impls.bilevel.stocbio import StocBiO
-from suites.bilevel.data import Labelled, LibsvmFormatError, ijcnn1, synthetic_ijcnn1
+from suites.bilevel.data import IJCNN1, Labelled, LibsvmFormatError, hyperparam_data, synthetic_classification
 from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
 from suites.bilevel.problem import BilevelProblem
 from suites.bilevel.problems import settings
@@ -33,7 +33,7 @@ def tiny(kind: str) -> BilevelProblem:
     if kind == "quadratic":
         return quadratic_problem(N, N, 4, 3, mu=0.3)
     if kind == "hyperparam":
-        (x, y), (xv, yv) = synthetic_ijcnn1(N, 1), synthetic_ijcnn1(N, 2)
+        (x, y), (xv, yv) = synthetic_classification(IJCNN1, N, 1), synthetic_classification(IJCNN1, N, 2)
         return hyperparam_problem(Labelled(x, y, "t"), Labelled(xv, yv, "t"))
     gen = torch.Generator().manual_seed(0)
     splits = [
@@ -222,34 +222,54 @@ def test_libsvm_files_are_read_and_named(tmp_path):
     rows = [f"{1 if i % 3 else -1} 1:{i / 10} 5:0.5 22:-0.25" for i in range(6)]
     write_libsvm(tmp_path / "ijcnn1", rows)
     write_libsvm(tmp_path / "ijcnn1.t", rows[:4])
-    train, val = ijcnn1(tmp_path, 5, 10)
+    train, val = hyperparam_data(tmp_path, "ijcnn1", 5, 10)
     assert train.dataset == "ijcnn1-5x4" and train.x.shape == (5, 22) and val.x.shape == (4, 22)
     assert train.x[1, 0] == pytest.approx(0.1) and train.x[1, 21] == -0.25
+    assert train.y.tolist() == [-1.0, 1.0, 1.0, -1.0, 1.0]
+
+
+def test_covtype_file_is_split_and_its_labels_signed(tmp_path):
+    """covtype's single LIBSVM file (labels 1 and 2) is shuffled with a fixed seed into disjoint splits."""
+    rows = [f"{1 + i % 2} 1:{i} 54:0.5" for i in range(30)]
+    write_libsvm(tmp_path / "covtype.libsvm.binary.scale", rows)
+    train, val = hyperparam_data(tmp_path, "covtype", 20, 8)
+    assert train.dataset == "covtype-20x8" and train.x.shape == (20, 54) and val.x.shape == (8, 54)
+    ids = torch.cat([train.x[:, 0], val.x[:, 0]]).long()
+    assert len(set(ids.tolist())) == 28 and ids.tolist() != list(range(28))  # disjoint, shuffled
+    for split in (train, val):
+        torch.testing.assert_close(split.y, torch.where(split.x[:, 0].long() % 2 == 1, 1.0, -1.0))  # label 2 -> +1
+    again, _ = hyperparam_data(tmp_path, "covtype", 20, 8)
+    torch.testing.assert_close(again.x, train.x)
 
 
 def test_bad_libsvm_file_names_the_file_and_the_line(tmp_path):
     write_libsvm(tmp_path / "ijcnn1", ["1 1:0.5 2:0.1", "-1 1:0.2", "1 1:0.3 2:oops"])
     write_libsvm(tmp_path / "ijcnn1.t", ["1 1:0.5"])
     with pytest.raises(LibsvmFormatError, match=r"ijcnn1, line 3: .*'2:oops'"):
-        ijcnn1(tmp_path, 10, 10)
+        hyperparam_data(tmp_path, "ijcnn1", 10, 10)
 
 
 def test_one_libsvm_file_without_the_other_is_an_error(tmp_path):
     write_libsvm(tmp_path / "ijcnn1", ["1 1:0.5"])
     with pytest.raises(FileNotFoundError, match="ijcnn1.t"):
-        ijcnn1(tmp_path, 10, 10)
+        hyperparam_data(tmp_path, "ijcnn1", 10, 10)
 
 
-def test_offline_data_is_synthetic_and_says_so(tmp_path):
-    train, val = ijcnn1(tmp_path, 300, 200)
-    assert train.dataset == "synthetic-ijcnn1-shape-300x200"
-    assert train.x.shape == (300, 22) and set(train.y.tolist()) == {-1.0, 1.0}
-    assert 0.03 < float((train.y > 0).float().mean()) < 0.2
+@pytest.mark.parametrize(("dataset", "features", "share"), [("ijcnn1", 22, (0.03, 0.2)), ("covtype", 54, (0.4, 0.6))])
+def test_offline_data_is_synthetic_and_says_so(tmp_path, dataset, features, share):
+    train, val = hyperparam_data(tmp_path, dataset, 300, 200)
+    assert train.dataset == val.dataset == f"synthetic-{dataset}-shape-300x200"
+    assert train.x.shape == (300, features) and set(train.y.tolist()) == {-1.0, 1.0}
+    assert share[0] < float((train.y > 0).float().mean()) < share[1]
 
 
 def test_unknown_problem_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown bilevel problem 'lasso'"):
         smoke.run_case("bilevel", "soba", {"problem": "lasso"})
+    with pytest.raises(ValueError, match="valid: quadratic, hyperparam, hyperparam-covtype"):
+        settings("hyperparam-mnist", get_task("bilevel").scales["smoke"].config)
+    with pytest.raises(ValueError, match="datacleaning-p0.7"):
+        settings("datacleaning-pmax", get_task("bilevel").scales["smoke"].config)
 
 
 def test_corruption_is_part_of_the_problem_name():
@@ -292,3 +312,44 @@ def _frame(records):
         row = {"impl": r["impl"], "params": "problem=quadratic", "scale": r["scale"], "dataset": r["dataset"]}
         rows.append({**row, "hardware": "cpu", **{f"metric.{k}": v for k, v in r["metrics"].items()}})
     return pd.DataFrame(rows)
+
+
+def _race_record(impl: str, series: list[list[float]]) -> dict:
+    return {
+        "task": "bilevel", "impl": impl, "scale": "small", "params": {"problem": "hyperparam"}, "seed": 0,
+        "status": "ok", "metrics": {"run_time_s": series[-1][0], "final_suboptimality": series[-1][1]},
+        "series": {"suboptimality_vs_time": series},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("soba", "passed"),
+    [
+        ([[0, 0.5], [1, 0.2], [3, 0.1]], True),  # SOBA never comes within 1e-3 of the best (0.05)
+        ([[0, 0.5], [1, 0.0505], [3, 0.0501]], False),  # SOBA gets there first
+    ],
+)
+def test_race_measures_from_the_lowest_value_of_the_run(soba, passed):
+    """The paper's convention: suboptimality from the lowest h any case reached (here full_batch's)."""
+    records = [
+        _race_record("saba", [[0, 0.5], [1, 0.3], [2, 0.0505], [4, 0.0502]]),
+        _race_record("soba", soba),
+        _race_record("full_batch", [[0, 0.5], [5, 0.05]]),
+    ]
+    (check,) = [c for c in get_task("bilevel").run_checks(records) if c.name == "saba_reaches_1e-3_before_soba"]
+    assert check.check.passed is passed
+    assert check.check.value == 2  # SABA is within 1e-3 of 0.05 at t = 2
+
+
+@pytest.mark.parametrize("problem", ["hyperparam", "hyperparam-covtype"])
+def test_saba_comes_within_1e_3_of_the_best_before_soba_at_smoke_scale(problem):
+    """The paper's claim on hyperparameter selection, on the synthetic IJCNN1- and covtype-shaped sets."""
+    records = []
+    for impl in ("soba", "saba"):
+        result = smoke.run_case("bilevel", impl, {"problem": problem})
+        records.append({
+            "task": "bilevel", "impl": impl, "scale": "smoke", "params": {"problem": problem}, "seed": 0,
+            "status": "ok", "metrics": result.metrics, "series": result.series, "dataset": result.dataset,
+        })  # fmt: skip
+    (check,) = [c for c in get_task("bilevel").run_checks(records) if c.name == "saba_reaches_1e-3_before_soba"]
+    assert check.check.passed, check

@@ -1,4 +1,4 @@
-"""Data of the bilevel task: LIBSVM files (IJCNN1), a synthetic set of IJCNN1's shape, images for hyper-cleaning.
+"""Data of the bilevel task: LIBSVM files (IJCNN1, covtype), synthetic sets of their shapes, images for hyper-cleaning.
 
 Every loader returns the data set's name with the tensors; synthetic data says so in its name. Splits and label
 corruption use fixed seeds (not the case's seed), so every seed and solver of a case sees the same problem.
@@ -18,10 +18,24 @@ from torch import Tensor
 
 from ctbench.data import DEBIAN_FASHION_MNIST, install_debian_fashion_mnist, load_torchvision, synthetic_images
 
-IJCNN1_FILES = ("ijcnn1", "ijcnn1.t")  # LIBSVM's training (49,990) and test (91,701) files, 22 features
-IJCNN1_FEATURES = 22
-IJCNN1_POSITIVE = 0.097  # share of positive labels in IJCNN1
-DATA_SEED = 32  # benchopt's random_state for the hyper-cleaning split
+DATA_SEED = 32  # benchopt's random_state for the hyper-cleaning split (and covtype's)
+
+
+@dataclass(frozen=True)
+class LibsvmSet:
+    """A LIBSVM classification data set: its file names in the data root (training then validation file; one
+    file is split with DATA_SEED), its number of features, and the share of positive labels its synthetic
+    stand-in draws."""
+
+    name: str
+    files: tuple[str, ...]
+    features: int
+    positive_share: float
+
+
+IJCNN1 = LibsvmSet("ijcnn1", ("ijcnn1", "ijcnn1.t"), 22, 0.097)  # training (49,990) and test (91,701) files
+COVTYPE = LibsvmSet("covtype", ("covtype.libsvm.binary.scale",), 54, 0.5)  # 581,012 rows, features in [0, 1]
+LIBSVM_SETS = {s.name: s for s in (IJCNN1, COVTYPE)}
 
 
 class LibsvmFormatError(ValueError):
@@ -78,39 +92,58 @@ def read_libsvm(path: Path, n_features: int) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(features.toarray()), torch.as_tensor(labels)
 
 
-def synthetic_ijcnn1(n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """A deterministic classification set of IJCNN1's shape: 22 correlated features in (0, 1), labels in {-1, 1}
+def synthetic_classification(spec: LibsvmSet, n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """A deterministic classification set of ``spec``'s shape: correlated features in (0, 1), labels in {-1, 1}
     drawn from a logistic model without intercept (the model the task fits) whose weights are shifted so that
-    about 9.7% of labels are positive. The model is fixed (seed 0); ``seed`` draws the samples."""
+    a share ``spec.positive_share`` of labels is positive. The model is fixed (seed 0); ``seed`` draws the
+    samples."""
+    p = spec.features
     model = torch.Generator().manual_seed(0)
-    mixing = torch.randn(IJCNN1_FEATURES, IJCNN1_FEATURES, generator=model, dtype=torch.float64) / 3
-    w = 3 * torch.randn(IJCNN1_FEATURES, generator=model, dtype=torch.float64)
+    mixing = torch.randn(p, p, generator=model, dtype=torch.float64) / 3
+    w = 3 * torch.randn(p, generator=model, dtype=torch.float64)
     gen = torch.Generator().manual_seed(seed)
-    x = torch.sigmoid(torch.randn(n, IJCNN1_FEATURES, generator=gen, dtype=torch.float64) @ mixing)
+    x = torch.sigmoid(torch.randn(n, p, generator=gen, dtype=torch.float64) @ mixing)
     low, high = -20.0, 20.0  # shift of every weight: bisection on the share of positive logits
     for _ in range(50):
         mid = (low + high) / 2
-        low, high = (mid, high) if torch.sigmoid(x @ (w - mid)).mean() > IJCNN1_POSITIVE else (low, mid)
-    p = torch.sigmoid(x @ (w - low))
-    y = torch.where(torch.rand(n, generator=gen, dtype=torch.float64) < p, 1.0, -1.0)
+        low, high = (mid, high) if torch.sigmoid(x @ (w - mid)).mean() > spec.positive_share else (low, mid)
+    prob = torch.sigmoid(x @ (w - low))
+    y = torch.where(torch.rand(n, generator=gen, dtype=torch.float64) < prob, 1.0, -1.0)
     return x, y
 
 
-def ijcnn1(data_root: Path, n_train: int, n_val: int) -> tuple[Labelled, Labelled]:
-    """IJCNN1 from LIBSVM files in ``data_root`` (first ``n_train``/``n_val`` rows), else the synthetic set."""
-    paths = [data_root / name for name in IJCNN1_FILES]
+def _signed(*labels: Tensor) -> tuple[Tensor, ...]:
+    """Two-class labels as {-1, +1}, the larger label +1 (IJCNN1's files use -1 and 1, covtype's 1 and 2)."""
+    classes = torch.cat(labels).unique()
+    if len(classes) > 2:
+        raise ValueError(f"expected two classes, found {len(classes)}: {classes[:5].tolist()}")
+    return tuple(torch.where(y == classes[-1], 1.0, -1.0) for y in labels)
+
+
+def hyperparam_data(data_root: Path, dataset: str, n_train: int, n_val: int) -> tuple[Labelled, Labelled]:
+    """Training and validation splits of a LIBSVM set from its files in ``data_root``, else of its synthetic
+    stand-in. Two files: the first ``n_train`` rows of the first, ``n_val`` of the second; one file: rows
+    shuffled with DATA_SEED, then ``n_train`` for training and the next ``n_val`` for validation."""
+    spec = LIBSVM_SETS[dataset]
+    paths = [data_root / name for name in spec.files]
     present = [p.exists() for p in paths]
     if any(present) and not all(present):
-        found, missing = (paths[0], paths[1]) if present[0] else (paths[1], paths[0])
-        raise FileNotFoundError(f"found {found} but not {missing}: IJCNN1 needs both LIBSVM files")
-    if all(present):
-        (x_tr, y_tr), (x_va, y_va) = (read_libsvm(p, IJCNN1_FEATURES) for p in paths)
-        name = "ijcnn1"
+        missing = ", ".join(str(p) for p, here in zip(paths, present, strict=True) if not here)
+        raise FileNotFoundError(f"{dataset}: found {paths[present.index(True)]} but not {missing}")
+    if not all(present):
+        (x_tr, y_tr), (x_va, y_va) = (synthetic_classification(spec, n, seed) for n, seed in ((n_train, 1), (n_val, 2)))
+        name = f"synthetic-{dataset}-shape"
+    elif len(paths) == 2:
+        (x_tr, y_tr), (x_va, y_va) = (read_libsvm(p, spec.features) for p in paths)
+        name = dataset
     else:
-        x_tr, y_tr = synthetic_ijcnn1(n_train, seed=1)
-        x_va, y_va = synthetic_ijcnn1(n_val, seed=2)
-        name = "synthetic-ijcnn1-shape"
-    x_tr, y_tr, x_va, y_va = x_tr[:n_train], y_tr[:n_train], x_va[:n_val], y_va[:n_val]
+        x, y = read_libsvm(paths[0], spec.features)
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(DATA_SEED))
+        x_tr, y_tr = x[order[:n_train]], y[order[:n_train]]
+        x_va, y_va = x[order[n_train : n_train + n_val]], y[order[n_train : n_train + n_val]]
+        name = dataset
+    x_tr, x_va = x_tr[:n_train], x_va[:n_val]
+    y_tr, y_va = _signed(y_tr[:n_train], y_va[:n_val])
     name = f"{name}-{len(y_tr)}x{len(y_va)}"
     return Labelled(x_tr.float(), y_tr.float(), name), Labelled(x_va.float(), y_va.float(), name)
 

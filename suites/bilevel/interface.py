@@ -5,8 +5,9 @@ method; what an iteration is, the method decides), reading ``outer_variable()`` 
 h(x) - h* and ||grad h(x)||^2 at the exact inner solution. All data access goes through the problem's oracles
 (``suites.bilevel.problem.BilevelProblem``), which count the samples they process.
 
-Hyperparameters: a class's ``defaults`` maps a problem name ("quadratic", "hyperparam", "datacleaning") to its
-tuned values; keyword arguments of the constructor override them (``SOBA(step_size=0.5)``).
+Hyperparameters: a class's ``defaults`` maps a problem name ("quadratic", "hyperparam", "datacleaning", or a
+variant such as "hyperparam-covtype") to its tuned values; a variant without an entry takes its kind's. Keyword
+arguments of the constructor override them (``SOBA(step_size=0.5)``).
 
 ``directions`` is optional: a stochastic method that exposes the estimates it would use at its current state
 for given samples can be checked for unbiasedness (their mean over all samples equals their full-batch value).
@@ -44,8 +45,8 @@ class BilevelSolver(ABC):
         self.overrides = overrides
 
     def hyperparameters(self, problem: BilevelProblem) -> dict[str, Any]:
-        """The tuned defaults for this problem, updated with the constructor's overrides."""
-        return {**self.defaults.get(problem.name, {}), **self.overrides}
+        """The tuned defaults for this problem (else for its kind), updated with the constructor's overrides."""
+        return {**self.defaults.get(problem.name, self.defaults.get(problem.kind, {})), **self.overrides}
 
     @abstractmethod
     def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> None:

@@ -89,6 +89,11 @@ class BilevelProblem:
     samples: int = field(default=0, compare=False)
 
     @property
+    def kind(self) -> str:
+        """``quadratic``, ``hyperparam`` or ``datacleaning``: the name without its variant (``-covtype``, ``-p0.7``)."""
+        return self.name.split("-", 1)[0]
+
+    @property
     def n_inner(self) -> int:
         return self.inner_data[0].shape[0]
 

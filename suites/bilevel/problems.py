@@ -5,46 +5,54 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from suites.bilevel.data import cleaning_data, ijcnn1
+from suites.bilevel.data import cleaning_data, hyperparam_data
 from suites.bilevel.exact import minimum
 from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
 from suites.bilevel.problem import BilevelProblem
 from suites.bilevel.quadratic import quadratic_problem
 
-KINDS = ("quadratic", "hyperparam", "datacleaning")
+HYPERPARAM_DATA = {"hyperparam": "ijcnn1", "hyperparam-covtype": "covtype"}  # problem name -> LIBSVM set
 
 
 def kind_of(problem: str) -> str:
-    """``datacleaning-p0.7`` -> ``datacleaning``; unknown names raise."""
-    kind = problem.split("-p", 1)[0]
-    if kind not in KINDS:
-        raise ValueError(f"unknown bilevel problem {problem!r}; valid: {', '.join(KINDS)} (datacleaning-p<corruption>)")
+    """``hyperparam-covtype`` -> ``hyperparam``, ``datacleaning-p0.7`` -> ``datacleaning``; unknown names raise."""
+    kind = problem.split("-", 1)[0]
+    if problem not in ("quadratic", *HYPERPARAM_DATA, "datacleaning") and not problem.startswith("datacleaning-p"):
+        valid = ", ".join(("quadratic", *HYPERPARAM_DATA, "datacleaning", "datacleaning-p<corruption>"))
+        raise ValueError(f"unknown bilevel problem {problem!r}; valid: {valid}")
     return kind
 
 
 def settings(problem: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The scale's settings of this problem; ``datacleaning-p0.7`` sets the corruption to 0.7."""
+    """The scale's settings of this problem (its own entry, or its kind's); ``datacleaning-p0.7`` sets the
+    corruption to 0.7."""
     kind = kind_of(problem)
-    out = dict(config[kind])
-    if kind == "datacleaning" and "-p" in problem:
-        out["corruption"] = float(problem.split("-p", 1)[1])
+    out = dict(config[problem] if problem in config else config[kind])
+    if kind == "datacleaning" and problem != kind:
+        try:
+            out["corruption"] = float(problem.removeprefix("datacleaning-p"))
+        except ValueError:
+            raise ValueError(f"bilevel problem {problem!r}: write the corruption as datacleaning-p0.7") from None
     return out
 
 
 def build(problem: str, config: Mapping[str, Any], data_root: Path, cache_dir: Path) -> BilevelProblem:
-    """The problem on the CPU in its own dtype (float64 for the quadratic, float32 for the learning problems)."""
+    """The problem, named ``problem``, on the CPU in its own dtype (float64 for the quadratic, float32 for the
+    learning problems)."""
     kind, s = kind_of(problem), settings(problem, config)
     if kind == "quadratic":
-        return quadratic_problem(s["n_inner"], s["n_outer"], s["dim_z"], s["dim_x"], s["mu"], s["lip"], s["lip_cross"])
-    if kind == "hyperparam":
-        return hyperparam_problem(*ijcnn1(data_root, s["n_train"], s["n_val"]))
-    train, val, test = cleaning_data(
-        data_root, cache_dir, s["n_train"], s["n_val"], s["n_test"], s["image_size"], s["corruption"]
-    )
-    return datacleaning_problem(train, val, test, classes=10)
+        built = quadratic_problem(s["n_inner"], s["n_outer"], s["dim_z"], s["dim_x"], s["mu"], s["lip"], s["lip_cross"])
+    elif kind == "hyperparam":
+        built = hyperparam_problem(*hyperparam_data(data_root, HYPERPARAM_DATA[problem], s["n_train"], s["n_val"]))
+    else:
+        splits = cleaning_data(data_root, cache_dir, s["n_train"], s["n_val"], s["n_test"], s["image_size"],
+                               s["corruption"])  # fmt: skip
+        built = datacleaning_problem(*splits, classes=10)
+    return replace(built, name=problem)
 
 
 def _fingerprint(problem: BilevelProblem, max_iter: int) -> str:

@@ -20,7 +20,7 @@ from ctbench import CaseResult, Check, Context, Metric, Paper, RunCheck, Scale, 
 from ctbench.measure import peak_memory
 from suites.bilevel.interface import BilevelSolver
 from suites.bilevel.problem import BilevelProblem
-from suites.bilevel.problems import build, optimal_value, settings
+from suites.bilevel.problems import build, kind_of, optimal_value, settings
 from suites.bilevel.protocol import Evaluator, Trace, run_solver, sgd_step_time, state_bytes
 
 TARGET = 1e-3  # suboptimality of the time-to-target headline (the paper's threshold)
@@ -30,7 +30,7 @@ _QUADRATIC = {"mu": 0.1, "lip": 1.0, "lip_cross": 0.1}
 _SMOKE = {
     "quadratic": {"n_inner": 128, "n_outer": 128, "dim_z": 10, "dim_x": 10, **_QUADRATIC, "mu": 0.5,
                   "batch_size": 16, "budget_samples": 8000, "n_evals": 10, "max_time_s": 20.0},
-    "hyperparam": {"n_train": 2000, "n_val": 1000, "batch_size": 64, "budget_samples": 40_000, "n_evals": 10,
+    "hyperparam": {"n_train": 2000, "n_val": 1000, "batch_size": 64, "budget_samples": 400_000, "n_evals": 20,
                    "max_time_s": 20.0},
     "datacleaning": {"n_train": 500, "n_val": 200, "n_test": 1000, "image_size": 14, "corruption": 0.5,
                      "batch_size": 64, "budget_samples": 16_000, "n_evals": 6, "max_time_s": 20.0},
@@ -41,6 +41,8 @@ _SMALL = {
                   "budget_samples": 600_000, "n_evals": 40, "max_time_s": 300.0},
     "hyperparam": {"n_train": 49_990, "n_val": 91_701, "batch_size": 64, "budget_samples": 3_000_000,
                    "n_evals": 40, "max_time_s": 300.0},
+    "hyperparam-covtype": {"n_train": 100_000, "n_val": 50_000, "batch_size": 64, "budget_samples": 3_000_000,
+                           "n_evals": 40, "max_time_s": 300.0},
     "datacleaning": {"n_train": 5000, "n_val": 1000, "n_test": 2000, "image_size": 28, "corruption": 0.5,
                      "batch_size": 64, "budget_samples": 1_000_000, "n_evals": 30, "max_time_s": 300.0},
     "hstar_max_iter": {"hyperparam": 300, "datacleaning": 100}, "quadratic_target": 1e-6,
@@ -48,6 +50,8 @@ _SMALL = {
 _FULL = {
     "quadratic": {**_SMALL["quadratic"], "budget_samples": 2_000_000, "n_evals": 100, "max_time_s": 600.0},
     "hyperparam": {**_SMALL["hyperparam"], "budget_samples": 30_000_000, "n_evals": 100, "max_time_s": 600.0},
+    "hyperparam-covtype": {"n_train": 371_847, "n_val": 92_962, "batch_size": 64, "budget_samples": 30_000_000,
+                           "n_evals": 100, "max_time_s": 600.0},  # benchopt's split: 64% / 16% (20% test unused)
     "datacleaning": {"n_train": 20_000, "n_val": 5000, "n_test": 10_000, "image_size": 28, "corruption": 0.5,
                      "batch_size": 64, "budget_samples": 20_000_000, "n_evals": 100, "max_time_s": 1800.0},
     "hstar_max_iter": {"hyperparam": 1000, "datacleaning": 300}, "quadratic_target": 1e-6,
@@ -75,8 +79,11 @@ class BilevelTask(Task):
     summary = (
         "Stochastic bilevel optimisation: SOBA and SABA (single loop on inner, linear-system and outer variables; "
         "SABA with SAGA variance reduction) against StocBiO, AmIGO, FSLA and a full-batch baseline, on a quadratic "
-        "with known h*, hyperparameter selection (IJCNN1) and data hyper-cleaning. Headline: time to reach "
-        "h(x) - h* <= 1e-3; a case that never reaches it has no time_to_target_s (reached_target = 0)."
+        "with known h*, hyperparameter selection (IJCNN1, covtype) and data hyper-cleaning. Headline: time to reach "
+        "h(x) - h* <= 1e-3; a case that never reaches it has no time_to_target_s (reached_target = 0). "
+        "On hyperparameter selection h* (L-BFGS-B, exact hypergradients) lies where some penalties vanish, "
+        "beyond every budget; the race check between SABA and SOBA measures, as the paper does, from the lowest h "
+        "the run reached."
     )
     interface = BilevelSolver
     metrics = {
@@ -106,10 +113,25 @@ class BilevelTask(Task):
     primary_metric = "time_to_target_s"
     scales = {
         "smoke": Scale("smoke", {"problem": ["quadratic", "hyperparam", "datacleaning"]}, _SMOKE, (0,), 120.0),
-        "small": Scale("small", {"problem": ["quadratic", "hyperparam", "datacleaning"]}, _SMALL, (0, 1, 2), 900.0),
+        "small": Scale(
+            "small",
+            {"problem": ["quadratic", "hyperparam", "hyperparam-covtype", "datacleaning"]},
+            _SMALL,
+            (0, 1, 2),
+            900.0,
+        ),
         "full": Scale(
             "full",
-            {"problem": ["quadratic", "hyperparam", "datacleaning", "datacleaning-p0.7", "datacleaning-p0.9"]},
+            {
+                "problem": [
+                    "quadratic",
+                    "hyperparam",
+                    "hyperparam-covtype",
+                    "datacleaning",
+                    "datacleaning-p0.7",
+                    "datacleaning-p0.9",
+                ]
+            },
             _FULL,
             tuple(range(10)),
             3600.0,
@@ -129,7 +151,7 @@ class BilevelTask(Task):
     def _run(self, impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: Context) -> CaseResult:
         problem, s = self._setup(scale, params, ctx)
         evaluator = problem.to(ctx.device, torch.float64)
-        h_star = optimal_value(evaluator, ctx.cache_dir, scale.config["hstar_max_iter"].get(problem.name, 0))
+        h_star = optimal_value(evaluator, ctx.cache_dir, scale.config["hstar_max_iter"].get(problem.kind, 0))
         trace = run_solver(impl, problem, Evaluator(evaluator, h_star), s, ctx.device, ctx.seed)
         metrics = self._metrics(trace, h_star, problem)
         spread = {}
@@ -202,7 +224,9 @@ class BilevelTask(Task):
                 ]
 
             checks += _quadratic_checks(pick("saba", "quadratic"), pick("soba", "quadratic"), scale, target)
-            checks += _race(pick("saba", "hyperparam"), pick("soba", "hyperparam"), scale)
+            for problem in sorted({c["params"].get("problem") for c in ran if c["scale"] == scale}):
+                if kind_of(problem) == "hyperparam":
+                    checks += _race([c for c in ran if c["scale"] == scale and c["params"]["problem"] == problem])
             for c in ran:
                 if c["scale"] == scale and c["impl"] in ("soba", "saba") and "cost_ratio_vs_sgd" in c["metrics"]:
                     checks.append(
@@ -281,18 +305,32 @@ def _quadratic_checks(saba: Sequence, soba: Sequence, scale: str, target: float)
     return checks
 
 
-def _race(saba: Sequence, soba: Sequence, scale: str) -> list[RunCheck]:
-    """SABA reaches h - h* <= 1e-3 on the IJCNN1-shaped problem, and before SOBA (who, if it never reaches it,
-    is credited with its whole run time)."""
+def _first_time_below(case: Mapping[str, Any], level: float) -> float:
+    """Clock at the first evaluation with h - h* <= level (inf if never)."""
+    return next((t for t, sub in case["series"]["suboptimality_vs_time"] if sub <= level), math.inf)
+
+
+def _race(cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
+    """The paper's claim on hyperparameter selection (Dagreou et al. 2022, Fig. 2): SABA reaches suboptimality
+    1e-3, the only single-loop method to do so, and before SOBA.
+
+    Suboptimality here follows the paper's (and benchopt's) convention: it is measured from the lowest h that any
+    case of the run reached on this problem (h* where lower). On these problems h keeps decreasing as some
+    penalties e^{x_k} go to 0, on a plateau where grad h ~ e^{x_k}: the L-BFGS-B h* of the per-case metrics (an
+    infimum up to e^{-30}) is out of every method's reach within its budget."""
+    saba = [c for c in cases if c["impl"] == "saba"]
+    soba = [c for c in cases if c["impl"] == "soba"]
     if not saba or not soba:
         return []
-    saba_time = _median(saba, "time_to_target_s", math.inf)
-    soba_time = statistics.median(c["metrics"].get("time_to_target_s", c["metrics"]["run_time_s"]) for c in soba)
-    reached = all(c["metrics"].get("reached_target") == 1.0 for c in saba)
+    best = min(sub for c in cases for _, sub in c["series"]["suboptimality_vs_time"])
+    saba_time = statistics.median(_first_time_below(c, best + TARGET) for c in saba)
+    soba_time = statistics.median(_first_time_below(c, best + TARGET) for c in soba)
     check = Check(
         value=saba_time if math.isfinite(saba_time) else _median(saba, "run_time_s", 0.0),
-        threshold=soba_time,
-        passed=reached and saba_time <= soba_time,
-        description="median time for SABA to reach h - h* <= 1e-3 (s), against SOBA's (or its run time)",
+        threshold=soba_time if math.isfinite(soba_time) else _median(soba, "run_time_s", 0.0),
+        passed=saba_time < soba_time,
+        description="median time (s) for SABA to come within 1e-3 of the lowest h of the run, against SOBA's "
+        "(a run time where never)",
     )
-    return [RunCheck("bilevel", "saba_reaches_1e-3_before_soba", check, {"scale": scale, "problem": "hyperparam"})]
+    where = {"scale": cases[0]["scale"], "problem": cases[0]["params"]["problem"]}
+    return [RunCheck("bilevel", "saba_reaches_1e-3_before_soba", check, where)]
