@@ -1,12 +1,40 @@
-"""Pieces shared by the reference bilevel solvers: minibatch directions, step-size schedules, the two-loop scheme."""
+"""Pieces shared by the reference bilevel solvers: their iterates, minibatch directions, step-size schedules and
+the two-loop scheme."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from suites.bilevel.interface import BilevelSolver, Directions
 from suites.bilevel.problem import BilevelProblem
+
+
+class Iterates(BilevelSolver):
+    """The state the stochastic reference solvers share: iterates z (inner), v (linear system) and x (outer)
+    started at (z0, 0, x0), steps rho and gamma = rho / outer_ratio, a step counter and the sample generator."""
+
+    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> dict[str, Any]:
+        """Set the shared state up; returns the hyperparameters, for a subclass's own."""
+        hp = self.hyperparameters(problem)
+        self.problem, self.batch_size, self.t = problem, batch_size, 0
+        self.rho, self.gamma = hp["step_size"], hp["step_size"] / hp["outer_ratio"]
+        self.gen = torch.Generator(problem.device).manual_seed(seed)
+        self.z, self.x = problem.z0.clone(), problem.x0.clone()
+        self.v = torch.zeros_like(self.z)
+        return hp
+
+    def draw(self, which: str) -> Tensor:
+        """A batch of inner or outer sample indices."""
+        return self.problem.draw(which, self.batch_size, self.gen)
+
+    def outer_variable(self) -> Tensor:
+        return self.x
+
+    def inner_variable(self) -> Tensor:
+        return self.z
 
 
 def minibatch_directions(problem: BilevelProblem, z: Tensor, v: Tensor, x: Tensor, i: Tensor, j: Tensor) -> Directions:
@@ -22,7 +50,7 @@ def schedule(step_size: float, t: int, exponent: float) -> float:
     return step_size / t**exponent
 
 
-class TwoLoop(BilevelSolver):
+class TwoLoop(Iterates):
     """Shared scheme of StocBiO and AmIGO: per outer iteration,
     1. ``n_inner_steps`` SGD steps on z:              z <- z - rho d_z G_i(z, x),
     2. ``n_v_steps`` SGD steps on the linear system:  v <- v - rho (d2_zz G_i(z, x) v + d_z F_j(z, x)),
@@ -33,35 +61,22 @@ class TwoLoop(BilevelSolver):
 
     warm_start_v: bool
 
-    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> None:
-        hp = self.hyperparameters(problem)
-        self.problem, self.batch_size = problem, batch_size
-        self.rho, self.gamma = hp["step_size"], hp["step_size"] / hp["outer_ratio"]
+    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> dict[str, Any]:
+        hp = super().init(problem, batch_size, seed)
         self.n_inner_steps, self.n_v_steps = hp["n_inner_steps"], hp["n_v_steps"]
-        self.gen = torch.Generator(problem.device).manual_seed(seed)
-        self.z, self.x = problem.z0.clone(), problem.x0.clone()
-        self.v = torch.zeros_like(self.z)
-
-    def _draw(self, which: str) -> Tensor:
-        return self.problem.draw(which, self.batch_size, self.gen)
+        return hp
 
     def step(self) -> None:
         p = self.problem
         for _ in range(self.n_inner_steps):
-            self.z -= self.rho * p.inner_grad(self.z, self.x, self._draw("inner"))
-        fz, fx = p.outer_grad(self.z, self.x, self._draw("outer"))
+            self.z -= self.rho * p.inner_grad(self.z, self.x, self.draw("inner"))
+        fz, fx = p.outer_grad(self.z, self.x, self.draw("outer"))
         if not self.warm_start_v:
             self.v.zero_()
         for _ in range(self.n_v_steps):
-            self.v -= self.rho * (p.inner_hvp(self.z, self.x, self.v, self._draw("inner")) + fz)
-        self.x -= self.gamma * (p.inner_cross(self.z, self.x, self.v, self._draw("inner")) + fx)
+            self.v -= self.rho * (p.inner_hvp(self.z, self.x, self.v, self.draw("inner")) + fz)
+        self.x -= self.gamma * (p.inner_cross(self.z, self.x, self.v, self.draw("inner")) + fx)
 
     def directions(self, inner_idx: Tensor, outer_idx: Tensor) -> Directions:
         """The directions of its SGD moves on z and v and of its outer move, at the current state."""
         return minibatch_directions(self.problem, self.z, self.v, self.x, inner_idx, outer_idx)
-
-    def outer_variable(self) -> Tensor:
-        return self.x
-
-    def inner_variable(self) -> Tensor:
-        return self.z

@@ -10,16 +10,17 @@ eta_t = min(1, rho / sqrt(t)), as in benchopt's implementation, whose tuned valu
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
 from torch import Tensor
 
 from ctbench import Manifest
-from reference_impls.bilevel._common import minibatch_directions, schedule
-from suites.bilevel.interface import BilevelSolver, Directions
+from reference_impls.bilevel._common import Iterates, minibatch_directions, schedule
+from suites.bilevel.interface import Directions
 from suites.bilevel.problem import BilevelProblem
 
 
-class FSLA(BilevelSolver):
+class FSLA(Iterates):
     manifest = Manifest(
         name="fsla",
         authors=("Junyi Li", "Bin Gu", "Heng Huang"),
@@ -32,15 +33,11 @@ class FSLA(BilevelSolver):
         "datacleaning": {"step_size": 1.0, "outer_ratio": 1e-4},
     }
 
-    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> None:
-        hp = self.hyperparameters(problem)
-        self.problem, self.batch_size, self.t = problem, batch_size, 0
-        self.rho, self.gamma = hp["step_size"], hp["step_size"] / hp["outer_ratio"]
-        self.gen = torch.Generator(problem.device).manual_seed(seed)
-        self.z, self.x = problem.z0.clone(), problem.x0.clone()
-        self.v = torch.zeros_like(self.z)
+    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> dict[str, Any]:
+        hp = super().init(problem, batch_size, seed)
         self.momentum: Tensor | None = None  # d_{t-1}
         self.previous: tuple[Tensor, Tensor, Tensor] | None = None  # (z', v', x') where d_{t-1} was formed
+        return hp
 
     def directions(self, inner_idx: Tensor, outer_idx: Tensor) -> Directions:
         p = self.problem
@@ -53,8 +50,7 @@ class FSLA(BilevelSolver):
         return Directions(d.z, d.v, d.x + (1 - eta) * (self.momentum - old))
 
     def step(self) -> None:
-        p = self.problem
-        d = self.directions(p.draw("inner", self.batch_size, self.gen), p.draw("outer", self.batch_size, self.gen))
+        d = self.directions(self.draw("inner"), self.draw("outer"))
         self.t += 1
         rho, gamma = schedule(self.rho, self.t, 0.5), schedule(self.gamma, self.t, 0.5)
         self.previous = (self.z.clone(), self.v.clone(), self.x.clone())
@@ -62,9 +58,3 @@ class FSLA(BilevelSolver):
         self.z -= rho * d.z
         self.v -= rho * d.v
         self.x -= gamma * d.x
-
-    def outer_variable(self) -> Tensor:
-        return self.x
-
-    def inner_variable(self) -> Tensor:
-        return self.z

@@ -14,12 +14,14 @@ rho = 0.1, r = 3.16e-4; quadratic rho = 0.1, r = 1). Covtype, which the paper do
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ctbench import Manifest
-from suites.bilevel.interface import BilevelSolver, Directions
+from reference_impls.bilevel._common import Iterates
+from suites.bilevel.interface import Directions
 from suites.bilevel.problem import BilevelProblem
 
 INIT_CHUNK = 1024  # samples per oracle call when filling the tables
@@ -63,7 +65,7 @@ class SagaTable:
             self.total += (change * _first_occurrence(idx).unsqueeze(1)).sum(0)
 
 
-class SABA(BilevelSolver):
+class SABA(Iterates):
     manifest = Manifest(
         name="saba",
         authors=("Mathieu Dagreou", "Pierre Ablin", "Samuel Vaiter", "Thomas Moreau"),
@@ -77,15 +79,11 @@ class SABA(BilevelSolver):
         "datacleaning": {"step_size": 0.1, "outer_ratio": 3.16e-4},
     }
 
-    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> None:
-        hp = self.hyperparameters(problem)
-        self.problem, self.batch_size = problem, batch_size
-        self.rho, self.gamma = hp["step_size"], hp["step_size"] / hp["outer_ratio"]
-        self.gen = torch.Generator(problem.device).manual_seed(seed)
-        self.z, self.x = problem.z0.clone(), problem.x0.clone()
-        self.v = torch.zeros_like(self.z)
+    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> dict[str, Any]:
+        hp = super().init(problem, batch_size, seed)
         self.inner = SagaTable(self._rows(self._inner_rows, problem.n_inner), batch_size)  # [d_z g_i | H_i v | cross_i]
         self.outer = SagaTable(self._rows(self._outer_rows, problem.n_outer), batch_size)  # [d_z f_j | d_x f_j]
+        return hp
 
     def _inner_rows(self, idx: Tensor) -> Tensor:
         return torch.cat(self.problem.inner_per_sample(self.z, self.x, self.v, idx), 1)
@@ -120,17 +118,10 @@ class SABA(BilevelSolver):
         return self._estimate(inner_idx, outer_idx)[0]
 
     def step(self) -> None:
-        p = self.problem
-        i, j = p.draw("inner", self.batch_size, self.gen), p.draw("outer", self.batch_size, self.gen)
+        i, j = self.draw("inner"), self.draw("outer")
         d, (new_in, change_in, new_out, change_out) = self._estimate(i, j)
         self.inner.update(new_in, change_in, i)
         self.outer.update(new_out, change_out, j)
         self.z -= self.rho * d.z
         self.v -= self.rho * d.v
         self.x -= self.gamma * d.x
-
-    def outer_variable(self) -> Tensor:
-        return self.x
-
-    def inner_variable(self) -> Tensor:
-        return self.z

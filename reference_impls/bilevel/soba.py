@@ -8,16 +8,14 @@ outer ratio). Defaults: the paper's tuned values (IJCNN1: rho = 4; hyper-cleanin
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ctbench import Manifest
-from reference_impls.bilevel._common import minibatch_directions, schedule
-from suites.bilevel.interface import BilevelSolver, Directions
-from suites.bilevel.problem import BilevelProblem
+from reference_impls.bilevel._common import Iterates, minibatch_directions, schedule
+from suites.bilevel.interface import Directions
 
 
-class SOBA(BilevelSolver):
+class SOBA(Iterates):
     manifest = Manifest(
         name="soba",
         authors=("Mathieu Dagreou", "Pierre Ablin", "Samuel Vaiter", "Thomas Moreau"),
@@ -31,28 +29,13 @@ class SOBA(BilevelSolver):
     }
     exponents = (0.4, 0.6)
 
-    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> None:
-        hp = self.hyperparameters(problem)
-        self.problem, self.batch_size, self.t = problem, batch_size, 0
-        self.rho, self.gamma = hp["step_size"], hp["step_size"] / hp["outer_ratio"]
-        self.gen = torch.Generator(problem.device).manual_seed(seed)
-        self.z, self.x = problem.z0.clone(), problem.x0.clone()
-        self.v = torch.zeros_like(self.z)
-
     def directions(self, inner_idx: Tensor, outer_idx: Tensor) -> Directions:
         return minibatch_directions(self.problem, self.z, self.v, self.x, inner_idx, outer_idx)
 
     def step(self) -> None:
         self.t += 1
         rho, gamma = (schedule(s, self.t, e) for s, e in zip((self.rho, self.gamma), self.exponents, strict=True))
-        p = self.problem
-        d = self.directions(p.draw("inner", self.batch_size, self.gen), p.draw("outer", self.batch_size, self.gen))
+        d = self.directions(self.draw("inner"), self.draw("outer"))
         self.z -= rho * d.z
         self.v -= rho * d.v
         self.x -= gamma * d.x
-
-    def outer_variable(self) -> Tensor:
-        return self.x
-
-    def inner_variable(self) -> Tensor:
-        return self.z
