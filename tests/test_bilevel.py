@@ -301,7 +301,7 @@ def test_run_checks_and_plots_from_smoke_records():
     assert names["saba_reaches_quadratic_target"] and names["soba_does_not_reach_quadratic_target"]
     assert "saba_linear_rate" in names
     figures = task.plots(_frame(records), records)
-    assert {"suboptimality_vs_time", "suboptimality_vs_samples"} <= set(figures)
+    assert {"suboptimality_vs_time", "suboptimality_vs_samples", "time_to_run_best_s"} <= set(figures)
 
 
 def _frame(records):
