@@ -22,7 +22,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class Memory:
     baseline_bytes: int
     source: str
     device_used_bytes: int | None = None  # NVML's used device memory after the call (CUDA only)
+    spread_bytes: int = 0  # range (max - min) of the step readings this one is the median of
 
     @property
     def step_bytes(self) -> int:
@@ -163,7 +164,7 @@ def peak_memory(fn: Callable[[], Any], device: torch.device, repeat: int = 1) ->
     trimmed); the median of a few readings is robust to one such outlier.
     """
     readings = sorted((_peak_memory_once(fn, device) for _ in range(repeat)), key=lambda m: m.step_bytes)
-    return readings[len(readings) // 2]
+    return replace(readings[len(readings) // 2], spread_bytes=readings[-1].step_bytes - readings[0].step_bytes)
 
 
 def throughput(samples: int, seconds: float) -> float:

@@ -143,7 +143,7 @@ def test_protocol_end_to_end_on_smoke_scale():
 def test_run_checks_flag_what_they_should():
     task = get_task("adjoint_resnet")
 
-    def case(impl, depth, mem, err=None):
+    def case(impl, depth, mem, err=None, spread=0.0):
         metrics = {"step_peak_memory_bytes": mem, "step_time_s": 1.0}
         if err is not None:
             metrics.update(grad_rel_error=err, reconstruction_error=err)
@@ -155,6 +155,7 @@ def test_run_checks_flag_what_they_should():
             "seed": 0,
             "params": {"depth": depth},
             "metrics": metrics,
+            "spread": {"step_peak_memory_bytes": spread},
         }
 
     checks = task.run_checks(
@@ -165,12 +166,17 @@ def test_run_checks_flag_what_they_should():
             case("adjoint_euler", 256, 2e6, 0.01),
             case("adjoint_heun", 8, 1e6, 0.01),
             case("adjoint_heun", 256, 1.05e6, 0.001),
+            case("noisy", 8, 1e6, 0.1, spread=2e5),  # +25%, within 15% + the readings' spread (40%)
+            case("noisy", 256, 1.25e6, 0.01, spread=2e5),
+            case("quiet", 8, 1e6, 0.1),  # the same growth without spread
+            case("quiet", 256, 1.25e6, 0.01),
         ]
     )
     by = {(c.name, c.scope.get("impl"), c.scope.get("depth")): c.check.passed for c in checks}
     assert by[("backprop_memory_grows", "backprop", None)]
     assert not by[("memory_flat_in_depth", "adjoint_euler", None)]
     assert by[("memory_flat_in_depth", "adjoint_heun", None)]
+    assert by[("memory_flat_in_depth", "noisy", None)] and not by[("memory_flat_in_depth", "quiet", None)]
     assert by[("grad_error_falls_with_depth", "adjoint_euler", None)]
     assert by[("heun_error_below_euler", None, 8)] and by[("heun_error_below_euler", None, 256)]
 

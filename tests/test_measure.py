@@ -40,3 +40,16 @@ def test_environment_record_without_a_gpu_driver():
     assert env["gpus"] == [] or all("name" in g for g in env["gpus"])
     assert env["torch"] == torch.__version__ and env["cpu_cores"] >= 1 and env["ram_bytes"] > 0
     assert isinstance(env["git_dirty"], (bool, type(None)))
+
+
+def test_memory_spread_is_the_range_of_the_readings():
+    sizes = iter([8, 64, 32])  # MiB allocated by successive measured calls
+
+    def step():
+        x = torch.ones(next(sizes, 8) * 2**20 // 4)
+        return float(x.sum())
+
+    memory = peak_memory(step, CPU, repeat=3)
+    assert 28 * 2**20 < memory.step_bytes < 48 * 2**20  # the median reading: 32 MiB
+    assert 48 * 2**20 < memory.spread_bytes < 64 * 2**20  # 64 - 8 MiB
+    assert peak_memory(step, CPU, repeat=1).spread_bytes == 0

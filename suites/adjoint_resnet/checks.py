@@ -1,7 +1,9 @@
 """Checks across the depth sweep of one run.
 
 - memory-free methods (those that reconstruct activations, i.e. report ``reconstruction_error``): step memory at
-  the deepest depth within ``tolerance`` of the shallowest; backprop's grows at least ``growth`` times;
+  the deepest depth within ``tolerance`` of the shallowest, plus the spread of the two cases' repeated readings
+  (on a CPU at smoke scale, a working set of a few MB read through RSS spreads by about 1 MB; CUDA's allocator
+  peak does not spread); backprop's grows at least ``growth`` times;
 - ``grad_rel_error`` of the memory-free methods falls from the shallowest to the deepest depth (weights smooth in
   depth: the tied initialisation);
 - Heun's gradient error below Euler's at every depth;
@@ -21,11 +23,15 @@ SPEED_TARGETS = {"adjoint_euler": 1.8, "checkpoint": 1.5}
 
 
 def _sweeps(cases: Sequence[Mapping[str, Any]]) -> dict[tuple, dict[str, dict[int, dict[str, float]]]]:
-    """{(scale, dataset, seed): {impl: {depth: metrics}}} over the ok cases."""
+    """{(scale, dataset, seed): {impl: {depth: metrics}}} over the ok cases; a metric's spread as ``spread.<name>``."""
     sweeps: dict[tuple, dict[str, dict[int, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
     for c in cases:
         if c["status"] == "ok":
-            sweeps[(c["scale"], c["dataset"], c["seed"])][c["impl"]][int(c["params"]["depth"])] = c["metrics"]
+            spread = {f"spread.{name}": value for name, value in c.get("spread", {}).items()}
+            sweeps[(c["scale"], c["dataset"], c["seed"])][c["impl"]][int(c["params"]["depth"])] = {
+                **c["metrics"],
+                **spread,
+            }
     return sweeps
 
 
@@ -44,9 +50,15 @@ def depth_checks(task: str, cases: Sequence[Mapping[str, Any]], tolerance: float
             mem = by_depth[hi]["step_peak_memory_bytes"] / max(by_depth[lo]["step_peak_memory_bytes"], 1.0)
             span = f"depth {lo} -> {hi}"
             if "reconstruction_error" in by_depth[lo]:
+                noise = sum(by_depth[d].get("spread.step_peak_memory_bytes", 0.0) for d in (lo, hi))
+                noise /= max(by_depth[lo]["step_peak_memory_bytes"], 1.0)
                 add(
                     "memory_flat_in_depth",
-                    Check.at_most(mem - 1, tolerance, f"step memory growth, {span}"),
+                    Check.at_most(
+                        mem - 1,
+                        tolerance + noise,
+                        f"step memory growth, {span} (bound: {tolerance:.0%} + the readings' spread, {noise:.0%})",
+                    ),
                     impl=impl,
                 )
                 err = by_depth[hi]["grad_rel_error"] / max(by_depth[lo]["grad_rel_error"], 1e-30)

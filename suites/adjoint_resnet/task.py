@@ -160,7 +160,8 @@ class AdjointResNet(Task):
         recon = _reconstruction_error(fresh, impl, x)
         if recon is not None:
             metrics["reconstruction_error"] = recon
-        return CaseResult(metrics, dataset=train.dataset, spread={"step_time_s": timing.iqr})
+        spread = {"step_time_s": timing.iqr, "step_peak_memory_bytes": float(memory.spread_bytes)}
+        return CaseResult(metrics, dataset=train.dataset, spread=spread)
 
     def hot_step(self, impl: StageGradient, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Callable:
         cfg = scale.config
