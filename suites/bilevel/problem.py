@@ -256,6 +256,6 @@ def _copies(t: Tensor, n: int) -> Tensor:
 
 def _grads(output: Tensor, inputs: tuple[Tensor, ...], weight: Tensor | None = None) -> tuple[Tensor, ...]:
     """d <output, weight> / d inputs, with zeros for inputs the output does not depend on."""
-    scalar = output if weight is None else (output * weight).sum()  # a scalar: no grad_outputs to check
-    found = torch.autograd.grad(scalar, inputs, allow_unused=True)
+    weight = None if weight is None else weight.expand_as(output)
+    found = torch.autograd.grad(output, inputs, grad_outputs=weight, allow_unused=True)
     return tuple(torch.zeros_like(i) if g is None else g for g, i in zip(found, inputs, strict=True))
