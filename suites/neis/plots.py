@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from ctbench.plotting import line_panels
+
 VANILLA_EXACT = "vanilla (exact)"
 
 
@@ -53,22 +55,9 @@ def neis_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dic
         figures["equal_cost_variance"] = grid.figure
         gmm = frame[frame["target"].str.startswith("gmm_d")].assign(dim=lambda d: d["target"].str[5:].astype(int))
         if gmm["dim"].nunique() > 1:
-            grid = sns.relplot(
-                data=gmm,
-                x="dim",
-                y="v",
-                hue="impl",
-                style="impl",
-                col="setting",
-                kind="line",
-                markers=True,
-                dashes=False,
-                height=3.5,
-                aspect=1.3,
+            figures["variance_vs_dimension"] = line_panels(
+                gmm, "dim", "v", xlabel="dimension d", ylabel=label, yscale="log"
             )
-            grid.set(yscale="log", xlabel="dimension d", ylabel=label)
-            grid.set_titles("{col_name}")
-            figures["variance_vs_dimension"] = grid.figure
     curves = [
         {
             "setting": f"{r['scale']} | {r['hardware']}",
