@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from suites.bilevel.data import Labelled
-from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.problem import BilevelProblem, dot, matvec
 
 CLEANING_L2 = 0.2
 
 
 def logistic_loss(z: Tensor, x: Tensor, d: Tensor, y: Tensor) -> Tensor:
     """log(1 + exp(-y d.z)) for one sample with a label y in {-1, +1}."""
-    return F.softplus(-y * (d * z).sum(-1))
+    return F.softplus(-y * dot(d, z))
 
 
 def penalised_logistic_loss(z: Tensor, x: Tensor, d: Tensor, y: Tensor) -> Tensor:
@@ -50,7 +50,7 @@ def hyperparam_problem(train: Labelled, val: Labelled) -> BilevelProblem:
 
 
 def _cross_entropy(z: Tensor, d: Tensor, onehot: Tensor) -> Tensor:
-    scores = (d.unsqueeze(-2) @ z.view(*z.shape[:-1], d.shape[-1], onehot.shape[-1])).squeeze(-2)
+    scores = matvec(d, z, onehot.shape[-1])
     return torch.logsumexp(scores, -1) - (scores * onehot).sum(-1)
 
 

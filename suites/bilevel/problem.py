@@ -249,6 +249,18 @@ class BilevelProblem:
             return _grads(self.f(zs, xs, *data).sum(), (zs, xs))
 
 
+def dot(data: Tensor, variable: Tensor) -> Tensor:
+    """Inner products over the last dimension of samples' ``data`` with a ``variable`` that is one vector (a
+    matrix-vector product: fast on a full batch) or one copy per sample (per-sample oracles)."""
+    return data @ variable if variable.dim() == 1 else (data * variable).sum(-1)
+
+
+def matvec(data: Tensor, variable: Tensor, columns: int) -> Tensor:
+    """data @ Z for the matrix Z (dim data x ``columns``) that ``variable`` holds flat, or one such per sample."""
+    z = variable.view(*variable.shape[:-1], data.shape[-1], columns)
+    return data @ z if variable.dim() == 1 else (data.unsqueeze(-2) @ z).squeeze(-2)
+
+
 def _copies(t: Tensor, n: int) -> Tensor:
     """n copies of ``t`` along a new first dimension (a view), a leaf that requires grad."""
     return t.detach().expand(n, *t.shape).requires_grad_(True)

@@ -17,17 +17,13 @@ import math
 import torch
 from torch import Tensor
 
-from suites.bilevel.problem import BilevelProblem, ClosedForm
+from suites.bilevel.problem import BilevelProblem, ClosedForm, dot
 
 DTYPE = torch.float64
 
 
 def quadratic_loss(z: Tensor, x: Tensor, u: Tensor, w: Tensor, c: Tensor, e: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """One sample: 1/2 (u.z)^2 + 1/2 (w.x)^2 + (c.x)(e.z) + a.z + b.x (broadcast over leading batch dimensions)."""
-
-    def dot(p: Tensor, q: Tensor) -> Tensor:
-        return (p * q).sum(-1)
-
     return 0.5 * dot(u, z) ** 2 + 0.5 * dot(w, x) ** 2 + dot(c, x) * dot(e, z) + dot(a, z) + dot(b, x)
 
 

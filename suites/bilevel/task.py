@@ -41,7 +41,7 @@ _SMALL = {
                   "budget_samples": 600_000, "n_evals": 40, "max_time_s": 300.0},
     "hyperparam": {"n_train": 49_990, "n_val": 91_701, "batch_size": 64, "budget_samples": 3_000_000,
                    "n_evals": 40, "max_time_s": 300.0},
-    "hyperparam-covtype": {"n_train": 100_000, "n_val": 50_000, "batch_size": 64, "budget_samples": 3_000_000,
+    "hyperparam-covtype": {"n_train": 20_000, "n_val": 10_000, "batch_size": 64, "budget_samples": 3_000_000,
                            "n_evals": 40, "max_time_s": 300.0},
     "datacleaning": {"n_train": 5000, "n_val": 1000, "n_test": 2000, "image_size": 28, "corruption": 0.5,
                      "batch_size": 64, "budget_samples": 1_000_000, "n_evals": 30, "max_time_s": 300.0},
