@@ -9,7 +9,8 @@ hypergradient is grad h(x) = d_x F + d2_xz G v*, and the three directions their 
     D_z = d_z G(z, x),   D_v = d2_zz G(z, x) v + d_z F(z, x),   D_x = d2_xz G(z, x) v + d_x F(z, x),
 
 each a mean over samples, so a mean over a minibatch is an unbiased estimate. Losses are written for one sample
-and broadcast over leading batch dimensions of every argument (samples, and z and x too). Minibatch means come
+and broadcast over leading batch dimensions of every argument (samples, and z and x too: ``dot`` and ``matvec``
+below take a variable that is one vector or one copy per sample). Minibatch means come
 from reverse mode on the batched loss: a gradient d_z G_B with its graph, then one double-backward with v gives
 d2_zz G_B v and d2_xz G_B v together. Per-sample values (what variance-reduced methods store) come from the same
 two passes on one copy (z_i, x_i) of the variables per sample: sum_i g_i(z_i, x_i) has d/dz_i = d_z g_i, and
