@@ -3,7 +3,7 @@
 from ctbench import smoke
 
 SOLVERS = ["soba", "saba", "stocbio", "amigo", "fsla", "full_batch"]
-PROBLEMS = ["quadratic", "hyperparam"]
+PROBLEMS = ["quadratic", "hyperparam", "hyperparam-covtype"]
 
 
 class SolverStep:

@@ -102,17 +102,13 @@ class SABA(Iterates):
         p, dz = self.problem, self.z.numel()
         new_in, new_out = self._inner_rows(i), self._outer_rows(j)
         change_in, change_out = self.inner.change(new_in, i), self.outer.change(new_out, j)
-        mean_in, mean_out = self.inner.mean(), self.outer.mean()
-        batch_in = change_in[:, : 2 * dz].mean(0) + mean_in[: 2 * dz]
-        fz = change_out[:, :dz].mean(0) + mean_out[:dz]
-        # the table's mean cross term in x's space: a column per sample (data cleaning) or the running mean
-        table_cross = (
-            p.rows_to_x(self.inner.rows[:, 2 * dz :], None) / p.n_inner if p.per_sample_x else mean_in[2 * dz :]
-        )
-        cross = p.rows_to_x(change_in[:, 2 * dz :], i) / len(i) + table_cross
-        fx = p.outer_rows_to_x(change_out[:, dz:]) / len(j) + p.outer_rows_to_x(mean_out[None, dz:])
-        gz, hv = batch_in[:dz], batch_in[dz:]
-        return Directions(gz, hv + fz, cross + fx), (new_in, change_in, new_out, change_out)
+        inner = change_in.mean(0) + self.inner.mean()  # [d_z G | d2_zz G v | d2_xz G v]
+        outer = change_out.mean(0) + self.outer.mean()  # [d_z F | d_x F]
+        cross = inner[2 * dz :]
+        if p.per_sample_x:  # one coordinate of x per inner sample: the batch's and the table's columns, scattered
+            cross = p.rows_to_x(change_in[:, 2 * dz :], i) / len(i) + self.inner.rows[:, 2 * dz] / p.n_inner
+        d_x = cross + outer[dz:] if p.outer_uses_x else cross
+        return Directions(inner[:dz], inner[dz : 2 * dz] + outer[:dz], d_x), (new_in, change_in, new_out, change_out)
 
     def directions(self, inner_idx: Tensor, outer_idx: Tensor) -> Directions:
         return self._estimate(inner_idx, outer_idx)[0]

@@ -157,10 +157,6 @@ class BilevelProblem:
         out = torch.zeros_like(self.x0, dtype=rows.dtype)
         return out + rows[:, 0] if idx is None else out.index_add_(0, idx, rows[:, 0])
 
-    def outer_rows_to_x(self, rows: Tensor) -> Tensor:
-        """Sum of per-sample d_x f_j rows as a vector in x's space (zero when F does not depend on x)."""
-        return rows.sum(0) if self.outer_uses_x else torch.zeros_like(self.x0, dtype=rows.dtype)
-
     # --- values ---------------------------------------------------------------------------------------------
     def _inner_mean(self, z: Tensor, x: Tensor, idx: Tensor | None) -> Tensor:
         return self.g(z, self._x_local(x, idx), *self._select(self.inner_data, idx)).mean()
