@@ -1,4 +1,4 @@
-"""Task discovery: every package ``suites.<name>`` that exposes a ``task`` (a ``ctbench.Task`` instance).
+"""Task discovery: every package ``suites.<name>`` that exposes ``TASK`` (a ``ctbench.Task`` instance).
 
 Adding a task is adding ``suites/<name>/`` and ``reference_impls/<name>/``; nothing here changes. A case's
 subprocess imports only its own task, and a task that fails to import is reported without breaking the others.
@@ -27,11 +27,11 @@ def task_names() -> list[str]:
 def _load(name: str) -> Task | str:
     """The task, or the reason it cannot be loaded."""
     try:
-        task = getattr(importlib.import_module(f"suites.{name}"), "task", None)
+        task = getattr(importlib.import_module(f"suites.{name}"), "TASK", None)
     except Exception as exc:
         return f"suites.{name} failed to import: {type(exc).__name__}: {exc}"
     if not isinstance(task, Task):
-        return f"suites.{name} has no `task` (a ctbench.Task instance)"
+        return f"suites.{name} has no `TASK` (a ctbench.Task instance)"
     return task
 
 

@@ -24,7 +24,7 @@ from suites.neis.stats import Estimates
 from suites.neis.targets import Funnel, GaussianMixture, Target, make_target, two_modes
 from suites.neis.task import NEISTask, budget_of
 
-TASK_MODULE = importlib.import_module("suites.neis.task")  # the package's ``task`` attribute is the instance
+TASK_MODULE = importlib.import_module("suites.neis.task")
 
 
 @pytest.fixture(autouse=True)

@@ -2,4 +2,4 @@
 
 from suites.adjoint_resnet.task import AdjointResNet
 
-task = AdjointResNet()
+TASK = AdjointResNet()

@@ -1,3 +1,3 @@
 from suites.bilevel.task import BilevelTask
 
-task = BilevelTask()
+TASK = BilevelTask()

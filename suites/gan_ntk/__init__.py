@@ -2,4 +2,4 @@
 
 from suites.gan_ntk.task import GanNTK
 
-task = GanNTK()
+TASK = GanNTK()

@@ -2,4 +2,4 @@
 
 from suites.implicit_jfb.task import ImplicitJFB
 
-task = ImplicitJFB()
+TASK = ImplicitJFB()

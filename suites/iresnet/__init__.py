@@ -2,4 +2,4 @@
 
 from suites.iresnet.task import IResNetTask
 
-task = IResNetTask()
+TASK = IResNetTask()

@@ -2,4 +2,4 @@
 
 from suites.neis.task import NEISTask
 
-task = NEISTask()
+TASK = NEISTask()
