@@ -319,16 +319,16 @@ def _race(cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
     1e-3, the only single-loop method to do so, and before SOBA.
 
     Suboptimality here follows the paper's (and benchopt's) convention: it is measured from the lowest h that any
-    case of the run reached on this problem (h* where lower). On these problems h keeps decreasing as some
+    case of the run reached on this problem. On these problems h keeps decreasing as some
     penalties e^{x_k} go to 0, on a plateau where grad h ~ e^{x_k}: the L-BFGS-B h* of the per-case metrics (an
     infimum up to e^{-30}) is out of every method's reach within its budget."""
     saba = [c for c in cases if c["impl"] == "saba"]
     soba = [c for c in cases if c["impl"] == "soba"]
     if not saba or not soba:
         return []
-    times = dict(zip((id(c) for c in cases), times_to_run_best(cases), strict=True))
-    saba_time = statistics.median(times[id(c)] for c in saba)
-    soba_time = statistics.median(times[id(c)] for c in soba)
+    times = list(zip(cases, times_to_run_best(cases), strict=True))
+    saba_time = statistics.median(t for c, t in times if c["impl"] == "saba")
+    soba_time = statistics.median(t for c, t in times if c["impl"] == "soba")
     check = Check(
         value=saba_time if math.isfinite(saba_time) else _median(saba, "run_time_s", 0.0),
         threshold=soba_time if math.isfinite(soba_time) else _median(soba, "run_time_s", 0.0),
