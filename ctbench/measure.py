@@ -1,26 +1,33 @@
-"""Measurement shared by every task: wall time and peak memory of a step, measured, never estimated.
+"""Measurement, owned by the engine and the same for every task: wall time, peak memory and energy of a step.
 
-Time: warm-up calls excluded, CUDA synchronised around each call, ``repeat`` timings summarised by their median and
-inter-quartile range.
+Time: ``policy.warmup`` untimed calls, then ``policy.repeat`` calls, CUDA synchronised around each, summarised
+by their median and inter-quartile range.
 
-Memory of a step (its working memory: the peak while it runs minus what was held before it):
+Memory of a step (its working memory: the peak while it runs minus what was held before it), the median of
+``policy.memory_repeat`` readings with their range as spread:
 - CUDA: the caching allocator's peak, reset before the step, minus the allocated bytes before it; NVML's view of the
   device's used memory is recorded beside it when a driver is present.
 - CPU: the process's resident-set high-water mark. ``ru_maxrss`` cannot be reset and glibc keeps freed memory
   mapped, so the baseline is taken after ``gc.collect()`` and ``malloc_trim(0)``, the kernel's peak (VmHWM) is
-  reset to the current RSS by writing 5 to ``/proc/self/clear_refs``, and VmHWM is read after the step.
-  The case runs in its own subprocess, so nothing else shares that process. ``pinned_mmap_threshold`` keeps glibc's
-  heap fragmentation out of the reading.
+  reset to the current RSS by writing 5 to ``/proc/self/clear_refs``, and VmHWM is read after the step, with
+  glibc's mmap threshold pinned (``pinned_mmap_threshold``) so heap fragmentation does not pose as step memory.
+  The case runs in its own subprocess, so nothing else shares that process.
+
+Energy (CUDA with NVML only): the GPU's total-energy counter read around blocks of consecutive steps, each block
+at least ``policy.energy_block_s`` long (the counter's resolution is coarser than a short step), divided by the
+steps in the block; the median of ``policy.energy_blocks`` blocks, their range as spread. Where no counter exists
+(a CPU: no RAPL on these machines) there is no energy metric at all, never a zero.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,9 +35,29 @@ from typing import Any
 
 import torch
 
+from ctbench import nvml
+
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How the engine measures a step: the same rule for every task, repeats chosen per scale."""
+
+    warmup: int = 1
+    repeat: int = 5
+    memory_repeat: int = 3
+    energy_block_s: float = 0.5
+    energy_blocks: int = 3
+
+
+def iqr(values: list[float] | tuple[float, ...]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[2] - q[0]
 
 
 @dataclass(frozen=True)
@@ -45,10 +72,7 @@ class Timing:
 
     @property
     def iqr(self) -> float:
-        if len(self.times) < 2:
-            return 0.0
-        q = statistics.quantiles(self.times, n=4, method="inclusive")
-        return q[2] - q[0]
+        return iqr(self.times)
 
 
 @dataclass(frozen=True)
@@ -66,13 +90,49 @@ class Memory:
         return max(self.peak_bytes - self.baseline_bytes, 0)
 
 
+@dataclass(frozen=True)
+class Energy:
+    """Energy per step in joules, one value per measured block."""
+
+    per_step_j: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_step_j)
+
+    @property
+    def spread(self) -> float:
+        return max(self.per_step_j) - min(self.per_step_j)
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What the engine measured of a case's step."""
+
+    timing: Timing
+    memory: Memory
+    energy: Energy | None = None
+
+    def metrics(self, work: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+        """The step's metrics and spreads under the names every task shares."""
+        metrics = {"step_time_s": self.timing.median, "step_peak_memory_bytes": float(self.memory.step_bytes)}
+        spread = {"step_time_s": self.timing.iqr, "step_peak_memory_bytes": float(self.memory.spread_bytes)}
+        metrics.update({f"throughput_{unit}_s": throughput(n, self.timing.median) for unit, n in work.items()})
+        spread.update({f"throughput_{unit}_s": rate_spread(n, self.timing) for unit, n in work.items()})
+        if self.memory.device_used_bytes is not None:
+            metrics["device_used_bytes"] = float(self.memory.device_used_bytes)
+        if self.energy is not None:
+            metrics["step_energy_j"], spread["step_energy_j"] = self.energy.median, self.energy.spread
+        return metrics, spread
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def time_call(fn: Callable[[], Any], device: torch.device, repeat: int = 5, warmup: int = 1) -> Timing:
-    """Time ``fn`` ``repeat`` times after ``warmup`` untimed calls."""
+    """Time ``fn`` ``repeat`` times after ``warmup`` untimed calls (engine-internal: tasks use ``Meter``)."""
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -127,20 +187,6 @@ def pinned_mmap_threshold(nbytes: int = 64 * 1024) -> Iterator[None]:
         mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
 
 
-def _nvml_used(device: torch.device) -> int | None:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, or NVML unavailable: CUDA's own figure stands alone
-        return None
-
-
 def _peak_memory_once(fn: Callable[[], Any], device: torch.device) -> Memory:
     if device.type == "cuda":
         _sync(device)
@@ -148,7 +194,7 @@ def _peak_memory_once(fn: Callable[[], Any], device: torch.device) -> Memory:
         baseline = torch.cuda.memory_allocated(device)
         fn()
         _sync(device)
-        return Memory(torch.cuda.max_memory_allocated(device), baseline, "cuda_allocator", _nvml_used(device))
+        return Memory(torch.cuda.max_memory_allocated(device), baseline, "cuda_allocator", nvml.used_bytes(device))
     _trim_heap()
     baseline = _current_rss()
     Path("/proc/self/clear_refs").write_text("5")
@@ -157,16 +203,92 @@ def _peak_memory_once(fn: Callable[[], Any], device: torch.device) -> Memory:
 
 
 def peak_memory(fn: Callable[[], Any], device: torch.device, repeat: int = 1) -> Memory:
-    """Working memory of a call of ``fn``: the median over ``repeat`` measured calls.
+    """Working memory of a call of ``fn``: the median over ``repeat`` measured calls, their range as spread.
 
     Call ``fn`` once beforehand so lazily allocated state (gradient buffers, optimizer state) exists. On a CPU a
     single reading can catch an allocator event unrelated to the step (a new malloc arena, a heap that was not
     trimmed); the median of a few readings is robust to one such outlier.
     """
-    readings = sorted((_peak_memory_once(fn, device) for _ in range(repeat)), key=lambda m: m.step_bytes)
+    with pinned_mmap_threshold():
+        readings = sorted((_peak_memory_once(fn, device) for _ in range(repeat)), key=lambda m: m.step_bytes)
     return replace(readings[len(readings) // 2], spread_bytes=readings[-1].step_bytes - readings[0].step_bytes)
 
 
-def throughput(samples: int, seconds: float) -> float:
-    """Samples per second."""
-    return samples / seconds if seconds > 0 else float("nan")
+def energy(fn: Callable[[], Any], device: torch.device, policy: Policy, step_s: float) -> Energy | None:
+    """Energy per call of ``fn`` from NVML's total-energy counter; None where the device has no counter."""
+    if nvml.energy_mj(device) is None:
+        return None
+    calls = max(1, math.ceil(policy.energy_block_s / max(step_s, 1e-6)))
+    per_step = []
+    for _ in range(policy.energy_blocks):
+        _sync(device)
+        before = nvml.energy_mj(device)
+        for _ in range(calls):
+            fn()
+        _sync(device)
+        after = nvml.energy_mj(device)
+        if before is None or after is None:
+            return None
+        per_step.append((after - before) / 1000.0 / calls)
+    return Energy(tuple(per_step))
+
+
+def throughput(amount: float, seconds: float) -> float:
+    """Units of work per second."""
+    return amount / seconds if seconds > 0 else float("nan")
+
+
+def rate_spread(amount: float, timing: Timing) -> float:
+    """Inter-quartile range of amount / t over the repeated timings: a derived rate's own spread."""
+    return iqr([amount / t for t in timing.times if t > 0])
+
+
+def measure_step(fn: Callable[[], Any], device: torch.device, policy: Policy) -> StepStats:
+    """The engine's one measurement of a step: warm-up, timings, then memory (right after the timings, before
+    anything else leaves a fragmented heap), then energy where the device counts it."""
+    timing = time_call(fn, device, policy.repeat, policy.warmup)
+    memory = peak_memory(fn, device, policy.memory_repeat)
+    return StepStats(timing, memory, energy(fn, device, policy, timing.median))
+
+
+class Meter:
+    """The engine's timer for the parts of a protocol other than its step, handed to it as ``ctx.meter``.
+
+    ``phase(name, fn)`` times ``fn`` under the same rules as the step (CUDA-synchronised, median and IQR) and
+    records ``<name>_time_s`` and, per unit of ``work``, ``<name>_throughput_<unit>_s``. Names must be declared
+    in the task's ``phases`` (so the run file describes them); an undeclared name is a bug in the task.
+    """
+
+    def __init__(self, device: torch.device, phases: Mapping[str, Any] | None = None):
+        self.device, self.declared = device, phases
+        self.metrics: dict[str, float] = {}
+        self.spread: dict[str, float] = {}
+
+    def phase(
+        self,
+        name: str,
+        fn: Callable[[], Any],
+        *,
+        repeat: int = 1,
+        warmup: int = 0,
+        work: Mapping[str, float] | None = None,
+    ) -> Any:
+        """Run ``fn`` ``warmup + repeat`` times, time the last ``repeat``; return the last call's result."""
+        if self.declared is not None and name not in self.declared:
+            raise KeyError(f"phase {name!r} is not declared in the task's phases ({', '.join(self.declared)})")
+        result: list[Any] = []
+        timing = time_call(lambda: result.append(fn()), self.device, repeat, warmup)
+        self.metrics[f"{name}_time_s"], self.spread[f"{name}_time_s"] = timing.median, timing.iqr
+        for unit, amount in (work or {}).items():
+            key = f"{name}_throughput_{unit}_s"
+            self.metrics[key], self.spread[key] = throughput(amount, timing.median), rate_spread(amount, timing)
+        return result[-1]
+
+    def clock(self, fn: Callable[[], Any]) -> tuple[Any, float]:
+        """(result, seconds) of one CUDA-synchronised call, recorded nowhere: for a protocol's own clock (a
+        solver's run to a target, timed step by step)."""
+        _sync(self.device)
+        start = time.perf_counter()
+        result = fn()
+        _sync(self.device)
+        return result, time.perf_counter() - start

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from functools import cache
+from typing import Any
 
 import suites
 from ctbench.task import Task
@@ -52,3 +53,11 @@ def tasks() -> dict[str, Task]:
 def broken_tasks() -> dict[str, str]:
     """Task packages that do not load, with the reason."""
     return {n: r for n in task_names() if isinstance(r := _load(n), str)}
+
+
+def description(name: str) -> dict[str, Any] | None:
+    """The installed task's description (``ctbench.describe``), or None when it is not installed or broken."""
+    from ctbench.describe import describe
+
+    loaded = _load(name) if name in task_names() else None
+    return describe(loaded) if isinstance(loaded, Task) else None

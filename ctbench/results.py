@@ -11,13 +11,13 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "ctbench.run/1"
-SCHEMA_VERSION = 1
+SCHEMA = "ctbench.run/2"
+SCHEMA_VERSION = 2  # 2: ``tasks`` (each task's description) and per-case ``process``; version 1 still loads
 STATUSES = ("ok", "failed", "invalid", "timeout")
 
 _CASE_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -73,6 +73,11 @@ def validate(doc: Any, path: Path | str = "<run>") -> dict:
         raise ResultFileError(path, "schema", f"{schema} is newer than this ctbench reads ({SCHEMA}); upgrade ctbench")
     for key, kind in (("run_id", str), ("created", str), ("env", dict), ("cases", list)):
         _require(doc, key, kind, "", path)
+    if "tasks" in doc:
+        _require(doc, "tasks", dict, "", path)
+        for name, spec in doc["tasks"].items():
+            if not isinstance(spec, dict) or not isinstance(spec.get("metrics", {}), dict):
+                raise ResultFileError(path, f"tasks.{name}", "not a task description (an object with `metrics`)")
     for i, case in enumerate(doc["cases"]):
         where = f"cases[{i}]."
         if not isinstance(case, dict):
@@ -144,8 +149,23 @@ def run_files(paths: Iterable[Path | str]) -> list[Path]:
     return files
 
 
-def load_runs(paths: Iterable[Path | str]) -> tuple[list[dict], list[Skipped]]:
-    """Every readable run among ``paths``, and the files skipped with the reason."""
+Describe = Callable[[str], "dict[str, Any] | None"]
+
+
+def _describe_missing(doc: dict, describe: Describe | None) -> None:
+    """A version-1 run carries no task descriptions: take them from ``describe`` (the installed tasks) where
+    it knows the task; a task it does not know is rendered without units or ranks."""
+    tasks = doc.setdefault("tasks", {})
+    if describe is None:
+        return
+    for name in dict.fromkeys(c["task"] for c in doc["cases"]):
+        if name not in tasks and (spec := describe(name)) is not None:
+            tasks[name] = spec
+
+
+def load_runs(paths: Iterable[Path | str], describe: Describe | None = None) -> tuple[list[dict], list[Skipped]]:
+    """Every readable run among ``paths``, and the files skipped with the reason. ``describe`` (task name ->
+    description, or None) fills in the descriptions that version-1 run files lack."""
     runs, skipped = [], []
     for f in run_files(paths):
         try:
@@ -154,5 +174,6 @@ def load_runs(paths: Iterable[Path | str]) -> tuple[list[dict], list[Skipped]]:
             skipped.append(Skipped(str(f), str(exc)))
             continue
         doc["_path"] = str(f)
+        _describe_missing(doc, describe)
         runs.append(doc)
     return runs, skipped

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ctbench.cases import Case, run_key
+from ctbench.describe import describe
 from ctbench.env import environment
 from ctbench.registry import get_task
 from ctbench.results import SCHEMA, write_run
@@ -169,6 +170,7 @@ def run(cases: Sequence[Case], settings: RunSettings, say: Printer = print) -> R
         "created": journal.header["created"],
         "env": env,
         "settings": {"device": settings.device, "data_root": str(settings.data_root), "threads": settings.threads},
+        "tasks": {name: describe(get_task(name)) for name in dict.fromkeys(c.task for c in cases)},
         "cases": records,
         "checks": _run_checks(cases, records),
     }

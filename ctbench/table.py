@@ -1,36 +1,64 @@
 """Aggregation with pandas: run files -> one table of cases -> leaderboards and comparisons.
 
-A leaderboard ranks implementations within one *group* (task, dataset, scale, params): rows of different datasets
-or scales are never ranked together. Seeds of the same case are summarised by their median; failed, timed-out and
-invalid cases stay in the table with their reason but get no rank.
+Everything here reads the run documents alone: units, directions and primary metrics come from the task
+descriptions each run file carries (``ctbench.describe``), never from the tasks' code, so a run of an older commit
+or of a task that is not installed renders the same.
+
+A leaderboard ranks implementations within one *group* (task, dataset, scale, params, hardware): rows of different
+datasets or scales are never ranked together. Seeds of the same case are summarised by their median; failed,
+timed-out and invalid cases stay in the table with their reason but get no rank.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ctbench.env import hardware_label
-from ctbench.registry import tasks
 
 METRIC = "metric."  # prefix of metric columns
 SPREAD = "spread."  # prefix of spread columns
+PARAM = "param."  # prefix of parameter columns
 GROUP = ["task", "dataset", "scale", "params", "hardware"]  # never ranked across these
 ROW = [*GROUP, "impl", "submission"]
 CASE = ["task", "impl", "submission", "scale", "dataset", "params"]  # a case up to its seed
+
+TaskSpecs = Mapping[str, Mapping[str, Any]]  # task name -> its description (``ctbench.describe``)
 
 
 def params_label(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"
 
 
+def task_specs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each task's description, from the newest run that carries one."""
+    specs: dict[str, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: (r["created"], r["run_id"])):
+        specs.update({name: dict(spec) for name, spec in (run.get("tasks") or {}).items()})
+    return specs
+
+
+def direction(specs: TaskSpecs, task: str, metric: str) -> bool | None:
+    """True if higher is better, False if lower, None when informative or unknown."""
+    spec = specs.get(task, {}).get("metrics", {}).get(metric)
+    return spec.get("higher_is_better") if spec else None
+
+
+def primary_metric(specs: TaskSpecs, task: str) -> str | None:
+    return specs.get(task, {}).get("primary_metric")
+
+
+def _param_value(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
+
+
 def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per case of every run, metrics and spreads as columns."""
+    """One row per case of every run: metrics, spreads and parameters as columns."""
     rows = []
     for run in runs:
         hardware = hardware_label(run["env"])
@@ -55,6 +83,7 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "checks_failed": sum(not c["passed"] for c in case["checks"].values()),
                 "checks_total": len(case["checks"]),
             }
+            row.update({PARAM + k: _param_value(v) for k, v in case["params"].items()})
             row.update({METRIC + k: (np.nan if v is None else v) for k, v in case["metrics"].items()})
             row.update({SPREAD + k: v for k, v in case.get("spread", {}).items()})
             rows.append(row)
@@ -65,13 +94,8 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith(METRIC)]
 
 
-def _direction(task: str, metric: str) -> bool | None:
-    spec = tasks()[task].metrics.get(metric) if task in tasks() else None
-    return spec.higher_is_better if spec else None
-
-
-def leaderboard(df: pd.DataFrame, task: str) -> pd.DataFrame:
-    """Per (dataset, scale, params) group: one row per implementation, ranked by the task's primary metric."""
+def leaderboard(df: pd.DataFrame, task: str, specs: TaskSpecs) -> pd.DataFrame:
+    """Per (dataset, scale, params, hardware) group: one row per implementation, ranked by the primary metric."""
     sub = df[df["task"] == task]
     if sub.empty:
         return sub
@@ -91,13 +115,13 @@ def leaderboard(df: pd.DataFrame, task: str) -> pd.DataFrame:
         reason=("error", "first"),
     )
     board = pd.concat([good, bad]).reset_index()
-    known = tasks().get(task)
     board["rank"] = np.nan
-    if known is not None and METRIC + known.primary_metric in board:
-        primary = METRIC + known.primary_metric
-        ascending = not known.higher_is_better
+    primary = primary_metric(specs, task)
+    higher = direction(specs, task, primary) if primary else None
+    if primary and higher is not None and METRIC + primary in board:
         ranked = board["status"] == "ok"
-        board.loc[ranked, "rank"] = board[ranked].groupby(GROUP)[primary].rank(ascending=ascending, method="min")
+        column = METRIC + primary
+        board.loc[ranked, "rank"] = board[ranked].groupby(GROUP)[column].rank(ascending=not higher, method="min")
     return board.sort_values([*GROUP, "rank"], na_position="last").reset_index(drop=True)
 
 
@@ -113,12 +137,11 @@ def _noise(ra: pd.Series, rb: pd.Series, metric: str) -> float:
     return max(spreads, default=0.0)
 
 
-def _verdict(task: str, metric: str, a: float, b: float, noise: float) -> str:
+def _verdict(higher: bool | None, a: float, b: float, noise: float) -> str:
     if math.isnan(a) or math.isnan(b):
         return "missing"
     if abs(b - a) <= 2 * noise + 1e-12 * max(abs(a), abs(b)):
         return "within noise"
-    higher = _direction(task, metric)
     if higher is None:
         return "changed"
     return "better" if (b > a) == higher else "worse"
@@ -134,7 +157,7 @@ def _by_case(df: pd.DataFrame) -> pd.DataFrame:
     return med.join(std).join(status, how="outer")
 
 
-def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Metric-by-metric change from run(s) ``a`` to run(s) ``b`` for every shared case, and the unshared cases."""
     ca, cb = _by_case(a), _by_case(b)
     shared = ca.index.intersection(cb.index)
@@ -157,7 +180,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
                     noise=noise,
                     status_a=ra["status"],
                     status_b=rb["status"],
-                    verdict=_verdict(key[0], metric, va, vb, noise),
+                    verdict=_verdict(direction(specs, key[0], metric), va, vb, noise),
                 )
             )
     only = [("a", k) for k in ca.index.difference(cb.index)] + [("b", k) for k in cb.index.difference(ca.index)]

@@ -1,9 +1,10 @@
-"""The task API: what a task in ``suites/`` declares and what the runner asks of it.
+"""The task API: what a task in ``suites/`` declares and what the engine asks of it.
 
 A task is a benchopt-style Objective: it owns its data, its named scales, the interface an implementation must
-satisfy, and the protocol that turns one implementation into metrics for one case (scale x params x seed). The
-engine never knows what a task measures; it only expands cases, runs them in subprocesses and stores what
-``Task.run`` returns.
+satisfy, and a protocol that *prepares* one case (scale x params x seed): model, data, optimiser, the
+implementation bound to them. It hands the engine a ``Prepared``: the step to measure and what to evaluate
+afterwards. The engine (``ctbench.protocol``) warms the step up, times it, reads its peak memory under one policy,
+and records it under the same names for every task; the task adds its quality metrics from the evaluation.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+
+from ctbench.measure import Meter, Policy, StepStats
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,34 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class Step:
+    """What a task's measured step is, and the work one step does (for ``throughput_<unit>_s``).
+
+    ``work`` maps a unit to its meaning, e.g. ``{"samples": "training images"}``: a case's ``Prepared.work`` gives
+    the amount per step, and the engine records ``throughput_samples_s`` = amount / ``step_time_s``.
+    """
+
+    what: str
+    work: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A part of a protocol timed by the engine beside the step (``ctx.meter.phase(name, fn)``): a training run,
+    a backward on a retained graph. Recorded as ``<name>_time_s`` and ``<name>_throughput_<unit>_s``."""
+
+    what: str
+    work: Mapping[str, str] = field(default_factory=dict)
+    higher_is_better: bool | None = False  # of its time; None: informative only
+
+
+@dataclass(frozen=True)
 class Scale:
     """A named size of the protocol: ``smoke`` (CPU seconds), ``small`` (CPU minutes), ``full`` (the paper's).
 
     ``grid`` is expanded by the runner into one case per combination; ``config`` holds the fixed settings of the
-    protocol at this scale (width, data size, epochs).
+    protocol at this scale (width, data size, epochs). ``policy`` is how the engine measures the step (repeats);
+    ``threads`` fixes the torch threads of a CPU case (None: the run's ``--threads``).
     """
 
     name: str
@@ -62,6 +88,8 @@ class Scale:
     config: Mapping[str, Any] = field(default_factory=dict)
     seeds: Sequence[int] = (0,)
     timeout_s: float = 600.0
+    policy: Policy = field(default_factory=Policy)
+    threads: int | None = None
 
     def param_sets(self) -> Iterator[dict[str, Any]]:
         keys = sorted(self.grid)
@@ -99,11 +127,11 @@ class RunCheck:
 
 @dataclass
 class CaseResult:
-    """What a task's protocol returns for one case.
+    """What a protocol's evaluation returns for one case (the engine adds the step's measurements).
 
     ``series`` maps a curve's name to its points ``[[x, y], ...]``; ``spread`` maps a metric to the spread (IQR or
     standard deviation) of its repeated measurements, which ``compare`` uses to tell change from noise. A case whose
-    ``invalid_reason`` is set ran, but its numbers must not be ranked (e.g. a solver that did not converge).
+    ``invalid_reason`` is set ran, but its numbers must not be ranked (e.g. a mean far from the known value).
     """
 
     metrics: dict[str, float]
@@ -118,41 +146,93 @@ class CaseResult:
         return [k for k, v in self.metrics.items() if not math.isfinite(v)]
 
 
+class Invalid(Exception):
+    """The one way a protocol says a case ran but cannot be ranked and stops there: a solver that diverged, a
+    forward that did not converge, a flow that blew up. Raised from ``prepare`` or from the evaluation; what was
+    measured before (``metrics``, ``series``) is kept in the record with status ``invalid``."""
+
+    def __init__(
+        self,
+        reason: str,
+        dataset: str = "unknown",
+        metrics: Mapping[str, float] | None = None,
+        series: Mapping[str, list[list[float]]] | None = None,
+    ):
+        super().__init__(reason)
+        self.reason, self.dataset = reason, dataset
+        self.metrics, self.series = dict(metrics or {}), dict(series or {})
+
+
+@dataclass
+class Prepared:
+    """A case made ready by its task: the step the engine measures, and what to evaluate afterwards.
+
+    ``step`` is one call of the method's hot path (a training step, one draw of estimates); the engine warms it
+    up and measures it, and pytest-benchmark and asv time exactly this callable. ``None``: the method has no step
+    of this kind (say why in ``no_step``). ``evaluate`` receives the step's measurements and returns the
+    task's own metrics. ``work`` is the amount of each ``Task.step.work`` unit one step does.
+    """
+
+    step: Callable[[], Any] | None
+    evaluate: Callable[[StepStats | None], CaseResult]
+    work: Mapping[str, float] = field(default_factory=dict)
+    no_step: str = ""
+
+
 @dataclass(frozen=True)
 class Context:
-    """What the runner hands a protocol: where to put tensors and data, and the case's seed."""
+    """What the engine hands a protocol: where to put tensors and data, the case's seed, and the meter through
+    which any other part of the protocol is timed (``ctx.meter.phase``)."""
 
     device: torch.device
     data_root: Path
     cache_dir: Path
     seed: int
+    meter: Meter
     log: Any = print
 
 
+@dataclass(frozen=True)
+class LinePlot:
+    """A declarative plot the report draws from a run file alone: ``y`` against ``x`` (a metric, or
+    ``param.<name>``), a line per implementation (median over seeds), a panel per setting (scale, dataset,
+    hardware) and ``facet`` (a parameter) if given. ``where`` keeps rows whose params match."""
+
+    name: str
+    x: str
+    y: str
+    xlabel: str = ""
+    ylabel: str = ""
+    xlog: bool = False
+    ylog: bool = False
+    scale_y: float = 1.0  # e.g. 1e-6 for bytes shown in MB
+    facet: str | None = None
+    where: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "line"  # "line" or "bar"
+
+
 class Task:
-    """Base class of a task. Subclasses in ``suites/<name>/`` set the class attributes and implement ``run``."""
+    """Base class of a task. Subclasses in ``suites/<name>/`` set the class attributes and implement ``prepare``."""
 
     name: ClassVar[str]
     paper: ClassVar[Paper]
     summary: ClassVar[str]
     interface: ClassVar[type]  # an ABC: implementations subclass it, or provide its abstract methods
-    metrics: ClassVar[Mapping[str, Metric]]
+    metrics: ClassVar[Mapping[str, Metric]]  # the task's own metrics; the engine's are added (``ctbench.describe``)
     primary_metric: ClassVar[str]
     scales: ClassVar[Mapping[str, Scale]]
+    step: ClassVar[Step]
+    phases: ClassVar[Mapping[str, Phase]] = {}
     paper_numbers: ClassVar[Sequence[PaperNumber]] = ()
+    line_plots: ClassVar[Sequence[LinePlot]] = ()
+    bench_params: ClassVar[Sequence[Mapping[str, Any]]] = ()  # smoke grid points benchmarks time (default: first)
 
     def skip(self, impl: str, scale: Scale, params: Mapping[str, Any]) -> str | None:
         """Why this (impl, params) combination is not run at this scale, or ``None`` to run it."""
         return None
 
-    def run(self, impl: Any, scale: Scale, params: Mapping[str, Any], ctx: Context) -> CaseResult:
-        """The protocol: drive ``impl`` at ``scale`` with ``params`` and measure it."""
-        raise NotImplementedError
-
-    def hot_step(self, impl: Any, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Callable[[], Any]:
-        """A closure doing the method's hot step once (one training step, one estimator draw): what
-        pytest-benchmark and asv time. Built by the same code as ``run`` uses, so benchmarks never re-implement
-        the protocol."""
+    def prepare(self, impl: Any, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
+        """The protocol: bind ``impl`` to this case's model and data; the engine measures and evaluates."""
         raise NotImplementedError
 
     def run_checks(self, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
@@ -160,16 +240,15 @@ class Task:
         return []
 
     def plots(self, cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """Named matplotlib figures for the task's page.
+        """Named matplotlib figures that ``line_plots`` cannot declare (e.g. particle fields).
 
-        ``cases`` is this task's slice of ``ctbench.table.cases_frame`` (a pandas DataFrame, one row per case);
-        ``records`` are the same cases' records (dicts in the results schema, with their ``series``), each with
-        ``run_id`` and ``hardware`` added.
+        ``cases`` is this task's slice of ``ctbench.table.cases_frame`` (one row per case); ``records`` are the
+        same cases' records (dicts in the results schema, with their ``series``), each with ``run_id`` and
+        ``hardware`` added. Drawn only where the task is installed.
         """
         return {}
 
-    @property
-    def higher_is_better(self) -> bool:
-        direction = self.metrics[self.primary_metric].higher_is_better
-        assert direction is not None, f"{self.name}: primary metric must have a direction"
-        return direction
+    def benchmark_points(self) -> list[dict[str, Any]]:
+        """The smoke grid points benchmarks measure: ``bench_params`` over the first value of every axis."""
+        first = {k: v[0] for k, v in self.scales["smoke"].grid.items()}
+        return [{**first, **p} for p in self.bench_params] or [first]

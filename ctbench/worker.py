@@ -1,35 +1,31 @@
-"""One case, in its own process: load the task and the implementation, run the protocol, write the case record.
+"""One case, in its own process: set the process state, load the task and the implementation, run the case
+through the engine (``ctbench.protocol``), write the case record.
 
 ``python -m ctbench.worker CASE.json RECORD.json`` is what the runner starts for every case; ``execute`` is the
-same thing in-process (tests and asv call it). A protocol that raises produces a ``failed`` record with the error;
-a metric that is NaN or infinite makes the case ``failed`` too, never a silent number.
+same thing in-process. A protocol that raises produces a ``failed`` record with the error; a metric that is NaN
+or infinite makes the case ``failed`` too, never a silent number; so does a task that changes the process state.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from ctbench import process
 from ctbench.implementation import ImplRef, Manifest, load_class
+from ctbench.measure import Meter
+from ctbench.protocol import run_case
 from ctbench.registry import get_task
 from ctbench.results import write_atomic
-from ctbench.task import CaseResult, Context
+from ctbench.task import CaseResult, Context, Scale
 
 ERROR_TAIL = 4000  # characters of a traceback kept in the record
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def blank_record(case: dict[str, Any], impl: ImplRef) -> dict[str, Any]:
@@ -75,32 +71,40 @@ def _fill(record: dict[str, Any], result: CaseResult) -> None:
         record["status"] = "ok"
 
 
-def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path) -> dict[str, Any]:
+def case_state(scale: Scale, device: str, run_threads: int) -> process.State:
+    """The process state of a case: the scale's declared threads on a CPU, else the run's ``--threads``."""
+    threads = scale.threads if scale.threads is not None and device == "cpu" else run_threads
+    return process.State(threads=threads)
+
+
+def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path, threads: int = 0) -> dict[str, Any]:
     """Run one case (``Case.to_json()`` form) and return its record in the results schema."""
     impl = ImplRef(Manifest(**case["impl"]["manifest"]), case["impl"]["spec"], case["impl"]["submission"])
     record = blank_record(case, impl)
     start = time.perf_counter()
+    state = process.current()
     try:
         task = get_task(case["task"])
         scale = task.scales[case["scale"]]
-        seed_everything(case["seed"])
-        ctx = Context(torch.device(device), Path(data_root), Path(cache_dir), case["seed"])
-        _fill(record, task.run(load_class(impl.spec)(), scale, case["params"], ctx))
+        state = process.apply(case_state(scale, device, threads))
+        process.seed_everything(case["seed"])
+        dev = torch.device(device)
+        ctx = Context(dev, Path(data_root), Path(cache_dir), case["seed"], Meter(dev, task.phases))
+        _fill(record, run_case(task, load_class(impl.spec)(), scale, case["params"], ctx, state))
     except Exception as exc:
         tb = traceback.format_exc()
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}\n{tb[-ERROR_TAIL:]}")
     record["duration_s"] = time.perf_counter() - start
     record["device"] = device
-    record["threads"] = torch.get_num_threads()
+    record["threads"] = state.threads
+    record["process"] = state.as_record()
     return record
 
 
 def main(argv: list[str]) -> int:
     case_path, record_path, device, data_root, cache_dir, threads = argv
-    if int(threads) > 0:
-        torch.set_num_threads(int(threads))
     case = json.loads(Path(case_path).read_text())
-    write_atomic(Path(record_path), execute(case, device, Path(data_root), Path(cache_dir)))
+    write_atomic(Path(record_path), execute(case, device, Path(data_root), Path(cache_dir), int(threads)))
     return 0
 
 

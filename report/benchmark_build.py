@@ -2,7 +2,7 @@
 
 Writes ``N_CASES`` synthetic ``adjoint_resnet`` cases (default 10,000) as run files of 1,000 cases each
 (5 methods plus submissions, a depth sweep, three seeds, two scales, two machines, 2% failed), then times
-``build_report`` over them: loading, aggregation, the task's own plots, every page and the CSV files. The
+``build_report`` over them: loading, aggregation, the task's declared plots, every page and the CSV files. The
 numbers in these files are random draws, made only to exercise the report; they are never results.
 """
 
@@ -40,6 +40,37 @@ MACHINES = (
     },
 )
 CASES_PER_RUN = 1000
+
+
+def _metric(unit: str, higher: bool | None) -> dict[str, Any]:
+    return {"unit": unit, "higher_is_better": higher, "description": "synthetic"}
+
+
+def _vs_depth(name: str, metric: str) -> dict[str, Any]:
+    return {"name": name, "x": "param.depth", "y": metric, "xlog": True, "ylog": True, "where": {}}
+
+
+# the description a run file of the task carries (``ctbench.describe``), written out: no task code is imported
+DESCRIPTION = {
+    "summary": "synthetic cases, to time the report",
+    "paper": {"title": "synthetic", "authors": "synthetic", "venue": "-", "url": ""},
+    "step": "a synthetic step",
+    "primary_metric": "test_accuracy",
+    "metrics": {
+        "test_accuracy": _metric("fraction", True),
+        "grad_rel_error": _metric("", False),
+        "reconstruction_error": _metric("", False),
+        "step_peak_memory_bytes": _metric("bytes", False),
+        "step_time_s": _metric("s", False),
+        "throughput_samples_s": _metric("samples/s", True),
+    },
+    "paper_numbers": [],
+    "plots": [
+        _vs_depth("step_memory_vs_depth", "step_peak_memory_bytes"),
+        _vs_depth("step_time_vs_depth", "step_time_s"),
+        _vs_depth("grad_error_vs_depth", "grad_rel_error"),
+    ],
+}
 
 
 def _case(rng: random.Random, impl: str, depth: int, scale: str, dataset: str, seed: int) -> dict[str, Any]:
@@ -92,6 +123,7 @@ def synthetic_runs(n_cases: int, out_dir: Path, seed: int = 0) -> list[Path]:
             "run_id": f"20250101T{r:06d}Z-synthetic",
             "created": f"2025-01-01T00:00:{r % 60:02d}+00:00",
             "env": {"ctbench": "synthetic", **MACHINES[r % len(MACHINES)]},
+            "tasks": {TASK: DESCRIPTION},
             "cases": cases,
             "checks": [],
         }

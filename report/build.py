@@ -19,11 +19,11 @@ import pandas as pd
 
 from ctbench import __version__
 from ctbench.env import hardware_label
-from ctbench.results import Skipped, load_runs
-from ctbench.table import METRIC, cases_frame, leaderboard
+from ctbench.results import Describe, Skipped, load_runs
+from ctbench.table import METRIC, cases_frame, leaderboard, task_specs
 from report import comparison, pybench
 from report.fmt import safe_url
-from report.plots import save_plots
+from report.plots import CustomPlots, save_plots
 from report.site import Site
 from report.views import (
     TaskMeta,
@@ -91,13 +91,18 @@ def build_report(
     pytest_benchmark: Path | None = None,
     asv_url: str | None = None,
     compare: Sequence[Path | str] | None = None,
+    describe: Describe | None = None,
+    custom_plots: CustomPlots | None = None,
 ) -> Built:
     """Build the report from the run files in ``inputs`` (files or folders) into ``out_dir``.
 
     Unreadable files are skipped and listed (on the overview and in ``Built.skipped``). ``compare`` names two
     runs (file paths or run ids) for the compare page, else the two newest runs sharing cases are compared.
+    Units, directions and plots come from the task descriptions in the run files; ``describe`` supplies them
+    for old run files that carry none, and ``custom_plots`` draws the figures of a task's custom hook (both are
+    given by the command line, which knows the installed tasks; the report never imports them).
     """
-    runs, skipped = load_runs(inputs)
+    runs, skipped = load_runs(inputs, describe)
     bench, bad_bench = pybench.load(pytest_benchmark)
     skipped += [bad_bench] if bad_bench else []
     if not runs:
@@ -108,11 +113,14 @@ def build_report(
     links = {label: f"hw-{i}" for i, label in enumerate(sorted(set(df["hardware"])), 1)}
     names = sorted(set(df["task"]))
     pages = page_names(names)
+    specs = task_specs(runs)
     metas: dict[str, TaskMeta] = {}
     for name in names:
-        present = df.loc[df["task"] == name, [c for c in df if c.startswith(METRIC)]].dropna(axis=1, how="all")
-        metas[name] = task_meta(name, pages[name], [c[len(METRIC) :] for c in present])
-    compared, more = comparison.build(runs, metas, compare)
+        sub = df[df["task"] == name]
+        present = sub[[c for c in df if c.startswith(METRIC)]].dropna(axis=1, how="all")
+        metric_names = [c[len(METRIC) :] for c in present]
+        metas[name] = task_meta(name, pages[name], specs.get(name), metric_names, sorted(set(sub["scale"])))
+    compared, more = comparison.build(runs, metas, compare, describe)
     skipped += more
 
     site = Site(
@@ -129,7 +137,7 @@ def build_report(
     problems, sections, tables = [], [], []
     for name in names:
         meta, sub = metas[name], df[df["task"] == name]
-        board = leaderboard(sub, name)
+        board = leaderboard(sub, name, specs)
         tables.append(board)
         section = {
             "meta": meta,
@@ -137,7 +145,7 @@ def build_report(
             "counts": _status_counts(sub["status"]),
         }
         sections.append(section)
-        plots, plot_error = save_plots(meta.task, sub, records[name], site.add) if meta.task else ([], "")
+        plots, plot_error = save_plots(name, meta.spec, sub, records[name], site.add, custom_plots)
         if plot_error:
             problems.append(f"{name}: plots: {plot_error}")
         site.render(

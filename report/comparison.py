@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from ctbench.env import hardware_label
-from ctbench.results import Skipped, load_runs
-from ctbench.table import CASE, cases_frame, compare, params_label
+from ctbench.results import Describe, Skipped, load_runs
+from ctbench.table import CASE, cases_frame, compare, params_label, task_specs
 from report.fmt import number, percent
 from report.views import TaskMeta
 
@@ -54,12 +54,14 @@ def auto_pair(runs: Sequence[dict[str, Any]]) -> tuple[dict, dict] | None:
     return None
 
 
-def _resolve(spec: Path | str, runs: Sequence[dict[str, Any]]) -> tuple[dict | None, Skipped | None]:
+def _resolve(
+    spec: Path | str, runs: Sequence[dict[str, Any]], describe: Describe | None
+) -> tuple[dict | None, Skipped | None]:
     """A run named by its file path, or by the run id of a run already loaded."""
     by_id = {r["run_id"]: r for r in runs}
     if str(spec) in by_id and not Path(spec).exists():
         return by_id[str(spec)], None
-    loaded, skipped = load_runs([spec])
+    loaded, skipped = load_runs([spec], describe)
     if len(loaded) == 1:
         return loaded[0], None
     reason = skipped[0].reason if skipped else f"{len(loaded)} run files found; --compare needs one file or run id"
@@ -79,10 +81,13 @@ def _summary(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build(
-    runs: Sequence[dict[str, Any]], metas: Mapping[str, TaskMeta], explicit: Sequence[Path | str] | None
+    runs: Sequence[dict[str, Any]],
+    metas: Mapping[str, TaskMeta],
+    explicit: Sequence[Path | str] | None,
+    describe: Describe | None = None,
 ) -> tuple[Comparison, list[Skipped]]:
     if explicit:
-        (a, sa), (b, sb) = (_resolve(s, runs) for s in explicit)
+        (a, sa), (b, sb) = (_resolve(s, runs, describe) for s in explicit)
         skipped = [s for s in (sa, sb) if s]
         if a is None or b is None:
             return Comparison(note="--compare: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped)), skipped
@@ -92,7 +97,7 @@ def build(
         if pair is None:
             return Comparison(note="No two runs share a case, so there is nothing to compare yet."), skipped
     a, b = pair
-    changes, unshared = compare(cases_frame([a]), cases_frame([b]))
+    changes, unshared = compare(cases_frame([a]), cases_frame([b]), task_specs([a, b]))
     result = Comparison(_summary(a), _summary(b), frame=changes)
     if result.a["hardware"] != result.b["hardware"]:
         result.note = "The two runs ran on different hardware: timings and memory are not comparable."

@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 
 from ctbench.env import hardware_label
-from ctbench.registry import tasks
 from ctbench.table import GROUP, METRIC, params_label
-from ctbench.task import Task
 from report.fmt import header_unit, is_missing, number, safe_url, slug
 
 SCALE_ORDER = {"smoke": 0, "small": 1, "full": 2}
@@ -45,34 +44,43 @@ class Column:
 
 @dataclass
 class TaskMeta:
-    """A task as the pages need it; ``task`` is None for a task this install does not know."""
+    """A task as the pages need it, from the description its run files carry (``ctbench.describe``); ``spec`` is
+    None for a run file that carries none (an old file of a task this installation does not know)."""
 
     name: str
     page: str
-    task: Task | None
+    spec: Mapping[str, Any] | None
+    scales: list[str] = field(default_factory=list)
     columns: dict[str, Column] = field(default_factory=dict)
 
     @property
     def primary(self) -> str | None:
-        return self.task.primary_metric if self.task else None
+        return self.spec.get("primary_metric") if self.spec else None
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        column = self.columns.get(self.primary or "")
+        return None if column is None or not column.better else column.better == "high"
 
 
-def task_meta(name: str, page: str, metric_names: Sequence[str]) -> TaskMeta:
-    """Columns in the task's declared order, then metrics the task does not declare (from older versions)."""
-    task = tasks().get(name)
-    declared = dict(task.metrics) if task else {}
+def task_meta(name: str, page: str, spec: Mapping[str, Any] | None, metric_names: Sequence[str],
+              scales: Sequence[str] = ()) -> TaskMeta:  # fmt: skip
+    """Columns in the task's declared order, then metrics the description does not declare (older versions)."""
+    declared = dict(spec.get("metrics", {})) if spec else {}
+    primary = spec.get("primary_metric") if spec else None
     columns = {}
     for metric in [*declared, *sorted(set(metric_names) - set(declared))]:
-        spec = declared.get(metric)
-        direction = spec.higher_is_better if spec else None
+        m = declared.get(metric) if isinstance(declared.get(metric), dict) else {}
+        direction = m.get("higher_is_better")
         columns[metric] = Column(
             metric,
-            spec.unit if spec else "",
+            str(m.get("unit", "")),
             "" if direction is None else ("high" if direction else "low"),
-            task is not None and metric == task.primary_metric,
-            spec.description if spec else "not declared by this version of the task",
+            metric == primary,
+            str(m.get("description", "not declared by the task's description")),
         )
-    return TaskMeta(name, page, task, columns)
+    ordered = sorted(scales, key=lambda s: (SCALE_ORDER.get(s, 9), s))
+    return TaskMeta(name, page, spec, ordered, columns)
 
 
 def page_names(names: Sequence[str]) -> dict[str, str]:
@@ -142,8 +150,8 @@ def boards(board: pd.DataFrame, meta: TaskMeta, hardware_links: Mapping[str, str
             )
         if any(row["rank_sort"] for row in rows):
             unranked = ""
-        elif meta.task is None:
-            unranked = "not ranked: unknown task"
+        elif meta.spec is None:
+            unranked = "not ranked: the run file does not describe this task"
         elif all(row["status"] != "ok" for row in rows):
             unranked = "not ranked: no case ended ok"
         else:
@@ -217,11 +225,11 @@ def paper_rows(df: pd.DataFrame, meta: TaskMeta) -> list[dict[str, Any]]:
     Ours are medians over seeds per (dataset, scale, params); the ones on the paper's dataset come first,
     others are flagged as not comparable.
     """
-    if meta.task is None:
+    if meta.spec is None:
         return []
     ok = df[df["status"] == "ok"]
     rows = []
-    for pn in meta.task.paper_numbers:
+    for pn in (SimpleNamespace(**{"note": "", **n}) for n in meta.spec.get("paper_numbers", [])):
         column = meta.columns.get(pn.metric) or Column(pn.metric, "", "", False, "")
         col = METRIC + pn.metric
         ours = []

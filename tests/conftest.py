@@ -35,5 +35,5 @@ def write_module(tmp_path):
 
 @pytest.fixture
 def cli_env(tmp_path) -> dict[str, str]:
-    """Environment for running ``python -m ctbench`` in a subprocess with a private results folder."""
+    """Environment for running ``python -m ctbench_cli`` in a subprocess with a private results folder."""
     return {**os.environ, "PYTHONPATH": str(REPO)}

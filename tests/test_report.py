@@ -1,8 +1,8 @@
 """The HTML report: pages, escaping, skipped files, CSV, ranking groups, failed rows, compare, benchmarks.
 
 The run documents below are test fixtures written here (valid against ``ctbench.results.validate``); they
-name the real ``adjoint_resnet`` task so its metrics, units and plots are used, plus a task this install does
-not know.
+carry the real ``adjoint_resnet`` task's description (``ctbench.describe``) so its metrics, units and plots are
+used, plus a run of a task whose run file describes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from ctbench.registry import description
 from ctbench.results import SCHEMA, validate
 from report import Built, build_report
 from report.fmt import number, safe_url
@@ -128,6 +129,7 @@ def run_doc(
         "created": created,
         "env": copy.deepcopy(env),
         "settings": {"device": "cpu", "data_root": "/data"},
+        "tasks": {name: description(name) for name in {c["task"] for c in cases} if description(name)},
         "cases": cases,
         "checks": list(checks),
     }
@@ -334,7 +336,7 @@ def test_failed_and_invalid_rows_are_shown_unranked(site):
 def test_unknown_task_rows_shown_without_plots(site):
     site_dir, built, _ = site
     page = html(site_dir, "task-not_a_task_here.html")
-    assert "does not know the task" in page and "solver" in page and "<img" not in page
+    assert "do not describe the task" in page and "solver" in page and "<img" not in page
     assert "solver" in html(site_dir, "index.html")
     assert built.problems == []
 
@@ -419,7 +421,7 @@ def test_number_format(value, unit, text):
 
 
 def test_paper_numbers_beside_ours_on_the_same_data_first(site):
-    from types import SimpleNamespace
+    from dataclasses import asdict
 
     from ctbench import PaperNumber
     from ctbench.results import load_runs
@@ -428,10 +430,9 @@ def test_paper_numbers_beside_ours_on_the_same_data_first(site):
 
     _, _, paths = site
     runs, _ = load_runs([paths["old"], paths["gpu"]])
-    meta = task_meta("adjoint_resnet", "task-adjoint_resnet.html", [])
-    meta.task = SimpleNamespace(
-        paper_numbers=[PaperNumber("test_accuracy", 0.93, "backprop", "cifar10", "Table 1", "ResNet-101")]
-    )
+    number = PaperNumber("test_accuracy", 0.93, "backprop", "cifar10", "Table 1", "ResNet-101")
+    spec = {**description("adjoint_resnet"), "paper_numbers": [asdict(number)]}
+    meta = task_meta("adjoint_resnet", "task-adjoint_resnet.html", spec, [])
     (row,) = paper_rows(cases_frame(runs), meta)
     assert (row["paper"], row["source"], row["note"]) == ("93%", "Table 1", "ResNet-101")
     ours = [(o["text"], o["comparable"]) for o in row["ours"]]

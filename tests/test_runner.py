@@ -62,7 +62,7 @@ def smoke_run(out, *impls: str, options: tuple[str, ...] = ()) -> list[str]:
 
 
 def ctbench(args, env, **kw):
-    return subprocess.run([sys.executable, "-m", "ctbench", *args], env=env, capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "ctbench_cli", *args], env=env, capture_output=True, text=True, **kw)
 
 
 def test_failures_are_recorded_and_the_run_goes_on(tmp_path, write_module, env):
@@ -91,7 +91,7 @@ def test_interrupted_run_resumes(tmp_path, write_module, env):
     out = tmp_path / "out"
     args = smoke_run(out, "backprop", f"{sub}:SlowOnce")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ctbench", *args],
+        [sys.executable, "-m", "ctbench_cli", *args],
         env={**env, "SLOW_MARKER": str(marker)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -16,10 +16,10 @@ import torch
 
 from ctbench.cases import Case, expand, parse_param
 from ctbench.implementation import ImplementationError, ImplRef, reference_impls, resolve
-from ctbench.registry import UsageError, broken_tasks, get_task, tasks
+from ctbench.registry import UsageError, broken_tasks, description, get_task, tasks
 from ctbench.results import load_runs
 from ctbench.runner import RunSettings, run
-from ctbench.table import cases_frame, compare, leaderboard
+from ctbench.table import cases_frame, compare, leaderboard, primary_metric, task_specs
 
 CACHE = Path(os.environ.get("CTBENCH_CACHE", Path.home() / ".cache" / "ctbench"))
 DEFAULT_REPORT = Path("report/site")
@@ -44,7 +44,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, scale in task.scales.items():
             grid = "; ".join(f"{k} in {list(v)}" for k, v in scale.grid.items()) or "no grid"
             print(f"    {name}: {grid}; seeds {list(scale.seeds)}; timeout {scale.timeout_s:.0f} s")
-        print(f"  primary metric: {task.primary_metric} ({'higher' if task.higher_is_better else 'lower'} is better)")
+        better = "higher" if task.metrics[task.primary_metric].higher_is_better else "lower"
+        print(f"  primary metric: {task.primary_metric} ({better} is better)")
+        print(f"  step:    {task.step.what}")
         for ref in reference_impls(task.name, task.interface):
             print(f"  impl:    {ref.name}  ({ref.spec})")
     for name, reason in broken_tasks().items():
@@ -111,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _load(paths: list[str]):
-    runs, skipped = load_runs(paths)
+    runs, skipped = load_runs(paths, description)
     for s in skipped:
         print(f"skipped {s.reason}", file=sys.stderr)
     return runs
@@ -122,13 +124,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not runs:
         print("no readable run file", file=sys.stderr)
         return 1
-    df = cases_frame(runs)
+    df, specs = cases_frame(runs), task_specs(runs)
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 40):
         for task in dict.fromkeys(df["task"]):
-            board = leaderboard(df, task)
-            primary = "metric." + get_task(task).primary_metric
+            board = leaderboard(df, task, specs)
+            primary = "metric." + (primary_metric(specs, task) or "")
             cols = ["dataset", "scale", "params", "rank", "impl", "submission", "status", primary]
             cols += [c for c in board.columns if c.startswith("metric.") and c != primary][:6]
             print(f"\n== {task} (ranked by {primary[7:]}) ==")
@@ -141,7 +143,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not a or not b:
         print("compare needs two readable run files", file=sys.stderr)
         return 1
-    changes, unshared = compare(cases_frame(a), cases_frame(b))
+    changes, unshared = compare(cases_frame(a), cases_frame(b), task_specs(a + b))
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_rows", 500):
@@ -154,11 +156,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _custom_plots(task_name: str, cases, records) -> dict:
+    """The figures of an installed task's custom plot hook; none for a task this installation does not have."""
+    task = tasks().get(task_name)
+    return task.plots(cases, records) if task is not None else {}
+
+
 def _report(results: list, output: Path, **options) -> int:
     """Build the HTML report; name skipped files and plot problems on stderr; 1 when nothing could be read."""
     from report import build_report
 
-    built = build_report(results, output, **options)
+    built = build_report(results, output, describe=description, custom_plots=_custom_plots, **options)
     for s in built.skipped:
         print(f"skipped {s.reason}", file=sys.stderr)
     for problem in built.problems:

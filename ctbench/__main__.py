@@ -1,5 +1,0 @@
-import sys
-
-from ctbench.cli import main
-
-sys.exit(main())

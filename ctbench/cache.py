@@ -1,0 +1,48 @@
+"""Cached artefacts of the tasks (pretrained weights, a data subsample, h*): computed once per key, written
+atomically (a temporary file in the same folder, then a rename), so concurrent cases and killed runs never leave
+a half-written file that a later case would load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def key(*parts: Any) -> str:
+    """A short, stable hash of JSON-able parts (configuration, dataset name, seed, a version number)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cached(path: Path, build: Callable[[], T]) -> T:
+    """The object stored at ``path`` (``torch.save`` format, or JSON for a ``.json`` path), else ``build()``,
+    stored there atomically and returned."""
+    json_file = path.suffix == ".json"
+    if path.exists():
+        return json.loads(path.read_text()) if json_file else torch.load(path, map_location="cpu", weights_only=False)
+    value = build()
+    if json_file:
+        _write(path, lambda tmp: tmp.write_text(json.dumps(value)))
+    else:
+        _write(path, lambda tmp: torch.save(value, tmp))
+    return value

@@ -1,0 +1,62 @@
+"""A task's description as plain JSON, stored in every run file, so that ``show``, ``compare`` and the report
+render a run without importing the task's code (an older commit's run, a task that is not installed).
+
+The description holds the task's summary and paper, the paper's numbers, its declarative plots, its primary
+metric, and the spec (unit, direction, description) of every metric its cases can carry: the task's own, plus the
+engine's measurements of its step and phases (``step_time_s``, ``step_peak_memory_bytes``, ``throughput_*``,
+``step_energy_j``, ``<phase>_time_s``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from ctbench.task import Metric, Phase, Step, Task
+
+
+def _spec(metric: Metric) -> dict[str, Any]:
+    return {"unit": metric.unit, "higher_is_better": metric.higher_is_better, "description": metric.description}
+
+
+def engine_metrics(step: Step, phases: dict[str, Phase]) -> dict[str, Metric]:
+    """The metrics the engine records for a task whose step is ``step`` and whose timed phases are ``phases``."""
+    what = step.what
+    metrics = {
+        "step_time_s": Metric("s", False, f"median wall time of {what}"),
+        "step_peak_memory_bytes": Metric("bytes", False, f"working memory of {what} (peak minus before)"),
+    }
+    for unit, meaning in step.work.items():
+        metrics[f"throughput_{unit}_s"] = Metric(f"{unit}/s", True, f"{meaning} per second, from step_time_s")
+    metrics["step_energy_j"] = Metric("J", False, f"GPU energy of {what} (NVML's total-energy counter)")
+    metrics["device_used_bytes"] = Metric("bytes", None, "device memory in use after the step, as NVML sees it")
+    for name, phase in phases.items():
+        metrics[f"{name}_time_s"] = Metric("s", phase.higher_is_better, f"wall time of {phase.what}")
+        for unit, meaning in phase.work.items():
+            direction = None if phase.higher_is_better is None else True
+            metrics[f"{name}_throughput_{unit}_s"] = Metric(
+                f"{unit}/s", direction, f"{meaning} per second during {phase.what}"
+            )
+    return metrics
+
+
+def all_metrics(task: Task) -> dict[str, Metric]:
+    """Task metrics first (their declared order), then the engine's; a task may not redefine an engine name."""
+    engine = engine_metrics(task.step, dict(task.phases))
+    clash = sorted(set(task.metrics) & set(engine))
+    if clash:
+        raise ValueError(f"task {task.name} declares engine metric(s) {', '.join(clash)}: the engine records them")
+    return {**task.metrics, **engine}
+
+
+def describe(task: Task) -> dict[str, Any]:
+    """Everything a reader of a run file needs to know about its task, as JSON."""
+    return {
+        "summary": task.summary,
+        "paper": asdict(task.paper),
+        "step": task.step.what,
+        "primary_metric": task.primary_metric,
+        "metrics": {name: _spec(m) for name, m in all_metrics(task).items()},
+        "paper_numbers": [asdict(pn) for pn in task.paper_numbers],
+        "plots": [{**asdict(p), "where": dict(p.where)} for p in task.line_plots],
+    }

@@ -1,0 +1,152 @@
+"""The protocol of one case (Sander, Ablin, Peyre 2022, section 5): pretrain a ResNet whose deep stage has tied
+weights (smooth in depth), untie the stage into N blocks, and bind the gradient method to a training step of
+that stage. The engine measures the step; the evaluation fine-tunes, then measures the test accuracy and, on a
+fresh copy with the pretrained weights, the method's gradient error against exact backprop through the same
+stage and its reconstruction error of the stage's input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ctbench import CaseResult, Context, Prepared, Scale
+from ctbench.cache import cached, key
+from suites.adjoint_resnet import data
+from suites.adjoint_resnet.interface import StageGradient
+from suites.adjoint_resnet.model import Net
+
+PRETRAIN_VERSION = 2  # part of the checkpoint cache key: bump when pretraining changes
+PRETRAIN_KEYS = ("width", "downsample", "in_channels", "classes", "pretrain_depth", "pretrain_steps", "pretrain_lr",
+                 "batch", "n_train")  # fmt: skip
+
+
+def prepare(impl: StageGradient, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
+    cfg, depth = scale.config, int(params["depth"])
+    train, test = data.load(ctx.data_root, cfg, ctx.log)
+    tied = pretrained(cfg, train, ctx)
+    net = stage_model(tied, depth, impl.scheme, ctx.device)
+    step, opt = training_step(net, impl, train, cfg, ctx)
+
+    def evaluate(_: Any) -> CaseResult:
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg["lr_milestones"], gamma=0.1)
+        steps = cfg["finetune_steps"]
+        ctx.meter.phase("finetune", lambda: finetune(step, sched, steps), work={"samples": steps * cfg["batch"]})
+        metrics = {"test_accuracy": accuracy(net, test, cfg["batch"], ctx.device)}
+        fresh = stage_model(tied, depth, impl.scheme, ctx.device)  # the pretrained weights, untouched
+        x, y = (t.to(ctx.device) for t in next(data.batches(train, cfg["batch"], ctx.seed, augment=False)))
+        metrics["pretrained_accuracy"] = accuracy(fresh, test, cfg["batch"], ctx.device)
+        metrics["grad_rel_error"] = grad_rel_error(fresh, impl, x, y)
+        recon = reconstruction_error(fresh, impl, x)
+        if recon is not None:
+            metrics["reconstruction_error"] = recon
+        return CaseResult(metrics, dataset=train.dataset)
+
+    return Prepared(step, evaluate, work={"samples": cfg["batch"]})
+
+
+def pretrained(cfg: Mapping[str, Any], train: data.Split, ctx: Context) -> Net:
+    """The tied network, pretrained with backprop and gradient clipping (cached per configuration, dataset, seed)."""
+    net = Net.tied(cfg["in_channels"], cfg["width"], cfg["downsample"], cfg["classes"], cfg["pretrain_depth"])
+    name = key(PRETRAIN_VERSION, {k: cfg[k] for k in PRETRAIN_KEYS}, train.dataset, ctx.seed)
+    path = ctx.cache_dir / "adjoint_resnet" / f"pretrained-{name}.pt"
+    net.load_state_dict(cached(path, lambda: _pretrain(net, cfg, train, ctx)))
+    return net
+
+
+def _pretrain(net: Net, cfg: Mapping[str, Any], train: data.Split, ctx: Context) -> dict[str, torch.Tensor]:
+    net.to(ctx.device)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg["pretrain_lr"], momentum=0.9, weight_decay=5e-4)
+    stream = data.batches(train, cfg["batch"], ctx.seed + 1, augment=cfg["augment"])
+    for _ in range(cfg["pretrain_steps"]):
+        x, y = next(stream)
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x.to(ctx.device)), y.to(ctx.device)).backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)  # the tied block's gradient sums N uses of it
+        opt.step()
+    if not all(torch.isfinite(p).all() for p in net.parameters()):
+        raise RuntimeError(f"pretraining diverged (lr {cfg['pretrain_lr']}): the tied network has non-finite weights")
+    return {k: v.cpu() for k, v in net.state_dict().items()}
+
+
+def stage_model(tied: Net, depth: int, scheme: str, device: torch.device) -> Net:
+    """The untied network at ``depth`` with only the deep stage trainable."""
+    net = tied.with_stage(depth, scheme).to(device)
+    for module in (net.stem, net.head):
+        module.requires_grad_(False)
+    return net
+
+
+def _loss(net: Net, run_stage: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor):
+    return nn.functional.cross_entropy(net.head(run_stage(net.stem(x))), y)
+
+
+def _stage_gradient(net: Net, run_stage: Callable, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    net.stage.zero_grad(set_to_none=True)
+    _loss(net, run_stage, x, y).backward()
+    grad = torch.cat([p.grad.flatten() for p in net.stage.parameters()])
+    net.stage.zero_grad(set_to_none=True)
+    return grad
+
+
+def grad_rel_error(net: Net, impl: StageGradient, x: torch.Tensor, y: torch.Tensor) -> float:
+    """||g_method - g_exact|| / ||g_exact||, g_exact by autograd through the same stage on the same batch."""
+    exact = _stage_gradient(net, net.stage, x, y)
+    approx = _stage_gradient(net, lambda z: impl.forward(net.stage, z), x, y)
+    return float((approx - exact).norm() / exact.norm())
+
+
+def reconstruction_error(net: Net, impl: StageGradient, x: torch.Tensor) -> float | None:
+    """||x0_recovered - x0|| / ||x0||, or None for a method that stores its activations."""
+    with torch.no_grad():
+        x0 = net.stem(x)
+        recovered = impl.reverse(net.stage, net.stage(x0))
+    if recovered is None:
+        return None
+    return float((recovered - x0).norm() / x0.norm())
+
+
+def training_step(
+    net: Net, impl: StageGradient, train: data.Split, cfg: Mapping[str, Any], ctx: Context
+) -> tuple[Callable[[], float], torch.optim.Optimizer]:
+    """One SGD step on the deep stage; gradient buffers are zeroed in place, never freed, between steps.
+
+    ``foreach=False``: the multi-tensor SGD allocates a temporary copy of every gradient at once, which would make
+    the step's memory grow with the (untied) parameter count and hide whether the activations' memory is flat.
+    """
+    opt = torch.optim.SGD(
+        net.stage.parameters(),
+        lr=cfg["lr"],
+        momentum=cfg["momentum"],
+        weight_decay=cfg["weight_decay"],
+        foreach=False,
+    )
+    stream: Iterator = data.batches(train, cfg["batch"], ctx.seed + 2, augment=cfg["augment"])
+
+    def step() -> float:
+        x, y = next(stream)
+        opt.zero_grad(set_to_none=False)
+        loss = _loss(net, lambda z: impl.forward(net.stage, z), x.to(ctx.device), y.to(ctx.device))
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return step, opt
+
+
+def finetune(step: Callable[[], float], sched: Any, steps: int) -> None:
+    for _ in range(steps):
+        step()
+        sched.step()
+
+
+@torch.no_grad()
+def accuracy(net: Net, split: data.Split, batch: int, device: torch.device) -> float:
+    correct = 0
+    for start in range(0, len(split), batch):
+        logits = net(split.x[start : start + batch].to(device))
+        correct += int((logits.argmax(1).cpu() == split.y[start : start + batch]).sum())
+    return correct / len(split)

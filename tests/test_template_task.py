@@ -1,0 +1,85 @@
+"""Adding a task is adding two folders: the template task of ``suites/README.md`` (``tests/template``: one
+``suites/tiny`` and one ``reference_impls/tiny``), put in a temporary root named by ``CTBENCH_PATH``, runs through
+``ctbench run``, ``show`` and ``report``, the generic pytest-benchmark module and the generic asv module, with no
+edit of the engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = Path(__file__).resolve().parent / "template"
+
+
+@pytest.fixture(scope="module")
+def tiny_env(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("tasks")
+    shutil.copytree(TEMPLATE, root, dirs_exist_ok=True)
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "CTBENCH_PATH": str(root), "CTBENCH_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+
+
+def ctbench(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ctbench_cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_the_template_task_runs_shows_and_reports(tmp_path, tiny_env):
+    out, site = tmp_path / "out", tmp_path / "site"
+    ran = ctbench(["run", "--task", "tiny", "--out", str(out), "--report-dir", str(site)], tiny_env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    (path,) = out.glob("*.json")
+    doc = json.loads(path.read_text())
+    assert doc["tasks"]["tiny"]["metrics"]["throughput_solves_s"]["unit"] == "solves/s"
+    for case in doc["cases"]:
+        assert case["status"] == "ok"
+        assert {"residual", "step_time_s", "step_peak_memory_bytes", "throughput_solves_s", "setup_time_s"} <= set(
+            case["metrics"]
+        )
+        assert case["threads"] == 1 and case["process"]["default_dtype"] == "float32"
+    assert [c["name"] for c in doc["checks"]] == ["time_grows_with_n"]
+    shown = ctbench(["show", str(out)], tiny_env)
+    assert shown.returncode == 0 and "tiny" in shown.stdout and "direct" in shown.stdout
+    reported = ctbench(["report", str(out), "-o", str(tmp_path / "site2")], tiny_env)
+    assert reported.returncode == 0, reported.stderr
+    page = (tmp_path / "site2" / "task-tiny.html").read_text()
+    assert "one solve of A x = b" in page and '<img src="plots/tiny-time_vs_n' in page
+
+
+def test_the_generic_pytest_benchmark_module_times_the_new_task(tmp_path, tiny_env):
+    result = tmp_path / "bench.json"
+    args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_bench.py")]
+    args += ["-k", "tiny", f"--benchmark-json={result}"]
+    done = subprocess.run([sys.executable, *args], env=tiny_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = [b["name"] for b in json.loads(result.read_text())["benchmarks"]]
+    assert names == ["test_step[tiny:direct[n=8]]"]
+
+
+def test_the_generic_asv_module_times_the_new_task(tmp_path, tiny_env):
+    conf = json.loads((REPO / "asv.conf.json").read_text())
+    conf.update(repo=str(REPO), benchmark_dir=str(REPO / "benchmarks"), results_dir=str(tmp_path / "results"))
+    conf.update(env_dir=str(tmp_path / "env"), html_dir=str(tmp_path / "html"))
+    (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
+    env = {**tiny_env, "HOME": str(tmp_path), "CTBENCH_TASKS": "tiny"}
+    asv = [sys.executable, "-m", "asv"]
+    common = ["--config", str(tmp_path / "asv.conf.json")]
+    subprocess.run([*asv, "machine", "--yes", "--machine", "ci", *common], env=env, capture_output=True, timeout=120)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    args = ["run", "--quick", "-E", f"existing:{sys.executable}", "--bench", "bench_tasks.Step", "--machine", "ci"]
+    done = subprocess.run(
+        [*asv, *args, "--set-commit-hash", commit, *common], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (result,) = (tmp_path / "results" / "ci").glob(f"{commit[:8]}*.json")
+    results = json.loads(result.read_text())["results"]
+    assert set(results) == {"bench_tasks.Step.peakmem_step", "bench_tasks.Step.time_step"}
+    assert all(r[0] == [r[0][0]] and r[0][0] is not None for r in results.values())  # tiny's one case measured
