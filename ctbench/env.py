@@ -11,6 +11,8 @@ from typing import Any
 import psutil
 import torch
 
+from ctbench import nvml
+
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 
 
@@ -33,31 +35,48 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _gpus() -> list[dict[str, Any]]:
-    """GPU name, driver and memory through NVML; an absent driver is a normal case (no GPUs)."""
-    try:
-        import pynvml
+def _gpu_record(nv: Any, index: int, driver: str) -> dict[str, Any]:
+    """What makes two GPUs' numbers comparable: model, memory, driver, compute capability, clocks, power limit,
+    and whether another process was using the GPU when the run started."""
+    h = nv.nvmlDeviceGetHandleByIndex(index)
 
-        pynvml.nvmlInit()
-    except Exception:
-        return []
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            gpus.append(
-                {
-                    "index": i,
-                    "name": name.decode() if isinstance(name, bytes) else name,
-                    "driver": driver.decode() if isinstance(driver, bytes) else driver,
-                    "memory_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
-                }
-            )
-        return gpus
-    finally:
-        pynvml.nvmlShutdown()
+    def get(reader: Any, *args: Any) -> Any:
+        try:
+            return reader(h, *args)
+        except Exception:  # a query this GPU or driver does not support
+            return None
+
+    clocks = {
+        "sm_mhz": get(nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM),
+        "memory_mhz": get(nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_MEM),
+        "sm_max_mhz": get(nv.nvmlDeviceGetMaxClockInfo, nv.NVML_CLOCK_SM),
+        "memory_max_mhz": get(nv.nvmlDeviceGetMaxClockInfo, nv.NVML_CLOCK_MEM),
+    }
+    capability = get(nv.nvmlDeviceGetCudaComputeCapability)
+    power = get(nv.nvmlDeviceGetEnforcedPowerLimit)
+    processes = get(nv.nvmlDeviceGetComputeRunningProcesses) or []
+    return {
+        "index": index,
+        "name": nvml.text(nv.nvmlDeviceGetName(h)),
+        "uuid": nvml.text(get(nv.nvmlDeviceGetUUID) or ""),
+        "driver": driver,
+        "memory_bytes": int(nv.nvmlDeviceGetMemoryInfo(h).total),
+        "compute_capability": ".".join(map(str, capability)) if capability else None,
+        "clocks": clocks,
+        "power_limit_w": power / 1000 if power is not None else None,
+        "other_processes": [
+            {"pid": int(p.pid), "used_bytes": int(p.usedGpuMemory or 0)} for p in processes if p.pid != os.getpid()
+        ],
+    }
+
+
+def _gpus() -> list[dict[str, Any]]:
+    """Every GPU NVML sees (``_gpu_record``); an absent driver is a normal case (no GPUs)."""
+    with nvml.session() as nv:
+        if nv is None:
+            return []
+        driver = nvml.text(nv.nvmlSystemGetDriverVersion())
+        return [_gpu_record(nv, i, driver) for i in range(nv.nvmlDeviceGetCount())]
 
 
 def environment() -> dict[str, Any]:
@@ -75,6 +94,7 @@ def environment() -> dict[str, Any]:
         "hostname": platform.node(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
+        "cuda_runtime": _cuda_runtime(),
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "cuda_available": torch.cuda.is_available(),
         "gpus": _gpus(),
@@ -86,8 +106,27 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _cuda_runtime() -> str | None:
+    """The CUDA runtime torch loaded (``cudaRuntimeGetVersion``), e.g. ``12.8``; None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    try:
+        version = torch.cuda.cudart().cudaRuntimeGetVersion()
+        return f"{version // 1000}.{version % 1000 // 10}"
+    except Exception:
+        return torch.version.cuda
+
+
 def hardware_label(env: dict[str, Any]) -> str:
-    """One line naming the hardware: the GPU if there is one, else the CPU and its cores."""
-    if env.get("gpus"):
-        return f"{env['gpus'][0]['name']} (driver {env['gpus'][0]['driver']})"
+    """One line naming the hardware: the GPU (model, memory, driver, power limit) if there is one, else the CPU
+    and its cores. Rows whose labels differ are never ranked together."""
+    gpus = env.get("gpus")
+    if gpus and isinstance(gpus, list) and isinstance(gpus[0], dict):
+        gpu = gpus[0]
+        details = [f"driver {gpu.get('driver', '?')}"]
+        if isinstance(gpu.get("memory_bytes"), (int, float)):
+            details.insert(0, f"{gpu['memory_bytes'] / 2**30:.0f} GiB")
+        if isinstance(gpu.get("power_limit_w"), (int, float)):
+            details.append(f"{gpu['power_limit_w']:.0f} W")
+        return f"{gpu.get('name', '?')} ({', '.join(details)})"
     return f"{env.get('cpu', '?')} x{env.get('cpu_cores', '?')}"

@@ -62,7 +62,11 @@ def line_panels(
                              facet_kws={"sharey": False}, estimator="median", errorbar=None)  # fmt: skip
     else:
         figure = sns.catplot(**common, kind="bar", sharey=False, estimator="median", errorbar=None)
-    figure.set(xscale=xscale, yscale=yscale, xlabel=xlabel, ylabel=ylabel)
+    if kind == "line":  # a bar plot's x axis holds categories: setting a scale would renumber them
+        figure.set(xscale=xscale, yscale=yscale)
+    else:
+        figure.set(yscale=yscale)
+    figure.set(xlabel=xlabel, ylabel=ylabel)
     figure.set_titles("{col_name}")
     return figure.figure
 
