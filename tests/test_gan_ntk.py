@@ -12,14 +12,16 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ctbench import smoke
+from ctbench import Invalid, smoke
+from ctbench.describe import all_metrics
+from ctbench.protocol import run_case
 from ctbench.registry import get_task
 from ctbench.worker import execute
 from reference_impls.gan_ntk._kernel_flow import ode_coefficients, training_set
 from reference_impls.gan_ntk.finite_width import FiniteWidth
 from reference_impls.gan_ntk.ipm import IPM
 from reference_impls.gan_ntk.lsgan import LSGAN
-from suites.gan_ntk import data, losses, metrics
+from suites.gan_ntk import data, losses, metrics, protocol
 from suites.gan_ntk.checks import ntk_slope_checks
 from suites.gan_ntk.interface import DiscriminatorSpec
 from suites.gan_ntk.kernels import (
@@ -222,7 +224,9 @@ def test_smoke_dynamics_case(impl):
     assert result.invalid_reason is None and not result.nonfinite_metrics()
     assert result.dataset == "synthetic-two-moons" and _problem(4).dataset == "eight-gaussians"
     assert result.metrics["sinkhorn_final"] < result.metrics["sinkhorn_initial"]
-    assert result.metrics["iterations_per_s"] > 0 and result.metrics["kernel_entries_per_s"] > 0
+    assert result.metrics["throughput_iterations_s"] > 0 and result.metrics["kernel_throughput_entries_s"] > 0
+    assert result.metrics["step_time_s"] > 0 and result.metrics["step_peak_memory_bytes"] >= 0
+    assert result.metrics["throughput_iterations_s"] == pytest.approx(1 / result.metrics["step_time_s"])
     assert len(result.series["field_points"]) == len(result.series["field_vectors"]) == 15 * 15
 
 
@@ -262,9 +266,39 @@ def test_diverging_step_is_recorded_invalid_with_the_iteration():
     scale = task.scales["smoke"]
     huge = dataclasses.replace(scale, config={**scale.config, "eta": 1e6})
     params = {**smoke.default_params(TASK), "dataset": "eight_gaussians"}
-    result = task.run(IPM(), huge, params, smoke.context())
+    with pytest.raises(Invalid, match="diverged at iteration 1 ") as raised:
+        task.prepare(IPM(), huge, params, smoke.context(TASK)).evaluate(None)
+    assert raised.value.metrics == {"diverged_at_iteration": 1.0} and "sinkhorn" in raised.value.series
+    with smoke.case_state(TASK) as state:
+        result = run_case(task, IPM(), huge, params, smoke.context(TASK), state)
     assert result.invalid_reason is not None and "diverged at iteration 1 " in result.invalid_reason
-    assert result.metrics == {"diverged_at_iteration": 1.0}
+    assert result.metrics["diverged_at_iteration"] == 1.0 and result.metrics["step_time_s"] > 0
+
+
+def test_measured_step_leaves_the_trajectory_unchanged():
+    """The finite net is re-drawn at every fit: the engine's calls of the step must not shift the trajectory's
+    random draws (the step runs on its own copy of the method)."""
+    params = {"dataset": "two_moons"}
+    untouched = smoke.prepare(TASK, "finite_width", params)
+    stepped = smoke.prepare(TASK, "finite_width", params)
+    for _ in range(3):
+        moved = stepped.step()
+    assert moved.shape == (get_task(TASK).scales["smoke"].config["n"], 2) and torch.isfinite(moved).all()
+    assert stepped.work == {"iterations": 1}
+    assert stepped.evaluate(None).series["sinkhorn"] == untouched.evaluate(None).series["sinkhorn"]
+
+
+def test_ntk_step_is_network_zeros_empirical_ntk():
+    prepared = smoke.prepare(TASK, "finite_width", {"experiment": "ntk_accuracy", "width": 64})
+    k = prepared.step()
+    cfg = get_task(TASK).scales["smoke"].config
+    assert k.shape == (cfg["ntk_points"], cfg["ntk_points"]) and prepared.work == {"entries": cfg["ntk_points"] ** 2}
+    first_error = prepared.evaluate(None).series["ntk_rel_error_by_net"][0][1]
+    assert first_error == pytest.approx(_ntk_case(64).series["ntk_rel_error_by_net"][0][1], rel=1e-12)
+    pts = data.load("eight_gaussians", cfg["ntk_points"], 0, Path("/nonexistent"), F64, torch.device("cpu")).target
+    arch = protocol.architecture(cfg, 64)
+    exact = relu_ntk(pts, pts, arch)
+    assert float((k - exact).norm() / exact.norm()) == pytest.approx(first_error, rel=1e-12)
 
 
 def test_ntk_accuracy_cases_and_the_width_slope_check():
@@ -272,6 +306,7 @@ def test_ntk_accuracy_cases_and_the_width_slope_check():
     for width in (64, 256, 1024):
         result = _ntk_case(width)
         assert 0 < result.metrics["ntk_rel_error"] < 1
+        assert result.metrics["throughput_entries_s"] > 0 and result.metrics["step_time_s"] > 0
         records.append(
             {
                 "status": "ok",
@@ -299,10 +334,20 @@ def test_grid_skips_what_does_not_apply():
     assert all(p["width"] is None for _, p in run if p["experiment"] == "dynamics")
     assert len(run) == 4 * len(data.TWO_D) + 3
     with pytest.raises(ValueError, match="unknown experiment"):
-        task.run(IPM(), scale, {"experiment": "nope", "dataset": "two_moons", "width": None}, smoke.context())
+        task.prepare(IPM(), scale, {"experiment": "nope", "dataset": "two_moons", "width": None}, smoke.context(TASK))
+    assert all(task.skip(i, scale, p) is None for i in ("finite_width",) for p in task.benchmark_points())
 
 
-def test_plots_draw_particles_curves_and_width_sweep():
+def test_line_plots_draw_metrics_the_cases_carry():
+    task = get_task(TASK)
+    described = all_metrics(task)
+    carried = {"dynamics": set(_dynamics_case("ipm").metrics), "ntk_accuracy": set(_ntk_case(64).metrics)}
+    for plot in task.line_plots:
+        assert plot.y in described and plot.x.removeprefix("param.") in task.scales["smoke"].grid
+        assert plot.y in carried[plot.where["experiment"]], plot
+
+
+def test_plots_draw_particles_and_curves():
     import matplotlib.pyplot as plt
     import pandas as pd
 
@@ -343,6 +388,6 @@ def test_plots_draw_particles_curves_and_width_sweep():
         ]
     )
     figures = task.plots(cases, records)
-    assert {"particles_field_smoke", "distance_curves", "ntk_error_vs_width", "speed"} <= set(figures)
+    assert set(figures) == {"particles_field_smoke", "distance_curves"}
     for fig in figures.values():
         plt.close(fig)

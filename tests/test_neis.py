@@ -3,42 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 
 import pytest
 import torch
 
 from ctbench import Manifest, smoke
+from ctbench.describe import all_metrics
+from ctbench.plotting import draw
 from reference_impls.neis.ais import AIS
 from reference_impls.neis.neis_gradient import GradientField, NEISGradient
 from reference_impls.neis.neis_linear import LinearField, NEISLinear
 from reference_impls.neis.neis_mlp import NEISMLP, MLPField
 from reference_impls.neis.vanilla_is import VanillaIS
 from suites.neis import neis as neis_module
+from suites.neis import protocol
 from suites.neis.checks import paper_checks
 from suites.neis.interface import Budget, FlowDiverged
 from suites.neis.neis import NEIS, VelocityField
 from suites.neis.problem import NonFinitePotential, Problem
 from suites.neis.stats import Estimates
 from suites.neis.targets import Funnel, GaussianMixture, Target, make_target, two_modes
-from suites.neis.task import NEISTask, budget_of
-
-TASK_MODULE = importlib.import_module("suites.neis.task")
+from suites.neis.task import NEISTask
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """The tensors are tiny (batch x width): on a loaded 2-core machine two intra-op threads ran a case 25x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def smoke_state():
+    """The smoke scale's process state (one intra-op thread: the tensors are tiny) for the estimators run here."""
+    with smoke.case_state("neis"):
+        yield
 
 
 def budget(**overrides) -> Budget:
     """The smoke scale's budget with some settings replaced."""
-    return dataclasses.replace(budget_of(NEISTask.scales["smoke"].config), **overrides)
+    return dataclasses.replace(Budget.of(NEISTask.scales["smoke"].config), **overrides)
 
 
 def mixture(means: list[list[float]], variance: float, weights: list[float], name: str) -> Target:
@@ -201,7 +199,7 @@ def test_nan_potential_is_a_clear_error(impl):
 
 
 def test_nan_potential_fails_the_case(monkeypatch):
-    monkeypatch.setattr(TASK_MODULE, "make_target", lambda name: nan_target())
+    monkeypatch.setattr(protocol, "make_target", lambda name: nan_target())
     with pytest.raises(NonFinitePotential, match="nan_right_half"):
         smoke.run_case("neis", "vanilla_is", {"target": "eg1"})
 
@@ -244,15 +242,23 @@ def test_smoke_case_measures_everything(impl):
         "vanilla_rel_var",
         "vanilla_rel_var_empirical",
         "training_time_s",
-        "sample_time_s",
+        "step_time_s",
+        "step_peak_memory_bytes",
         "throughput_samples_s",
-        "sample_peak_memory_bytes",
+        "throughput_u1_evals_s",
     ):
         assert name in m, name
     assert m["vanilla_rel_var"] == pytest.approx(make_target("eg1").vanilla_rel_var)
-    assert set(m) <= set(NEISTask.metrics)
+    assert m["throughput_u1_evals_s"] == pytest.approx(m["throughput_samples_s"] * m["cost_per_sample"], rel=1e-3)
+    assert set(m) <= set(all_metrics(NEISTask()))
     if impl.startswith("neis"):
         assert len(result.series["log10_rel_second_moment"]) == 30
+
+
+def test_the_step_draws_n_time_estimates():
+    step = smoke.step("neis", "vanilla_is", {"target": "eg1"})
+    log_z_hat = step()
+    assert log_z_hat.shape == (NEISTask.scales["smoke"].config["n_time"],) and bool(log_z_hat.isfinite().all())
 
 
 def record(impl, target, status="ok", **metrics):
@@ -287,17 +293,21 @@ def test_run_checks_flag_what_they_should():
     }
 
 
-def test_plots_draw_the_equal_cost_dimension_and_training_figures():
+def test_plots_draw_the_per_target_dimension_and_training_figures():
     from ctbench.table import cases_frame
 
     cases = []
     for impl, factor in (("neis_gradient", 1.0), ("ais", 30.0)):
         for target in ("eg1", "gmm_d2", "gmm_d10"):
-            case = record(impl, target, rel_var_x_cost=factor * 5.0, vanilla_rel_var=1e6)
-            case.update(task="neis", submission="reference", dataset="synthetic", checks={})
+            metrics = {"rel_var_x_cost": factor * 5.0, "vanilla_rel_var": 1e6, "variance_reduction": 2e5 / factor}
+            case = record(impl, target, **metrics)
+            case.update(task="neis", submission="reference", dataset=f"synthetic-{target}", checks={})
             case["series"] = {"log10_rel_second_moment": [[0.0, 3.0], [1.0, 1.0]]} if impl != "ais" else {}
             cases.append(case)
     run = {"run_id": "r", "created": "now", "env": {"cpu": "cpu", "cpu_cores": 2}, "cases": cases}
     records = [dict(c, run_id="r", hardware="cpu x2") for c in cases]
-    figures = NEISTask().plots(cases_frame([run]), records)
-    assert set(figures) == {"equal_cost_variance", "variance_vs_dimension", "training_second_moment"}
+    frame = cases_frame([run])
+    figures = NEISTask().plots(frame, records)
+    assert set(figures) == {"variance_vs_dimension", "training_second_moment"}
+    for plot in NEISTask.line_plots:
+        assert draw(dataclasses.asdict(plot), frame) is not None, plot.name

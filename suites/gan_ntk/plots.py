@@ -1,16 +1,15 @@
-"""The task page's plots.
+"""The task page's figures that a ``LinePlot`` cannot declare (they draw the records' series, not metrics):
 
 - ``particles_field_<scale>``: for 2-D data, the target (orange), final particles (purple) and the velocity
   field of the last discriminator on a grid (arrows), one panel per (dataset, method): the paper's figures 2
   and 3. Only the most recent run's record of each (hardware, dataset, method) is drawn.
 - ``distance_curves``: Sinkhorn divergence, MMD and energy distance against iterations, one line per method.
-- ``ntk_error_vs_width``: the empirical NTK's relative error against width (log-log), with the slope -1/2.
-- ``speed``: generator iterations per second and kernel entries per second, per method and dataset.
+
+The NTK error against width and the speeds are declarative (``GanNTK.line_plots``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -139,51 +138,4 @@ def task_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dic
         grid.set_titles("{col_name}", size=8)
         figures["distance_curves"] = grid.figure
 
-    ok = cases[cases["status"] == "ok"].copy()
-    if ok.empty:
-        return figures
-    ok["experiment"] = [json.loads(p).get("experiment") for p in ok["params_json"]]
-    ok["setting"] = ok["scale"] + " | " + ok["hardware"]
-    kernel = ok[(ok["experiment"] == "ntk_accuracy")].copy()
-    if "metric.ntk_rel_error" in kernel and not kernel.empty:
-        kernel["width"] = [json.loads(p)["width"] for p in kernel["params_json"]]
-        grid = sns.relplot(
-            data=kernel,
-            x="width",
-            y="metric.ntk_rel_error",
-            hue="setting",
-            style="impl",
-            kind="line",
-            markers=True,
-            height=3.2,
-            aspect=1.4,
-        )
-        widths = np.array(sorted(kernel["width"].unique()), dtype=float)
-        anchor = kernel.loc[kernel["width"] == widths[0], "metric.ntk_rel_error"].median()
-        ax = grid.ax
-        (reference,) = ax.plot(widths, anchor * np.sqrt(widths[0] / widths), "k--", lw=1, label="slope -1/2")
-        ax.legend(handles=[reference], fontsize=7, loc="lower left")
-        grid.set(xscale="log", yscale="log", xlabel="width", ylabel="relative NTK error (Frobenius)")
-        figures["ntk_error_vs_width"] = grid.figure
-    speed = ok[ok["experiment"] == "dynamics"]
-    columns = [c for c in ("metric.iterations_per_s", "metric.kernel_entries_per_s") if c in speed]
-    if columns and not speed.empty:
-        long = speed.melt(id_vars=["impl", "dataset", "setting"], value_vars=columns, var_name="metric")
-        long["metric"] = long["metric"].str.removeprefix("metric.")
-        grid = sns.catplot(
-            data=long,
-            x="dataset",
-            y="value",
-            hue="impl",
-            col="metric",
-            row="setting",
-            kind="bar",
-            height=3.0,
-            aspect=1.4,
-            sharey=False,
-        )
-        grid.set(yscale="log")
-        grid.set_titles("{col_name} | {row_name}", size=8)
-        grid.set_xticklabels(rotation=20)
-        figures["speed"] = grid.figure
     return figures

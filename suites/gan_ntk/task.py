@@ -5,34 +5,28 @@ Two families of cases, told apart by the ``experiment`` axis of the grid (the ot
 - ``dynamics`` (``width`` None): n particles x ~ N(0, I) move by x <- x + eta v(x), v the velocity given by a
   discriminator trained on (particles, target) for time tau at every step (``dynamics``). Before the run the
   method's kernel on the first training set is checked positive semi-definite (else the case fails, naming the
-  smallest eigenvalue). Per case: Sinkhorn divergence, MMD and energy distance as curves over iterations and
-  their final values, mode coverage on eight Gaussians, iterations per second and step memory at the final
-  state, kernel entries per second on the (2n)^2 training pairs. Particles that blow up make the case
+  smallest eigenvalue) and timed (phase ``kernel``, (2n)^2 entries). The engine's step is one generator
+  iteration at the initial particles. Per case: Sinkhorn divergence, MMD and energy distance as curves over
+  iterations and their final values, mode coverage on eight Gaussians. Particles that blow up make the case
   ``invalid`` with the iteration. For 2-D data the final particles, the target and the velocity field on a
   grid go into the series.
-- ``ntk_accuracy`` (``width`` w; the finite network only, on eight-Gaussian points): the relative Frobenius
-  error ||Theta_hat_w - Theta|| / ||Theta|| of the empirical NTK of ``ntk_nets`` random networks of width w
-  against the analytic NTK, in float64. The run check fits log error against log width: slope near -1/2.
+- ``ntk_accuracy`` (``width`` w; the finite network only, on eight-Gaussian points): the engine's step is one
+  empirical-NTK evaluation; the relative Frobenius error ||Theta_hat_w - Theta|| / ||Theta|| of the empirical
+  NTK of ``ntk_nets`` random networks of width w against the analytic NTK, in float64. The run check fits log
+  error against log width: slope near -1/2.
+
+The protocol is in ``protocol.py``, the checks in ``checks.py``, the particle figures in ``plots.py``.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-
-from ctbench import CaseResult, Check, Context, Metric, Paper, RunCheck, Scale, Task
-from ctbench.measure import Timing, peak_memory, time_call
-from suites.gan_ntk import data, dynamics
-from suites.gan_ntk.interface import DiscriminatorDynamics, DiscriminatorSpec
-from suites.gan_ntk.kernels import Architecture, check_psd, relu_ntk
-
-EXPERIMENTS = ("dynamics", "ntk_accuracy")
-FINITE_IMPL = "finite_width"  # the reference method whose discriminator is a finite network
-KERNEL_DATASET = "eight_gaussians"
-MIN_SINKHORN_REDUCTION = 10.0
+from ctbench import Context, LinePlot, Metric, Paper, Phase, Policy, Prepared, RunCheck, Scale, Step, Task
+from suites.gan_ntk import checks, data, protocol
+from suites.gan_ntk.interface import DiscriminatorDynamics
+from suites.gan_ntk.protocol import EXPERIMENTS, FINITE_IMPL, KERNEL_DATASET
 
 # the paper's setting (GAN(TK)^2 configs ``inf_ipm`` / ``ipm_reset`` and ``relu``): 3 hidden ReLU layers,
 # weight std 1, bias std 1 (none on the readout), tau = 1; eta = 1000 on the mean loss over 500 particles is
@@ -54,9 +48,14 @@ _COMMON = {
     "mode_min_fraction": 0.2,
     "field_grid": 15,
     "ntk_points": 8,
-    "timing_repeat": 5,
 }
 _IMAGES = {"fashion_mnist": {"n": 1024, "tau": 1000.0, "eta": 100 / 1024}}
+
+
+def _dynamics_bar(name: str, metric: str, label: str) -> LinePlot:
+    """A speed of the dynamics cases, a bar per method and dataset."""
+    where = {"experiment": "dynamics"}
+    return LinePlot(name, "param.dataset", metric, "dataset", label, ylog=True, where=where, kind="bar")
 
 
 class GanNTK(Task):
@@ -82,13 +81,20 @@ class GanNTK(Task):
         "energy_final": Metric("", False, "energy distance at the end"),
         "modes_covered": Metric("modes", True, "eight Gaussians: modes holding >= 20% of their share within 3 std"),
         "high_quality_fraction": Metric("fraction", True, "eight Gaussians: particles within 3 std of a mode"),
-        "iteration_time_s": Metric("s", False, "median wall time of one generator iteration (fit + move)"),
-        "iterations_per_s": Metric("it/s", True, "generator iterations per second"),
-        "kernel_entries_per_s": Metric("entries/s", True, "kernel matrix entries per second (one batched call)"),
-        "step_peak_memory_bytes": Metric("bytes", False, "working memory of one iteration (ntk: one kernel call)"),
         "kernel_min_eig_rel": Metric("", None, "smallest / largest eigenvalue of the kernel on the training set"),
         "ntk_rel_error": Metric("", False, "||empirical NTK - analytic NTK||_F / ||analytic NTK||_F, mean over nets"),
         "diverged_at_iteration": Metric("iteration", None, "first iteration whose particles blew up"),
+    }
+    step = Step(
+        "one generator iteration (dynamics: fit the discriminator, move the particles) or one empirical-NTK "
+        "evaluation (ntk_accuracy)",
+        work={"iterations": "generator iterations", "entries": "empirical-NTK matrix entries"},
+    )
+    phases = {
+        "kernel": Phase(
+            "one call of the method's kernel on the (2n)^2 pairs of the first training set",
+            {"entries": "kernel matrix entries"},
+        )
     }
     scales = {
         "smoke": Scale(
@@ -104,10 +110,10 @@ class GanNTK(Task):
                 "iterations": 40,
                 "eval_every": 10,
                 "ntk_nets": 6,
-                "timing_repeat": 3,
                 "per_dataset": _IMAGES,
             },
             timeout_s=180,
+            policy=Policy(repeat=3),
         ),
         "small": Scale(
             "small",
@@ -125,6 +131,7 @@ class GanNTK(Task):
                 "per_dataset": {"fashion_mnist": {**_IMAGES["fashion_mnist"], "iterations": 200}},
             },
             timeout_s=3600,
+            policy=Policy(repeat=5),
         ),
         "full": Scale(
             "full",
@@ -143,8 +150,29 @@ class GanNTK(Task):
                 "per_dataset": _IMAGES,
             },
             timeout_s=12 * 3600,
+            policy=Policy(repeat=5),
         ),
     }
+
+    line_plots = (
+        LinePlot(
+            "ntk_error_vs_width",
+            "param.width",
+            "ntk_rel_error",
+            "width",
+            "relative NTK error (Frobenius)",
+            xlog=True,
+            ylog=True,
+            where={"experiment": "ntk_accuracy"},
+        ),
+        _dynamics_bar("speed_iterations", "throughput_iterations_s", "generator iterations / s"),
+        _dynamics_bar("speed_kernel", "kernel_throughput_entries_s", "kernel entries / s"),
+    )
+    bench_params = (
+        {"experiment": "dynamics", "dataset": KERNEL_DATASET, "width": None},
+        {"experiment": "ntk_accuracy", "dataset": KERNEL_DATASET, "width": 64},
+        {"experiment": "ntk_accuracy", "dataset": KERNEL_DATASET, "width": 1024},
+    )
 
     def skip(self, impl: str, scale: Scale, params: Mapping[str, Any]) -> str | None:
         experiment, width, dataset = params.get("experiment"), params.get("width"), params.get("dataset")
@@ -162,182 +190,13 @@ class GanNTK(Task):
                 return f"ntk_accuracy is measured on {KERNEL_DATASET} points only"
         return None
 
-    def run(self, impl: DiscriminatorDynamics, scale: Scale, params: Mapping[str, Any], ctx: Context) -> CaseResult:
-        experiment = params["experiment"]
-        if experiment == "dynamics":
-            return _run_dynamics(impl, scale, params, ctx)
-        if experiment == "ntk_accuracy":
-            return _run_ntk_accuracy(impl, scale, params, ctx)
-        raise ValueError(f"unknown experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)}")
-
-    def hot_step(self, impl: DiscriminatorDynamics, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Callable:
-        if params["experiment"] == "ntk_accuracy":
-            cfg, problem, arch = _kernel_setup(scale, params, ctx)
-            pts = problem.target
-            impl.setup(_spec(cfg, arch, problem.dim, ctx.seed))
-            return lambda: impl.kernel(pts, pts)
-        cfg, problem = _dynamics_setup(impl, scale, params, ctx)
-        step = dynamics.step_fn(impl, problem.target, cfg["eta"])
-        return lambda: step(problem.particles)
+    def prepare(self, impl: DiscriminatorDynamics, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
+        return protocol.prepare(impl, scale, params, ctx)
 
     def run_checks(self, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
-        from suites.gan_ntk.checks import ntk_slope_checks
-
-        return ntk_slope_checks(self.name, cases)
+        return checks.ntk_slope_checks(self.name, cases)
 
     def plots(self, cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         from suites.gan_ntk.plots import task_plots
 
         return task_plots(cases, records)
-
-
-def _config(scale: Scale, params: Mapping[str, Any]) -> dict[str, Any]:
-    dataset = params["dataset"]
-    return {**scale.config, **scale.config.get("per_dataset", {}).get(dataset, {})}
-
-
-def _arch(cfg: Mapping[str, Any], width: int) -> Architecture:
-    return Architecture(cfg["depth"], int(width), cfg["sigma_w"], cfg["sigma_b"], cfg["sigma_b_out"])
-
-
-def _spec(cfg: Mapping[str, Any], arch: Architecture, in_dim: int, seed: int) -> DiscriminatorSpec:
-    return DiscriminatorSpec(arch, cfg["tau"], cfg["discr_lr"], in_dim, seed)
-
-
-def _rate(count: int, timing: Timing) -> tuple[float, float]:
-    """(count / median time, inter-quartile range of count / time) of repeated timings."""
-    rates = sorted(count / t for t in timing.times)
-    iqr = 0.0
-    if len(rates) > 1:
-        q = statistics.quantiles(rates, n=4, method="inclusive")
-        iqr = q[2] - q[0]
-    return count / timing.median, iqr
-
-
-def _dynamics_setup(
-    impl: DiscriminatorDynamics, scale: Scale, params: Mapping[str, Any], ctx: Context
-) -> tuple[dict[str, Any], data.Problem]:
-    cfg = _config(scale, params)
-    dtype = getattr(torch, cfg["dtype"])
-    problem = data.load(params["dataset"], cfg["n"], ctx.seed, ctx.data_root, dtype, ctx.device)
-    impl.setup(_spec(cfg, _arch(cfg, cfg["width"]), problem.dim, ctx.seed))
-    return cfg, problem
-
-
-def _run_dynamics(impl: DiscriminatorDynamics, scale: Scale, params: Mapping[str, Any], ctx: Context) -> CaseResult:
-    cfg, problem = _dynamics_setup(impl, scale, params, ctx)
-    repeat = cfg["timing_repeat"]
-    z = torch.cat([problem.particles, problem.target])
-    lo, top = check_psd(
-        impl.kernel(z, z).double(),
-        f"{type(impl).__name__}.kernel on the first training set ({len(z)} points)",
-    )
-    kernel_timing = time_call(lambda: impl.kernel(z, z), ctx.device, repeat, warmup=0)  # warmed by the check
-    kernel_rate, kernel_spread = _rate(len(z) ** 2, kernel_timing)
-
-    evaluate = dynamics.Evaluator(problem, cfg)
-    traj = dynamics.run(impl, problem, cfg, evaluate)
-    if traj.diverged_at is not None:
-        reason = (
-            f"particles diverged at iteration {traj.diverged_at} of {cfg['iterations']} "
-            f"(eta = {cfg['eta']:g}): {traj.diverged_reason}"
-        )
-        return CaseResult(
-            {"diverged_at_iteration": float(traj.diverged_at)},
-            problem.dataset,
-            series=traj.series,
-            invalid_reason=reason,
-        )
-
-    metrics = dynamics.final_metrics(traj)
-    step = dynamics.step_fn(impl, problem.target, cfg["eta"])
-    final = traj.particles
-
-    def hot() -> torch.Tensor:
-        return step(final)
-
-    hot()  # warm-up before the memory measurement
-    metrics["step_peak_memory_bytes"] = float(peak_memory(hot, ctx.device).step_bytes)
-    timing = time_call(hot, ctx.device, repeat=repeat, warmup=0)
-    rate, rate_spread = _rate(1, timing)
-    metrics.update(
-        iteration_time_s=timing.median,
-        iterations_per_s=rate,
-        kernel_entries_per_s=kernel_rate,
-        kernel_min_eig_rel=lo / top,
-    )
-
-    checks = {}
-    if impl.loss == "ipm" and problem.centers is not None:
-        if "sinkhorn_reduction" in metrics:
-            checks["sinkhorn_cut_10x"] = Check.at_least(
-                metrics["sinkhorn_reduction"],
-                MIN_SINKHORN_REDUCTION,
-                "Sinkhorn initial / final (IPM, eight Gaussians)",
-            )
-        checks["all_modes_covered"] = Check.at_least(
-            metrics["modes_covered"],
-            len(problem.centers),
-            "modes covered by the particles (IPM, eight Gaussians)",
-        )
-    series = dict(traj.series)
-    if problem.dim == 2:
-        fit_on = [problem.target, final]
-        impl.fit(final, problem.target)
-        series["field_points"], series["field_vectors"] = dynamics.grid_field(impl, fit_on, cfg["field_grid"])
-        series["target"] = _points(problem.target)
-        series["final_particles"] = _points(final)
-    spread = {
-        "iteration_time_s": timing.iqr,
-        "iterations_per_s": rate_spread,
-        "kernel_entries_per_s": kernel_spread,
-    }
-    return CaseResult(metrics, problem.dataset, checks=checks, series=series, spread=spread)
-
-
-def _points(x: torch.Tensor) -> list[list[float]]:
-    """2-D points for the record's series, rounded to 1e-4 (plotting precision)."""
-    return x.double().round(decimals=4).tolist()
-
-
-def _kernel_setup(
-    scale: Scale, params: Mapping[str, Any], ctx: Context
-) -> tuple[dict[str, Any], data.Problem, Architecture]:
-    """The ``ntk_points`` target points (float64) the kernels are compared on, and the width's
-    architecture."""
-    cfg = _config(scale, params)
-    problem = data.load(params["dataset"], cfg["ntk_points"], ctx.seed, ctx.data_root, torch.float64, ctx.device)
-    return cfg, problem, _arch(cfg, params["width"])
-
-
-def _run_ntk_accuracy(impl: DiscriminatorDynamics, scale: Scale, params: Mapping[str, Any], ctx: Context) -> CaseResult:
-    cfg, problem, arch = _kernel_setup(scale, params, ctx)
-    pts = problem.target
-    exact = relu_ntk(pts, pts, arch)
-    errors = []
-    for net in range(cfg["ntk_nets"]):
-        impl.setup(_spec(cfg, arch, problem.dim, ctx.seed * 100003 + net))
-        k = impl.kernel(pts, pts)
-        check_psd(k, f"empirical NTK of network {net} at width {arch.width}")
-        errors.append(float((k - exact).norm() / exact.norm()))
-
-    def kernel() -> torch.Tensor:
-        return impl.kernel(pts, pts)
-
-    timing = time_call(kernel, ctx.device, repeat=cfg["timing_repeat"])
-    rate, rate_spread = _rate(len(pts) ** 2, timing)
-    metrics = {
-        "ntk_rel_error": statistics.fmean(errors),
-        "kernel_entries_per_s": rate,
-        "step_peak_memory_bytes": float(peak_memory(kernel, ctx.device).step_bytes),
-    }
-    spread = {
-        "ntk_rel_error": statistics.stdev(errors) if len(errors) > 1 else 0.0,
-        "kernel_entries_per_s": rate_spread,
-    }
-    return CaseResult(
-        metrics,
-        problem.dataset,
-        series={"ntk_rel_error_by_net": [[i, e] for i, e in enumerate(errors)]},
-        spread=spread,
-    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -25,6 +27,11 @@ class Budget:
     seed_until: float  # ... decaying linearly to 0 at this fraction of the training steps
     exact_div_max_dim: int  # above this dimension a generic field's divergence is Hutchinson's estimate
     chunk: int  # samples per batched call when sampling
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Budget:
+        """The budget a scale's ``config`` holds (its other settings are the protocol's)."""
+        return cls(**{f.name: config[f.name] for f in fields(cls)})
 
 
 class FlowDiverged(FloatingPointError):

@@ -1,6 +1,13 @@
-"""The task page's plots: relative variance at equal cost per target, its growth with dimension on the Gaussian
-mixture family, and the training curves of the second moment. Only ``ok`` cases; one panel per setting (scale,
-hardware) so runs of different sizes or machines never share a curve."""
+"""The figures ``LinePlot`` cannot declare (the per-target bars are the task's ``line_plots``). Only ``ok`` cases;
+one panel per setting (scale, hardware) so runs of different sizes or machines never share a curve.
+
+- ``variance_vs_dimension``: relative variance x cost per sample against the dimension d of the Gaussian mixture
+  family gmm_d{d}, a line per implementation plus vanilla IS's exact value (its cost is 1 per sample). Not a
+  ``LinePlot``: d is no grid parameter (the grid's axis is ``target``, and d is read from the family's names),
+  each d is its own dataset (which a ``LinePlot`` keeps in separate panels), and vanilla's exact value is a
+  reference line, not an implementation.
+- ``training_second_moment``: the training curves log10 E[Z_hat^2]/Z^2 from each case's ``series``.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +20,39 @@ import pandas as pd
 from ctbench.plotting import line_panels
 
 VANILLA_EXACT = "vanilla (exact)"
+FAMILY = "gmm_d"
 
 
-def _frame(cases: pd.DataFrame) -> pd.DataFrame:
+def _dimension_frame(cases: pd.DataFrame) -> pd.DataFrame:
+    """(setting, dim, impl, v = rel_var x cost) of the ok cases of the gmm_d{d} family, vanilla's exact added."""
     ok = cases[cases["status"] == "ok"].copy()
     if ok.empty or "metric.rel_var_x_cost" not in ok:
-        return ok.iloc[0:0]
+        return pd.DataFrame(columns=["setting", "dim", "impl", "v"])
     ok["target"] = [json.loads(p).get("target") for p in ok["params_json"]]
-    ok["setting"] = ok["scale"] + " | " + ok["hardware"]
-    rows = ok[["setting", "target", "impl", "metric.rel_var_x_cost"]].rename(columns={"metric.rel_var_x_cost": "v"})
-    exact = ok.drop_duplicates(["setting", "target"]).assign(impl=VANILLA_EXACT)  # vanilla costs 1 per sample
-    exact = exact[["setting", "target", "impl", "metric.vanilla_rel_var"]].rename(
-        columns={"metric.vanilla_rel_var": "v"}
-    )
+    ok = ok[ok["target"].str.startswith(FAMILY, na=False)]
+    ok = ok.assign(setting=ok["scale"] + " | " + ok["hardware"], dim=ok["target"].str[len(FAMILY) :].astype(int))
+    rows = ok[["setting", "dim", "impl", "metric.rel_var_x_cost"]].rename(columns={"metric.rel_var_x_cost": "v"})
+    exact = ok.drop_duplicates(["setting", "dim"]).assign(impl=VANILLA_EXACT)
+    exact = exact[["setting", "dim", "impl", "metric.vanilla_rel_var"]].rename(columns={"metric.vanilla_rel_var": "v"})
     return pd.concat([rows, exact], ignore_index=True).dropna(subset=["v"])
+
+
+def _curves(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "setting": f"{r['scale']} | {r['hardware']}",
+                "target": r["params"].get("target"),
+                "impl": r["impl"],
+                "seed": r["seed"],
+                "step": x,
+                "log10_m2": y,
+            }
+            for r in records
+            if r["status"] == "ok"
+            for x, y in r.get("series", {}).get("log10_rel_second_moment", [])
+        ]
+    )
 
 
 def neis_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -36,46 +62,17 @@ def neis_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dic
     import seaborn as sns
 
     figures: dict[str, Any] = {}
-    frame = _frame(cases)
-    label = "relative variance x cost per sample"
-    if not frame.empty:
-        grid = sns.catplot(
-            data=frame,
-            x="target",
-            y="v",
-            hue="impl",
-            col="setting",
-            kind="bar",
-            errorbar=None,
-            height=3.5,
-            aspect=1.6,
+    gmm = _dimension_frame(cases)
+    if gmm["dim"].nunique() > 1:
+        label = "relative variance x cost per sample"
+        figures["variance_vs_dimension"] = line_panels(
+            gmm, "dim", "v", xlabel="dimension d", ylabel=label, yscale="log"
         )
-        grid.set(yscale="log", ylabel=label)
-        grid.set_titles("{col_name}")
-        figures["equal_cost_variance"] = grid.figure
-        gmm = frame[frame["target"].str.startswith("gmm_d")].assign(dim=lambda d: d["target"].str[5:].astype(int))
-        if gmm["dim"].nunique() > 1:
-            figures["variance_vs_dimension"] = line_panels(
-                gmm, "dim", "v", xlabel="dimension d", ylabel=label, yscale="log"
-            )
-    curves = [
-        {
-            "setting": f"{r['scale']} | {r['hardware']}",
-            "target": r["params"].get("target"),
-            "impl": r["impl"],
-            "seed": r["seed"],
-            "step": x,
-            "log10_m2": y,
-        }
-        for r in records
-        if r["status"] == "ok"
-        for x, y in r.get("series", {}).get("log10_rel_second_moment", [])
-    ]
-    if curves:
-        df = pd.DataFrame(curves)
-        df["panel"] = df["target"] + " | " + df["setting"]
+    curves = _curves(records)
+    if not curves.empty:
+        curves["panel"] = curves["target"] + " | " + curves["setting"]
         grid = sns.relplot(
-            data=df,
+            data=curves,
             x="step",
             y="log10_m2",
             hue="impl",
