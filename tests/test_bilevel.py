@@ -10,6 +10,8 @@ import torch
 
 import suites.bilevel.exact as exact
 from ctbench import smoke
+from ctbench.describe import all_metrics
+from ctbench.measure import Meter
 from ctbench.registry import get_task
 from reference_impls.bilevel.amigo import AmIGO
 from reference_impls.bilevel.fsla import FSLA
@@ -20,11 +22,13 @@ from reference_impls.bilevel.stocbio import StocBiO
 from suites.bilevel.data import IJCNN1, Labelled, LibsvmFormatError, hyperparam_data, synthetic_classification
 from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
 from suites.bilevel.problem import BilevelProblem
-from suites.bilevel.problems import settings
-from suites.bilevel.protocol import Evaluator, run_solver, state_bytes
+from suites.bilevel.problems import build, settings
+from suites.bilevel.protocol import state_bytes
 from suites.bilevel.quadratic import quadratic_problem
+from suites.bilevel.race import Evaluator, run_solver
 
 STOCHASTIC = [SOBA, SABA, StocBiO, AmIGO, FSLA]
+CLOCK = Meter(torch.device("cpu")).clock
 N = 12  # samples of the tiny problems (inner and outer alike, so that sample i can pair with sample i)
 
 
@@ -153,7 +157,7 @@ def test_generic_minimum_finds_the_closed_form_h_star():
 def converge(solver, problem: BilevelProblem, budget: int):
     h_star = problem.closed_form.minimum
     settings = {"batch_size": 4, "budget_samples": budget, "n_evals": 40, "max_time_s": 60.0}
-    return run_solver(solver, problem, Evaluator(problem, h_star), settings, torch.device("cpu"), seed=0)
+    return run_solver(solver, problem, Evaluator(problem, h_star), settings, CLOCK, seed=0)
 
 
 def test_saba_converges_linearly_where_soba_does_not():
@@ -288,7 +292,37 @@ def test_smoke_case_on_the_quadratic(impl):
     assert result.nonfinite_metrics() == []
     assert "suboptimality_decreased" in result.checks  # recorded; not every method decreases h in this budget
     assert len(result.series["suboptimality_vs_samples"]) >= 2
-    assert result.metrics["cost_ratio_vs_sgd"] > 0
+    assert result.metrics["step_time_s"] > 0 and "step_peak_memory_bytes" in result.metrics
+    ratio = result.metrics["step_time_s"] / result.metrics["sgd_step_time_s"]
+    assert result.metrics["cost_ratio_vs_sgd"] == pytest.approx(ratio)
+
+
+def test_race_starts_from_a_fresh_init_after_the_engine_measured_steps():
+    """The engine steps the solver before the evaluation; the race re-inits it, so it matches a race of a solver
+    that was never stepped (same seed, same samples drawn)."""
+    result = smoke.run_case("bilevel", "soba", {"problem": "quadratic"})
+    config = get_task("bilevel").scales["smoke"].config
+    problem = build("quadratic", config, smoke.CACHE / "data", smoke.CACHE)
+    evaluator = Evaluator(problem.to("cpu", torch.float64), result.metrics["h_star"])
+    trace = run_solver(SOBA(), problem, evaluator, settings("quadratic", config), CLOCK, seed=0)
+    assert result.metrics["iterations"] == trace.points[-1].iteration
+    assert result.metrics["final_suboptimality"] == pytest.approx(trace.points[-1].suboptimality, rel=1e-9)
+
+
+def test_the_benchmarked_step_is_one_solver_step():
+    step = smoke.step("bilevel", "soba")
+    solver = step.__self__
+    batch_size = settings("quadratic", get_task("bilevel").scales["smoke"].config)["batch_size"]
+    before = solver.problem.samples
+    step()
+    assert solver.problem.samples - before == 2 * batch_size  # one inner and one outer batch
+    assert torch.isfinite(solver.outer_variable()).all()
+
+
+def test_engine_metrics_are_not_declared_by_the_task():
+    names = all_metrics(get_task("bilevel"))
+    assert {"step_time_s", "step_peak_memory_bytes", "sgd_step_time_s", "cost_ratio_vs_sgd"} <= set(names)
+    assert "peak_step_memory_bytes" not in names
 
 
 def test_run_checks_and_plots_from_smoke_records():
@@ -303,6 +337,9 @@ def test_run_checks_and_plots_from_smoke_records():
     names = {c.name: c.check.passed for c in task.run_checks(records)}
     assert names["saba_reaches_quadratic_target"] and names["soba_does_not_reach_quadratic_target"]
     assert "saba_linear_rate" in names
+    costs = [c for c in task.run_checks(records) if c.name == "cost_within_3x_sgd"]
+    assert {c.scope["impl"] for c in costs} == {"soba", "saba"}
+    assert all(c.check.value == r["metrics"]["cost_ratio_vs_sgd"] for c, r in zip(costs, records, strict=True))
     figures = task.plots(_frame(records), records)
     assert {"suboptimality_vs_time", "suboptimality_vs_samples", "time_to_run_best_s"} <= set(figures)
 

@@ -1,10 +1,13 @@
-"""Figures of the bilevel task's page: convergence curves (against time and samples), cost ratios, times to target
-(from h* and, as in the paper, from the lowest h of the run)."""
+"""Figures of the bilevel task's page that ``LinePlot`` cannot declare, drawn from the cases' ``series``:
+convergence curves (against time and samples, a line per seed) and the time to come within 1e-3 of the run's
+lowest h (the paper's convention). The cost ratio and the time to h* + 1e-3 are the task's ``line_plots``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from suites.bilevel.checks import times_to_run_best
 
 CURVES = {
     "suboptimality_vs_time": ("clock (s)", "h(x) - h*", True),
@@ -33,8 +36,6 @@ def _run_best_times(records: Sequence[Mapping[str, Any]]):
     """Per case, the time to come within 1e-3 of the lowest h that its run reached in its setting."""
     import pandas as pd
 
-    from suites.bilevel.task import times_to_run_best
-
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in records:
         if r.get("series", {}).get("suboptimality_vs_time"):
@@ -51,7 +52,8 @@ def _run_best_times(records: Sequence[Mapping[str, Any]]):
 
 def figures(cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One figure per curve (a panel per problem, dataset and scale; a line per implementation, a line style per
-    hardware), and bar charts of the cost ratio against an inner SGD step and of the time to target."""
+    hardware), and a bar chart of the time to come within 1e-3 of the run's lowest h. ``cases`` is unused: every
+    figure here is drawn from the records' series."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,22 +82,6 @@ def figures(cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 ax.set_xscale("symlog", linthresh=1000)
                 ax.set_xlim(left=0)
         out[name] = grid.figure
-    bars = {
-        "cost_ratio_vs_sgd": ("step time / inner SGD step", "cost of one step against one inner SGD step"),
-        "time_to_target_s": ("s", "time to h - h* <= 1e-3 (no bar: never reached)"),
-    }
-    for metric, (label, title) in bars.items():
-        column = f"metric.{metric}"
-        if len(cases) == 0 or column not in cases or cases[column].isna().all():
-            continue
-        df = cases.assign(group=cases["params"] + "\n" + cases["scale"] + "\n" + cases["hardware"])
-        fig, ax = plt.subplots(figsize=(8, 3.8))
-        sns.barplot(data=df, x="group", y=column, hue="impl", hue_order=sorted(df["impl"].unique()), palette="Dark2",
-                    estimator="median", errorbar=None, ax=ax)  # fmt: skip
-        ax.set(xlabel="", ylabel=label, title=f"{title}; median over seeds", yscale="log")
-        ax.tick_params(axis="x", labelsize=6)
-        fig.tight_layout()
-        out[metric] = fig
     run_best = _run_best_times(records)
     if len(run_best):
         fig, ax = plt.subplots(figsize=(8, 3.8))

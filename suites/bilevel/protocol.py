@@ -1,144 +1,118 @@
-"""The convergence protocol: run a solver under a sample budget, evaluate it on the exact value function.
+"""The protocol of one case: one solver on one problem.
 
-The clock counts the solver's ``init`` and ``step`` calls only (each timed by ``ctbench.measure.time_call``);
-evaluations between steps (exact inner solve, float64, not counted as samples) are off the clock, as in
-benchopt. A step that leaves a NaN or infinite iterate, or an iterate whose h is not finite, stops the run:
-the trace records ``diverged`` with the iteration, and keeps what was measured before it.
+``prepare`` builds the problem and ``init``-s the solver; the engine measures ``solver.step`` on that fresh
+state (time, working memory). ``evaluate`` then computes h* (cached), runs the race (``race.run_solver``: ``init``
+again, which resets the solver, then steps under the sample budget on ``ctx.meter.clock``, evaluations off the
+clock), times one inner SGD step at the same batch size as the phase ``sgd_step`` and returns the per-case
+metrics: time and samples to h - h* <= 1e-3, final h - h*, ||grad h||^2, test accuracy, the rate's R^2, the cost
+of a step against an SGD step, the solver's state. A race that diverges raises ``ctbench.Invalid`` with what it
+measured before.
 """
 
 from __future__ import annotations
 
 import math
 import types
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ctbench.measure import time_call
-from suites.bilevel.exact import hypergradient
+from ctbench import CaseResult, Context, Invalid, Prepared, Scale
+from ctbench.measure import StepStats
+from suites.bilevel.checks import TARGET, case_checks
 from suites.bilevel.interface import BilevelSolver
 from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.problems import build, optimal_value, settings
+from suites.bilevel.race import Evaluator, Trace, run_solver
 
-MIN_STEPS = 3  # steps taken even past the sample budget (a full-batch step can cost more than the budget)
+FLOOR = 1e-12  # suboptimality below which float64 rounding dominates: left out of rate fits
+SGD_STEP_SIZE = 1e-3  # of the reference inner SGD step (its cost does not depend on it)
 OPAQUE = (type, types.ModuleType, types.FunctionType, types.MethodType, torch.Generator)  # not walked for tensors
 
 
-@dataclass(frozen=True)
-class Point:
-    """One evaluation of the outer iterate."""
+def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
+    name = params["problem"]
+    problem = build(name, scale.config, ctx.data_root, ctx.cache_dir).to(ctx.device)
+    s = settings(name, scale.config)
+    impl.init(problem, s["batch_size"], ctx.seed)
 
-    iteration: int
-    samples: int
-    time_s: float
-    suboptimality: float
-    grad_norm2: float
-    test_accuracy: float | None
+    def evaluate(stats: StepStats | None) -> CaseResult:
+        evaluator = problem.to(ctx.device, torch.float64)
+        h_star = optimal_value(evaluator, ctx.cache_dir, scale.config["hstar_max_iter"].get(problem.kind, 0))
+        trace = run_solver(impl, problem, Evaluator(evaluator, h_star), s, ctx.meter.clock, ctx.seed)
+        metrics = trace_metrics(trace, h_star, problem)
+        sgd = sgd_step(problem, s["batch_size"])
+        ctx.meter.phase("sgd_step", sgd, repeat=20, warmup=2)
+        if stats is not None:
+            metrics["cost_ratio_vs_sgd"] = stats.timing.median / ctx.meter.metrics["sgd_step_time_s"]
+        if trace.diverged_at is not None:
+            raise Invalid(f"diverged at iteration {trace.diverged_at}", problem.dataset, metrics, series(trace))
+        metrics["state_bytes"] = float(state_bytes(impl, problem))
+        return CaseResult(metrics, problem.dataset, checks=case_checks(trace), series=series(trace))
 
-
-@dataclass
-class Trace:
-    points: list[Point] = field(default_factory=list)
-    step_times: list[float] = field(default_factory=list)
-    init_time_s: float = 0.0
-    diverged_at: int | None = None
-
-    def first_below(self, target: float) -> Point | None:
-        return next((p for p in self.points if p.suboptimality <= target), None)
-
-
-class Evaluator:
-    """h(x) - h*, ||grad h(x)||^2 at the exact inner solution and the test accuracy of z*(x), in float64.
-
-    A problem with a closed form is evaluated by it; otherwise by ``exact.hypergradient``, warm-started at the
-    previous evaluation's z*, v*."""
-
-    def __init__(self, problem: BilevelProblem, h_star: float):
-        self.problem, self.h_star = problem, h_star
-        self.z, self.v = problem.z0.clone(), torch.zeros_like(problem.z0)
-
-    def __call__(self, x: Tensor) -> tuple[float, float, float | None]:
-        p, x = self.problem, x.detach().to(self.problem.device, self.problem.dtype)
-        if p.closed_form is not None:
-            return p.closed_form.value(x) - self.h_star, float(p.closed_form.grad(x).square().sum()), None
-        hg = hypergradient(p, x, self.z, self.v)
-        if torch.isfinite(hg.z).all() and torch.isfinite(hg.v).all():
-            self.z, self.v = hg.z, hg.v
-        accuracy = p.accuracy(hg.z, p.test) if p.accuracy is not None and p.test is not None else None
-        return hg.value - self.h_star, float(hg.grad.square().sum()), accuracy
+    return Prepared(impl.step, evaluate)
 
 
-def _finite(*tensors: Tensor | None) -> bool:
-    return all(t is None or bool(torch.isfinite(t).all()) for t in tensors)
+def fit_r2(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """R^2 of the least-squares line through (xs, ys): sxy^2 / (sxx syy)."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    return (sxy * sxy) / (sxx * syy) if sxx > 0 and syy > 0 else 0.0
 
 
-def warm_up(problem: BilevelProblem) -> None:
-    """Call every oracle once on two samples, so that first-call costs (allocator, dispatch caches) stay off
-    the clock."""
-    idx = torch.arange(min(2, problem.n_inner, problem.n_outer), device=problem.device)
-    z, x = problem.z0, problem.x0
-    problem.inner_oracles(z, x, z, idx)
-    problem.outer_grad(z, x, idx)
-    problem.inner_per_sample(z, x, z, idx)
-    problem.outer_per_sample(z, x, idx)
-    problem.samples = 0
+def trace_metrics(trace: Trace, h_star: float, problem: BilevelProblem) -> dict[str, float]:
+    """The race's metrics: its last evaluation, the first within ``TARGET`` of h*, the rate's R^2 (log10(h - h*)
+    against samples, over the points above ``FLOOR``)."""
+    last = trace.points[-1]
+    metrics = {
+        "final_suboptimality": last.suboptimality,
+        "final_grad_norm2": last.grad_norm2,
+        "reached_target": 0.0,
+        "iterations": float(last.iteration if trace.diverged_at is None else trace.diverged_at),
+        "samples": float(last.samples),
+        "run_time_s": last.time_s,
+        "h_star": h_star,
+    }
+    if last.test_accuracy is not None:
+        metrics["final_test_accuracy"] = last.test_accuracy
+    if problem.closed_form is not None:
+        metrics["pl_constant"] = problem.closed_form.pl_constant
+    hit = trace.first_below(TARGET)
+    if hit is not None:
+        metrics.update(reached_target=1.0, time_to_target_s=hit.time_s, samples_to_target=float(hit.samples))
+    above = [(p.samples, math.log10(p.suboptimality)) for p in trace.points if p.suboptimality > FLOOR]
+    if len(above) >= 3:
+        metrics["rate_r2"] = fit_r2(*zip(*above, strict=True))
+    return metrics
 
 
-def run_solver(
-    solver: BilevelSolver,
-    problem: BilevelProblem,
-    evaluator: Evaluator,
-    settings: Mapping[str, Any],
-    device: torch.device,
-    seed: int,
-) -> Trace:
-    """Steps until ``budget_samples`` samples are processed and at least ``MIN_STEPS`` steps are taken (or until
-    ``max_time_s`` on the clock), evaluating about ``n_evals`` times, evenly in samples."""
-    trace = Trace()
-
-    def evaluate(iteration: int, clock: float) -> bool:
-        sub, gn2, acc = evaluator(solver.outer_variable())
-        if not (math.isfinite(sub) and math.isfinite(gn2)):
-            return False
-        trace.points.append(Point(iteration, problem.samples, clock, sub, gn2, acc))
-        return True
-
-    warm_up(problem)
-    init = time_call(lambda: solver.init(problem, settings["batch_size"], seed), device, repeat=1, warmup=0)
-    clock = trace.init_time_s = init.median
-    if not evaluate(0, clock):
-        raise ValueError(f"{problem.name}: h(x) - h* or grad h is not finite at the initial point")
-    every = settings["budget_samples"] / settings["n_evals"]
-    next_eval, k = every, 0
-    while (problem.samples < settings["budget_samples"] or k < MIN_STEPS) and clock < settings["max_time_s"]:
-        spent = time_call(solver.step, device, repeat=1, warmup=0).times[0]
-        clock += spent
-        trace.step_times.append(spent)
-        k += 1
-        if not _finite(solver.outer_variable(), solver.inner_variable()):
-            trace.diverged_at = k
-            return trace
-        if problem.samples >= next_eval:
-            if not evaluate(k, clock):
-                trace.diverged_at = k
-                return trace
-            next_eval = (problem.samples // every + 1) * every
-    if trace.points[-1].iteration != k and not evaluate(k, clock):
-        trace.diverged_at = k
-    return trace
+def series(trace: Trace) -> dict[str, list[list[float]]]:
+    """``<quantity>_vs_time`` and ``<quantity>_vs_samples`` for h - h*, ||grad h||^2 and the test accuracy."""
+    out: dict[str, list[list[float]]] = {}
+    for key in ("suboptimality", "grad_norm2", "test_accuracy"):
+        if getattr(trace.points[0], key) is None:
+            continue
+        for axis in ("time_s", "samples"):
+            name = f"{key}_vs_{'time' if axis == 'time_s' else 'samples'}"
+            out[name] = [[float(getattr(p, axis)), float(getattr(p, key))] for p in trace.points]
+    return out
 
 
-def sgd_step_time(problem: BilevelProblem, settings: Mapping[str, Any], device: torch.device, repeat: int):
-    """Timing of one SGD step on the inner problem at the same batch size: z <- z - rho d_z G_B(z, x)."""
+def sgd_step(problem: BilevelProblem, batch_size: int) -> Callable[[], None]:
+    """One SGD step on the inner problem at the case's batch size, z <- z - rho d_z G_B(z, x), on a copy of z0
+    (the reference cost of the task's cost check)."""
     gen = torch.Generator(problem.device).manual_seed(0)
     z, x = problem.z0.clone(), problem.x0
 
     def step() -> None:
-        z.sub_(1e-3 * problem.inner_grad(z, x, problem.draw("inner", settings["batch_size"], gen)))
+        z.sub_(SGD_STEP_SIZE * problem.inner_grad(z, x, problem.draw("inner", batch_size, gen)))
 
-    return time_call(step, device, repeat=repeat, warmup=2)
+    return step
 
 
 def state_bytes(solver: BilevelSolver, problem: BilevelProblem) -> int:
