@@ -4,6 +4,7 @@ number of series terms, bad input (c >= 1), and the protocol end to end on each 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -123,9 +124,11 @@ def test_spectral_normalisation_bounds_each_layer_and_the_jacobian():
 
 
 def step_memory(impl: str, terms: int) -> int:
-    step = smoke.hot_step(TASK, impl, {"terms": terms})
-    step()
-    return peak_memory(step, torch.device("cpu"), repeat=3).step_bytes
+    """Working memory of the case's measured step (one training step) at smoke scale."""
+    with smoke.case_state(TASK):
+        step = smoke.step(TASK, impl, {"terms": terms})
+        step()
+        return peak_memory(step, torch.device("cpu"), repeat=3).step_bytes
 
 
 def test_neumann_memory_is_flat_in_terms_while_truncated_grows():
@@ -164,17 +167,37 @@ def test_reference_methods_pass_every_check_on_smoke(smoke_results, impl):
     m = result.metrics
     assert m["inverse_error"] < 1e-4 and m["lipschitz_measured"] <= 0.9 + 0.01
     assert m["test_nll"] < 6 and m["true_nll"] == pytest.approx(2.74, abs=0.1)
-    assert m["step_peak_memory_bytes"] > 0 and m["throughput_samples_s"] > 0
+    assert m["step_peak_memory_bytes"] > 0 and m["step_time_s"] > 0
+    batch = get_task(TASK).scales["smoke"].config["density_2d"]["batch"]
+    assert m["throughput_samples_s"] == pytest.approx(batch / m["step_time_s"])
+    assert m["training_throughput_samples_s"] > 0 and m["eval_throughput_samples_s"] > 0
     assert len(result.series["samples"]) == 500
 
 
 def test_a_method_that_cannot_train_gets_no_training_metrics(smoke_results):
     result = smoke_results["freia_iresnet"]
     assert result.invalid_reason is None
-    assert not {"test_nll", "throughput_samples_s", "step_peak_memory_bytes"} & set(result.metrics)
+    training = {"test_nll", "throughput_samples_s", "step_peak_memory_bytes", "step_time_s", "training_time_s"}
+    assert not training & set(result.metrics)
     assert {"eval_throughput_samples_s", "inverse_error", "logdet_bias", "logdet_std"} <= set(result.metrics)
     assert result.checks["logdet_bias_bound"].passed and result.checks["inverse_error"].passed
     assert not result.checks["logdet_differentiable"].passed  # the reason, on the page
+    assert "no gradient" in result.note
+    with pytest.raises(ValueError, match="no step"):
+        smoke.step(TASK, "freia_iresnet")
+
+
+def test_measured_steps_leave_training_and_metrics_unchanged():
+    """The engine's steps train the case's model before the evaluation: it restores weights, random streams and
+    batches, so training and every quality metric are those of a case whose step was never measured."""
+    with smoke.case_state(TASK):
+        untouched = smoke.prepare(TASK, "residual_flow").evaluate(None)
+        stepped = smoke.prepare(TASK, "residual_flow")
+        losses = [stepped.step() for _ in range(3)]
+        result = stepped.evaluate(None)
+    assert all(math.isfinite(loss) for loss in losses) and stepped.work == {"samples": 256}
+    assert result.series["train_loss"] == untouched.series["train_loss"]
+    assert result.metrics == untouched.metrics
 
 
 def test_non_contractive_blocks_make_the_case_invalid_with_the_residual():
@@ -218,6 +241,7 @@ def test_grid_skips_and_bad_parameters():
         if task.skip(impl, smoke_scale, p) is None
     ]
     assert len(kept) == 8
+    assert task.benchmark_points() == [{"experiment": "density_2d", "dataset": "eight_gaussians", "c": 0.9, "terms": 4}]
     small = task.scales["small"]
     assert task.skip("exact", small, {"experiment": "density_images", "dataset": "fashion-mnist", "c": 0.9, "terms": 5})
     assert task.skip("iresnet", small, {"experiment": "density_2d", "dataset": "fashion-mnist", "c": 0.9, "terms": 5})
@@ -258,8 +282,11 @@ def test_run_checks_flag_memory_shape_and_speed_ratios():
 
 
 def test_plots_from_smoke_records(smoke_results):
+    from ctbench.describe import all_metrics
+    from ctbench.plotting import draw
     from ctbench.table import cases_frame
 
+    task = get_task(TASK)
     records = []
     for impl, result in smoke_results.items():
         rec = record(impl, 4, result.metrics.get("step_peak_memory_bytes", 1.0), 1.0)
@@ -267,5 +294,9 @@ def test_plots_from_smoke_records(smoke_results):
         records.append(rec)
     records.append({**records[0], "params": {**records[0]["params"], "terms": 12}})
     run = {"run_id": "r", "created": "now", "env": {}, "cases": records}
-    figures = get_task(TASK).plots(cases_frame([run]), [{**r, "run_id": "r", "hardware": "cpu"} for r in records])
-    assert {"samples_2d", "test_nll", "memory_vs_terms"} <= set(figures)
+    frame = cases_frame([run])
+    figures = task.plots(frame, [{**r, "run_id": "r", "hardware": "cpu"} for r in records])
+    assert set(figures) == {"samples_2d"}  # the metric-against-terms plots are declarative
+    for plot in task.line_plots:
+        assert plot.y in all_metrics(task) and plot.x.removeprefix("param.") in task.scales["smoke"].grid
+        assert draw({**asdict(plot), "where": dict(plot.where)}, frame) is not None, plot.name

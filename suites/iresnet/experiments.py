@@ -26,16 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctbench import Context
-from suites.iresnet import images, toy2d
+from suites.iresnet import data, images, toy2d
+from suites.iresnet.data import DATASETS
 from suites.iresnet.flow import Flow, LogDet, image_flow, mlp_flow
 from suites.iresnet.series import Roulette, as_input, exact_logdet, power_series
 
 EXPERIMENTS = ("density_2d", "density_images", "classification")
-DATASETS = {
-    "density_2d": toy2d.DATASETS,
-    "density_images": tuple(images.TORCHVISION),
-    "classification": tuple(images.TORCHVISION),
-}
 
 
 @dataclass
@@ -45,7 +41,7 @@ class Setup:
     flow: Flow  # the invertible part
     density: bool
     probe: torch.Tensor  # flow inputs from the test set: inversion, Lipschitz, estimator error
-    next_batch: Callable[[], Any]
+    batches: data.BatchStream  # training batches, restartable
     loss: Callable[[Any, LogDet], torch.Tensor]
     evaluate: Callable[[], dict[str, float]]
     optimizer: Callable[[], torch.optim.Optimizer]
@@ -102,13 +98,16 @@ def _batched_mean(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, b
 
 def _density_2d(dataset: str, c: float | None, cfg: Mapping[str, Any], ctx: Context) -> Setup:
     flow = mlp_flow(2, cfg["blocks"], cfg["width"], cfg["layers"], c, cfg["power_iterations"]).to(ctx.device)
-    gen = torch.Generator().manual_seed(ctx.seed)
     test = toy2d.sample(dataset, cfg["n_test"], torch.Generator().manual_seed(10_000 + ctx.seed)).to(ctx.device)
     ref = reference_logdet(2, cfg["exact_max_dim"])
 
     def loss(x: torch.Tensor, logdet: LogDet) -> torch.Tensor:
         z, ld = flow.forward_logdet(x, logdet)
         return -(normal_logp(z) + ld).mean()
+
+    def draw(gen: torch.Generator) -> Iterator[torch.Tensor]:
+        while True:
+            yield toy2d.sample(dataset, cfg["batch"], gen).to(ctx.device)
 
     def evaluate() -> dict[str, float]:
         def nll(x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +125,7 @@ def _density_2d(dataset: str, c: float | None, cfg: Mapping[str, Any], ctx: Cont
         flow=flow,
         density=True,
         probe=test[: cfg["probe_batch"]],
-        next_batch=lambda: toy2d.sample(dataset, cfg["batch"], gen).to(ctx.device),
+        batches=data.BatchStream(ctx.seed, draw),
         loss=loss,
         evaluate=evaluate,
         optimizer=lambda: torch.optim.Adam(flow.parameters(), lr=cfg["lr"]),
@@ -134,12 +133,10 @@ def _density_2d(dataset: str, c: float | None, cfg: Mapping[str, Any], ctx: Cont
 
 
 def _density_images(dataset: str, c: float | None, cfg: Mapping[str, Any], ctx: Context) -> Setup:
-    train, test = images.load(dataset, ctx.data_root, cfg["n_train"], cfg["n_test"])
+    train, test = data.load_images(dataset, ctx.data_root, cfg["n_train"], cfg["n_test"])
     flow, _ = image_flow(tuple(train.x.shape[1:]), _stages(cfg, dataset), c, cfg["power_iterations"])
     flow.to(ctx.device)
     dim = train.x[0].numel()
-    gen = torch.Generator().manual_seed(ctx.seed)
-    stream: Iterator = images.batches(train, cfg["batch"], gen)
     test_y, test_ld = images.to_logit(test.x, cfg["alpha"], torch.Generator().manual_seed(10_000 + ctx.seed))
     test_y, test_ld = test_y.to(ctx.device), test_ld.to(ctx.device)
     ref = reference_logdet(dim, cfg["exact_max_dim"])
@@ -148,9 +145,10 @@ def _density_images(dataset: str, c: float | None, cfg: Mapping[str, Any], ctx: 
         z, ld = flow.forward_logdet(y, logdet)
         return normal_logp(z) + ld + ld_pre
 
-    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        y, ld_pre = images.to_logit(next(stream)[0], cfg["alpha"], gen)
-        return y.to(ctx.device), ld_pre.to(ctx.device)
+    def draw(gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, _ in data.batches(train, cfg["batch"], gen):
+            y, ld_pre = images.to_logit(x, cfg["alpha"], gen)
+            yield y.to(ctx.device), ld_pre.to(ctx.device)
 
     def evaluate() -> dict[str, float]:
         idx = torch.arange(len(test_y))
@@ -167,7 +165,7 @@ def _density_images(dataset: str, c: float | None, cfg: Mapping[str, Any], ctx: 
         flow=flow,
         density=True,
         probe=test_y[: cfg["probe_batch"]],
-        next_batch=next_batch,
+        batches=data.BatchStream(ctx.seed, draw),
         loss=lambda b, logdet: images.bits_per_dim(log_px(*b, logdet), dim).mean(),
         evaluate=evaluate,
         optimizer=lambda: torch.optim.Adamax(flow.parameters(), lr=cfg["lr"]),
@@ -186,16 +184,15 @@ class Classifier(nn.Module):
 
 
 def _classification(dataset: str, c: float | None, cfg: Mapping[str, Any], ctx: Context) -> Setup:
-    train, test = images.load(dataset, ctx.data_root, cfg["n_train"], cfg["n_test"])
+    train, test = data.load_images(dataset, ctx.data_root, cfg["n_train"], cfg["n_test"])
     shape = tuple(train.x.shape[1:])
     body, (ch, _, _) = image_flow(shape, _stages(cfg, dataset), c, cfg["power_iterations"], cfg["pad_to"])
     model = Classifier(body, ch, cfg["classes"]).to(ctx.device)
-    stream: Iterator = images.batches(train, cfg["batch"], torch.Generator().manual_seed(ctx.seed))
     test_x, test_y = test.x.to(ctx.device), test.y.to(ctx.device)
 
-    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = next(stream)
-        return x.to(ctx.device), y.to(ctx.device)
+    def draw(gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in data.batches(train, cfg["batch"], gen):
+            yield x.to(ctx.device), y.to(ctx.device)
 
     def evaluate() -> dict[str, float]:
         with torch.no_grad():
@@ -211,7 +208,7 @@ def _classification(dataset: str, c: float | None, cfg: Mapping[str, Any], ctx: 
         flow=body,
         density=False,
         probe=test_x[: cfg["probe_batch"]],
-        next_batch=next_batch,
+        batches=data.BatchStream(ctx.seed, draw),
         loss=lambda b, _: F.cross_entropy(model(b[0]), b[1]),
         evaluate=evaluate,
         optimizer=lambda: torch.optim.SGD(
