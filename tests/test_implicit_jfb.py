@@ -11,11 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ctbench import Invalid
+from ctbench.describe import all_metrics
 from ctbench.measure import peak_memory
+from ctbench.protocol import run_case as engine_run_case
 from ctbench.registry import get_task
-from ctbench.smoke import context, reference, run_case
+from ctbench.smoke import case_state, context, reference, run_case
 from ctbench.worker import execute
-from suites.implicit_jfb import checks, protocol
+from suites.implicit_jfb import checks, training
 from suites.implicit_jfb.exact import cosine, flat, implicit_gradient
 from suites.implicit_jfb.layer import Layer
 from suites.implicit_jfb.model import ImplicitNet
@@ -26,12 +29,11 @@ IMPLS = ["explicit", "ift", "ift_cg", "jfb", "torchdeq_ift", "torchdeq_onestep",
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Single-threaded, so that these tests' run time does not depend on the cores or on what else runs there."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def smoke_state():
+    """The smoke case's process state (one thread), so that these tests' run time does not depend on the cores or
+    on what else runs there; the previous state is restored after."""
+    with case_state("implicit_jfb"):
+        yield
 
 
 def tiny_net(contraction: float = 0.9, channels: int = 8, seed: int = 0) -> ImplicitNet:
@@ -48,9 +50,9 @@ def method_gradient(net: ImplicitNet, name: str, x: torch.Tensor, y: torch.Tenso
     """(gradient of Q's and T's parameters, Jacobian products of the backward) of a reference method."""
     impl = reference("implicit_jfb", name)
     net.zero_grad(set_to_none=True)
-    z, layer = protocol.forward(net, impl, x, solver)
+    z, layer = training.forward(net, impl, x, solver)
     before = layer.jacobian_products
-    protocol.backward(protocol.loss_of(net, z, y), net, name)
+    training.backward(training.loss_of(net, z, y), net, name)
     params = net.implicit_parameters()
     return flat([p.grad for p in params], params), layer.jacobian_products - before
 
@@ -161,8 +163,8 @@ def test_unrolled_memory_grows_with_forward_iterations_jfb_and_ift_do_not():
             solver = FixedPointSolver("fixed_point", 1e-30, iters)
 
             def step(impl=impl, solver=solver, name=name) -> None:
-                z, _ = protocol.forward(net, impl, x, solver)
-                protocol.backward(protocol.loss_of(net, z, y), net, name)
+                z, _ = training.forward(net, impl, x, solver)
+                training.backward(training.loss_of(net, z, y), net, name)
 
             step()
             memory[name, iters] = peak_memory(step, torch.device("cpu")).step_bytes
@@ -174,7 +176,7 @@ def test_unrolled_memory_grows_with_forward_iterations_jfb_and_ift_do_not():
 def test_adam_matches_torch_optim_adam():
     a, b = tiny_net(), tiny_net()
     x, y = tiny_batch()
-    ours = protocol.Adam(list(a.parameters()), weight_decay=1e-3)
+    ours = training.Adam(list(a.parameters()), weight_decay=1e-3)
     theirs = torch.optim.Adam(b.parameters(), lr=1e-2, weight_decay=1e-3)
     for _ in range(3):
         for net in (a, b):
@@ -192,17 +194,30 @@ def small_scale(**config):
 
 
 def test_non_contractive_layer_makes_the_case_invalid_with_its_residual():
-    ctx = context()
-    result = TASK.run(
-        reference("implicit_jfb", "jfb"),
-        small_scale(contraction=10.0),
-        {"solver": "fixed_point", "tol": 1e-2},
-        ctx,
-    )
+    impl = reference("implicit_jfb", "jfb")
+    scale, params = small_scale(contraction=10.0), {"solver": "fixed_point", "tol": 1e-2}
+    with pytest.raises(Invalid, match="did not converge"):
+        TASK.prepare(impl, scale, params, context("implicit_jfb"))
+    result = engine_run_case(TASK, impl, scale, params, context("implicit_jfb"))
     assert result.invalid_reason and "did not converge" in result.invalid_reason
     assert result.metrics["converged"] == 0.0
     assert math.isfinite(result.metrics["residual"]) and result.metrics["residual"] > 1e-2
     assert "test_accuracy" not in result.metrics
+    assert "step_time_s" not in result.metrics  # invalid before the engine measured anything
+
+
+def test_measured_steps_train_a_copy_not_the_network_the_epochs_train():
+    impl, scale = reference("implicit_jfb", "jfb"), small_scale(epochs=1)
+    params = {"solver": "fixed_point", "tol": 1e-2}
+    measured = TASK.prepare(impl, scale, params, context("implicit_jfb"))
+    assert measured.work == {"samples": scale.config["batch"]}
+    for _ in range(3):
+        assert math.isfinite(measured.step())
+    untouched = TASK.prepare(impl, scale, params, context("implicit_jfb"))
+    a, b = measured.evaluate(None), untouched.evaluate(None)
+    assert a.series["train_loss"] == b.series["train_loss"]
+    for name in ("test_accuracy", "forward_iterations", "grad_cosine"):
+        assert a.metrics[name] == b.metrics[name], name
 
 
 BAD_SUBMISSIONS = """
@@ -283,7 +298,8 @@ def test_bad_submission_is_recorded_with_a_clear_error(tmp_path: Path, cls: str,
         "params": {"solver": "fixed_point", "tol": 1e-2},
         "seed": 0,
     }
-    record = execute(case, "cpu", context().data_root, context().cache_dir)
+    ctx = context("implicit_jfb")
+    record = execute(case, "cpu", ctx.data_root, ctx.cache_dir, threads=1)
     assert record["status"] == status
     assert message in record["error"]
 
@@ -299,6 +315,9 @@ def test_smoke_case(name):
     assert not failed
     impl = reference("implicit_jfb", name)
     assert ("grad_cosine" in result.metrics) == impl.finds_fixed_point
+    engine = {"step_time_s", "step_peak_memory_bytes", "throughput_samples_s", "epoch_time_s", "backward_time_s"}
+    assert engine <= set(result.metrics)
+    assert result.metrics["step_peak_memory_bytes"] > 0
 
 
 def record(impl: str, tol: float, **metrics: float) -> dict:
@@ -355,4 +374,15 @@ def test_plots_from_case_records():
         ],
     }
     figures = TASK.plots(cases_frame([run]), [])
-    assert set(figures) == {"memory_vs_forward_iterations", "backward_time", "grad_cosine"}
+    assert set(figures) == {"backward_time", "grad_cosine"}
+
+
+def test_declared_plots_and_bench_points_name_what_the_cases_carry():
+    metrics = all_metrics(TASK)
+    smoke = TASK.scales["smoke"]
+    for plot in TASK.line_plots:
+        for axis in (plot.x, plot.y):
+            assert axis in metrics or axis.removeprefix("param.") in smoke.grid, axis
+        assert plot.facet is None or plot.facet in smoke.grid
+    assert TASK.benchmark_points() == [{"solver": "fixed_point", "tol": 1e-2}]
+    assert {"epoch_time_s", "backward_time_s", "step_peak_memory_bytes"} <= set(metrics)

@@ -1,5 +1,10 @@
-"""Checks across the cases of one run.
+"""Checks of one case and across the cases of one run.
 
+Per case: the claims each method makes (``ImplicitBackward``): a fixed point within the tolerance and a descent
+direction (``grad_cosine`` > ``DESCENT``), the implicit gradient (``grad_cosine`` >= ``EXACT``), no Jacobian
+product of T in the backward.
+
+Per run:
 - memory against forward iterations (the tolerance sweep, plain iteration): unrolled's step memory grows at
   least ``GROWTH`` times from the loose to the tight tolerance; JFB's and IFT's stays within ``FLAT`` of the
   loose one;
@@ -10,74 +15,71 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench import Check, RunCheck
+from ctbench.sweeps import Sweep, ratio, settings, sweeps
+from suites.implicit_jfb.interface import ImplicitBackward
 
+DESCENT = 0.0  # grad_cosine above this: a descent direction
+EXACT = 0.99  # grad_cosine of a method claiming the implicit gradient
 GROWTH = 1.3
 FLAT = 0.5  # generous: a CPU RSS reading moves by a few MB between cases
 BACKWARD_SPEEDUP = 3.0
 ACCURACY_GAP = 0.01
 MEMORY = "step_peak_memory_bytes"
+SWEPT = ("unrolled", "jfb", "ift")  # the methods of the tolerance sweep
 
 
-def _groups(
-    cases: Sequence[Mapping[str, Any]],
-) -> dict[tuple, dict[str, dict[float | None, Mapping[str, float]]]]:
-    """{(scale, dataset, seed, solver): {impl: {tol: metrics}}} over the ok cases."""
-    groups: dict[tuple, dict[str, dict]] = defaultdict(lambda: defaultdict(dict))
-    for c in cases:
-        if c["status"] == "ok":
-            p = c["params"]
-            groups[(c["scale"], c["dataset"], c["seed"], p.get("solver"))][c["impl"]][p.get("tol")] = c["metrics"]
-    return groups
+def case_checks(impl: ImplicitBackward, metrics: Mapping[str, float], tol: float) -> dict[str, Check]:
+    """The method's claims, checked on its case's metrics."""
+    checks = {}
+    if impl.finds_fixed_point:
+        checks["converged"] = Check.at_most(metrics["residual"], tol, "worst test residual <= tol")
+        checks["descent_direction"] = Check.at_least(metrics["grad_cosine"], DESCENT, "grad_cosine > 0")
+    if impl.exact:
+        checks["matches_implicit_gradient"] = Check.at_least(metrics["grad_cosine"], EXACT, "grad_cosine")
+    if impl.jacobian_free:
+        checks["no_jacobian_products"] = Check.at_most(
+            metrics["backward_jacobian_products"], 0, "Jacobian products of T in the backward"
+        )
+    return checks
+
+
+def _memory_ratio(sweep: Sweep, tols: Sequence[float]) -> tuple[float, str]:
+    """Step memory at the tightest of ``tols`` (ascending) over that at the loosest, and what it spans."""
+    tight, loose = tols[0], tols[-1]
+    value = sweep.value(tight, MEMORY) / max(sweep.value(loose, MEMORY), 1.0)
+    iterations = [sweep.value(t, "forward_iterations") for t in (loose, tight)]
+    span = (
+        f"step memory ratio, tol {loose:g} -> {tight:g} ({iterations[0]:.1f} -> {iterations[1]:.1f} forward iterations)"
+    )
+    return value, span
 
 
 def run_checks(task: str, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
     checks: list[RunCheck] = []
-    for (scale, dataset, seed, solver), impls in _groups(cases).items():
-        where = {"scale": scale, "dataset": dataset, "seed": seed, "solver": solver}
 
-        def add(name: str, check: Check, where: dict[str, Any] = where, **scope: Any) -> None:
-            checks.append(RunCheck(task, name, check, {**where, **scope}))
+    def add(name: str, check: Check | None, scope: Mapping[str, Any]) -> None:
+        if check is not None:
+            checks.append(RunCheck(task, name, check, dict(scope)))
 
-        for impl, by_tol in impls.items():
-            tols = sorted(t for t in by_tol if t is not None)
-            if len(tols) < 2 or impl not in ("unrolled", "jfb", "ift"):
-                continue
-            loose, tight = by_tol[tols[-1]], by_tol[tols[0]]
-            ratio = tight[MEMORY] / max(loose[MEMORY], 1.0)
-            span = (
-                f"step memory ratio, tol {tols[-1]:g} -> {tols[0]:g} "
-                f"({loose['forward_iterations']:.1f} -> {tight['forward_iterations']:.1f} forward iterations)"
-            )
-            if impl == "unrolled":
-                add("unrolled_memory_grows", Check.at_least(ratio, GROWTH, span), impl=impl)
-            else:
-                add("memory_flat_in_iterations", Check.at_most(ratio - 1, FLAT, span), impl=impl)
-        for tol in sorted({t for by_tol in impls.values() for t in by_tol}, key=lambda t: (t is None, t)):
-            jfb, ift, deq = (impls.get(name, {}).get(tol) for name in ("jfb", "ift", "torchdeq_ift"))
-            if jfb and ift:
-                ratio = ift["backward_time_s"] / jfb["backward_time_s"]
-                add(
-                    "jfb_backward_speedup_vs_ift",
-                    Check.at_least(ratio, BACKWARD_SPEEDUP, "ift / jfb backward time"),
-                    tol=tol,
-                )
-                if scale != "smoke":
-                    gap = ift["test_accuracy"] - jfb["test_accuracy"]
-                    add(
-                        "jfb_accuracy_near_ift",
-                        Check.at_most(gap, ACCURACY_GAP, "ift - jfb test accuracy"),
-                        tol=tol,
-                    )
-            if jfb and deq:
-                ratio = deq["epoch_time_s"] / jfb["epoch_time_s"]
-                add(
-                    "jfb_epoch_faster_than_torchdeq_ift",
-                    Check.at_least(ratio, 1.0, "torchdeq_ift / jfb epoch time"),
-                    tol=tol,
-                )
+    for sweep in sweeps(cases, "tol", params=("solver",)):
+        xs = [t for t in sweep.has(MEMORY) if t is not None]
+        if len(xs) < 2 or sweep.impl not in SWEPT:
+            continue
+        value, span = _memory_ratio(sweep, xs)
+        where = {**sweep.scope, "impl": sweep.impl}
+        if sweep.impl == "unrolled":
+            add("unrolled_memory_grows", Check.at_least(value, GROWTH, span), where)
+        else:
+            add("memory_flat_in_iterations", Check.at_most(value - 1, FLAT, span), where)
+    for scope, records in settings(cases, params=("solver", "tol")):
+        speedup = ratio(records, "backward_time_s", "ift", "jfb", BACKWARD_SPEEDUP)
+        add("jfb_backward_speedup_vs_ift", speedup, scope)
+        if scope["scale"] != "smoke" and "jfb" in records and "ift" in records:
+            gap = records["ift"]["metrics"]["test_accuracy"] - records["jfb"]["metrics"]["test_accuracy"]
+            add("jfb_accuracy_near_ift", Check.at_most(gap, ACCURACY_GAP, "ift - jfb test accuracy"), scope)
+        add("jfb_epoch_faster_than_torchdeq_ift", ratio(records, "epoch_time_s", "torchdeq_ift", "jfb", 1.0), scope)
     return checks

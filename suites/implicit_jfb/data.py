@@ -1,8 +1,8 @@
 """Data for the task: torchvision's real loaders from the data root; offline, Debian's real Fashion-MNIST;
 else a learnable synthetic stand-in, said loudly and named as such in every case.
 
-The subsample a scale uses is cached in ``cache_dir`` (the same tensors, loaded without importing
-torchvision).
+The subsample a scale uses is cached in ``cache_dir`` by ``ctbench.cache.cached`` (the same tensors, loaded
+without importing torchvision, written atomically).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ctbench.cache import cached
 from ctbench.data import Split, install_debian_fashion_mnist, load_torchvision, synthetic_images
 
 # dataset name -> (torchvision class, image shape)
@@ -24,12 +25,25 @@ DATASETS = {
 }
 
 
-def _load_real(name: str, root: Path) -> tuple[Split, Split]:
+class _Unavailable(Exception):
+    """The real data set is neither under the data root nor downloadable."""
+
+
+def _subsample(name: str, root: Path, n_train: int, n_test: int) -> dict[str, Any]:
+    """The first ``n_train`` / ``n_test`` images of the real data set, as stored in the cache."""
     cls = DATASETS[name][0]
-    if name == "fashion-mnist":
-        install_debian_fashion_mnist(root)
-    train = load_torchvision(cls, root, train=True, download=name != "fashion-mnist")
-    return train, load_torchvision(cls, root, train=False, download=False)
+    try:
+        if name == "fashion-mnist":
+            install_debian_fashion_mnist(root)
+        train = load_torchvision(cls, root, train=True, download=name != "fashion-mnist").take(n_train)
+        test = load_torchvision(cls, root, train=False, download=False).take(n_test)
+    except Exception as exc:  # no files and no network
+        raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
+    return {
+        "train": (train.x.clone(), train.y.clone()),
+        "test": (test.x.clone(), test.y.clone()),
+        "dataset": train.dataset,
+    }
 
 
 def load(
@@ -38,36 +52,17 @@ def load(
     """(train, test) of ``name`` cut to ``n_train`` / ``n_test``; same-shaped synthetic data if absent."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
-    cache = cache_dir / "implicit_jfb" / f"{name}-{n_train}-{n_test}.pt"
-    if cache.exists():
-        saved = torch.load(cache)
-        return Split(*saved["train"], saved["dataset"]), Split(*saved["test"], saved["dataset"])
+    path = cache_dir / "implicit_jfb" / f"{name}-{n_train}-{n_test}.pt"
     try:
-        train, test = _load_real(name, data_root)
-    except Exception as exc:  # no files and no network: say so, then use the stand-in
+        saved = cached(path, lambda: _subsample(name, data_root, n_train, n_test))
+    except _Unavailable as exc:
         log(
-            f"WARNING: {name} not found under {data_root} and not downloadable ({type(exc).__name__}: "
-            f"{exc}); using SYNTHETIC {name}-shaped data: accuracies are not {name} accuracies"
+            f"WARNING: {name} not found under {data_root} and not downloadable ({exc}); using SYNTHETIC "
+            f"{name}-shaped data: accuracies are not {name} accuracies"
         )
         shape = DATASETS[name][1]
-        train, test = (
-            synthetic_images(n_train, shape, 10, seed=1),
-            synthetic_images(n_test, shape, 10, seed=2),
-        )
-        return train, test
-    train, test = train.take(n_train), test.take(n_test)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{id(train)}.tmp")
-    torch.save(
-        {
-            "train": (train.x.clone(), train.y.clone()),
-            "test": (test.x.clone(), test.y.clone()),
-            "dataset": train.dataset,
-        },
-        tmp,
-    )
-    tmp.replace(cache)
-    return train, test
+        return synthetic_images(n_train, shape, 10, seed=1), synthetic_images(n_test, shape, 10, seed=2)
+    return Split(*saved["train"], saved["dataset"]), Split(*saved["test"], saved["dataset"])
 
 
 def batches(split: Split, batch_size: int, seed: int, augment: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

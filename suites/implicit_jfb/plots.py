@@ -1,13 +1,13 @@
-"""The task page's plots: step memory against forward iterations, backward time, gradient cosine."""
+"""The task page's figures that a ``LinePlot`` cannot declare: bars per case (method and grid point) of the
+backward's time and of the gradient's gap to the exact implicit one, 1 - cosine, on a log scale."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
 
-from ctbench.plotting import line_panels, setting
+from ctbench.plotting import setting
 
 
 def plots(cases: pd.DataFrame) -> dict[str, Any]:
@@ -20,25 +20,13 @@ def plots(cases: pd.DataFrame) -> dict[str, Any]:
     if ok.empty:
         return {}
     ok["setting"] = setting(ok)
-    ok["solver"] = [json.loads(p).get("solver", "-") for p in ok["params_json"]]
     ok["case"] = ok["impl"] + " (" + ok["params"] + ")"
     if "metric.grad_cosine" in ok:
         ok["gradient_gap"] = (1 - ok["metric.grad_cosine"]).clip(lower=1e-12)
     figures = {}
-    memory = "metric.step_peak_memory_bytes"
-    if memory in ok and ok[memory].notna().any():
-        frame = ok.dropna(subset=[memory]).assign(memory_mb=lambda d: d[memory] / 1e6)
-        figures["memory_vs_forward_iterations"] = line_panels(
-            frame,
-            "metric.forward_iterations",
-            "memory_mb",
-            style="solver",
-            xlabel="evaluations of T per forward",
-            ylabel="step working memory (MB)",
-        )
-    for name, column, label, log in (
-        ("backward_time", "metric.backward_time_s", "backward time (s)", True),
-        ("grad_cosine", "gradient_gap", "1 - cosine with the exact implicit gradient", True),
+    for name, column, label in (
+        ("backward_time", "metric.backward_time_s", "backward time (s)"),
+        ("grad_cosine", "gradient_gap", "1 - cosine with the exact implicit gradient"),
     ):
         frame = ok.dropna(subset=[column]) if column in ok else ok.iloc[:0]
         if frame.empty:
@@ -54,7 +42,7 @@ def plots(cases: pd.DataFrame) -> dict[str, Any]:
             sharex=False,
             color="tab:blue",
         )
-        grid.set(xlabel=label, ylabel="", **({"xscale": "log"} if log else {}))
+        grid.set(xlabel=label, ylabel="", xscale="log")
         grid.set_titles("{col_name}")
         figures[name] = grid.figure
     return figures

@@ -1,268 +1,140 @@
-"""The pieces of the task's protocol: one forward through a method, its backward, a training step, test-set
-evaluation and the per-batch measurement (gradient cosine, Jacobian products, backward time, step memory).
+"""The protocol of one case: one backward method, one forward solver and tolerance (Fung et al. 2022, sections
+3-5). The engine measures the prepared step between ``prepare`` and ``evaluate``.
 
-Every forward goes through ``forward`` and every backward through ``backward``, which check what a method
-returns (shape, finiteness, a graph) and raise with the method's name and what is wrong.
+prepare:
+1. build the implicit network N(d) = S(u*), u* = T(u*, Q(d)), T a gamma-contraction, and the forward solver;
+2. probe one forward on a fixed training batch: if it does not reach the tolerance within the cap, the case is
+   invalid with its residual (a non-contractive layer), never a silent number;
+3. the step: one training step (power iteration, the method's forward solve and backward, Adam) on a copy of
+   the initial network, so that the epochs below start from the same initialisation and count their own
+   losses and forward iterations.
+
+evaluate:
+4. train with Adam for the scale's epochs, each epoch timed (phase ``epoch``), counting T's evaluations per
+   forward;
+5. test accuracy and the worst fixed-point residual over the test split (invalid if above the tolerance);
+6. on the fixed batch, with T's weights fixed: the cosine between the method's gradient of Q's and T's
+   parameters and the exact implicit gradient (float64, tight tolerance), the Jacobian products of T spent by
+   one backward, then that backward timed again on the retained graph (phase ``backward``).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import math
+import statistics
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from ctbench.data import Split
-from ctbench.measure import Memory, Timing, peak_memory, time_call
+from ctbench import CaseResult, Context, Invalid, Prepared, Scale
+from ctbench.measure import StepStats
 from suites.implicit_jfb import data
+from suites.implicit_jfb.checks import case_checks
 from suites.implicit_jfb.exact import cosine, flat, implicit_gradient
 from suites.implicit_jfb.interface import ImplicitBackward
-from suites.implicit_jfb.layer import Layer
 from suites.implicit_jfb.model import ImplicitNet
-from suites.implicit_jfb.solvers import FixedPointSolver, relative_residual
+from suites.implicit_jfb.solvers import FixedPointSolver
+from suites.implicit_jfb.training import (
+    Trainer,
+    accuracy_and_residual,
+    backward,
+    build_model,
+    forward,
+    impl_name,
+    loss_of,
+    probe,
+)
 
 
-def impl_name(impl: ImplicitBackward) -> str:
-    manifest = getattr(impl, "manifest", None)
-    return getattr(manifest, "name", type(impl).__name__)
+def case_config(scale: Scale, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The scale's settings, then the dataset's model (full scale), then the grid point, each overriding."""
+    cfg = dict(scale.config)
+    models = cfg.pop("models", {})
+    dataset = params.get("dataset", cfg.get("dataset"))
+    return {**cfg, **models.get(dataset, {}), **params}
 
 
-def build_model(cfg: Mapping[str, Any], in_channels: int, image_size: int) -> ImplicitNet:
-    return ImplicitNet(
-        in_channels,
-        image_size,
-        cfg["classes"],
-        cfg["channels"],
-        cfg["latent_layers"],
-        cfg["data_width"],
-        cfg["data_blocks"],
-        cfg["pool"],
-        cfg["contraction"],
-        cfg.get("stem_stride", 1),
-    )
+def prepare(impl: ImplicitBackward, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
+    cfg = case_config(scale, params)
+    train, test = data.load(cfg["dataset"], ctx.data_root, ctx.cache_dir, cfg["n_train"], cfg["n_test"], ctx.log)
+    torch.manual_seed(ctx.seed)
+    model = build_model(cfg, train.x.shape[1], train.x.shape[-1]).to(ctx.device)
+    solver = FixedPointSolver(cfg["solver"], float(cfg["tol"]), int(cfg["max_iter"]))
+    x, y = train.x[: cfg["batch"]].to(ctx.device), train.y[: cfg["batch"]].to(ctx.device)
+    metrics: dict[str, float] = {"parameters": float(sum(p.numel() for p in model.parameters()))}
+    residual, evaluations = probe(model, impl, x, y, solver)
+    if impl.finds_fixed_point and not residual <= solver.tol:
+        metrics.update(forward_iterations=float(evaluations), converged=0.0)
+        where = f"{evaluations} evaluations of T at initialisation"
+        raise not_converged(metrics, residual, where, solver, train.dataset)
+    measured = Trainer(copy.deepcopy(model), impl, solver, train, cfg, ctx.device, ctx.seed)
+    trainer = Trainer(model, impl, solver, train, cfg, ctx.device, ctx.seed)
+
+    def evaluate(_: StepStats | None) -> CaseResult:
+        samples = len(train) // cfg["batch"] * cfg["batch"]  # an epoch drops the last partial batch
+        ctx.meter.phase("epoch", trainer.epoch, repeat=cfg["epochs"], warmup=0, work={"samples": samples})
+        metrics["forward_iterations"] = statistics.fmean(trainer.forward_evaluations)
+        metrics["test_accuracy"], residual = accuracy_and_residual(model, impl, test, solver, cfg["batch"], ctx.device)
+        series = {"train_loss": [[i + 1, v] for i, v in enumerate(trainer.losses)]}
+        if impl.finds_fixed_point:
+            if not residual <= solver.tol:
+                metrics["converged"] = 0.0
+                raise not_converged(
+                    metrics, residual, "on the test split after training", solver, train.dataset, series
+                )
+            metrics.update(residual=residual, converged=1.0)
+        metrics.update(gradient_metrics(model, impl, x, y, solver, ctx, scale.policy.repeat))
+        return CaseResult(metrics, train.dataset, checks=case_checks(impl, metrics, solver.tol), series=series)
+
+    return Prepared(measured.hot_step(), evaluate, work={"samples": cfg["batch"]})
 
 
-def forward(
-    model: ImplicitNet, impl: ImplicitBackward, x: torch.Tensor, solver: FixedPointSolver
-) -> tuple[torch.Tensor, Layer]:
-    """(z, layer): the method's output at the fixed point of T(., Q(x)) and the layer it used (counted)."""
-    v = model.inject(x)
-    layer = Layer(model.latent_map(v), v.shape)
-    z = impl.forward(layer, torch.zeros_like(v), solver)
-    name = impl_name(impl)
-    if not isinstance(z, torch.Tensor) or z.shape != v.shape:
-        got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-        raise ValueError(f"{name}.forward returned {got}; expected a tensor of the latent's shape {tuple(v.shape)}")
-    if torch.is_grad_enabled() and not z.requires_grad:
-        raise ValueError(f"{name}.forward returned a tensor without a graph: no gradient can reach the parameters")
-    return z, layer
-
-
-def backward(loss: torch.Tensor, model: ImplicitNet, name: str, retain_graph: bool = False) -> None:
-    """Gradients of every parameter of ``model``, checked: right shape and finite, or a clear error."""
-    params = list(model.parameters())
-    try:
-        torch.autograd.backward(loss, inputs=params, retain_graph=retain_graph)
-    except RuntimeError as exc:
-        raise RuntimeError(f"the backward pass of {name} failed: {exc}") from exc
-    for pname, p in model.named_parameters():
-        if p.grad is None:
-            continue
-        if p.grad.shape != p.shape:
-            raise ValueError(f"{name}: gradient of {pname} has shape {tuple(p.grad.shape)}, expected {tuple(p.shape)}")
-        if not torch.isfinite(p.grad).all():
-            raise ValueError(f"{name}: the backward produced a non-finite (NaN or inf) gradient for {pname}")
-
-
-def loss_of(model: ImplicitNet, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(model.readout(z), y)
-
-
-@dataclass
-class Trainer:
-    """Adam on every parameter; ``epoch()`` is one pass over the training split (what is timed)."""
-
-    model: ImplicitNet
-    impl: ImplicitBackward
-    solver: FixedPointSolver
-    train: Split
-    cfg: Mapping[str, Any]
-    device: torch.device
-    seed: int
-
-    def __post_init__(self) -> None:
-        self.opt = Adam(list(self.model.parameters()), self.cfg["weight_decay"])
-        self.name = impl_name(self.impl)
-        self.losses: list[float] = []
-        self.forward_evaluations: list[int] = []
-        self.epochs = 0
-
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        self.model.train()
-        self.model.update_lipschitz()
-        z, layer = forward(self.model, self.impl, x.to(self.device), self.solver)
-        loss = loss_of(self.model, z, y.to(self.device))
-        self.forward_evaluations.append(layer.evaluations)
-        self.model.zero_grad(set_to_none=False)
-        backward(loss, self.model, self.name)
-        self.opt.step(self.learning_rate())
-        return float(loss.detach())
-
-    def learning_rate(self) -> float:
-        """The base rate, times ``lr_gamma`` every ``lr_step`` epochs (StepLR)."""
-        step = self.cfg.get("lr_step")
-        return self.cfg["lr"] * (self.cfg.get("lr_gamma", 1.0) ** (self.epochs // step) if step else 1.0)
-
-    def epoch(self) -> None:
-        stream = data.batches(self.train, self.cfg["batch"], self.seed * 1000 + self.epochs, self.cfg["augment"])
-        for x, y in stream:
-            self.losses.append(self.step(x, y))
-        self.epochs += 1
-
-    def hot_step(self) -> Callable[[], float]:
-        """A closure doing one training step on the next batch (batches cycle over the split)."""
-        state = {"stream": iter(())}
-
-        def step() -> float:
-            batch = next(state["stream"], None)
-            if batch is None:
-                state["stream"] = data.batches(self.train, self.cfg["batch"], self.seed, self.cfg["augment"])
-                batch = next(state["stream"])
-            return self.step(*batch)
-
-        return step
-
-
-class Adam:
-    """Adam (Kingma & Ba 2015) with L2 weight decay, the update of ``torch.optim.Adam`` (tests compare them).
-
-    m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, p <- p - lr m_hat / (sqrt(v_hat) + eps), g = grad + wd
-    p. Written out because constructing any ``torch.optim`` optimizer imports ``torch._dynamo`` (3-4 s in
-    every case's process on the 2-core CPU this suite is developed on).
-    """
-
-    def __init__(
-        self,
-        params: list[torch.nn.Parameter],
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ):
-        self.params, self.weight_decay, self.betas, self.eps = params, weight_decay, betas, eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = 0
-
-    @torch.no_grad()
-    def step(self, lr: float) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            if p.grad is None:
-                continue
-            g = p.grad + self.weight_decay * p if self.weight_decay else p.grad
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v / (1 - b2**self.t)).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-lr / (1 - b1**self.t))
-
-
-def latent_residual(layer: Layer, z: torch.Tensor) -> float:
-    """Worst sample's relative residual ||T(z) - z|| / ||T(z)|| (uncounted)."""
-    with torch.no_grad():
-        return float(relative_residual(layer.uncounted(z), z).max())
-
-
-def probe(
-    model: ImplicitNet, impl: ImplicitBackward, x: torch.Tensor, y: torch.Tensor, solver: FixedPointSolver
-) -> tuple[float, int]:
-    """(residual, evaluations of T) of one forward on a copy of the network, in training mode; if the forward
-    converged (or finds no fixed point), a backward too, checked like every backward. Run before training, it
-    rejects a method's bad output early and takes one-time costs (lazy imports) out of the timed epochs."""
-    net = copy.deepcopy(model).train()
-    z, layer = forward(net, impl, x, solver)
-    residual = latent_residual(layer, z)
-    if residual <= solver.tol or not impl.finds_fixed_point:
-        backward(loss_of(net, z, y), net, impl_name(impl))
-    return residual, layer.evaluations
-
-
-@torch.no_grad()
-def evaluate(
-    model: ImplicitNet,
-    impl: ImplicitBackward,
-    split: Split,
-    solver: FixedPointSolver,
-    batch: int,
-    device: torch.device,
-) -> tuple[float, float]:
-    """(test accuracy, worst relative residual over the split) with batch norm in inference mode."""
-    model.eval()
-    correct, residuals = 0, []
-    for start in range(0, len(split), batch):
-        x, y = split.x[start : start + batch].to(device), split.y[start : start + batch].to(device)
-        z, layer = forward(model, impl, x, solver)
-        correct += int((model.readout(z).argmax(1) == y).sum())
-        residuals.append(latent_residual(layer, z))
-    model.train()
-    return correct / len(split), float(torch.tensor(residuals).max())  # NaN propagates
-
-
-@dataclass(frozen=True)
-class StepMeasurement:
-    jacobian_products: int
-    grad_cosine: float | None
-    backward: Timing
-    memory: Memory
-
-
-def _backward_on_retained_graph(
+def gradient_metrics(
     model: ImplicitNet,
     impl: ImplicitBackward,
     x: torch.Tensor,
     y: torch.Tensor,
     solver: FixedPointSolver,
-    device: torch.device,
+    ctx: Context,
     repeat: int,
-) -> tuple[int, torch.Tensor, Timing]:
-    """(Jacobian products, gradient of Q's and T's parameters) of the first backward, then the backward timed
-    again on the retained graph."""
+) -> dict[str, float]:
+    """On one batch, in training mode with T's weights fixed: the Jacobian products of T spent by the method's
+    backward, the cosine of its gradient of Q's and T's parameters with the exact implicit gradient (methods
+    that find a fixed point), then the same backward timed ``repeat`` times on the retained graph."""
+    model.train()
+    exact = implicit_gradient(model, x, y) if impl.finds_fixed_point else None
     name = impl_name(impl)
     model.zero_grad(set_to_none=True)
     z, layer = forward(model, impl, x, solver)
     loss = loss_of(model, z, y)
     before = layer.jacobian_products
     backward(loss, model, name, retain_graph=True)
-    products = layer.jacobian_products - before
-    params = model.implicit_parameters()
-    grad = flat([p.grad for p in params], params)
-    timing = time_call(lambda: backward(loss, model, name, retain_graph=True), device, repeat, warmup=1)
-    return products, grad, timing
+    metrics = {"backward_jacobian_products": float(layer.jacobian_products - before)}
+    if exact is not None:
+        params = model.implicit_parameters()
+        metrics["grad_cosine"] = cosine(flat([p.grad for p in params], params), exact)
+    ctx.meter.phase("backward", lambda: backward(loss, model, name, retain_graph=True), repeat=repeat, warmup=1)
+    return metrics
 
 
-def measure(
-    model: ImplicitNet,
-    impl: ImplicitBackward,
-    x: torch.Tensor,
-    y: torch.Tensor,
+def not_converged(
+    metrics: dict[str, float],
+    residual: float,
+    where: str,
     solver: FixedPointSolver,
-    device: torch.device,
-    repeat: int,
-) -> StepMeasurement:
-    """On one batch, in training mode with T's weights fixed: the method's gradient against the exact implicit
-    gradient, the Jacobian products its backward spends, the backward's time and the working memory of a whole
-    step (forward and backward; the median of three readings)."""
-    model.train()
-    exact = implicit_gradient(model, x, y) if impl.finds_fixed_point else None
-    products, grad, timing = _backward_on_retained_graph(model, impl, x, y, solver, device, repeat)
-
-    def step() -> None:
-        z, _ = forward(model, impl, x, solver)
-        backward(loss_of(model, z, y), model, impl_name(impl))
-
-    step()
-    memory = peak_memory(step, device, repeat=3)
-    return StepMeasurement(products, None if exact is None else cosine(grad, exact), timing, memory)
+    dataset: str,
+    series: dict[str, list[list[float]]] | None = None,
+) -> Invalid:
+    """The case's ``Invalid``: the forward missed its tolerance, with the residual when it is finite."""
+    if math.isfinite(residual):
+        metrics["residual"] = residual
+        what = f"relative residual {residual:.3g} > tol {solver.tol:g}"
+    else:
+        what = "the iterates diverged to non-finite values"
+    reason = (
+        f"forward did not converge ({solver.method}, cap {solver.max_iter}): {what}, {where}; "
+        "the latent layer is not contractive enough for this tolerance"
+    )
+    return Invalid(reason, dataset, metrics, series)

@@ -1,33 +1,36 @@
 """``implicit_jfb``: implicit networks trained with Jacobian-free backpropagation vs implicit differentiation.
 
-Protocol per case (one backward method, one forward solver and tolerance, Fung et al. 2022, sections 3-5):
-1. build the implicit network N(d) = S(u*), u* = T(u*, Q(d)), T a gamma-contraction, and the forward solver;
-2. probe one forward on a fixed training batch: if it does not reach the tolerance within the cap, the case is
-   invalid with its residual (a non-contractive layer), never a silent number;
-3. train with Adam for the scale's epochs, timing each epoch and counting T's evaluations per forward;
-4. test accuracy and the worst fixed-point residual over the test split (invalid if above the tolerance);
-5. on the fixed batch: cosine between the method's gradient of Q's and T's parameters and the exact implicit
-   gradient (float64, tight tolerance), the Jacobian products of T spent by one backward, the backward's time
-   and the working memory of one step.
+Fung et al. 2022: an implicit network N(d) = S(u*), u* = T(u*, Q(d)) with T a gamma-contraction, trained by
+backpropagating through the fixed point. JFB drops the Jacobian term of the implicit gradient (the backward of
+one application of T at u*); IFT solves the adjoint equation w = g + J^T w. Per case (one backward method, one
+forward solver and tolerance): the engine's measurement of one training step, then the scale's epochs (each
+timed), test accuracy and fixed-point residual, the cosine with the exact implicit gradient, the Jacobian
+products of one backward and that backward's time. A forward that misses its tolerance makes the case invalid.
+The protocol is in ``protocol.py`` (training pieces in ``training.py``), the checks in ``checks.py``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-
-from ctbench import CaseResult, Check, Context, Metric, Paper, PaperNumber, RunCheck, Scale, Task
-from ctbench.measure import time_call
-from suites.implicit_jfb import data
+from ctbench import (
+    Context,
+    LinePlot,
+    Metric,
+    Paper,
+    PaperNumber,
+    Phase,
+    Policy,
+    Prepared,
+    RunCheck,
+    Scale,
+    Step,
+    Task,
+)
+from suites.implicit_jfb import checks, protocol
 from suites.implicit_jfb.interface import ImplicitBackward
-from suites.implicit_jfb.protocol import Trainer, build_model, evaluate, measure, probe
-from suites.implicit_jfb.solvers import FixedPointSolver
 
-DESCENT = 0.0  # grad_cosine above this: a descent direction
-EXACT = 0.99  # grad_cosine of a method claiming the implicit gradient
 SWEEP_EXCLUDED = ("explicit", "ift_cg", "torchdeq_ift", "torchdeq_onestep")  # not run at the tolerance sweep
 
 _MNIST_LIKE = {
@@ -55,7 +58,6 @@ _SMOKE = {
     "n_test": 1000,
     "epochs": 2,
     "lr": 3e-3,
-    "timing_repeat": 5,
 }
 _SMALL = {
     **_MNIST_LIKE,
@@ -66,7 +68,6 @@ _SMALL = {
     "n_test": 5000,
     "epochs": 5,
     "lr": 1e-3,
-    "timing_repeat": 10,
 }
 # The paper's three models (section 5, appendix) and the authors' training scripts (github.com/Typal-Research/
 # jacobian_free_backprop: Adam, batch 100, epochs, learning rates, weight decay, CIFAR-10 StepLR(200, 0.5)).
@@ -119,14 +120,6 @@ _FULL_MODELS = {
 }
 
 
-def case_config(scale: Scale, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The scale's settings, then the dataset's model (full scale), then the grid point, each overriding."""
-    cfg = dict(scale.config)
-    models = cfg.pop("models", {})
-    dataset = params.get("dataset", cfg.get("dataset"))
-    return {**cfg, **models.get(dataset, {}), **params}
-
-
 class ImplicitJFB(Task):
     name = "implicit_jfb"
     paper = Paper(
@@ -142,11 +135,16 @@ class ImplicitJFB(Task):
     )
     interface = ImplicitBackward
     primary_metric = "test_accuracy"
+    step = Step(
+        "one training step (power iteration, the method's forward solve and backward, Adam update)",
+        {"samples": "training images"},
+    )
+    phases = {
+        "epoch": Phase("one training epoch over the training split", {"samples": "training images"}),
+        "backward": Phase("one backward pass of the method on a fixed batch's retained graph"),
+    }
     metrics = {
         "test_accuracy": Metric("fraction", True, "test accuracy after training"),
-        "epoch_time_s": Metric("s", False, "median wall time of one training epoch"),
-        "backward_time_s": Metric("s", False, "median wall time of one backward pass on a fixed batch"),
-        "step_peak_memory_bytes": Metric("bytes", False, "working memory of one forward+backward (peak - before)"),
         "forward_iterations": Metric("", None, "evaluations of T per training forward (mean)"),
         "residual": Metric("", False, "worst relative fixed-point residual ||T(z)-z||/||T(z)|| on the test split"),
         "converged": Metric("", True, "1 if every forward reached the tolerance within the cap, else 0"),
@@ -154,27 +152,31 @@ class ImplicitJFB(Task):
         "grad_cosine": Metric("", True, "cosine of the gradient of Q's and T's parameters with the exact implicit one"),
         "parameters": Metric("", None, "number of trainable parameters"),
     }
+    # policy.repeat: the step's timings, and the backward's on the retained graph (phase "backward")
     scales = {
         "smoke": Scale(
             "smoke",
             grid={"solver": ["fixed_point", "anderson"], "tol": [1e-2, 1e-5]},
             config=_SMOKE,
             timeout_s=120,
+            policy=Policy(repeat=5, memory_repeat=3),
         ),
         "small": Scale(
             "small",
             grid={"solver": ["fixed_point", "anderson"], "tol": [1e-2, 1e-5]},
             config=_SMALL,
             timeout_s=3600,
+            policy=Policy(repeat=10, memory_repeat=3),
         ),
         "full": Scale(
             "full",
             grid={"dataset": ["mnist", "svhn", "cifar10"], "solver": ["fixed_point", "anderson"]},
-            config={"timing_repeat": 20, "models": _FULL_MODELS},
+            config={"models": _FULL_MODELS},
             timeout_s=7 * 24 * 3600,
+            policy=Policy(repeat=20, memory_repeat=3),
         ),
     }
-    paper_numbers = [
+    paper_numbers = (
         PaperNumber("test_accuracy", 0.994, "jfb", "mnist", "Table 1"),
         PaperNumber("test_accuracy", 0.941, "jfb", "svhn", "Table 1"),
         PaperNumber("test_accuracy", 0.937, "jfb", "cifar10", "Table 1", "with augmentation"),
@@ -191,7 +193,19 @@ class ImplicitJFB(Task):
             )
             for metric, value in (("epoch_time_s", seconds), ("test_accuracy", accuracy))
         ],
-    ]
+    )
+    line_plots = (
+        LinePlot(
+            "memory_vs_forward_iterations",
+            "forward_iterations",
+            "step_peak_memory_bytes",
+            "evaluations of T per forward",
+            "step working memory (MB)",
+            scale_y=1e-6,
+            facet="solver",
+        ),
+    )
+    bench_params = ({"solver": "fixed_point", "tol": 1e-2},)
 
     def skip(self, impl: str, scale: Scale, params: Mapping[str, Any]) -> str | None:
         first = {k: v[0] for k, v in scale.grid.items()}
@@ -205,99 +219,11 @@ class ImplicitJFB(Task):
             return "the tolerance sweep runs with plain fixed-point iteration"
         return None
 
-    def _setup(
-        self, impl: ImplicitBackward, scale: Scale, params: Mapping[str, Any], ctx: Context
-    ) -> tuple[dict[str, Any], data.Split, data.Split, Trainer]:
-        cfg = case_config(scale, params)
-        train, test = data.load(cfg["dataset"], ctx.data_root, ctx.cache_dir, cfg["n_train"], cfg["n_test"], ctx.log)
-        torch.manual_seed(ctx.seed)
-        model = build_model(cfg, train.x.shape[1], train.x.shape[-1]).to(ctx.device)
-        solver = FixedPointSolver(cfg["solver"], float(cfg["tol"]), int(cfg["max_iter"]))
-        trainer = Trainer(model, impl, solver, train, cfg, ctx.device, ctx.seed)
-        return cfg, train, test, trainer
-
-    def run(self, impl: ImplicitBackward, scale: Scale, params: Mapping[str, Any], ctx: Context) -> CaseResult:
-        cfg, train, test, trainer = self._setup(impl, scale, params, ctx)
-        model, solver = trainer.model, trainer.solver
-        x, y = train.x[: cfg["batch"]].to(ctx.device), train.y[: cfg["batch"]].to(ctx.device)
-        metrics: dict[str, float] = {"parameters": sum(p.numel() for p in model.parameters())}
-        residual, evaluations = probe(model, impl, x, y, solver)
-        if impl.finds_fixed_point and not residual <= solver.tol:
-            metrics.update(forward_iterations=evaluations, converged=0.0)
-            return self._not_converged(
-                metrics, residual, f"{evaluations} evaluations of T at initialisation", solver, train.dataset
-            )
-        epochs = time_call(trainer.epoch, ctx.device, repeat=cfg["epochs"], warmup=0)
-        metrics.update(
-            epoch_time_s=epochs.median,
-            forward_iterations=sum(trainer.forward_evaluations) / len(trainer.forward_evaluations),
-        )
-        metrics["test_accuracy"], residual = evaluate(model, impl, test, solver, cfg["batch"], ctx.device)
-        series = {"train_loss": [[i + 1, v] for i, v in enumerate(trainer.losses)]}
-        if impl.finds_fixed_point:
-            if not residual <= solver.tol:
-                metrics["converged"] = 0.0
-                return self._not_converged(
-                    metrics, residual, "on the test split after training", solver, train.dataset, series
-                )
-            metrics.update(residual=residual, converged=1.0)
-        m = measure(model, impl, x, y, solver, ctx.device, cfg["timing_repeat"])
-        metrics.update(
-            backward_time_s=m.backward.median,
-            step_peak_memory_bytes=m.memory.step_bytes,
-            backward_jacobian_products=m.jacobian_products,
-        )
-        if m.grad_cosine is not None:
-            metrics["grad_cosine"] = m.grad_cosine
-        return CaseResult(
-            metrics,
-            dataset=train.dataset,
-            checks=self._checks(impl, metrics, solver.tol),
-            series=series,
-            spread={"epoch_time_s": epochs.iqr, "backward_time_s": m.backward.iqr},
-        )
-
-    @staticmethod
-    def _not_converged(
-        metrics: dict[str, float],
-        residual: float,
-        where: str,
-        solver: FixedPointSolver,
-        dataset: str,
-        series: dict | None = None,
-    ) -> CaseResult:
-        if math.isfinite(residual):
-            metrics["residual"] = residual
-            what = f"relative residual {residual:.3g} > tol {solver.tol:g}"
-        else:
-            what = "the iterates diverged to non-finite values"
-        reason = (
-            f"forward did not converge ({solver.method}, cap {solver.max_iter}): {what}, {where}; "
-            "the latent layer is not contractive enough for this tolerance"
-        )
-        return CaseResult(metrics, dataset=dataset, series=series or {}, invalid_reason=reason)
-
-    @staticmethod
-    def _checks(impl: ImplicitBackward, metrics: Mapping[str, float], tol: float) -> dict[str, Check]:
-        checks = {}
-        if impl.finds_fixed_point:
-            checks["converged"] = Check.at_most(metrics["residual"], tol, "worst test residual <= tol")
-            checks["descent_direction"] = Check.at_least(metrics["grad_cosine"], DESCENT, "grad_cosine > 0")
-        if impl.exact:
-            checks["matches_implicit_gradient"] = Check.at_least(metrics["grad_cosine"], EXACT, "grad_cosine")
-        if impl.jacobian_free:
-            checks["no_jacobian_products"] = Check.at_most(
-                metrics["backward_jacobian_products"], 0, "Jacobian products of T in the backward"
-            )
-        return checks
-
-    def hot_step(self, impl: ImplicitBackward, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Callable:
-        return self._setup(impl, scale, params, ctx)[3].hot_step()
+    def prepare(self, impl: ImplicitBackward, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
+        return protocol.prepare(impl, scale, params, ctx)
 
     def run_checks(self, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
-        from suites.implicit_jfb.checks import run_checks
-
-        return run_checks(self.name, cases)
+        return checks.run_checks(self.name, cases)
 
     def plots(self, cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         from suites.implicit_jfb.plots import plots
