@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ctbench.implementation import ImplRef
@@ -66,7 +66,10 @@ def grid_for(scale: Scale, overrides: Mapping[str, Sequence[Any]], task: Task) -
         raise UsageError(
             f"task {task.name} has no parameter {', '.join(unknown)} at scale {scale.name}; valid: {valid}"
         )
-    return Scale(scale.name, {**scale.grid, **overrides}, scale.config, scale.seeds, scale.timeout_s)
+    bad = [error for name, values in overrides.items() for v in values if (error := task.param_error(name, v))]
+    if bad:
+        raise UsageError(f"task {task.name}: {'; '.join(bad)}")
+    return replace(scale, grid={**scale.grid, **overrides})
 
 
 def expand(
@@ -79,6 +82,9 @@ def expand(
     """Every case of ``task`` at one scale, minus those the task skips."""
     if scale_name not in task.scales:
         raise UsageError(f"task {task.name} has no scale {scale_name!r}; valid: {', '.join(task.scales)}")
+    bad_seeds = [s for s in seeds or () if not (isinstance(s, int) and 0 <= s < 2**32)]
+    if bad_seeds:
+        raise UsageError(f"seed {bad_seeds[0]!r} is out of range: seeds are integers in [0, 2^32)")
     scale = grid_for(task.scales[scale_name], overrides or {}, task)
     return [
         Case(task.name, impl, scale_name, params, seed)

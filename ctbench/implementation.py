@@ -99,6 +99,9 @@ def _classes_in(module: ModuleType) -> list[type]:
 
 
 def _spec_of(cls: type, target: str) -> str:
+    """What a case's process re-imports: a file by its absolute path (cases run in their own folder)."""
+    if target.endswith(".py"):
+        target = str(Path(target).resolve())
     return f"{target}:{cls.__qualname__}"
 
 
@@ -142,16 +145,44 @@ def load_class(spec: str) -> type:
     return getattr(_import(target), class_name)
 
 
+def _missing_library(exc: ImplementationError) -> str | None:
+    """The third-party package whose absence made a reference fail to import (a peer library), else None."""
+    cause = exc.__cause__
+    if isinstance(cause, ModuleNotFoundError) and cause.name:
+        top = cause.name.split(".")[0]
+        if top not in ("ctbench", "suites", "reference_impls"):
+            return top
+    return None
+
+
+_UNAVAILABLE: dict[str, dict[str, str]] = {}
+
+
 def reference_impls(task_name: str, interface: type) -> list[ImplRef]:
-    """The reference implementations of a task: every implementation class in ``reference_impls.<task>``."""
+    """The reference implementations of a task: every implementation class in ``reference_impls.<task>``.
+
+    A reference that wraps a peer library which is not installed (torchdeq, FrEIA, normflows on a machine without
+    them) is left out and named by ``unavailable_references``; any other import error is raised."""
     package = f"reference_impls.{task_name}"
     try:
         pkg = importlib.import_module(package)
     except ModuleNotFoundError:
         return []
     refs: list[ImplRef] = []
+    unavailable = _UNAVAILABLE.setdefault(task_name, {})
     for path in sorted(Path(pkg.__path__[0]).glob("*.py")):
         if path.name.startswith("_"):
             continue
-        refs += resolve(f"{package}.{path.stem}", interface, submission="reference")
+        try:
+            refs += resolve(f"{package}.{path.stem}", interface, submission="reference")
+        except ImplementationError as exc:
+            library = _missing_library(exc)
+            if library is None:
+                raise
+            unavailable[path.stem] = f"needs {library}, which is not installed"
     return refs
+
+
+def unavailable_references(task_name: str) -> dict[str, str]:
+    """References of the task left out by ``reference_impls`` (module name -> why)."""
+    return dict(_UNAVAILABLE.get(task_name, {}))

@@ -1,34 +1,41 @@
-"""The runner: each case in its own subprocess, a journal of finished cases, one atomic run file at the end.
+"""The runner: each case in its own contained process (``ctbench.launch``), a journal of finished cases
+(``ctbench.journal``), one atomic run file at the end.
 
-A case that raises, produces NaN, crashes the interpreter or exceeds its timeout is recorded with its status and
-the tail of its error, and the run goes on. Finished cases are appended to ``<out>/.partial/<key>.jsonl`` as they
-end; a re-run of the same command (same cases) finds that journal and skips them (resume). When every case has
-run, the run file ``<out>/<run_id>.json`` is written atomically and the journal removed.
+A case that raises, produces NaN, crashes the interpreter, exceeds its timeout or its memory limit is recorded with
+its status and the tail of its error, and the run goes on. Finished cases are journalled as they end; a re-run of
+the same command (same cases) resumes from the journal. When every case has run (or the run's time budget is
+spent: the rest are recorded as not run), the run file ``<out>/<run_id>.json`` is written atomically and the
+journal removed. Submissions run sandboxed (bubblewrap) where it is available.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
+import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ctbench.cases import Case, run_key
 from ctbench.describe import describe
 from ctbench.env import environment
+from ctbench.journal import Journal
+from ctbench.launch import Limits, become_subreaper, bwrap, launch, remove_stale_folders
 from ctbench.registry import get_task
 from ctbench.results import SCHEMA, write_run
 from ctbench.worker import ERROR_TAIL, blank_record
 
 Printer = Callable[[str], None]
+SANDBOX_MODES = ("auto", "on", "off")
+
+
+def default_max_memory() -> int:
+    """80% of the machine's RAM: one case may use most of it, never all of it."""
+    return int(0.8 * psutil.virtual_memory().total)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,15 @@ class RunSettings:
     device: str
     timeout_s: float | None = None  # None: each scale's own timeout
     threads: int = 0  # torch threads per case; 0: torch's default (one per core)
+    left_out: tuple[str, ...] = ()  # references not run here, with the reason (a peer library not installed)
+    sandbox: str = "auto"  # "auto": submissions sandboxed where bwrap exists; "on": every case (bwrap required)
+    max_memory_bytes: int = field(default_factory=default_max_memory)
+    max_run_time_s: float = math.inf  # cases not started by then are recorded as not run
+
+    def sandboxed(self, case: Case) -> bool:
+        if self.sandbox == "on":
+            return True
+        return self.sandbox == "auto" and case.impl.submission != "reference" and bwrap() is not None
 
 
 @dataclass(frozen=True)
@@ -51,77 +67,42 @@ class RunOutcome:
         return all(c["status"] == "ok" for c in self.doc["cases"])
 
 
-def _stop_record(case: Case, status: str, error: str) -> dict[str, Any]:
+def _stop_record(case: Case, status: str, error: str, settings: RunSettings, duration_s: float) -> dict[str, Any]:
+    """The record of a case that returned none: every field a record has, with the status and the reason."""
     record = blank_record(case.to_json(), case.impl)
-    record.update(status=status, error=error[-ERROR_TAIL:])
+    record.update(status=status, error=error[-ERROR_TAIL:], duration_s=duration_s, device=settings.device)
+    record.update(threads=settings.threads, sandboxed=False)
     return record
 
 
-def run_one(case: Case, settings: RunSettings, timeout_s: float) -> dict[str, Any]:
-    """Run ``case`` in a fresh Python process; kill its whole process group at the timeout."""
-    with tempfile.TemporaryDirectory(prefix="ctbench-case-") as tmp:
-        spec, record_path, log_path = Path(tmp, "case.json"), Path(tmp, "record.json"), Path(tmp, "log.txt")
-        spec.write_text(json.dumps(case.to_json()))
-        args = [
-            str(spec),
-            str(record_path),
-            settings.device,
-            str(settings.data_root),
-            str(settings.cache_dir),
-            str(settings.threads),
-        ]
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "ctbench.worker", *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                return _stop_record(case, "timeout", f"exceeded the case timeout of {timeout_s:.0f} s")
-            except BaseException:  # Ctrl-C: take the child down with us, keep the journal
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                raise
-        if record_path.exists():
-            return json.loads(record_path.read_text())
-        tail = log_path.read_text(errors="replace")
-        return _stop_record(case, "failed", f"worker exited with code {proc.returncode}\n{tail}")
+def _stop_reason(outcome: Any, timeout_s: float, settings: RunSettings) -> str:
+    if outcome.status == "timeout":
+        return f"exceeded the case timeout of {timeout_s:g} s"
+    if outcome.status == "oom":
+        limit, peak = settings.max_memory_bytes / 2**30, outcome.peak_memory_bytes / 2**30
+        return f"exceeded the memory limit of {limit:.2f} GiB (peak seen {peak:.2f} GiB)"
+    return f"worker exited with code {outcome.returncode}; {outcome.rejected or 'it returned no record'}"
 
 
-class Journal:
-    """Finished case records of an unfinished run, one JSON line each, flushed as they come."""
-
-    def __init__(self, out_dir: Path, key: str):
-        self.path = out_dir / ".partial" / f"{key}.jsonl"
-        self.header: dict[str, Any] = {}
-        self.records: dict[str, dict[str, Any]] = {}
-        if self.path.exists():
-            lines = self.path.read_text().splitlines()
-            self.header = json.loads(lines[0])
-            for line in lines[1:]:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a kill: that case runs again
-                    continue
-                self.records[entry["key"]] = entry["record"]
-
-    def start(self, run_id: str, created: str) -> None:
-        if not self.header:
-            self.header = {"run_id": run_id, "created": created}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.header) + "\n")
-
-    def add(self, key: str, record: dict[str, Any]) -> None:
-        self.records[key] = record
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"key": key, "record": record}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+def run_one(case: Case, settings: RunSettings, timeout_s: float, spare: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """Run ``case`` in a contained process; return the record it sent (if accepted) or a stop record."""
+    sandbox = settings.sandboxed(case)
+    outcome = launch(
+        case.to_json(),
+        [settings.device, str(settings.data_root), str(settings.cache_dir), str(settings.threads)],
+        Limits(timeout_s, settings.max_memory_bytes),
+        sandbox=sandbox,
+        hidden=[settings.out_dir],
+        device=settings.device,
+        spare=set(spare),
+    )
+    if outcome.record is not None:
+        return {**outcome.record, "sandboxed": sandbox}
+    status = outcome.status if outcome.status != "done" else "failed"
+    reason = _stop_reason(outcome, timeout_s, settings)  # first line of the error, whatever the log's length
+    tail = outcome.log_tail[-max(ERROR_TAIL - len(reason) - 1, 0) :]
+    record = _stop_record(case, status, f"{reason}\n{tail}".strip(), settings, outcome.duration_s)
+    return {**record, "sandboxed": sandbox}
 
 
 def _run_checks(cases: Sequence[Case], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -144,10 +125,27 @@ def _run_checks(cases: Sequence[Case], records: list[dict[str, Any]]) -> list[di
 
 
 def run(cases: Sequence[Case], settings: RunSettings, say: Printer = print) -> RunOutcome:
-    """Run every case not already in the journal, then write the run file."""
+    """Run every case not already in the journal, then write the run file. One writer per run: a second
+    identical command raises ``UsageError`` while this one holds the journal's lock."""
     env = environment()  # before any case: the git state is the code's, not the run's own output
     key = run_key(cases)
     journal = Journal(settings.out_dir, key)
+    journal.lock()
+    try:
+        return _run(cases, settings, say, env, key, journal)
+    finally:
+        journal.unlock()
+
+
+def _run(
+    cases: Sequence[Case], settings: RunSettings, say: Printer, env: dict[str, Any], key: str, journal: Journal
+) -> RunOutcome:
+    become_subreaper()
+    for folder in remove_stale_folders():
+        say(f"removed {folder}, left by a runner that was killed")
+    journal.load({c.key for c in cases})
+    for warning in journal.warnings:
+        say(f"WARNING: {warning}")
     now = datetime.now(timezone.utc)
     journal.start(f"{now:%Y%m%dT%H%M%SZ}-{key}", now.isoformat(timespec="seconds"))
     if journal.records:
@@ -156,8 +154,13 @@ def run(cases: Sequence[Case], settings: RunSettings, say: Printer = print) -> R
     for i, case in enumerate(cases, 1):
         if case.key in journal.records:
             continue
+        elapsed = time.perf_counter() - start
+        if elapsed > settings.max_run_time_s:
+            error = f"not run: the run's time budget of {settings.max_run_time_s:g} s was spent"
+            journal.add(case.key, _stop_record(case, "timeout", error, settings, 0.0))
+            continue
         timeout = settings.timeout_s or get_task(case.task).scales[case.scale].timeout_s
-        say(f"[{i}/{len(cases)}] {case.label()} ... (elapsed {time.perf_counter() - start:.0f} s)")
+        say(f"[{i}/{len(cases)}] {case.label()} ... (elapsed {elapsed:.0f} s)")
         record = run_one(case, settings, timeout)
         error = (record.get("error") or "").strip().splitlines()
         detail = f": {error[0]}" if error else f" [{record['dataset']}]"
@@ -169,13 +172,20 @@ def run(cases: Sequence[Case], settings: RunSettings, say: Printer = print) -> R
         "run_id": journal.header["run_id"],
         "created": journal.header["created"],
         "env": env,
-        "settings": {"device": settings.device, "data_root": str(settings.data_root), "threads": settings.threads},
+        "settings": {
+            "device": settings.device,
+            "data_root": str(settings.data_root),
+            "threads": settings.threads,
+            "left_out": list(settings.left_out),
+            "sandbox": settings.sandbox,
+            "max_memory_bytes": settings.max_memory_bytes,
+        },
         "tasks": {name: describe(get_task(name)) for name in dict.fromkeys(c.task for c in cases)},
         "cases": records,
         "checks": _run_checks(cases, records),
     }
     path = write_run(doc, settings.out_dir)
-    journal.path.unlink()
+    journal.remove()
     synthetic = sorted({r["dataset"] for r in records if r["dataset"].startswith("synthetic")})
     if synthetic:
         say(

@@ -27,6 +27,9 @@ PARAM = "param."  # prefix of parameter columns
 GROUP = ["task", "dataset", "scale", "params", "hardware"]  # never ranked across these
 ROW = [*GROUP, "impl", "submission"]
 CASE = ["task", "impl", "submission", "scale", "dataset", "params"]  # a case up to its seed
+# the columns of every ``cases_frame`` (metric, spread and param columns follow), even one of no case
+FRAME_COLUMNS = "run_id run_path created hardware task impl submission reference url scale dataset params".split()
+FRAME_COLUMNS += "params_json seed status error checks_failed checks_total".split()
 
 TaskSpecs = Mapping[str, Mapping[str, Any]]  # task name -> its description (``ctbench.describe``)
 
@@ -87,7 +90,7 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             row.update({METRIC + k: (np.nan if v is None else v) for k, v in case["metrics"].items()})
             row.update({SPREAD + k: v for k, v in case.get("spread", {}).items()})
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=FRAME_COLUMNS)
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:

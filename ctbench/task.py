@@ -231,6 +231,34 @@ class Task:
         """Why this (impl, params) combination is not run at this scale, or ``None`` to run it."""
         return None
 
+    def param_error(self, name: str, value: Any) -> str | None:
+        """Why ``value`` is not a valid value of grid axis ``name`` (checked before anything runs), or None.
+
+        Default, from the values the scales declare for the axis: the same type (an int where only ints are
+        declared; a number where numbers are), positive where every declared number is positive, and for
+        strings one of the declared values. A task with an open family of values overrides this.
+        """
+        declared = [v for scale in self.scales.values() for v in scale.grid.get(name, ())]
+        numbers = [v for v in declared if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if value is None:
+            return None if None in declared else f"{name} cannot be null"
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            return f"{name}={value!r} is not a number or a name"
+        if isinstance(value, str):
+            names = sorted({v for v in declared if isinstance(v, str)})
+            if value in names:
+                return None
+            return f"{name}={value!r} is not one of {', '.join(names)}" if names else f"{name} takes numbers"
+        if not numbers:
+            return f"{name}={value!r}: {name} takes one of {', '.join(map(str, declared))}"
+        if not math.isfinite(value):
+            return f"{name}={value!r} is not finite"
+        if all(isinstance(v, int) for v in numbers) and not isinstance(value, int):
+            return f"{name}={value!r} must be an integer"
+        if all(v > 0 for v in numbers) and value <= 0:
+            return f"{name}={value!r} must be positive"
+        return None
+
     def prepare(self, impl: Any, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
         """The protocol: bind ``impl`` to this case's model and data; the engine measures and evaluates."""
         raise NotImplementedError

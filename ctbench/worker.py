@@ -1,14 +1,16 @@
 """One case, in its own process: set the process state, load the task and the implementation, run the case
-through the engine (``ctbench.protocol``), write the case record.
+through the engine (``ctbench.protocol``), send the case record back.
 
-``python -m ctbench.worker CASE.json RECORD.json`` is what the runner starts for every case; ``execute`` is the
-same thing in-process. A protocol that raises produces a ``failed`` record with the error; a metric that is NaN
-or infinite makes the case ``failed`` too, never a silent number; so does a task that changes the process state.
+``python -m ctbench.worker CASE.json FD ...`` is what the runner starts for every case (``ctbench.launch``): the
+record goes back through the inherited pipe ``FD``; ``execute`` is the same thing in-process. A protocol that
+raises produces a ``failed`` record with the error; a metric that is NaN or infinite makes the case ``failed``
+too, never a silent number; so does a task that changes the process state.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -19,10 +21,11 @@ import torch
 
 from ctbench import process
 from ctbench.implementation import ImplRef, Manifest, load_class
+from ctbench.launch import die_with_parent
 from ctbench.measure import Meter
 from ctbench.protocol import run_case
 from ctbench.registry import get_task
-from ctbench.results import write_atomic
+from ctbench.results import _jsonable
 from ctbench.task import CaseResult, Context, Scale
 
 ERROR_TAIL = 4000  # characters of a traceback kept in the record
@@ -101,10 +104,21 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path,
     return record
 
 
+def send(fd: int, secret: str, record: dict[str, Any]) -> None:
+    """Write the record to the runner's pipe, behind the case's secret (the one channel the runner reads)."""
+    body = json.dumps(_jsonable(record), allow_nan=False)
+    with os.fdopen(fd, "wb") as pipe:
+        pipe.write(f"{secret}\n".encode() + body.encode())
+
+
 def main(argv: list[str]) -> int:
-    case_path, record_path, device, data_root, cache_dir, threads = argv
+    """``python -m ctbench.worker CASE.json FD DEVICE DATA_ROOT CACHE_DIR THREADS``."""
+    die_with_parent()
+    case_path, fd, device, data_root, cache_dir, threads = argv
     case = json.loads(Path(case_path).read_text())
-    write_atomic(Path(record_path), execute(case, device, Path(data_root), Path(cache_dir), int(threads)))
+    secret = case.pop("secret")
+    Path(case_path).unlink()  # the secret leaves the disk before any task or submission code runs
+    send(int(fd), secret, execute(case, device, Path(data_root), Path(cache_dir), int(threads)))
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from ctbench import Context, LinePlot, Metric, Paper, Phase, Policy, Prepared, RunCheck, Scale, Step, Task
 from suites.bilevel import checks, plots, protocol
 from suites.bilevel.interface import BilevelSolver
+from suites.bilevel.problems import settings
 
 _QUADRATIC = {"mu": 0.1, "lip": 1.0, "lip_cross": 0.1}
 _SMOKE = {
@@ -148,6 +149,16 @@ class BilevelTask(Task):
         _by_problem("time_to_target_s", "time_to_target_s", "time to h - h* <= 1e-3 (s; no bar: never reached)"),
     )
     bench_params = ({"problem": "quadratic"},)
+
+    def param_error(self, name: str, value: Any) -> str | None:
+        """``problem`` is an open family: any ``datacleaning-p<corruption>`` besides the declared names."""
+        if name == "problem" and isinstance(value, str) and value.startswith("datacleaning-p"):
+            try:
+                settings(value, self.scales["full"].config)
+            except ValueError as exc:
+                return str(exc)
+            return None
+        return super().param_error(name, value)
 
     def prepare(self, impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
         return protocol.prepare(impl, scale, params, ctx)

@@ -1,0 +1,94 @@
+"""The journal of an unfinished run: ``<out>/.partial/<key>.jsonl``, a header line then one finished case per
+line, flushed as each case ends, so that Ctrl-C, a kill or a crash loses nothing and the same command resumes.
+
+One writer per run: ``<key>.lock`` is held (``flock``) for the run's life; a second identical command finds it
+held and stops with a usage error naming the pid that holds it. A damaged or foreign line is skipped with a
+warning (that case runs again); a journal without a readable header gets a new one and keeps its good lines.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ctbench.registry import UsageError
+
+
+class Journal:
+    """Finished case records of an unfinished run, one JSON line each."""
+
+    def __init__(self, out_dir: Path, key: str):
+        self.path = out_dir / ".partial" / f"{key}.jsonl"
+        self.lock_path = self.path.with_suffix(".lock")
+        self.header: dict[str, Any] = {}
+        self.records: dict[str, dict[str, Any]] = {}
+        self.warnings: list[str] = []
+        self._lock: Any = None
+
+    def lock(self) -> None:
+        """Hold the run's lock, or raise ``UsageError`` naming the process that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise UsageError(
+                f"another ctbench run (pid {holder}) is running the same cases into {self.path.parent.parent}; "
+                "wait for it to finish, or give this one another --out"
+            ) from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self.lock_path.unlink(missing_ok=True)
+            self._lock = None
+
+    def load(self, valid_keys: set[str]) -> None:
+        """Read what an earlier, interrupted run of the same cases finished."""
+        if not self.path.exists():
+            return
+        lines = self.path.read_text(errors="replace").splitlines()
+        for number, line in enumerate(lines, 1):
+            try:
+                entry = json.loads(line, parse_constant=lambda c: None)
+            except (ValueError, RecursionError):
+                self.warnings.append(f"{self.path}:{number}: damaged line skipped (that case runs again)")
+                continue
+            if number == 1 and isinstance(entry, dict) and {"run_id", "created"} <= entry.keys():
+                self.header = {"run_id": str(entry["run_id"]), "created": str(entry["created"])}
+            elif isinstance(entry, dict) and entry.get("key") in valid_keys and isinstance(entry.get("record"), dict):
+                self.records[entry["key"]] = entry["record"]
+            else:
+                self.warnings.append(f"{self.path}:{number}: not a case of this run, skipped")
+        if not self.header and self.records:
+            self.warnings.append(f"{self.path}: no readable header; a new one is written, finished cases kept")
+
+    def start(self, run_id: str, created: str) -> None:
+        """Write the header (and the finished cases again, when the header had to be replaced)."""
+        if self.header and self.path.exists():
+            return
+        self.header = {"run_id": run_id, "created": created}
+        lines = [json.dumps(self.header)] + [json.dumps({"key": k, "record": r}) for k, r in self.records.items()]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, self.path)
+
+    def add(self, key: str, record: dict[str, Any]) -> None:
+        self.records[key] = record
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"key": key, "record": record}, allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

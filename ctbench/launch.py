@@ -1,0 +1,255 @@
+"""One case in its own process, contained: what the case can reach, how its record comes back, and that nothing
+it started outlives it.
+
+- The worker (``python -m ctbench.worker``) starts in a fresh temporary folder (its working directory) holding only
+  the case's description; ``--out`` and the journal appear nowhere in its command line or environment. Its record
+  comes back through an inherited pipe, prefixed by a per-case secret; the runner accepts one record, and only
+  if it is for the case it launched. Files a case writes are ignored.
+- Sandbox (``bubblewrap``): a read-only view of the filesystem except the case's folder (its ``TMPDIR``), no
+  network, its own PID namespace (the runner and its command line are invisible), the results folder hidden,
+  ``--die-with-parent``.
+- Containment: the case runs in its own session and process group; the runner is a child subreaper, so
+  descendants that escape the group (setsid, double fork) are reparented to it and ended with the case; the
+  worker dies with the runner (``PR_SET_PDEATHSIG``). A memory limit is enforced by watching the resident memory
+  of the case's process tree; exceeding it ends the case with status ``oom``. Logs are read bounded (the tail).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
+LOG_TAIL = 4000  # characters of a case's output kept in its error
+MAX_RECORD_BYTES = 256 * 2**20  # a record larger than this is refused (series of a few thousand points are ~MB)
+POLL_S = 0.1
+PREFIX = "ctbench-case-"
+OWNER = "runner.pid"
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux
+        return False
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants of our cases are reparented to this process (so they can be found and ended)."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def die_with_parent() -> None:
+    """In a worker: be killed when the process that started us dies."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+def remove_stale_folders() -> list[str]:
+    """Remove case folders left by a runner that was killed (its pid no longer alive); return their paths."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            owner = int((folder / OWNER).read_text())
+        except (OSError, ValueError):
+            continue
+        if not psutil.pid_exists(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(str(folder))
+    return removed
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float
+    max_memory_bytes: int
+
+
+@dataclass
+class Outcome:
+    """What came back from one case: its record (None if none was accepted), or why it stopped."""
+
+    record: dict[str, Any] | None
+    status: str  # "done" (the worker exited), "timeout", "oom"
+    returncode: int | None
+    log_tail: str
+    peak_memory_bytes: int
+    duration_s: float
+    rejected: str = ""  # why a record that came back was refused
+
+
+def sandbox_args(case_dir: Path, hidden: list[Path], device: str) -> list[str]:
+    """bubblewrap's arguments: read-only /, the case folder writable (its TMPDIR), no network, own PIDs."""
+    args = [bwrap() or "bwrap", "--ro-bind", "/", "/", "--proc", "/proc"]
+    args += ["--dev-bind", "/dev", "/dev"] if device.startswith("cuda") else ["--dev", "/dev"]
+    for path in hidden:
+        if path.exists():
+            args += ["--tmpfs", str(path.resolve())]
+    args += ["--bind", str(case_dir), str(case_dir), "--chdir", str(case_dir)]
+    args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]
+    return args
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _rss(processes: list[psutil.Process]) -> int:
+    total = 0
+    for p in processes:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    for p in processes:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(processes, timeout=5)
+
+
+def end_orphans(spare: set[int]) -> int:
+    """Kill every child of this process (a subreaper) except ``spare``: after a case, they can only be its
+    escaped descendants. Returns how many were ended."""
+    me = psutil.Process()
+    orphans = [p for p in _tree(me)[1:] if p.pid not in spare]
+    _kill(orphans)
+    return len(orphans)
+
+
+def _tail(path: Path, limit: int = LOG_TAIL) -> str:
+    """The last ``limit`` characters of a log, read without loading the whole file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(size - 4 * limit, 0))
+            return f.read().decode(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+def _read_pipe(fd: int, into: bytearray, overflow: list[bool]) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        while chunk := pipe.read(1 << 16):
+            if len(into) + len(chunk) > MAX_RECORD_BYTES:
+                overflow.append(True)
+                continue  # keep draining so the worker never blocks on a full pipe
+            into.extend(chunk)
+
+
+def _accept(message: bytes, secret: str, case: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The record in ``message`` if it carries the secret and is for ``case``; else None and why."""
+    head, _, body = message.partition(b"\n")
+    if not message:
+        return None, ""
+    if head.decode(errors="replace") != secret:
+        return None, "a record without the case's secret was refused"
+    try:
+        record = json.loads(body, parse_constant=lambda c: None)
+    except (ValueError, RecursionError) as exc:
+        return None, f"the record that came back is not valid JSON ({type(exc).__name__})"
+    expected = {"task": case["task"], "impl": case["impl"]["manifest"]["name"], "scale": case["scale"]}
+    expected.update(submission=case["impl"]["submission"], params=case["params"], seed=case["seed"])
+    if not isinstance(record, dict) or any(record.get(k) != v for k, v in expected.items()):
+        return None, "the record that came back is for another case (task, impl, submission, params or seed differ)"
+    return record, ""
+
+
+def _watch(proc: subprocess.Popen, handle: psutil.Process, limits: Limits, start: float) -> tuple[str, int]:
+    """Wait for the case; end its whole process tree at the timeout or past the memory limit. Returns the
+    status ("done", "timeout", "oom") and the peak resident memory of the tree seen."""
+    peak = 0
+    while True:
+        try:
+            proc.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            pass
+        else:
+            _kill(_tree(handle)[1:])  # descendants still in the tree when the worker exits
+            return "done", peak
+        tree = _tree(handle)
+        peak = max(peak, _rss(tree))
+        if peak > limits.max_memory_bytes:
+            _kill(tree)
+            return "oom", peak
+        if time.perf_counter() - start > limits.timeout_s:
+            _kill(tree)
+            return "timeout", peak
+
+
+def launch(
+    case: dict[str, Any],
+    worker_args: list[str],
+    limits: Limits,
+    *,
+    sandbox: bool,
+    hidden: list[Path],
+    device: str,
+    spare: set[int],
+) -> Outcome:
+    """Run ``python -m ctbench.worker`` for ``case`` in a fresh folder; return what came back."""
+    case_dir = Path(tempfile.mkdtemp(prefix=PREFIX))
+    (case_dir / OWNER).write_text(str(os.getpid()))
+    secret = secrets.token_hex(16)
+    (case_dir / "case.json").write_text(json.dumps({**case, "secret": secret}))
+    (case_dir / "tmp").mkdir()
+    env = {**os.environ, "TMPDIR": str(case_dir / "tmp")}  # the case's scratch space is removed with its folder
+    read_fd, write_fd = os.pipe()
+    command = [sys.executable, "-m", "ctbench.worker", "case.json", str(write_fd), *worker_args]
+    if sandbox:
+        command = [*sandbox_args(case_dir, hidden, device), *command]
+    message, overflow = bytearray(), []
+    reader = threading.Thread(target=_read_pipe, args=(read_fd, message, overflow), daemon=True)
+    start = time.perf_counter()
+    log_path = case_dir / "log.txt"
+    try:
+        try:
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(command, cwd=case_dir, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, pass_fds=(write_fd,), env=env)  # fmt: skip
+        finally:
+            os.close(write_fd)
+        reader.start()
+        handle = psutil.Process(proc.pid)
+        try:
+            status, peak = _watch(proc, handle, limits, start)
+        except BaseException:  # Ctrl-C: take the case down with us
+            _kill(_tree(handle))
+            raise
+        finally:
+            proc.wait()
+            end_orphans(spare)  # what escaped the case's group and was reparented to us (subreaper)
+        reader.join(timeout=10)
+        record, rejected = _accept(bytes(message), secret, case) if status == "done" else (None, "")
+        if overflow:
+            record, rejected = None, f"the record that came back exceeds {MAX_RECORD_BYTES} bytes"
+        return Outcome(record, status, proc.returncode, _tail(log_path), peak, time.perf_counter() - start, rejected)
+    finally:
+        shutil.rmtree(case_dir, ignore_errors=True)

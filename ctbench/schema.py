@@ -1,0 +1,251 @@
+"""The run schema field by field, as checks: every field a reader uses has the type it expects, down to each metric
+value, check, series point and task description (``results/README.md`` documents the same fields).
+
+A check is a function ``(value, where)`` that returns nothing or raises ``Problem(where, what is wrong)``; ``where``
+names the field as ``cases[3].checks.loss_finite.passed``. Fields a reader does not use may hold any JSON value;
+fields it uses may be absent where the README says so, but never of another type. Numbers are finite (JSON's
+``NaN``/``Infinity`` never pass) and integers have at most ``MAX_INT_DIGITS`` digits, so nothing downstream
+overflows; nesting is bounded by ``MAX_DEPTH`` so nothing downstream recurses without bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+MAX_DEPTH = 64  # a run file nests about 6 deep (cases[i].series.name[j][k])
+MAX_INT_DIGITS = 40
+_INT_BOUND = 10**MAX_INT_DIGITS
+STATUSES = ("ok", "failed", "invalid", "timeout")
+
+Check = Callable[[Any, str], None]
+
+
+class Problem(Exception):
+    """A field that does not have the type or value its readers need."""
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(f"{field}: {problem}")
+
+
+def is_number(value: Any) -> bool:
+    """A finite float, or an integer of at most ``MAX_INT_DIGITS`` digits; never a bool."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -_INT_BOUND < value < _INT_BOUND
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _child(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
+    """Refuse objects and lists nested deeper than ``limit`` (iteratively: a deep document cannot recurse here)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            raise Problem("<root>", f"nested deeper than {limit} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def anything(value: Any, where: str) -> None:
+    """Any JSON value (a field no reader interprets; its depth is bounded by ``check_depth``)."""
+
+
+def text(value: Any, where: str) -> None:
+    if not isinstance(value, str):
+        raise Problem(where, "expected a string")
+
+
+def number(value: Any, where: str) -> None:
+    if not is_number(value):
+        raise Problem(where, f"expected a finite number with at most {MAX_INT_DIGITS} digits")
+
+
+def integer(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not is_number(value):
+        raise Problem(where, f"expected an integer with at most {MAX_INT_DIGITS} digits")
+
+
+def boolean(value: Any, where: str) -> None:
+    if not isinstance(value, bool):
+        raise Problem(where, "expected true or false")
+
+
+def scalar(value: Any, where: str) -> None:
+    """A string, a finite number, a boolean or null (a field shown as it is)."""
+    if value is not None and not isinstance(value, (str, bool)) and not is_number(value):
+        raise Problem(where, "expected a string, a number, true, false or null")
+
+
+def nullable(check: Check) -> Check:
+    def nullable_check(value: Any, where: str) -> None:
+        if value is not None:
+            check(value, where)
+
+    return nullable_check
+
+
+def one_of(*choices: str) -> Check:
+    def one_of_check(value: Any, where: str) -> None:
+        if value not in choices or not isinstance(value, str):
+            raise Problem(where, f"{value!r:.80} is not one of {', '.join(choices)}")
+
+    return one_of_check
+
+
+def mapping(values: Check = anything) -> Check:
+    """An object whose every value passes ``values``."""
+
+    def mapping_check(value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise Problem(where, "expected an object")
+        for key, item in value.items():
+            values(item, _child(where, str(key)))
+
+    return mapping_check
+
+
+def listing(items: Check = anything) -> Check:
+    """A list whose every item passes ``items``."""
+
+    def listing_check(value: Any, where: str) -> None:
+        if not isinstance(value, list):
+            raise Problem(where, "expected a list")
+        for i, item in enumerate(value):
+            items(item, f"{where}[{i}]")
+
+    return listing_check
+
+
+def record(required: dict[str, Check], optional: dict[str, Check] | None = None) -> Check:
+    """An object with every ``required`` field, and the ``optional`` ones of their type where present; other
+    fields may hold anything."""
+    optional = optional or {}
+
+    def record_check(value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise Problem(where or "<root>", "expected an object")
+        for key, check in required.items():
+            if key not in value:
+                raise Problem(_child(where, key), "missing")
+            check(value[key], _child(where, key))
+        for key, check in optional.items():
+            if key in value:
+                check(value[key], _child(where, key))
+
+    return record_check
+
+
+def points(value: Any, where: str) -> None:
+    """A series: a list of ``[x, y]`` pairs of finite numbers (null where a value was not finite)."""
+    if not isinstance(value, list):
+        raise Problem(where, "expected a list of [x, y] points")
+    for i, point in enumerate(value):
+        if not (isinstance(point, list) and len(point) == 2 and all(v is None or is_number(v) for v in point)):
+            raise Problem(f"{where}[{i}]", "expected an [x, y] pair of finite numbers")
+
+
+NUMBER_OR_NULL = nullable(number)
+TEXT_OR_NULL = nullable(text)
+
+CASE_CHECK = record(
+    {"value": NUMBER_OR_NULL, "threshold": NUMBER_OR_NULL, "passed": boolean}, {"description": TEXT_OR_NULL}
+)
+RUN_CHECK = record(
+    {"task": text, "name": text, "value": NUMBER_OR_NULL, "threshold": NUMBER_OR_NULL, "passed": boolean},
+    {"scope": mapping(), "description": TEXT_OR_NULL},
+)
+MANIFEST = record({}, {"name": text, "authors": listing(text), "url": TEXT_OR_NULL})
+CASE = record(
+    {
+        "task": text,
+        "impl": text,
+        "submission": text,
+        "scale": text,
+        "params": mapping(),
+        "seed": integer,
+        "dataset": text,
+        "status": one_of(*STATUSES),
+        "metrics": mapping(NUMBER_OR_NULL),
+        "checks": mapping(CASE_CHECK),
+    },
+    {
+        "impl_spec": text,
+        "manifest": MANIFEST,
+        "series": mapping(points),
+        "spread": mapping(NUMBER_OR_NULL),
+        "error": TEXT_OR_NULL,
+        "note": TEXT_OR_NULL,
+        "duration_s": NUMBER_OR_NULL,
+        "device": TEXT_OR_NULL,
+        "threads": nullable(integer),
+        "process": mapping(),
+    },
+)
+GPU = record(
+    {},
+    {
+        "name": TEXT_OR_NULL,
+        "driver": TEXT_OR_NULL,
+        "memory_bytes": NUMBER_OR_NULL,
+        "power_limit_w": NUMBER_OR_NULL,
+        "clocks": mapping(NUMBER_OR_NULL),
+    },
+)
+ENV = record(
+    {},
+    {
+        **dict.fromkeys(("ctbench", "git_commit", "python", "platform", "hostname", "torch"), scalar),
+        **dict.fromkeys(("cuda", "cuda_runtime", "cudnn", "cpu"), scalar),
+        "git_dirty": nullable(boolean),
+        "cuda_available": nullable(boolean),
+        "gpus": listing(GPU),
+        "cpu_cores": nullable(integer),
+        "torch_threads": nullable(integer),
+        "ram_bytes": NUMBER_OR_NULL,
+        "env_vars": mapping(scalar),
+    },
+)
+PAPER = record({"title": text, "authors": text, "venue": text}, {"url": TEXT_OR_NULL})
+METRIC = record({}, {"unit": text, "higher_is_better": nullable(boolean), "description": text})
+PAPER_NUMBER = record(
+    {"metric": text, "value": number, "impl": text, "dataset": text, "source": text}, {"note": TEXT_OR_NULL}
+)
+PLOT = record(
+    {"name": text, "x": text, "y": text},
+    {
+        "xlabel": TEXT_OR_NULL,
+        "ylabel": TEXT_OR_NULL,
+        "xlog": boolean,
+        "ylog": boolean,
+        "scale_y": number,
+        "facet": TEXT_OR_NULL,
+        "where": mapping(),
+        "kind": one_of("line", "bar"),
+    },
+)
+TASK = record(
+    {"summary": text, "paper": PAPER, "metrics": mapping(METRIC)},
+    {
+        "step": TEXT_OR_NULL,
+        "primary_metric": TEXT_OR_NULL,
+        "paper_numbers": listing(PAPER_NUMBER),
+        "plots": listing(PLOT),
+    },
+)
+RUN = record(
+    {"schema": text, "run_id": text, "created": text, "env": ENV, "cases": listing(CASE)},
+    {"settings": mapping(), "tasks": mapping(TASK), "checks": listing(RUN_CHECK)},
+)

@@ -1,0 +1,116 @@
+"""``ctbench run``: expand the cases, check every flag and name before anything runs, run, summarise."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+import torch
+
+from ctbench.cases import Case, expand, parse_param
+from ctbench.implementation import ImplRef, reference_impls, resolve, unavailable_references
+from ctbench.launch import bwrap
+from ctbench.registry import UsageError, broken_tasks, get_task, tasks
+from ctbench.runner import RunSettings, run
+from ctbench_cli.view import report
+
+CACHE = Path(os.environ.get("CTBENCH_CACHE", Path.home() / ".cache" / "ctbench"))
+RESERVED = "reference"  # the label of the shipped implementations: no submission may take it
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def scale_for(device: str, scale: str) -> str:
+    """``auto``: smoke on a CPU, small on a GPU."""
+    if scale != "auto":
+        return scale
+    return "small" if device.startswith("cuda") else "smoke"
+
+
+def _check_names(task_name: str, submissions: list[ImplRef], references: list[ImplRef]) -> None:
+    """A submission may not pose as a reference: not named ``reference``, nor after a reference of its task."""
+    taken = {RESERVED} | {r.name for r in references}
+    for sub in submissions:
+        clash = {sub.name, sub.submission} & taken
+        if clash:
+            raise UsageError(
+                f"{sub.spec}: the name {sorted(clash)[0]!r} is reserved for {task_name}'s reference implementations "
+                f"({', '.join(sorted(taken))}); give the submission's manifest (or folder) another name"
+            )
+
+
+def impls_for(task_name: str, selectors: list[str], skip_references: bool) -> list[ImplRef]:
+    task = get_task(task_name)
+    refs = reference_impls(task.name, task.interface)
+    by_name = {r.name: r for r in refs}
+    names = [s for s in selectors if s in by_name]
+    specs = [s for s in selectors if s not in by_name]
+    for spec in specs:
+        if ":" not in spec and not spec.endswith(".py") and not Path(spec).is_dir() and "." not in spec:
+            raise UsageError(f"unknown implementation {spec!r} for {task.name}; references: {', '.join(by_name)}")
+    submissions = [ref for spec in specs for ref in resolve(spec, task.interface)]
+    _check_names(task.name, submissions, refs)
+    chosen = [by_name[n] for n in names]
+    if not names and not skip_references:
+        chosen = refs
+    return chosen + submissions
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _cases(args: argparse.Namespace, names: list[str], scale: str) -> list[Case]:
+    overrides = dict(parse_param(p) for p in args.param)
+    cases: list[Case] = []
+    for name in names:
+        task = get_task(name)
+        grid = task.scales[scale].grid if scale in task.scales else {}
+        # with several tasks, an override applies to the tasks that have that parameter
+        task_overrides = {k: v for k, v in overrides.items() if len(names) == 1 or k in grid}
+        impls = impls_for(name, args.impl, args.skip_references)
+        cases += expand(task, impls, scale, task_overrides, args.seed or None)
+    if not cases:
+        raise UsageError("no case to run (every combination was skipped)")
+    return cases
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    device = args.device or default_device()
+    names = args.task or list(tasks())
+    if not args.task:
+        for name, reason in broken_tasks().items():
+            print(f"WARNING: task {name} is left out: {reason}", file=sys.stderr)
+    if args.sandbox == "on" and bwrap() is None:
+        raise UsageError("--sandbox on needs bubblewrap (`bwrap`; Debian package bubblewrap), which is not installed")
+    cases = _cases(args, names, scale_for(device, args.scale))
+    left_out = [f"{name}/{ref}: {why}" for name in names for ref, why in unavailable_references(name).items()]
+    for line in left_out:
+        print(f"WARNING: reference {line}; it is left out of this run", file=sys.stderr)
+    # one thread per case on a CPU by default: small steps gain little from intra-op threads, and spinning
+    # threads on a shared machine made cases 10-30x slower here; recorded in the run's settings
+    threads = args.threads if args.threads else (1 if device == "cpu" else 0)
+    settings = RunSettings(
+        args.out.resolve(), args.data_root.resolve(), CACHE.resolve(), device, args.timeout, threads, tuple(left_out), args.sandbox,
+        **({"max_memory_bytes": args.max_memory} if args.max_memory else {}),
+        **({"max_run_time_s": args.max_run_time} if args.max_run_time else {}),
+    )  # fmt: skip
+    print(f"ctbench: {len(cases)} cases on {device}; results go to {args.out}/", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill stops the case's process group too, as Ctrl-C does
+    try:
+        outcome = run(cases, settings, say=lambda m: print(m, flush=True))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished cases are saved under {args.out}/.partial/; run the same command to resume")
+        return 130
+    statuses = ("ok", "failed", "invalid", "timeout", "oom")
+    counts = {s: sum(c["status"] == s for c in outcome.doc["cases"]) for s in statuses}
+    print(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    print(f"run file: {outcome.path}")
+    if not args.no_report:
+        report([args.out], args.report_dir)
+    return 0 if outcome.all_ok else 1

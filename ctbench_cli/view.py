@@ -1,0 +1,109 @@
+"""Reading results: ``ctbench list``, ``show``, ``compare`` and ``report``. Everything here reads run files; the
+installed tasks are consulted only to describe old run files and to draw a task's custom plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ctbench.implementation import reference_impls, unavailable_references
+from ctbench.registry import broken_tasks, description, tasks
+from ctbench.results import load_runs
+from ctbench.table import cases_frame, compare, leaderboard, primary_metric, task_specs
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for task in tasks().values():
+        print(f"{task.name}: {task.summary}")
+        print(f"  paper:   {task.paper.authors}, {task.paper.title} ({task.paper.venue})")
+        print(f"  scales:  {', '.join(task.scales)}")
+        for name, scale in task.scales.items():
+            grid = "; ".join(f"{k} in {list(v)}" for k, v in scale.grid.items()) or "no grid"
+            print(f"    {name}: {grid}; seeds {list(scale.seeds)}; timeout {scale.timeout_s:.0f} s")
+        better = "higher" if task.metrics[task.primary_metric].higher_is_better else "lower"
+        print(f"  primary metric: {task.primary_metric} ({better} is better)")
+        print(f"  step:    {task.step.what}")
+        for ref in reference_impls(task.name, task.interface):
+            print(f"  impl:    {ref.name}  ({ref.spec})")
+        for module, why in unavailable_references(task.name).items():
+            print(f"  impl:    {module}  NOT AVAILABLE: {why}")
+    for name, reason in broken_tasks().items():
+        print(f"{name}: NOT LOADED: {reason}", file=sys.stderr)
+    return 0
+
+
+def _load(paths: list[str]):
+    runs, skipped = load_runs(paths, description)
+    for s in skipped:
+        print(f"skipped {s.reason}", file=sys.stderr)
+    return runs
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    runs = _load(args.results)
+    if not runs:
+        print("no readable run file", file=sys.stderr)
+        return 1
+    df, specs = cases_frame(runs), task_specs(runs)
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 40):
+        for task in dict.fromkeys(df["task"]):
+            board = leaderboard(df, task, specs)
+            primary = "metric." + (primary_metric(specs, task) or "")
+            cols = ["dataset", "scale", "params", "rank", "impl", "submission", "status", primary]
+            cols += [c for c in board.columns if c.startswith("metric.") and c != primary][:6]
+            print(f"\n== {task} (ranked by {primary[7:]}) ==")
+            print(board[[c for c in cols if c in board]].to_string(index=False))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    a, b = _load([args.a]), _load([args.b])
+    if not a or not b:
+        print("compare needs two readable run files", file=sys.stderr)
+        return 1
+    changes, unshared = compare(cases_frame(a), cases_frame(b), task_specs(a + b))
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        if not changes.empty:
+            cols = ["task", "impl", "scale", "params", "metric", "a", "b", "change", "noise", "verdict"]
+            print(changes[cols].to_string(index=False))
+        if not unshared.empty:
+            print("\ncases in only one run:")
+            print(unshared.to_string(index=False))
+    return 0
+
+
+def _custom_plots(task_name: str, cases, records) -> dict:
+    """The figures of an installed task's custom plot hook; none for a task this installation does not have."""
+    task = tasks().get(task_name)
+    return task.plots(cases, records) if task is not None else {}
+
+
+def report(results: list, output: Path, **options) -> int:
+    """Build the HTML report; name skipped files and plot problems on stderr; 1 when nothing could be read."""
+    from report import build_report
+
+    built = build_report(results, output, describe=description, custom_plots=_custom_plots, **options)
+    for s in built.skipped:
+        print(f"skipped {s.reason}", file=sys.stderr)
+    for problem in built.problems:
+        print(f"report: {problem}", file=sys.stderr)
+    if built.index is None:
+        print("no readable run file: no report written", file=sys.stderr)
+        return 1
+    print(f"report: {built.index}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return report(
+        args.results,
+        args.output,
+        pytest_benchmark=args.pytest_benchmark,
+        asv_url=args.asv_url,
+        compare=args.compare,
+    )
