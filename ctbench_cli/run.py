@@ -95,11 +95,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     # one thread per case on a CPU by default: small steps gain little from intra-op threads, and spinning
     # threads on a shared machine made cases 10-30x slower here; recorded in the run's settings
     threads = args.threads if args.threads else (1 if device == "cpu" else 0)
+    limits = {"max_memory_bytes": args.max_memory, "max_run_time_s": args.max_run_time}
     settings = RunSettings(
-        args.out.resolve(), args.data_root.resolve(), CACHE.resolve(), device, args.timeout, threads, tuple(left_out), args.sandbox,
-        **({"max_memory_bytes": args.max_memory} if args.max_memory else {}),
-        **({"max_run_time_s": args.max_run_time} if args.max_run_time else {}),
-    )  # fmt: skip
+        out_dir=args.out.resolve(),
+        data_root=args.data_root.resolve(),
+        cache_dir=CACHE.resolve(),
+        device=device,
+        timeout_s=args.timeout,
+        threads=threads,
+        left_out=tuple(left_out),
+        sandbox=args.sandbox,
+        **{k: v for k, v in limits.items() if v},
+    )
     print(f"ctbench: {len(cases)} cases on {device}; results go to {args.out}/", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # a kill stops the case's process group too, as Ctrl-C does
     try:
