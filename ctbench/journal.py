@@ -91,4 +91,10 @@ class Journal:
             os.fsync(f.fileno())
 
     def remove(self) -> None:
+        """The run is written: drop the journal (and ``.partial`` when nothing else is left in it)."""
         self.path.unlink(missing_ok=True)
+        self.unlock()
+        try:
+            self.path.parent.rmdir()
+        except OSError:  # another run's journal is still there
+            pass
