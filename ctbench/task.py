@@ -231,6 +231,12 @@ class Task:
         """Why this (impl, params) combination is not run at this scale, or ``None`` to run it."""
         return None
 
+    def expected_invalid(self, impl: str, scale: Scale, params: Mapping[str, Any]) -> str | None:
+        """A negative control: why the paper expects this case to be invalid (e.g. vanilla importance sampling
+        missing far modes), or None. An invalid case that is expected is shown as "invalid as expected" and does
+        not fail the run; one that is not expected does."""
+        return None
+
     def param_error(self, name: str, value: Any) -> str | None:
         """Why ``value`` is not a valid value of grid axis ``name`` (checked before anything runs), or None.
 

@@ -94,6 +94,8 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path,
         dev = torch.device(device)
         ctx = Context(dev, Path(data_root), Path(cache_dir), case["seed"], Meter(dev, task.phases))
         _fill(record, run_case(task, load_class(impl.spec)(), scale, case["params"], ctx, state))
+        if record["status"] == "invalid":
+            record["expected_invalid"] = task.expected_invalid(impl.name, scale, case["params"])
     except Exception as exc:
         tb = traceback.format_exc()
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}\n{tb[-ERROR_TAIL:]}")
