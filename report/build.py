@@ -22,7 +22,7 @@ from ctbench.env import hardware_label
 from ctbench.results import Describe, Skipped, load_runs
 from ctbench.table import METRIC, cases_frame, leaderboard, task_specs
 from report import comparison, pybench
-from report.fmt import safe_url
+from report.fmt import csv_cell, safe_url
 from report.plots import CustomPlots, save_plots
 from report.site import Site
 from report.views import (
@@ -67,6 +67,15 @@ def _synthetic(df: pd.DataFrame) -> list[str]:
     return sorted(d for d in df["dataset"].unique() if str(d).startswith("synthetic"))
 
 
+def _write_csv(frame: pd.DataFrame, target: Path) -> None:
+    """``frame`` as CSV, every string a spreadsheet would run as a formula neutralised (``csv_cell``)."""
+    safe = frame.rename(columns=lambda c: csv_cell(str(c)))
+    for column in safe.columns:
+        if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = safe[column].map(csv_cell)
+    safe.to_csv(target, index=False, lineterminator="\r\n")  # RFC 4180: a CR inside a cell is quoted too
+
+
 def _runs_table(runs: Sequence[dict[str, Any]], links: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
     for run in sorted(runs, key=lambda r: r["created"], reverse=True):
@@ -107,10 +116,10 @@ def build_report(
     skipped += [bad_bench] if bad_bench else []
     if not runs:
         return Built(None, skipped)
-    out_dir = Path(out_dir)
     df = cases_frame(runs)
     records = _records(runs)
-    links = {label: f"hw-{i}" for i, label in enumerate(sorted(set(df["hardware"])), 1)}
+    labels = {hardware_label(run["env"]) for run in runs}  # a run with no case has hardware too
+    links = {label: f"hw-{i}" for i, label in enumerate(sorted(labels), 1)}
     names = sorted(set(df["task"]))
     pages = page_names(names)
     specs = task_specs(runs)
@@ -123,58 +132,56 @@ def build_report(
     compared, more = comparison.build(runs, metas, compare, describe)
     skipped += more
 
-    site = Site(
-        out_dir,
-        {
-            "tasks": list(metas.values()),
-            "asv_url": safe_url(asv_url),
-            "asv_given": asv_url or "",
-            "skipped": skipped,
-            "version": __version__,
-            "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
-    )
+    common = {
+        "tasks": list(metas.values()),
+        "asv_url": safe_url(asv_url),
+        "asv_given": asv_url or "",
+        "skipped": skipped,
+        "version": __version__,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     problems, sections, tables = [], [], []
-    for name in names:
-        meta, sub = metas[name], df[df["task"] == name]
-        board = leaderboard(sub, name, specs)
-        tables.append(board)
-        section = {
-            "meta": meta,
-            "boards": boards(board, meta, links),
-            "counts": _status_counts(sub["status"]),
-        }
-        sections.append(section)
-        plots, plot_error = save_plots(name, meta.spec, sub, records[name], site.add, custom_plots)
-        if plot_error:
-            problems.append(f"{name}: plots: {plot_error}")
-        site.render(
-            "task.html.j2",
-            meta.page,
-            section=section,
-            plots=plots,
-            plot_error=plot_error,
-            paper=paper_rows(sub, meta),
-            run_checks=run_checks(runs, name),
-            case_checks=case_checks(records[name]),
-            failures=failures(records[name]),
-            synthetic=_synthetic(sub),
+    with Site(Path(out_dir), common) as site:  # built aside; a failure before ``finish`` leaves the old site
+        for name in names:
+            meta, sub = metas[name], df[df["task"] == name]
+            board = leaderboard(sub, name, specs)
+            tables.append(board)
+            section = {
+                "meta": meta,
+                "boards": boards(board, meta, links),
+                "counts": _status_counts(sub["status"]),
+            }
+            sections.append(section)
+            plots, plot_error = save_plots(name, meta.spec, sub, records[name], site.add, custom_plots)
+            if plot_error:
+                problems.append(f"{name}: plots: {plot_error}")
+            site.render(
+                "task.html.j2",
+                meta.page,
+                section=section,
+                plots=plots,
+                plot_error=plot_error,
+                paper=paper_rows(sub, meta),
+                run_checks=run_checks(runs, name),
+                case_checks=case_checks(records[name]),
+                failures=failures(records[name]),
+                synthetic=_synthetic(sub),
+            )
+        _write_csv(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(), site.add("leaderboard.csv"))
+        _write_csv(df, site.add("cases.csv"))
+        if compared.frame is not None:
+            _write_csv(compared.frame, site.add("compare.csv"))
+        site.render("compare.html.j2", "compare.html", cmp=compared)
+        site.render("env.html.j2", "env.html", sections=environments(runs, links))
+        site.render("benchmarks.html.j2", "benchmarks.html", bench=bench, bench_skipped=bad_bench)
+        index = site.render(
+            "index.html.j2",
+            "index.html",
+            sections=sections,
+            runs=_runs_table(runs, links),
+            totals=_status_counts(df["status"]),
+            n_cases=len(df),
+            synthetic=_synthetic(df),
         )
-    pd.concat(tables, ignore_index=True).to_csv(site.add("leaderboard.csv"), index=False)
-    df.to_csv(site.add("cases.csv"), index=False)
-    if compared.frame is not None:
-        compared.frame.to_csv(site.add("compare.csv"), index=False)
-    site.render("compare.html.j2", "compare.html", cmp=compared)
-    site.render("env.html.j2", "env.html", sections=environments(runs, links))
-    site.render("benchmarks.html.j2", "benchmarks.html", bench=bench, bench_skipped=bad_bench)
-    index = site.render(
-        "index.html.j2",
-        "index.html",
-        sections=sections,
-        runs=_runs_table(runs, links),
-        totals=_status_counts(df["status"]),
-        n_cases=len(df),
-        synthetic=_synthetic(df),
-    )
-    site.finish()
+        site.finish()
     return Built(index, skipped, problems)

@@ -1,10 +1,14 @@
-"""Formatting helpers for the pages: numbers with their units, safe file names, safe links."""
+"""Formatting helpers for the pages and tables: numbers with their units, safe file names, safe links, names
+isolated from the page's text direction, CSV cells that no spreadsheet reads as a formula."""
 
 from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Any
+
+from markupsafe import Markup, escape
 
 _BYTES = ("bytes", "byte", "B")
 _SECONDS = ("s", "seconds")
@@ -51,3 +55,29 @@ def slug(text: str) -> str:
 def safe_url(url: Any) -> str:
     """``url`` if it is an http(s) link, else empty: a ``javascript:`` URL from a manifest is never a link."""
     return url if isinstance(url, str) and re.match(r"https?://", url, re.IGNORECASE) else ""
+
+
+# bidirectional classes that can reorder text: right-to-left letters, Arabic digits, embeddings, overrides, isolates
+_REORDERING = frozenset({"R", "AL", "AN", "LRE", "LRO", "RLE", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
+
+
+def bdi(value: Any) -> Markup:
+    """``value`` as escaped HTML text, inside ``<bdi>`` when it holds a character that can change the direction of
+    text (a U+202E override, a right-to-left letter): isolated, it cannot reorder the page around it.
+
+    A string of left-to-right letters, digits and neutrals is left bare: it cannot reorder anything, and every
+    string that can is isolated, so it has no right-to-left neighbour to be drawn into.
+    """
+    text = str(value)
+    if text.isascii() or not any(unicodedata.bidirectional(ch) in _REORDERING for ch in text):
+        return escape(text)
+    return Markup("<bdi>{}</bdi>").format(text)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
+
+
+def csv_cell(value: Any) -> Any:
+    """A string that a spreadsheet would run as a formula, prefixed with a quote (OWASP's rule); anything else,
+    numbers included (-1.5 is a number, not a formula), as it is."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value

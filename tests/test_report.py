@@ -315,7 +315,7 @@ def test_ranks_never_cross_datasets_scales_or_hardware(site):
         assert sorted(group["rank"]) == list(range(1, len(group) + 1))
     small = ar[ar["scale"] == "small"]
     assert small.sort_values("rank")["impl"].tolist() == list(METHODS)  # accuracy 0.9, 0.89, ...
-    assert set(small["hardware"]) == {"Test GPU (driver 550.1)"}
+    assert set(small["hardware"]) == {"Test GPU (32 GiB, driver 550.1)"}
     # the submission tops its own group only: the small-scale group is ranked on its own
     top = ar[ar["rank"] == 1]
     assert set(top["impl"]) == {INJECTION, "adjoint_heun", "backprop"}

@@ -66,6 +66,15 @@ def test_nan_metric_is_stored_as_null(tmp_path):
         (lambda d: d["cases"][0].update(seed=True), "cases[0].seed"),
         (lambda d: d.update(schema="ctbench.run/99"), "schema"),
         (lambda d: d.update(schema="something/else"), "schema"),
+        (lambda d: d["cases"][0].update(error=123), "cases[0].error"),
+        (lambda d: d["cases"][0].update(series={"loss": [[0, "x"]]}), "cases[0].series.loss[0]"),
+        (
+            lambda d: d["cases"][0].update(checks={"c": {"value": 1, "threshold": 1, "passed": 1}}),
+            "cases[0].checks.c.passed",
+        ),
+        (lambda d: d["cases"][0].update(metrics={"acc": float("inf")}), "cases[0].metrics.acc"),
+        (lambda d: d["env"].update(gpus="A100"), "env.gpus"),
+        (lambda d: d.update(tasks={"t": {"summary": "s", "paper": 3, "metrics": {}}}), "tasks.t.paper"),
     ],
 )
 def test_validation_names_the_field(mutate, field):
@@ -80,7 +89,7 @@ def test_corrupt_and_foreign_files_are_skipped_and_named(tmp_path):
     write_run(_run("good"), tmp_path)
     (tmp_path / "corrupt.json").write_text('{"schema": "ctbench.run/1", "cases": [')
     (tmp_path / "foreign.json").write_text(json.dumps({"benchmarks": []}))
-    (tmp_path / "newer.json").write_text(json.dumps({**_run("newer"), "schema": "ctbench.run/2"}))
+    (tmp_path / "newer.json").write_text(json.dumps({**_run("newer"), "schema": "ctbench.run/3"}))
     runs, skipped = load_runs([tmp_path])
     assert [r["run_id"] for r in runs] == ["good"]
     reasons = {s.path.rsplit("/", 1)[1]: s.reason for s in skipped}
