@@ -79,6 +79,17 @@ def _gpus() -> list[dict[str, Any]]:
         return [_gpu_record(nv, i, driver) for i in range(nv.nvmlDeviceGetCount())]
 
 
+def node() -> dict[str, Any]:
+    """The hardware of this machine: what a case record's ``hardware`` label is made of."""
+    return {
+        "hostname": platform.node(),
+        "cpu": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "ram_bytes": psutil.virtual_memory().total,
+        "gpus": _gpus(),
+    }
+
+
 def environment() -> dict[str, Any]:
     """Everything a reader needs to know where a number came from."""
     from ctbench import __version__

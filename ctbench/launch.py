@@ -33,6 +33,8 @@ from typing import Any
 
 import psutil
 
+from ctbench.template import Template
+
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
 LOG_TAIL = 4000  # characters of a case's output kept in its error
@@ -135,8 +137,8 @@ def _kill(processes: list[psutil.Process]) -> None:
 
 
 def end_orphans(spare: set[int]) -> int:
-    """Kill every child of this process (a subreaper) except ``spare``: after a case, they can only be its
-    escaped descendants. Returns how many were ended."""
+    """Kill every descendant of this process (a subreaper) that is not in ``spare`` (those that existed before
+    the case): after a case, they can only be its escaped descendants. Returns how many were ended."""
     me = psutil.Process()
     orphans = [p for p in _tree(me)[1:] if p.pid not in spare]
     _kill(orphans)
@@ -182,7 +184,7 @@ def _accept(message: bytes, secret: str, case: dict[str, Any]) -> tuple[dict[str
     return record, ""
 
 
-def _watch(proc: subprocess.Popen, handle: psutil.Process, limits: Limits, start: float) -> tuple[str, int]:
+def _watch(proc: Any, handle: psutil.Process, limits: Limits, start: float) -> tuple[str, int]:
     """Wait for the case; end its whole process tree at the timeout or past the memory limit. Returns the
     status ("done", "timeout", "oom") and the peak resident memory of the tree seen."""
     peak = 0
@@ -212,17 +214,20 @@ def launch(
     sandbox: bool,
     hidden: list[Path],
     device: str,
-    spare: set[int],
+    template: Template | None = None,
 ) -> Outcome:
-    """Run ``python -m ctbench.worker`` for ``case`` in a fresh folder; return what came back."""
+    """Run ``python -m ctbench.worker`` for ``case`` in a fresh folder (forked from the warm ``template`` when one
+    is given and the case is not sandboxed); return what came back."""
+    spare = {p.pid for p in _tree(psutil.Process())[1:]}  # our children before the case: not its to lose
     case_dir = Path(tempfile.mkdtemp(prefix=PREFIX))
     (case_dir / OWNER).write_text(str(os.getpid()))
     secret = secrets.token_hex(16)
     (case_dir / "case.json").write_text(json.dumps({**case, "secret": secret}))
     (case_dir / "tmp").mkdir()
-    env = {**os.environ, "TMPDIR": str(case_dir / "tmp")}  # the case's scratch space is removed with its folder
+    env_extra = {"TMPDIR": str(case_dir / "tmp")}  # the case's scratch space is removed with its folder
     read_fd, write_fd = os.pipe()
-    command = [sys.executable, "-m", "ctbench.worker", "case.json", str(write_fd), *worker_args]
+    argv = ["case.json", str(write_fd), *worker_args]
+    command = [sys.executable, "-m", "ctbench.worker", *argv]
     if sandbox:
         command = [*sandbox_args(case_dir, hidden, device), *command]
     message, overflow = bytearray(), []
@@ -232,8 +237,18 @@ def launch(
     try:
         try:
             with open(log_path, "wb") as log:
-                proc = subprocess.Popen(command, cwd=case_dir, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, pass_fds=(write_fd,), env=env)  # fmt: skip
+                if template is not None and not sandbox:
+                    proc = template.start(case_dir, argv, env_extra, write_fd, log.fileno())
+                else:
+                    proc = subprocess.Popen(
+                        command,
+                        cwd=case_dir,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        pass_fds=(write_fd,),
+                        env={**os.environ, **env_extra},
+                    )
         finally:
             os.close(write_fd)
         reader.start()

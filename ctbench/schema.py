@@ -17,7 +17,7 @@ from typing import Any
 MAX_DEPTH = 64  # a run file nests about 6 deep (cases[i].series.name[j][k])
 MAX_INT_DIGITS = 40
 _INT_BOUND = 10**MAX_INT_DIGITS
-STATUSES = ("ok", "failed", "invalid", "timeout")
+STATUSES = ("ok", "failed", "invalid", "timeout", "oom")
 
 Check = Callable[[Any, str], None]
 

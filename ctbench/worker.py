@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ctbench import process
+from ctbench.env import hardware_label, node
 from ctbench.implementation import ImplRef, Manifest, load_class
 from ctbench.launch import die_with_parent
 from ctbench.measure import Meter
@@ -74,6 +75,17 @@ def _fill(record: dict[str, Any], result: CaseResult) -> None:
         record["status"] = "ok"
 
 
+def host_facts() -> dict[str, Any]:
+    """Where a case ran: the host's name and its hardware label (cases of one run may run on several machines)."""
+    facts = node()
+    gpus = facts["gpus"]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if gpus and visible and visible.split(",")[0].isdigit():  # the GPU this case was given (Ray sets the variable)
+        first = int(visible.split(",")[0])
+        facts["gpus"] = [g for g in gpus if g.get("index") == first] or gpus
+    return {"host": facts["hostname"], "hardware": hardware_label(facts)}
+
+
 def case_state(scale: Scale, device: str, run_threads: int) -> process.State:
     """The process state of a case: the scale's declared threads on a CPU, else the run's ``--threads``."""
     threads = scale.threads if scale.threads is not None and device == "cpu" else run_threads
@@ -99,6 +111,7 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path,
     except Exception as exc:
         tb = traceback.format_exc()
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}\n{tb[-ERROR_TAIL:]}")
+    record.update(host_facts())
     record["duration_s"] = time.perf_counter() - start
     record["device"] = device
     record["threads"] = state.threads

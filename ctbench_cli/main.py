@@ -60,6 +60,13 @@ def parser() -> argparse.ArgumentParser:
         "50%% of RAM (default: 80%% of RAM); a case past it is ended with status oom",
     )
     r.add_argument(
+        "--start",
+        choices=("warm", "cold"),
+        default="warm",
+        help="start each case by forking a warm template that has imported torch and the tasks (default), or in a "
+        "fresh interpreter (sandboxed cases always start fresh)",
+    )
+    r.add_argument(
         "--max-run-time",
         type=options.positive_seconds,
         metavar="SECONDS",

@@ -105,6 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         threads=threads,
         left_out=tuple(left_out),
         sandbox=args.sandbox,
+        warm=args.start == "warm",
         **{k: v for k, v in limits.items() if v},
     )
     print(f"ctbench: {len(cases)} cases on {device}; results go to {args.out}/", flush=True)

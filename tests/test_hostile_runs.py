@@ -61,8 +61,13 @@ class PosesAsReference(Solver):
     manifest = Manifest(name="poser")
 
     def solve(self, a, b):
-        fd = int(sys.argv[2])
-        os.write(fd, b"0" * 32 + b"\\n" + json.dumps({"task": "tiny", "impl": "direct"}).encode())
+        forged = b"0" * 32 + b"\\n" + json.dumps({"task": "tiny", "impl": "direct"}).encode()
+        for fd in os.listdir("/proc/self/fd"):  # every pipe this process holds: the record's is one of them
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                try:
+                    os.write(int(fd), forged)
+                except OSError:
+                    pass
         return torch.linalg.solve(a, b)
 
 

@@ -125,7 +125,7 @@ def test_interrupted_run_resumes(tmp_path, write_module, env):
     [
         (["run", "--task", "nope"], "valid tasks: adjoint_resnet"),
         (["run", "--task", "adjoint_resnet", "--scale", "huge"], "valid: smoke, small, full"),
-        (["run", "--task", "adjoint_resnet", "--param", "width=3"], "valid: depth"),
+        (["run", "--task", "adjoint_resnet", "--param", "width=3"], "has no parameter width at scale smoke; valid:"),
         (["run", "--task", "adjoint_resnet", "--impl", "magic"], "references: adjoint_euler"),
     ],
 )

@@ -1,0 +1,226 @@
+"""Warm start: a template process that has already imported torch, the engine, every task with its references and
+``torch._dynamo``, and forks one fresh child per case, so a case starts in milliseconds instead of seconds.
+
+Isolation stays: each case is its own process (its own session, its own folder, its own pipe for the record), and
+a crash in a case never reaches the template. The template forks before any CUDA initialisation or thread pool
+starts (it never runs a tensor operation), so each child sets its threads and may initialise CUDA itself.
+
+Protocol on a Unix socket pair: the runner sends ``{"case_dir", "argv", "env"}`` with two file descriptors (the
+record pipe's write end and the log), the template answers ``{"pid"}``, and later ``{"exited", "status"}`` for
+that child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+_LENGTH = struct.Struct("!I")
+
+
+def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] = ()) -> None:
+    body = json.dumps(message).encode()
+    socket.send_fds(sock, [_LENGTH.pack(len(body)) + body], list(fds))
+
+
+def _recv(sock: socket.socket, max_fds: int = 0) -> tuple[dict[str, Any] | None, list[int]]:
+    head, fds, _, _ = socket.recv_fds(sock, _LENGTH.size, max_fds)
+    if len(head) < _LENGTH.size:
+        return None, fds
+    (length,) = _LENGTH.unpack(head)
+    body = b""
+    while len(body) < length:
+        chunk = sock.recv(length - len(body))
+        if not chunk:
+            return None, fds
+        body += chunk
+    return json.loads(body), fds
+
+
+# --- the template process ----------------------------------------------------------------------------------------
+def preload() -> None:
+    """Import what every case imports, without running a tensor operation (no thread pool, no CUDA)."""
+    import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401  (the first torch.optim optimiser imports it: seconds per case otherwise)
+
+    from ctbench import data, worker  # noqa: F401
+    from ctbench.implementation import reference_impls
+    from ctbench.registry import tasks
+
+    data.import_torchvision()
+    for name, task in tasks().items():
+        reference_impls(name, task.interface)
+
+
+def _child(request: dict[str, Any], record_fd: int, log_fd: int) -> None:
+    """In the forked child: become the case's worker."""
+    os.setsid()
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    os.chdir(request["case_dir"])
+    os.environ.update(request["env"])
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    from ctbench import worker
+
+    argv = [*request["argv"][:1], str(record_fd), *request["argv"][2:]]
+    try:
+        code = worker.main(argv)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _reap(sock: socket.socket) -> None:
+    """Report every child that has exited since the last call."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(sock, {"exited": pid, "status": os.waitstatus_to_exitcode(status)})
+
+
+def serve(sock: socket.socket) -> None:
+    """Fork a child per request until the runner closes the socket; report each child's exit. Single-threaded
+    (a fork from a multi-threaded process can deadlock the child)."""
+    while True:
+        readable, _, _ = select.select([sock], [], [], 0.02)
+        _reap(sock)
+        if not readable:
+            continue
+        request, fds = _recv(sock, max_fds=2)
+        if request is None:
+            return
+        record_fd, log_fd = fds
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            _child(request, record_fd, log_fd)
+        _send(sock, {"pid": pid})
+        os.close(record_fd)
+        os.close(log_fd)
+
+
+def main(argv: list[str]) -> int:
+    from ctbench.launch import die_with_parent
+
+    die_with_parent()
+    sock = socket.socket(fileno=int(argv[0]))
+    preload()
+    _send(sock, {"ready": os.getpid()})
+    serve(sock)
+    return 0
+
+
+# --- the runner's side -------------------------------------------------------------------------------------------
+class Template:
+    """The runner's handle on a template process: ``spawn`` a case, ``poll`` its exit status."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ctbench.template", str(theirs.fileno())], pass_fds=(theirs.fileno(),)
+        )
+        theirs.close()
+        self.sock = ours
+        self.exited: dict[int, int] = {}
+        self.pids: list[int] = []
+        self.changed = threading.Condition()
+        ready, _ = _recv(self.sock)
+        if not ready or "ready" not in ready:
+            raise RuntimeError("the warm template did not start")
+        threading.Thread(target=self._listen, daemon=True).start()
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                message, _ = _recv(self.sock)
+            except OSError:
+                message = None
+            with self.changed:
+                if message is None:
+                    self.proc.poll()
+                    self.changed.notify_all()
+                    return
+                if "exited" in message:
+                    self.exited[message["exited"]] = message["status"]
+                elif "pid" in message:
+                    self.pids.append(message["pid"])
+                self.changed.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def spawn(self, case_dir: Path, argv: list[str], env: dict[str, str], record_fd: int, log_fd: int) -> int:
+        """Fork a worker for the case; return its pid."""
+        with self.changed:
+            known = len(self.pids)
+            _send(self.sock, {"case_dir": str(case_dir), "argv": argv, "env": env}, [record_fd, log_fd])
+            if not self.changed.wait_for(lambda: len(self.pids) > known or not self.alive, timeout=30):
+                raise RuntimeError("the warm template did not answer")
+            if len(self.pids) == known:
+                raise RuntimeError("the warm template died")
+            return self.pids[known]
+
+    def wait(self, pid: int, timeout: float) -> int | None:
+        """The child's exit status, or None if it is still running after ``timeout`` seconds."""
+        with self.changed:
+            self.changed.wait_for(lambda: pid in self.exited or not self.alive, timeout=timeout)
+            if pid in self.exited:
+                return self.exited.pop(pid)
+            return None if self.alive else -signal.SIGKILL
+
+    def start(self, case_dir: Path, argv: list[str], env: dict[str, str], record_fd: int, log_fd: int) -> Forked:
+        return Forked(self, self.spawn(case_dir, argv, env, record_fd, log_fd))
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Forked:
+    """A case forked by the template, with ``subprocess.Popen``'s ``pid``, ``wait`` and ``returncode``."""
+
+    def __init__(self, template: Template, pid: int):
+        self.template, self.pid, self.returncode = template, pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.template.wait(self.pid, 0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = self.template.wait(self.pid, 1e9 if timeout is None else timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(f"case {self.pid}", timeout)
+        return self.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
