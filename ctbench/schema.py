@@ -192,6 +192,11 @@ CASE = record(
         "device": TEXT_OR_NULL,
         "threads": nullable(integer),
         "process": mapping(),
+        "host": TEXT_OR_NULL,
+        "hardware": TEXT_OR_NULL,
+        "sandboxed": nullable(boolean),
+        "expected_invalid": TEXT_OR_NULL,
+        "beside": nullable(integer),
     },
 )
 GPU = record(
@@ -247,5 +252,5 @@ TASK = record(
 )
 RUN = record(
     {"schema": text, "run_id": text, "created": text, "env": ENV, "cases": listing(CASE)},
-    {"settings": mapping(), "tasks": mapping(TASK), "checks": listing(RUN_CHECK)},
+    {"settings": mapping(), "tasks": mapping(TASK), "checks": listing(RUN_CHECK), "nodes": mapping(ENV)},
 )

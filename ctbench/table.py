@@ -61,11 +61,13 @@ def _param_value(value: Any) -> Any:
 
 
 def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per case of every run: metrics, spreads and parameters as columns."""
+    """One row per case of every run: metrics, spreads and parameters as columns. A case's hardware is the one it
+    ran on (cases of one run may run on several machines), else its run's."""
     rows = []
     for run in runs:
-        hardware = hardware_label(run["env"])
+        run_hardware = hardware_label(run["env"])
         for case in run["cases"]:
+            hardware = case.get("hardware") if isinstance(case.get("hardware"), str) else run_hardware
             row = {
                 "run_id": run["run_id"],
                 "run_path": run.get("_path", ""),
