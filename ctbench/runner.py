@@ -114,11 +114,11 @@ def _run(
         if record is None:
             error = f"not run: the run's time budget of {settings.max_run_time_s:g} s was spent"
             record = stop_record(case, "timeout", error, settings, 0.0)
+        journal.add(case.key, record)  # first: what the terminal says is done is in the journal
         error = (record.get("error") or "").strip().splitlines()
         detail = f": {error[0]}" if error else f" [{record['dataset']}]"
         where = f" on {record['host']}" if executor.name != "local" and record.get("host") else ""
         say(f"        {case.label()}: {record['status']} in {record.get('duration_s', 0):.1f} s{where}{detail}")
-        journal.add(case.key, record)
     records = [journal.records[c.key] for c in cases]
     nodes = getattr(executor, "nodes", None) or {node()["hostname"]: node()}
     doc = {

@@ -60,11 +60,26 @@ def parser() -> argparse.ArgumentParser:
         "50%% of RAM (default: 80%% of RAM); a case past it is ended with status oom",
     )
     r.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where cases run: this machine, one at a time (default), or a Ray cluster (--ray-address)",
+    )
+    r.add_argument("--ray-address", metavar="HOST:PORT", help="the Ray head node's address (ray start --head)")
+    r.add_argument(
+        "--cases-per-node",
+        type=options.count,
+        default=1,
+        metavar="N",
+        help="with --executor ray: CPU cases at once on a node (default 1: a timed case never shares its cores)",
+    )
+    r.add_argument(
         "--start",
-        choices=("warm", "cold"),
-        default="warm",
-        help="start each case by forking a warm template that has imported torch and the tasks (default), or in a "
-        "fresh interpreter (sandboxed cases always start fresh)",
+        choices=("auto", "warm", "cold"),
+        default="auto",
+        help="start each case by forking a warm template that has imported torch and the tasks, or in a fresh "
+        "interpreter; auto (default): warm on a CPU, cold on a GPU (the warm path has not run on a GPU yet); "
+        "sandboxed cases always start fresh",
     )
     r.add_argument(
         "--max-run-time",

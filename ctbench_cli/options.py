@@ -35,6 +35,17 @@ def threads(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
+    return value
+
+
 def seed(text: str) -> int:
     """An integer in [0, 2^32)."""
     try:

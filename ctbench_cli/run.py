@@ -6,11 +6,14 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ctbench.cases import Case, expand, parse_param
+from ctbench.executors import LocalExecutor
 from ctbench.implementation import ImplRef, reference_impls, resolve, unavailable_references
 from ctbench.launch import bwrap
 from ctbench.registry import UsageError, broken_tasks, get_task, tasks
@@ -80,6 +83,21 @@ def _cases(args: argparse.Namespace, names: list[str], scale: str) -> list[Case]
     return cases
 
 
+def _executor(args: argparse.Namespace, settings: RunSettings, say: Callable[[str], None]) -> Any:
+    """The executor the flags name; a Ray address that does not answer is a usage error before any case runs."""
+    if args.executor == "local":
+        if args.ray_address:
+            raise UsageError("--ray-address needs --executor ray")
+        return LocalExecutor(settings, say)
+    if not args.ray_address:
+        raise UsageError("--executor ray needs --ray-address HOST:PORT (the head node: `ray start --head`)")
+    try:
+        from ctbench.ray_executor import RayExecutor
+    except ImportError as exc:
+        raise UsageError(f"--executor ray needs Ray: pip install 'ctbench[ray]' ({exc})") from None
+    return RayExecutor(settings, args.ray_address, args.cases_per_node, say)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     device = args.device or default_device()
     names = args.task or list(tasks())
@@ -105,16 +123,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         threads=threads,
         left_out=tuple(left_out),
         sandbox=args.sandbox,
-        warm=args.start == "warm",
+        warm=args.start == "warm" or (args.start == "auto" and device == "cpu"),
         **{k: v for k, v in limits.items() if v},
     )
-    print(f"ctbench: {len(cases)} cases on {device}; results go to {args.out}/", flush=True)
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    executor = _executor(args, settings, say)
+    where = f"a Ray cluster at {args.ray_address}" if args.executor == "ray" else "this machine"
+    print(f"ctbench: {len(cases)} cases on {device}, {where}; results go to {args.out}/", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # a kill stops the case's process group too, as Ctrl-C does
     try:
-        outcome = run(cases, settings, say=lambda m: print(m, flush=True))
+        outcome = run(cases, settings, say=say, executor=executor)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished cases are saved under {args.out}/.partial/; run the same command to resume")
         return 130
+    finally:
+        if hasattr(executor, "close"):
+            executor.close()
     statuses = ("ok", "failed", "invalid", "timeout", "oom")
     counts = {s: sum(c["status"] == s for c in outcome.doc["cases"]) for s in statuses}
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n))

@@ -7,5 +7,5 @@ python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt)
 "${pip[@]}" "torch==2.13.0" numpy
-"${pip[@]}" -e ".[peers,dev]"
+"${pip[@]}" -e ".[peers,dev,ray]"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

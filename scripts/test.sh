@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# README command 2 (and .ci/run): set up, install the system packages the tests use (Debian's real Fashion-MNIST
-# and Chromium for the browser tests), lint, and run the tests with pytest-benchmark writing its JSON where
+# README command 2 (and .ci/run): set up, install the system packages the tests use (Debian's real Fashion-MNIST,
+# Chromium for the browser tests, bubblewrap for the sandbox tests), lint, and run the tests with pytest-benchmark
+# writing its JSON where
 # `ctbench report` finds it (.ci/out/pytest-benchmark.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ bash scripts/setup.sh
 need=()
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v bwrap >/dev/null || need+=(bubblewrap)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

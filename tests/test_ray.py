@@ -1,0 +1,165 @@
+"""The Ray executor on Ray's own multi-node simulator (``ray.cluster_utils.Cluster``), every node on 127.0.0.1: a
+grid runs across nodes and matches the local executor case for case; a node lost mid-case costs a retry, never a
+case; an interrupted driver resumes; an address where nothing listens is a usage error."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = Path(__file__).resolve().parent / "template"
+SLOW = '''
+import os, time
+from pathlib import Path
+import torch
+from ctbench import Manifest
+from suites.tiny.interface import Solver
+
+
+class Slow(Solver):
+    """Sleeps while the marker file exists."""
+    manifest = Manifest(name="slow")
+
+    def solve(self, a, b):
+        while Path(os.environ["CTBENCH_TEST_SLOW_MARK"]).exists():
+            time.sleep(0.1)
+        return torch.linalg.solve(a, b)
+'''
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tasks")
+    shutil.copytree(TEMPLATE, root, dirs_exist_ok=True)
+    (root / "slow.py").write_text(SLOW)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cluster(roots, tmp_path_factory):
+    """A head node that runs no case and two one-CPU worker nodes, all on the loopback."""
+    os.environ["CTBENCH_PATH"] = str(roots)  # inherited by the nodes' workers
+    loopback = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, **loopback})
+    workers = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
+    yield cluster, workers
+    cluster.shutdown()
+
+
+def env_for(roots: Path, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CTBENCH_PATH": str(roots),
+        "CTBENCH_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": str(REPO),
+        "CTBENCH_TEST_SLOW_MARK": str(tmp_path / "slow"),
+    }
+
+
+def run_args(out: Path, *extra: str) -> list[str]:
+    return ["run", "--task", "tiny", "--param", "n=8,16,32", "--seed", "0", "--seed", "1", "--out", str(out),
+            "--no-report", *extra]  # fmt: skip
+
+
+def ctbench(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ctbench_cli", *argv], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def run_file(out: Path) -> dict:
+    (path,) = out.glob("*.json")
+    return json.loads(path.read_text())
+
+
+def test_a_grid_on_two_nodes_matches_the_local_run(tmp_path, roots, cluster):
+    env = env_for(roots, tmp_path)
+    local = ctbench(run_args(tmp_path / "local"), env)
+    assert local.returncode == 0, local.stderr
+    spread = ctbench(run_args(tmp_path / "ray", "--executor", "ray", "--ray-address", cluster[0].address), env)
+    assert spread.returncode == 0, spread.stdout + spread.stderr
+    by_ray, by_local = run_file(tmp_path / "ray"), run_file(tmp_path / "local")
+    identity = ("task", "impl", "submission", "scale", "params", "seed", "status", "dataset")
+    assert [{k: c[k] for k in identity} for c in by_ray["cases"]] == [
+        {k: c[k] for k in identity} for c in by_local["cases"]
+    ]
+    assert all(c["host"] and c["hardware"] and c["beside"] == 0 for c in by_ray["cases"])
+    assert len({c["node_id"] for c in by_ray["cases"]}) == 2, "the cases ran on both worker nodes"
+    assert by_ray["settings"]["executor"] == "ray" and by_ray["nodes"]
+
+
+def test_an_unreachable_address_is_a_usage_error(tmp_path, roots):
+    done = ctbench(
+        run_args(tmp_path / "out", "--executor", "ray", "--ray-address", "127.0.0.1:9"), env_for(roots, tmp_path)
+    )
+    assert done.returncode == 2 and "nothing answers there" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _driver(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ctbench_cli", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+
+
+def _until(proc: subprocess.Popen, text: str, lines: list[str], deadline: float = 180) -> str:
+    end = time.time() + deadline
+    while time.time() < end:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return line
+    raise AssertionError(f"never saw {text!r}:\n{''.join(lines)}")
+
+
+def test_an_interrupted_driver_resumes(tmp_path, roots, cluster):
+    env = env_for(roots, tmp_path)
+    Path(env["CTBENCH_TEST_SLOW_MARK"]).touch()
+    argv = ["run", "--task", "tiny", "--param", "n=8", "--out", str(tmp_path / "out"), "--no-report",
+            "--executor", "ray", "--ray-address", cluster[0].address, "--impl", "direct",
+            "--impl", f"{roots / 'slow.py'}:Slow"]  # fmt: skip
+    driver, lines = _driver(argv, env), []
+    _until(driver, "tiny/direct [smoke n=8 seed=0]: ok", lines)
+    driver.send_signal(signal.SIGINT)
+    driver.wait(timeout=60)
+    Path(env["CTBENCH_TEST_SLOW_MARK"]).unlink()
+    again = ctbench(argv, env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 of 2 cases already done" in again.stdout
+    assert [c["status"] for c in run_file(tmp_path / "out")["cases"]] == ["ok", "ok"]
+
+
+def test_a_node_lost_mid_case_costs_a_retry_not_a_case(tmp_path, roots, cluster):
+    head, workers = cluster
+    env = env_for(roots, tmp_path)
+    Path(env["CTBENCH_TEST_SLOW_MARK"]).touch()
+    argv = ["run", "--task", "tiny", "--param", "n=8", "--out", str(tmp_path / "out"), "--no-report",
+            "--executor", "ray", "--ray-address", head.address, "--impl", "direct",
+            "--impl", f"{roots / 'slow.py'}:Slow"]  # fmt: skip
+    driver, lines = _driver(argv, env), []
+    placed = _until(driver, "tiny/slow", lines)
+    prefix = placed.rsplit("node ", 1)[1].strip()
+    time.sleep(3)  # the slow case is running on that node
+    (victim,) = [w for w in workers if w.node_id.startswith(prefix)]
+    head.remove_node(victim, allow_graceful=False)
+    _until(driver, "retrying elsewhere", lines)
+    Path(env["CTBENCH_TEST_SLOW_MARK"]).unlink()
+    assert driver.wait(timeout=300) == 0, "".join(lines) + driver.stdout.read()
+    cases = run_file(tmp_path / "out")["cases"]
+    assert [(c["impl"], c["status"]) for c in cases] == [("direct", "ok"), ("slow", "ok")]
+    assert cases[1]["node_id"] != victim.node_id
