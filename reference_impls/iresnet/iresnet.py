@@ -5,6 +5,8 @@ terms with one Hutchinson probe v ~ N(0, I) per sample,
 
 each v^T J^k a vector-Jacobian product of the previous one. Gradients flow through all n products
 (``create_graph``), so training memory grows linearly in n; the bias is bounded by Theorem 3 (``series.py``).
+The products use g linearised once per block (``linearise``: the activations' derivatives computed once and
+shared by the n products, which are differentiated as one function with in-place gradient accumulation).
 """
 
 import torch
@@ -12,7 +14,8 @@ from torch import nn
 
 from ctbench import Manifest
 from suites.iresnet.interface import ResidualLogDet
-from suites.iresnet.series import as_input, power_series
+from suites.iresnet.linearise import linearise
+from suites.iresnet.series import power_series
 
 
 class IResNet(ResidualLogDet):
@@ -25,8 +28,7 @@ class IResNet(ResidualLogDet):
 
     def forward(self, g: nn.Module, x: torch.Tensor, terms: int) -> tuple[torch.Tensor, torch.Tensor]:
         train = torch.is_grad_enabled()
-        with torch.enable_grad():
-            x = as_input(x)
-            gx = g(x)
-            logdet = power_series(gx, x, [1.0] * terms, create_graph=train)
-        return (x + gx, logdet) if train else ((x + gx).detach(), logdet.detach())
+        lin = linearise(g, x)
+        logdet = power_series(lin, [1.0] * terms, create_graph=train)
+        y = lin.x + lin.gx
+        return (y, logdet) if train else (y.detach(), logdet.detach())

@@ -12,7 +12,8 @@ Gradient (Neumann series, eq. 8): d log|det(I + J)| / d theta = tr((I + J)^-1 dJ
 i.e. the vector w = sum_k (-1)^k v^T J^k / P(N >= k) is built without a graph and one more vector-Jacobian product
 w^T J v is differentiated. The returned value is the roulette estimate plus (w^T J v - its detached value): it
 equals the unbiased estimate and its gradient is the Neumann estimate; memory is O(1) in N. The roulette's variance
-is finite when (1 - p) > ||J||^2 (terms decay as ||J||^k); p = 0.5 as in the paper's code.
+is finite when (1 - p) > ||J||^2 (terms decay as ||J||^k); p = 0.5 as in the paper's code. The products use g
+linearised once per block (``linearise``).
 """
 
 import torch
@@ -20,7 +21,8 @@ from torch import nn
 
 from ctbench import Manifest
 from suites.iresnet.interface import ResidualLogDet
-from suites.iresnet.series import Roulette, as_input, dot, vjp_powers
+from suites.iresnet.linearise import linearise
+from suites.iresnet.series import Roulette, dot, vjp_powers
 
 
 class ResidualFlow(ResidualLogDet):
@@ -37,16 +39,13 @@ class ResidualFlow(ResidualLogDet):
         roulette = Roulette(terms, self.p)
         n = roulette.draw()
         weights = roulette.weights(n)
-        with torch.enable_grad():
-            x = as_input(x)
-            gx = g(x)
-            v = torch.randn_like(x)
-            value, neumann = x.new_zeros(x.shape[0]), v
-            for k, u in enumerate(vjp_powers(gx, x, v, n, create_graph=False), start=1):
-                value = value + (-1) ** (k + 1) * weights[k - 1] / k * dot(u.detach(), v)
-                neumann = neumann + (-1) ** k * weights[k - 1] * u.detach()
-            if not train:
-                return (x + gx).detach(), value
-            (w_jac,) = torch.autograd.grad(gx, x, neumann, create_graph=True)
-            surrogate = dot(w_jac, v)
+        lin = linearise(g, x)
+        x, gx, v = lin.x, lin.gx, torch.randn_like(lin.x)
+        value, neumann = x.new_zeros(x.shape[0]), v
+        for k, u in enumerate(vjp_powers(lin.vjp, v, n, create_graph=False), start=1):
+            value = value + (-1) ** (k + 1) * weights[k - 1] / k * dot(u, v)
+            neumann = neumann + (-1) ** k * weights[k - 1] * u
+        if not train:
+            return (x + gx).detach(), value
+        surrogate = dot(lin.vjp(neumann, True), v)
         return x + gx, value + surrogate - surrogate.detach()

@@ -29,7 +29,8 @@ from ctbench import Context
 from suites.iresnet import data, images, toy2d
 from suites.iresnet.data import DATASETS
 from suites.iresnet.flow import Flow, LogDet, image_flow, mlp_flow
-from suites.iresnet.series import Roulette, as_input, exact_logdet, power_series
+from suites.iresnet.linearise import linearise
+from suites.iresnet.series import Roulette, exact_logdet, power_series
 
 EXPERIMENTS = ("density_2d", "density_images", "classification")
 
@@ -62,11 +63,9 @@ def reference_logdet(dim: int, exact_max_dim: int, exact_terms: int = 20) -> Log
     roulette = Roulette(exact_terms)
 
     def estimate(g: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.enable_grad():
-            h = as_input(h)
-            gh = g(h)
-            logdet = power_series(gh, h, roulette.weights(roulette.draw()), create_graph=False)
-        return (h + gh).detach(), logdet.detach()
+        lin = linearise(g, h)
+        logdet = power_series(lin, roulette.weights(roulette.draw()), create_graph=False)
+        return (lin.x + lin.gx).detach(), logdet.detach()
 
     return estimate
 

@@ -19,15 +19,24 @@ class ResidualLogDet(ABC):
     """
 
     series: ClassVar[str] = "exact"
+    note: ClassVar[str] = ""  # shown on the page beside the method's cases: how a peer is configured, caveats
 
     @abstractmethod
     def forward(self, g: nn.Module, x: torch.Tensor, terms: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(x + g(x), an estimate of log|det(I + J_g(x))| per sample, shape (N,)).
 
-        With gradients enabled (training) the estimate must be differentiable in g's parameters and in x; under
-        ``torch.no_grad()`` (evaluation) no graph needs to survive. ``terms`` is the series length: the
-        truncation length of a truncated series, the number of always-evaluated terms of a roulette one.
+        With gradients enabled (training) the estimate must be differentiable in g's parameters and in x (its
+        gradient is what training follows); under ``torch.no_grad()`` (evaluation) no graph needs to survive.
+        ``terms`` is the series length: the truncation length of a truncated series, the number of
+        always-evaluated terms of a roulette one.
         """
+
+    def estimate(self, g: nn.Module, x: torch.Tensor, terms: int) -> torch.Tensor:
+        """The value of the log-det estimate training uses, without a graph (the protocol measures its error
+        against the exact log-det). By default ``forward``'s with gradients enabled; a method whose training
+        output is only a surrogate for the gradient (its value not a log-det estimate) gives its estimate here."""
+        with torch.enable_grad():
+            return self.forward(g, x, terms)[1].detach()
 
     def inverse(self, g: nn.Module, y: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
         """x with x + g(x) = y, by the Banach fixed-point iteration x_{k+1} = y - g(x_k) from x_0 = y

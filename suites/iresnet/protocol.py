@@ -14,9 +14,11 @@ the engine measures (time, working memory, ``throughput_samples_s`` = batch / st
    without gradient (phase ``eval``); inversion error and iterations of F^-1(F(x)) with the method's inverse; the
    largest singular value of each block's Jacobian; samples x = F^-1(z), z ~ N(0, I) (2-D).
 
-A method whose log-det carries no gradient cannot train a density (check ``logdet_differentiable``): it has no
-step and gets step 2 on the untrained flow, without training metrics. A case with c >= 1 (blocks not
-contractive) completes and is marked invalid with its inversion residual.
+A method whose log-det carries no gradient (found on a few inputs) cannot train a density: it has no step and
+gets step 2 on the untrained flow, without training metrics; the case's note says why (no failing check: the
+method was not built to train). A method's own ``note`` (how a peer is configured, what its numbers mean) goes on
+the page too. A case with c >= 1 (blocks not contractive) completes and is marked invalid with its inversion
+residual.
 """
 
 from __future__ import annotations
@@ -100,13 +102,6 @@ def _evaluate(
     checks: dict[str, Check] = {}
     series: dict[str, list[list[float]]] = {}
     stopped = ""
-    if s.density:
-        checks["logdet_differentiable"] = Check.at_least(
-            float(trains),
-            1.0,
-            "log-det carries a gradient, as maximum-likelihood training needs; without one the method is not "
-            "trained and its case has no training metrics (NLL, step time, step memory, throughput)",
-        )
     if trains:
         step, losses, steps = _train_step(s, impl, terms), [], run["steps"]
         try:
@@ -148,7 +143,8 @@ def _evaluate(
         invalid += stopped
         metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
         checks = {k: v for k, v in checks.items() if math.isfinite(v.value) and math.isfinite(v.threshold)}
-    return CaseResult(metrics, dataset=s.dataset, checks=checks, series=series, invalid_reason=invalid)
+    note = getattr(impl, "note", "") or None
+    return CaseResult(metrics, dataset=s.dataset, checks=checks, series=series, invalid_reason=invalid, note=note)
 
 
 def _estimator_checks(kind: str, err: measures.EstimatorError, terms: int) -> dict[str, Check]:

@@ -24,32 +24,28 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from suites.iresnet.linearise import VJP, Linearised, as_input
+
 
 def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-sample inner product over every dimension but the first."""
     return (a * b).flatten(1).sum(1)
 
 
-def as_input(x: torch.Tensor) -> torch.Tensor:
-    """``x`` as a tensor that vector-Jacobian products can differentiate against."""
-    return x if x.requires_grad else x.detach().requires_grad_(True)
-
-
-def vjp_powers(gx: torch.Tensor, x: torch.Tensor, v: torch.Tensor, n: int, create_graph: bool) -> Iterator:
+def vjp_powers(vjp: VJP, v: torch.Tensor, n: int, create_graph: bool) -> Iterator[torch.Tensor]:
     """u_k = v^T J_g(x)^k for k = 1..n, one vector-Jacobian product each (per sample: g acts sample-wise)."""
     u = v
     for _ in range(n):
-        (u,) = torch.autograd.grad(gx, x, u, create_graph=create_graph, retain_graph=True)
+        u = vjp(u, create_graph)
         yield u
 
 
-def power_series(gx: torch.Tensor, x: torch.Tensor, weights: list[float], create_graph: bool) -> torch.Tensor:
-    """sum_{k=1}^n (-1)^{k+1} w_k v^T J^k v / k with one Gaussian probe v per sample (n = len(weights))."""
-    v = torch.randn_like(x)
-    total = x.new_zeros(x.shape[0])
-    for k, u in enumerate(vjp_powers(gx, x, v, len(weights), create_graph), start=1):
-        total = total + (-1) ** (k + 1) * weights[k - 1] / k * dot(u, v)
-    return total
+def power_series(lin: Linearised, weights: list[float], create_graph: bool) -> torch.Tensor:
+    """sum_{k=1}^n (-1)^{k+1} w_k v^T J^k v / k with one Gaussian probe v ~ N(0, I) per sample (n = len(weights)),
+    as (sum_k (-1)^{k+1} w_k / k v^T J^k) v: one inner product, not n."""
+    v = torch.randn_like(lin.x)
+    coefficients = [(-1) ** (k + 1) * w / k for k, w in enumerate(weights, start=1)]
+    return dot(lin.weighted_powers(v, coefficients, create_graph), v)
 
 
 @dataclass(frozen=True)

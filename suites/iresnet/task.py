@@ -7,8 +7,9 @@ measures one training step (time, working memory, throughput); the evaluation tr
 evaluation throughput (phase ``eval``), inversion error and the blocks' Lipschitz constants. The protocol is in
 ``protocol.py``, the memory and speed checks across cases in ``checks.py``, the 2-D samples figure in ``plots.py``.
 
-Threads: one at smoke (every model there is tiny). At small and full the scale leaves threads to the run
-(``--threads``; the command line's default on a CPU is already one thread, and on a GPU they do not matter).
+The scales' settings are in ``configs.py``. Threads: one at smoke (every model there is tiny). At small and full
+the scale leaves threads to the run (``--threads``; the command line's default on a CPU is already one thread, and
+on a GPU they do not matter). Cases with c >= 1 are negative controls: expected invalid (not contractive).
 """
 
 from __future__ import annotations
@@ -17,38 +18,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench import Context, LinePlot, Metric, Paper, PaperNumber, Phase, Policy, Prepared, RunCheck, Scale, Step, Task
-from suites.iresnet import checks, protocol
+from suites.iresnet import checks, configs, protocol
 from suites.iresnet.data import DATASETS
 from suites.iresnet.interface import ResidualLogDet
 
 SWEEP_IMPLS = ("iresnet", "residual_flow", "normflows_residual")  # the memory sweep over series terms
 # ``config["methods_for"]`` may narrow the sweep and the non-contractive case to fewer methods (smoke's budget)
-
-_COMMON = {
-    "exact_max_dim": 16,
-    "inverse_tol": 1e-6,
-    "inverse_max_iter": 100,
-    "lipschitz_iterations": 20,
-    "converge_iterations": 50,
-    "probe_batch": 256,
-    "eval_batch": 500,
-    "n_samples": 500,
-}
-
-
-def _density_2d(blocks: int, width: int, layers: int, steps: int, batch: int, lr: float, n_test: int) -> dict[str, Any]:
-    return dict(blocks=blocks, width=width, layers=layers, steps=steps, batch=batch, lr=lr, n_test=n_test,
-                power_iterations=1)  # fmt: skip
-
-
-def _images(stages: list | dict, steps: int, batch: int, n_train: int, n_test: int, lr: float) -> dict[str, Any]:
-    return dict(stages=stages, steps=steps, batch=batch, n_train=n_train, n_test=n_test, lr=lr, alpha=0.05,
-                power_iterations=1)  # fmt: skip
-
-
-def _classifier(stages: list | dict, steps: int, batch: int, n_train: int, n_test: int) -> dict[str, Any]:
-    return dict(stages=stages, pad_to=16, classes=10, steps=steps, batch=batch, n_train=n_train, n_test=n_test,
-                lr=0.1, momentum=0.9, weight_decay=5e-4, power_iterations=1)  # fmt: skip
 
 
 def _vs_terms(name: str, metric: str, label: str, factor: float = 1.0) -> LinePlot:
@@ -104,18 +79,21 @@ class IResNetTask(Task):
         "smoke": Scale(
             "smoke",
             grid={"experiment": ["density_2d"], "dataset": ["eight_gaussians"], "c": [0.9, 1.5], "terms": [4, 12]},
-            config={
-                **_COMMON,
-                "estimator_draws": 40,
-                "eval_repeat": 5,
-                "methods_for": {"terms": ["iresnet", "residual_flow"], "c>=1": ["iresnet"]},
-                "density_2d": _density_2d(4, 32, 3, 100, 256, 1e-2, 2000),
-                "density_images": _images([[2, 16]], 5, 16, 256, 64, 3e-3),
-                "classification": _classifier([[1, 16], [1, 32]], 5, 16, 256, 64),
-            },
+            config=configs.SMOKE,
             timeout_s=120,
-            policy=Policy(warmup=2, repeat=20, memory_repeat=3),
+            policy=Policy(warmup=2, repeat=20, memory_repeat=configs.MEMORY_READINGS),
             threads=1,
+        ),
+        # scripts/gpu_check.sh on one H200: small's 2-D setting, briefly (configs.GPU_SMOKE): the throughput
+        # against normflows at n = 5, the memory sweep n = 5 -> 20, the non-contractive control (c = 1.5)
+        "gpu-smoke": Scale(
+            "gpu-smoke",
+            grid={"experiment": ["density_2d"], "dataset": ["eight_gaussians"], "c": [0.9, 1.5], "terms": [5, 20]},
+            config=configs.GPU_SMOKE,
+            timeout_s=30,
+            policy=Policy(
+                warmup=2, repeat=10, memory_repeat=configs.MEMORY_READINGS, energy_block_s=0.2, energy_blocks=1
+            ),
         ),
         "small": Scale(
             "small",
@@ -125,17 +103,9 @@ class IResNetTask(Task):
                 "c": [0.9, 1.5, None],
                 "terms": [5, 2, 10, 20],
             },
-            config={
-                **_COMMON,
-                "estimator_draws": 200,
-                "eval_repeat": 10,
-                # normflows' measured setting: 8 blocks, width 128, batch 256
-                "density_2d": _density_2d(8, 128, 3, 3000, 256, 1e-3, 20000),
-                "density_images": _images([[2, 32], [2, 32]], 500, 64, 60000, 2000, 3e-3),
-                "classification": _classifier([[2, 32], [2, 64]], 1000, 128, 60000, 10000),
-            },
+            config=configs.SMALL,
             timeout_s=3600,
-            policy=Policy(warmup=2, repeat=10, memory_repeat=3),
+            policy=Policy(warmup=2, repeat=10, memory_repeat=configs.MEMORY_READINGS),
         ),
         "full": Scale(
             "full",
@@ -145,38 +115,9 @@ class IResNetTask(Task):
                 "c": [0.9, 1.5, None],
                 "terms": [5, 2, 10, 20],
             },
-            config={
-                **_COMMON,
-                "eval_batch": 200,
-                "estimator_draws": 1000,
-                "eval_repeat": 20,
-                # Residual Flows' 2-D setting: 100 blocks of width 128, Adam 1e-3, 50k iterations, batch 500
-                "density_2d": _density_2d(100, 128, 4, 50000, 500, 1e-3, 100000),
-                # the paper's CIFAR-10 model: 16-16-16 blocks x 512 channels, Adamax 3e-3, batch 128, 200 epochs;
-                # 28x28 images take two scales (28 -> 14 -> 7)
-                "density_images": _images(
-                    {"cifar10": [[16, 512]] * 3, "mnist": [[16, 512]] * 2, "fashion-mnist": [[16, 512]] * 2},
-                    200 * 390,
-                    128,
-                    60000,
-                    10000,
-                    3e-3,
-                ),
-                # the paper's classifier: 7-7-7 blocks, widths 32/64/128, SGD 0.1, batch 128, wd 5e-4, 200 epochs
-                "classification": _classifier(
-                    {
-                        "cifar10": [[7, 32], [7, 64], [7, 128]],
-                        "mnist": [[7, 32], [7, 64]],
-                        "fashion-mnist": [[7, 32], [7, 64]],
-                    },
-                    200 * 390,
-                    128,
-                    50000,
-                    10000,
-                ),
-            },
+            config=configs.FULL,
             timeout_s=48 * 3600,
-            policy=Policy(warmup=2, repeat=20, memory_repeat=3),
+            policy=Policy(warmup=2, repeat=20, memory_repeat=configs.MEMORY_READINGS),
         ),
     }
     line_plots = (
@@ -217,6 +158,12 @@ class IResNetTask(Task):
             return "the non-contractive case (c >= 1) runs on the first data set" + (
                 f" for {', '.join(narrowed['c>=1'])}" if "c>=1" in narrowed else ""
             )
+        return None
+
+    def expected_invalid(self, impl: str, scale: Scale, params: Mapping[str, Any]) -> str | None:
+        c = params.get("c")
+        if params.get("experiment") != "classification" and c is not None and c >= 1:
+            return f"negative control: c = {c} >= 1 leaves the blocks not contractive (Theorem 1 needs Lip(g) < 1)"
         return None
 
     def prepare(self, impl: ResidualLogDet, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
