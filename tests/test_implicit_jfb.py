@@ -145,6 +145,67 @@ def test_jacobian_free_methods_descend_with_no_jacobian_product(name, method):
     assert cosine(grad, implicit_gradient(net, x, y)) > 0
 
 
+def test_torchdeq_peers_run_at_torchdeqs_documented_defaults_and_the_cases_forward():
+    pytest.importorskip("torchdeq")
+    import inspect
+
+    from torchdeq.core import DEQBase
+    from torchdeq.solver.anderson import anderson_solver
+
+    from reference_impls.implicit_jfb._torchdeq import BACKWARD, deq_settings
+
+    documented = inspect.signature(DEQBase.__init__).parameters
+    assert {k: documented[k].default for k in BACKWARD} == BACKWARD
+    settings = deq_settings(FixedPointSolver("anderson", 1e-3, 50))
+    case = {"f_solver": "anderson", "f_tol": 1e-3, "f_stop_mode": "rel", "f_max_iter": 50}
+    assert settings == {**case, **BACKWARD}  # nothing else: Anderson's m and lam stay torchdeq's
+    assert inspect.signature(anderson_solver).parameters["m"].default == 6
+
+
+@pytest.mark.parametrize("name", ["torchdeq_ift", "torchdeq_onestep"])
+@pytest.mark.parametrize("method", ["fixed_point", "anderson"])
+def test_torchdeq_wrapper_reaches_what_torchdeq_reaches_on_its_own(name, method):
+    """The wrapper (the task's counted layer, train/eval switching, z[-1]) changes nothing torchdeq computes:
+    the same fixed point at inference and the same gradient in training as torchdeq called directly on
+    T(., Q(x)), as its documentation shows (``z_out, info = deq(f, z0)``)."""
+    pytest.importorskip("torchdeq")
+    from torchdeq import get_deq
+
+    from reference_impls.implicit_jfb._torchdeq import deq_settings
+
+    net = tiny_net()
+    x, y = tiny_batch()
+    solver = FixedPointSolver(method, 1e-4, 50)
+    wrapped, _ = method_gradient(net, name, x, y, solver)
+    with torch.no_grad():
+        z_wrapped, layer = training.forward(net, reference("implicit_jfb", name), x, solver)
+        residual_wrapped = training.latent_residual(layer, z_wrapped)
+
+    deq = get_deq(**deq_settings(solver), **({"ift": True} if name == "torchdeq_ift" else {"grad": 1}))
+    net.zero_grad(set_to_none=True)
+    v = net.inject(x)
+    T = net.latent_map(v)
+    z, _ = deq(T, torch.zeros_like(v))
+    F.cross_entropy(net.readout(z[-1]), y).backward()
+    params = net.implicit_parameters()
+    direct = flat([p.grad for p in params], params)
+    deq.eval()
+    with torch.no_grad():
+        (z_direct,), _ = deq(T, torch.zeros_like(v))
+        residual_direct = float(
+            ((T(z_direct) - z_direct).flatten(1).norm(dim=1) / T(z_direct).flatten(1).norm(dim=1)).max()
+        )
+
+    assert torch.allclose(wrapped, direct, rtol=1e-5, atol=1e-9)
+    assert torch.allclose(z_wrapped, z_direct, rtol=1e-5, atol=1e-7)
+    assert residual_wrapped == pytest.approx(residual_direct, rel=1e-3, abs=1e-7)
+    assert residual_wrapped <= solver.tol
+    exact = implicit_gradient(net, x, y)
+    assert cosine(wrapped, exact) == pytest.approx(cosine(direct, exact), abs=1e-6)
+    if name == "torchdeq_ift":  # the backward at torchdeq's own accuracy: the implicit gradient
+        assert cosine(wrapped, exact) > 0.9999
+
+
 def test_ift_spends_one_vjp_per_adjoint_iteration():
     net = tiny_net()
     x, y = tiny_batch()
@@ -318,9 +379,12 @@ def test_smoke_case(name):
     engine = {"step_time_s", "step_peak_memory_bytes", "throughput_samples_s", "epoch_time_s", "backward_time_s"}
     assert engine <= set(result.metrics)
     assert result.metrics["step_peak_memory_bytes"] > 0
+    assert result.metrics["backward_time_vs_one_step"] > 0 and "backward_time_vs_one_step" in result.spread
+    assert result.metrics["step_forward_iterations"] >= 1
+    assert result.metrics["latent_bytes"] == 100 * 16 * 10 * 10 * 4  # smoke: batch 100, 16 channels, 10x10
 
 
-def record(impl: str, tol: float, **metrics: float) -> dict:
+def record(impl: str, tol: float, spread: dict | None = None, solver: str = "fixed_point", **metrics: float) -> dict:
     return {
         "task": "implicit_jfb",
         "impl": impl,
@@ -328,30 +392,88 @@ def record(impl: str, tol: float, **metrics: float) -> dict:
         "dataset": "fashion-mnist",
         "seed": 0,
         "status": "ok",
-        "params": {"solver": "fixed_point", "tol": tol},
+        "params": {"solver": solver, "tol": tol},
         "metrics": metrics,
+        "spread": spread or {},
     }
 
 
-def test_run_checks_memory_and_speed():
-    common = {"forward_iterations": 5.0, "test_accuracy": 0.9, "epoch_time_s": 1.0}
+def memory(impl: str, tol: float, iterations: float, mb: float, spread_mb: float = 0.0, solver: str = "fixed_point"):
+    """A record of the tolerance sweep: step memory ``mb`` (range ``spread_mb``) over ``iterations``, 1 MB latents."""
+    common = {"test_accuracy": 0.9, "epoch_time_s": 1.0, "latent_bytes": 1e6, "forward_iterations": iterations}
+    return record(
+        impl,
+        tol,
+        {"step_peak_memory_bytes": spread_mb * 1e6},
+        solver,
+        step_forward_iterations=iterations,
+        step_peak_memory_bytes=mb * 1e6,
+        **common,
+    )
+
+
+def test_memory_checks_count_latents_per_iteration_beyond_the_readings_spread():
     cases = [
-        record("unrolled", 1e-2, step_peak_memory_bytes=10e6, **common),
-        record("unrolled", 1e-5, step_peak_memory_bytes=25e6, **common),
-        record("jfb", 1e-2, step_peak_memory_bytes=10e6, backward_time_s=0.01, **common),
-        record("jfb", 1e-5, step_peak_memory_bytes=10.5e6, backward_time_s=0.01, **common),
-        record("ift", 1e-2, step_peak_memory_bytes=10e6, backward_time_s=0.02, **common),
-        record("ift", 1e-5, step_peak_memory_bytes=20e6, backward_time_s=0.05, **common),
-        record("torchdeq_ift", 1e-2, **{**common, "epoch_time_s": 2.0}),
+        memory("unrolled", 1e-2, 4, 20),
+        memory("unrolled", 1e-5, 8, 32, spread_mb=2),  # 3 latents per iteration; 0.5 of spread
+        memory("jfb", 1e-2, 4, 10, spread_mb=3),
+        memory("jfb", 1e-5, 8, 15, spread_mb=3),  # 1.25 latents per iteration, but 1.5 of spread: flat
+        memory("ift", 1e-2, 4, 10),
+        memory("ift", 1e-5, 8, 16),  # 1.5 latents per iteration: grows
+        memory("unrolled", 1e-2, 4, 20, solver="anderson"),  # one point: no sweep
     ]
-    result = {(c.name, c.scope.get("impl"), c.scope.get("tol")): c.check.passed for c in checks.run_checks("t", cases)}
-    assert result[("unrolled_memory_grows", "unrolled", None)]
-    assert result[("memory_flat_in_iterations", "jfb", None)]
-    assert not result[("memory_flat_in_iterations", "ift", None)]
-    assert not result[("jfb_backward_speedup_vs_ift", None, 1e-2)]
-    assert result[("jfb_backward_speedup_vs_ift", None, 1e-5)]
-    assert result[("jfb_epoch_faster_than_torchdeq_ift", None, 1e-2)]
-    assert result[("jfb_accuracy_near_ift", None, 1e-2)]
+    result = {(c.name, c.scope.get("impl")): c.check for c in checks.run_checks("t", cases) if "memory" in c.name}
+    assert set(result) == {
+        ("unrolled_memory_grows", "unrolled"),
+        ("memory_flat_in_iterations", "jfb"),
+        ("memory_flat_in_iterations", "ift"),
+    }
+    grows = result["unrolled_memory_grows", "unrolled"]
+    assert grows.passed and grows.value == pytest.approx(3.0) and grows.threshold == pytest.approx(1.5)
+    assert "over 4.0 -> 8.0 iterations" in grows.description
+    assert result["memory_flat_in_iterations", "jfb"].passed
+    assert not result["memory_flat_in_iterations", "ift"].passed
+    noisy = [memory("unrolled", 1e-2, 4, 20, spread_mb=8), memory("unrolled", 1e-5, 8, 32, spread_mb=8)]
+    assert not checks.run_checks("t", noisy)[0].check.passed  # 3 latents per iteration, within 1 + 4 of noise
+    unmoved = [memory("unrolled", 1e-2, 4, 20), memory("unrolled", 1e-5, 4.5, 32)]
+    assert not [c for c in checks.run_checks("t", unmoved) if "memory" in c.name]  # iterations barely moved
+
+
+def backward(impl: str, tol: float, cost: float, products: float, spread: float = 0.0, **metrics: float) -> dict:
+    common = {"test_accuracy": 0.9, "epoch_time_s": 1.0, "forward_iterations": 5.0 if tol > 1e-3 else 9.0}
+    spreads = {"backward_time_vs_one_step": spread}
+    return record(
+        impl,
+        tol,
+        spreads,
+        backward_time_vs_one_step=cost,
+        backward_jacobian_products=products,
+        **{**common, **metrics},
+    )
+
+
+def test_speed_checks_compare_each_cases_backward_against_its_own_one_step_backward():
+    cases = [
+        backward("jfb", 1e-2, 1.0, 0, backward_time_s=0.010),
+        backward("ift", 1e-2, 2.0, 3, backward_time_s=0.040),  # slower machine when ift ran: ignored
+        backward("jfb", 1e-5, 1.1, 0, 0.011, backward_time_s=0.010),
+        backward("ift", 1e-5, 4.4, 8, 0.044, backward_time_s=0.020),
+        backward("torchdeq_ift", 1e-2, 5.0, 12, epoch_time_s=2.0),
+    ]
+    result = {(c.name, c.scope.get("tol")): c.check for c in checks.run_checks("t", cases)}
+    loose, tight = result["jfb_backward_speedup_vs_ift", 1e-2], result["jfb_backward_speedup_vs_ift", 1e-5]
+    assert not loose.passed and loose.value == pytest.approx(2.0)
+    assert "spent 3 Jacobian products of T, 0.33 one-step backwards each" in loose.description
+    assert tight.passed and tight.value == pytest.approx(4.0)
+    grows = result["jfb_speedup_grows_with_iterations", None]
+    assert grows.passed and grows.value == pytest.approx(2.0)
+    assert grows.threshold == pytest.approx(1 + 0.02 / checks.PAIRS**0.5)  # the medians' IQRs over sqrt(pairs)
+    assert result["jfb_epoch_faster_than_torchdeq_ift", 1e-2].passed
+    assert result["jfb_accuracy_near_ift", 1e-2].passed
+    flat = [backward("jfb", 1e-2, 1.0, 0, 1.0), backward("ift", 1e-2, 2.0, 3, 1.0)]
+    flat += [backward("jfb", 1e-5, 1.0, 0, 1.0), backward("ift", 1e-5, 2.3, 8, 1.0)]
+    grows = {c.name: c.check for c in checks.run_checks("t", flat)}["jfb_speedup_grows_with_iterations"]
+    assert not grows.passed and grows.threshold > 1.5  # 15% growth, within the medians' uncertainty
 
 
 def test_plots_from_case_records():
@@ -375,6 +497,14 @@ def test_plots_from_case_records():
     }
     figures = TASK.plots(cases_frame([run]), [])
     assert set(figures) == {"backward_time", "grad_cosine"}
+
+
+def test_gpu_smoke_scale_is_a_cheap_subset_of_small():
+    gpu, small, smoke = (TASK.scales[n] for n in ("gpu-smoke", "small", "smoke"))
+    assert all(set(values) <= set(small.grid[axis]) for axis, values in gpu.grid.items())
+    assert set(gpu.config) == set(smoke.config)
+    assert gpu.config["epochs"] * gpu.config["n_train"] <= smoke.config["epochs"] * smoke.config["n_train"]
+    assert gpu.policy.memory_repeat >= 3 and gpu.timeout_s <= smoke.timeout_s
 
 
 def test_declared_plots_and_bench_points_name_what_the_cases_carry():

@@ -4,7 +4,7 @@ The paper's Jacobian-based baseline (Fung et al. 2022, section 5 and Table 2): w
 A^T A w = A^T g, per sample, where A^T A p = (p - J^T p) - J (p - J^T p) costs one vector-Jacobian product
 (J^T p, reverse mode) and one Jacobian-vector product (J q, forward mode) per iteration. It stops when every
 sample's normal-equation residual ||A^T g - A^T A w|| / ||A^T g|| is at most the forward's tolerance, or at
-its cap.
+its cap (the authors' ``tol_cg = eps``, ``max_iter_cg = max_depth``).
 """
 
 import torch

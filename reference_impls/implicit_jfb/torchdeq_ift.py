@@ -1,7 +1,8 @@
 """Peer: torchdeq's implicit differentiation (``get_deq(ift=True)``), its ``autograd.Function`` form.
 
-Backward: torchdeq re-evaluates f at z* and solves w = g + J^T w with its backward solver (the case's method,
-tolerance and cap), one vector-Jacobian product per iteration.
+Backward: torchdeq re-evaluates f at z* and solves w = g + J^T w from w = 0 with its backward solver at
+torchdeq's documented defaults (plain iteration to an absolute residual of 1e-6, at most 40 iterations; see
+``_torchdeq``), one vector-Jacobian product per iteration.
 """
 
 import torch
@@ -18,7 +19,7 @@ class TorchDEQIFT(ImplicitBackward):
         name="torchdeq_ift",
         authors=("Zhengyang Geng", "J. Zico Kolter"),
         url="https://github.com/locuslab/torchdeq",
-        description="torchdeq 0.1 get_deq(ift=True)",
+        description="torchdeq 0.1 get_deq(ift=True), backward at torchdeq's defaults",
     )
     exact = True
 

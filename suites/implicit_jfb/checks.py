@@ -5,30 +5,45 @@ direction (``grad_cosine`` > ``DESCENT``), the implicit gradient (``grad_cosine`
 product of T in the backward.
 
 Per run:
-- memory against forward iterations (the tolerance sweep, plain iteration): unrolled's step memory grows at
-  least ``GROWTH`` times from the loose to the tight tolerance; JFB's and IFT's stays within ``FLAT`` of the
-  loose one;
-- the paper's speed claims, recorded with the measured ratio: JFB's backward at least ``BACKWARD_SPEEDUP``
-  times faster than IFT's at the same forward; JFB's epoch faster than torchdeq's IFT; and, above smoke scale
-  (a single short epoch there makes accuracies noise), JFB's accuracy within ``ACCURACY_GAP`` of IFT's.
+- memory against forward iterations (the tolerance sweep, plain iteration), in latents stored per extra forward
+  iteration: L = (M_tight - M_loose) / ((k_tight - k_loose) b), with M the step memory (median of the engine's
+  readings), k the forward iterations of the steps it read (``step_forward_iterations``) and b the bytes of one
+  latent u. Backprop through
+  the iterations (unrolled) must keep at least the iterate of every iteration, L >= 1; a method whose memory
+  does not depend on the iterations (JFB, IFT) has L ~ 0. Both checks draw the line at one latent per iteration
+  plus the readings' spread, U = (range_tight + range_loose) / ((k_tight - k_loose) b): unrolled's memory grows
+  when L >= 1 + U (beyond the noise), JFB's and IFT's stay flat when L <= 1 + U (as ``ctbench.sweeps.flat``,
+  noise counts for flatness). Skipped when the sweep moves the iterations by less than ``MIN_ITERATIONS``.
+- the paper's speed claims: JFB's backward at least ``BACKWARD_SPEEDUP`` times faster than IFT's at the same
+  forward, measured as the ratio of their ``backward_time_vs_one_step`` (each case's backward against the task's
+  one-step backward, timed alternately in its own process, so that the machine's load between the two cases
+  cancels), with IFT's Jacobian products and the cost of one of them (in one-step backwards) in the description;
+  the speed-up grows with the forward iterations (Fung et al. 2022: IFT's adjoint solve is as hard as the
+  forward), beyond the uncertainty of the four medians (each one's IQR / sqrt(``PAIRS``), relative); JFB's
+  epoch faster than torchdeq's IFT; and, above the smoke scales (a single short epoch there makes accuracies
+  noise), JFB's accuracy within ``ACCURACY_GAP`` of IFT's.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench import Check, RunCheck
-from ctbench.sweeps import Sweep, ratio, settings, sweeps
+from ctbench.sweeps import Record, Sweep, ratio, settings, sweeps
+from suites.implicit_jfb.configs import PAIRS
 from suites.implicit_jfb.interface import ImplicitBackward
 
 DESCENT = 0.0  # grad_cosine above this: a descent direction
 EXACT = 0.99  # grad_cosine of a method claiming the implicit gradient
-GROWTH = 1.3
-FLAT = 0.5  # generous: a CPU RSS reading moves by a few MB between cases
+STORED = 1.0  # latents per extra forward iteration: unrolled stores at least this many, JFB and IFT fewer
+MIN_ITERATIONS = 1.0  # the memory checks need the sweep to move the measured steps' iterations by this much
 BACKWARD_SPEEDUP = 3.0
 ACCURACY_GAP = 0.01
 MEMORY = "step_peak_memory_bytes"
+ITERATIONS = "step_forward_iterations"
+COST = "backward_time_vs_one_step"
 SWEPT = ("unrolled", "jfb", "ift")  # the methods of the tolerance sweep
 
 
@@ -47,15 +62,43 @@ def case_checks(impl: ImplicitBackward, metrics: Mapping[str, float], tol: float
     return checks
 
 
-def _memory_ratio(sweep: Sweep, tols: Sequence[float]) -> tuple[float, str]:
-    """Step memory at the tightest of ``tols`` (ascending) over that at the loosest, and what it spans."""
-    tight, loose = tols[0], tols[-1]
-    value = sweep.value(tight, MEMORY) / max(sweep.value(loose, MEMORY), 1.0)
-    iterations = [sweep.value(t, "forward_iterations") for t in (loose, tight)]
-    span = (
-        f"step memory ratio, tol {loose:g} -> {tight:g} ({iterations[0]:.1f} -> {iterations[1]:.1f} forward iterations)"
+def latents_per_iteration(sweep: Sweep) -> tuple[float, float, str] | None:
+    """(L, U, what) of the module docstring from the sweep's loosest and tightest tolerance; None if the sweep
+    lacks the readings or barely moves the iterations."""
+    xs = [t for t in sweep.has(MEMORY) if t is not None and ITERATIONS in sweep.points[t]["metrics"]]
+    if len(xs) < 2 or "latent_bytes" not in sweep.points[xs[0]]["metrics"]:
+        return None
+    tight, loose = xs[0], xs[-1]
+    k_tight, k_loose = sweep.value(tight, ITERATIONS), sweep.value(loose, ITERATIONS)
+    if k_tight - k_loose < MIN_ITERATIONS:
+        return None
+    unit = (k_tight - k_loose) * sweep.value(loose, "latent_bytes")
+    m_tight, m_loose = sweep.value(tight, MEMORY), sweep.value(loose, MEMORY)
+    spread = sweep.spread(tight, MEMORY) + sweep.spread(loose, MEMORY)
+    what = (
+        f"latents ({sweep.value(loose, 'latent_bytes') / 1e6:.2f} MB each) stored per extra forward iteration: step "
+        f"memory {m_loose / 1e6:.1f} -> {m_tight / 1e6:.1f} MB over {k_loose:.1f} -> {k_tight:.1f} iterations, tol "
+        f"{loose:g} -> {tight:g}; bound {STORED:g} + the readings' spread ({spread / 1e6:.1f} MB, {spread / unit:.2f})"
     )
-    return value, span
+    return (m_tight - m_loose) / unit, spread / unit, what
+
+
+def speedup(records: Mapping[str, Record]) -> tuple[float, float, str] | None:
+    """(s, noise, what): IFT's backward cost over JFB's, both in one-step backwards, and the relative
+    uncertainty of that ratio, the two medians' IQR / sqrt(``PAIRS``) over their values; None without both."""
+    ift, jfb = records.get("ift"), records.get("jfb")
+    if ift is None or jfb is None or COST not in ift["metrics"] or COST not in jfb["metrics"]:
+        return None
+    a, b = ift["metrics"][COST], jfb["metrics"][COST]
+    spread = [r.get("spread", {}).get(COST, 0.0) for r in (ift, jfb)]
+    noise = (spread[0] / a + spread[1] / b) / PAIRS**0.5
+    products = ift["metrics"].get("backward_jacobian_products", float("nan"))
+    each = (a - 1) / products if products else float("nan")
+    what = (
+        f"{COST}: ift {a:.2f} / jfb {b:.2f} (each against the task's one-step backward in its own process); "
+        f"ift's backward spent {products:g} Jacobian products of T, {each:.2f} one-step backwards each"
+    )
+    return a / b, noise, what
 
 
 def run_checks(task: str, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
@@ -66,20 +109,38 @@ def run_checks(task: str, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
             checks.append(RunCheck(task, name, check, dict(scope)))
 
     for sweep in sweeps(cases, "tol", params=("solver",)):
-        xs = [t for t in sweep.has(MEMORY) if t is not None]
-        if len(xs) < 2 or sweep.impl not in SWEPT:
+        found = latents_per_iteration(sweep) if sweep.impl in SWEPT else None
+        if found is None:
             continue
-        value, span = _memory_ratio(sweep, xs)
+        value, noise, what = found
         where = {**sweep.scope, "impl": sweep.impl}
         if sweep.impl == "unrolled":
-            add("unrolled_memory_grows", Check.at_least(value, GROWTH, span), where)
+            add("unrolled_memory_grows", Check.at_least(value, STORED + noise, what), where)
         else:
-            add("memory_flat_in_iterations", Check.at_most(value - 1, FLAT, span), where)
+            add("memory_flat_in_iterations", Check.at_most(value, STORED + noise, what), where)
+    along: dict[str, tuple[dict[str, Any], list[tuple[float, float, float, float]]]] = {}
     for scope, records in settings(cases, params=("solver", "tol")):
-        speedup = ratio(records, "backward_time_s", "ift", "jfb", BACKWARD_SPEEDUP)
-        add("jfb_backward_speedup_vs_ift", speedup, scope)
-        if scope["scale"] != "smoke" and "jfb" in records and "ift" in records:
+        found = speedup(records)
+        if found is not None:
+            add("jfb_backward_speedup_vs_ift", Check.at_least(found[0], BACKWARD_SPEEDUP, found[2]), scope)
+            rest = {k: v for k, v in scope.items() if k != "tol"}
+            point = (scope["tol"], found[0], found[1], records["ift"]["metrics"].get("forward_iterations", 0.0))
+            along.setdefault(json.dumps(rest, sort_keys=True, default=str), (rest, []))[1].append(point)
+        if scope["scale"] not in ("smoke", "gpu-smoke") and "jfb" in records and "ift" in records:
             gap = records["ift"]["metrics"]["test_accuracy"] - records["jfb"]["metrics"]["test_accuracy"]
             add("jfb_accuracy_near_ift", Check.at_most(gap, ACCURACY_GAP, "ift - jfb test accuracy"), scope)
         add("jfb_epoch_faster_than_torchdeq_ift", ratio(records, "epoch_time_s", "torchdeq_ift", "jfb", 1.0), scope)
+    for rest, points in along.values():
+        if len(points) >= 2:
+            add("jfb_speedup_grows_with_iterations", _grows(sorted(points)), rest)
     return checks
+
+
+def _grows(points: list[tuple[float, float, float, float]]) -> Check:
+    """The speed-up at the tightest tolerance over that at the loosest, at least 1 + their uncertainties."""
+    (tight, s_tight, n_tight, k_tight), *_, (loose, s_loose, n_loose, k_loose) = points
+    what = (
+        f"speed-up at tol {tight:g} (ift: {k_tight:.1f} forward iterations) over that at tol {loose:g} "
+        f"({k_loose:.1f}): {s_tight:.2f} / {s_loose:.2f}; bound 1 + the medians' uncertainty ({n_tight + n_loose:.0%})"
+    )
+    return Check.at_least(s_tight / s_loose, 1 + n_tight + n_loose, what)

@@ -5,8 +5,10 @@ backpropagating through the fixed point. JFB drops the Jacobian term of the impl
 one application of T at u*); IFT solves the adjoint equation w = g + J^T w. Per case (one backward method, one
 forward solver and tolerance): the engine's measurement of one training step, then the scale's epochs (each
 timed), test accuracy and fixed-point residual, the cosine with the exact implicit gradient, the Jacobian
-products of one backward and that backward's time. A forward that misses its tolerance makes the case invalid.
-The protocol is in ``protocol.py`` (training pieces in ``training.py``), the checks in ``checks.py``.
+products of one backward and that backward's time, alone and against a Jacobian-free backward timed alternately
+in the same process. A forward that misses its tolerance makes the case invalid. The protocol is in
+``protocol.py`` (training pieces in ``training.py``), the checks in ``checks.py``, the scales' settings in
+``configs.py``.
 """
 
 from __future__ import annotations
@@ -29,95 +31,10 @@ from ctbench import (
     Task,
 )
 from suites.implicit_jfb import checks, protocol
+from suites.implicit_jfb.configs import FULL_MODELS, GPU_SMOKE, SMALL, SMOKE
 from suites.implicit_jfb.interface import ImplicitBackward
 
 SWEEP_EXCLUDED = ("explicit", "ift_cg", "torchdeq_ift", "torchdeq_onestep")  # not run at the tolerance sweep
-
-_MNIST_LIKE = {
-    "classes": 10,
-    "latent_layers": 2,
-    "data_blocks": 0,
-    "pool": 3,
-    "contraction": 0.5,
-    "max_iter": 50,
-    "batch": 100,
-    "weight_decay": 0.0,
-    "augment": False,
-}
-# smoke: a stride-3 stem instead of full-resolution convolutions then pooling (a 10x10 latent): Q costs
-# little, so the latent solve and its backward, what the methods differ in, dominate the step as in the
-# paper's models
-_SMOKE = {
-    **_MNIST_LIKE,
-    "dataset": "fashion-mnist",
-    "channels": 16,
-    "data_width": 16,
-    "stem_stride": 3,
-    "pool": 1,
-    "n_train": 2000,
-    "n_test": 1000,
-    "epochs": 2,
-    "lr": 3e-3,
-}
-_SMALL = {
-    **_MNIST_LIKE,
-    "dataset": "fashion-mnist",
-    "channels": 32,
-    "data_width": 16,
-    "n_train": 20000,
-    "n_test": 5000,
-    "epochs": 5,
-    "lr": 1e-3,
-}
-# The paper's three models (section 5, appendix) and the authors' training scripts (github.com/Typal-Research/
-# jacobian_free_backprop: Adam, batch 100, epochs, learning rates, weight decay, CIFAR-10 StepLR(200, 0.5)).
-_FULL_MODELS = {
-    "mnist": {
-        **_MNIST_LIKE,
-        "channels": 32,
-        "data_width": 16,
-        "tol": 0.1,
-        "epochs": 200,
-        "lr": 1e-4,
-        "n_train": 60000,
-        "n_test": 10000,
-    },
-    "svhn": {
-        **_MNIST_LIKE,
-        "channels": 64,
-        "latent_layers": 2,
-        "data_width": 64,
-        "data_blocks": 3,
-        "pool": 4,
-        "contraction": 0.9,
-        "tol": 1e-4,
-        "max_iter": 200,
-        "epochs": 100,
-        "lr": 1e-4,
-        "weight_decay": 2e-4,
-        "n_train": 73257,
-        "n_test": 26032,
-    },
-    "cifar10": {
-        **_MNIST_LIKE,
-        "channels": 35,
-        "latent_layers": 5,
-        "data_width": 35,
-        "data_blocks": 8,
-        "pool": 4,
-        "contraction": 0.5,
-        "tol": 0.1,
-        "max_iter": 50,
-        "epochs": 1000,
-        "lr": 1e-3,
-        "weight_decay": 1e-3,
-        "lr_step": 200,
-        "lr_gamma": 0.5,
-        "augment": True,
-        "n_train": 50000,
-        "n_test": 10000,
-    },
-}
 
 
 class ImplicitJFB(Task):
@@ -146,32 +63,50 @@ class ImplicitJFB(Task):
     metrics = {
         "test_accuracy": Metric("fraction", True, "test accuracy after training"),
         "forward_iterations": Metric("", None, "evaluations of T per training forward (mean)"),
+        "step_forward_iterations": Metric("", None, "evaluations of T per forward in the engine's measured steps"),
+        "latent_bytes": Metric("bytes", None, "bytes of one latent u (batch x channels x height x width)"),
         "residual": Metric("", False, "worst relative fixed-point residual ||T(z)-z||/||T(z)|| on the test split"),
         "converged": Metric("", True, "1 if every forward reached the tolerance within the cap, else 0"),
         "backward_jacobian_products": Metric("", False, "Jacobian products of T (J^T v or J v) in one backward"),
+        "backward_time_vs_one_step": Metric(
+            "",
+            False,
+            "backward time over that of one backprop through S(T(u*, Q(d))) (JFB's gradient, built by the task) on "
+            "the same batch, the two timed alternately in the same process (median of the pairs' ratios)",
+        ),
         "grad_cosine": Metric("", True, "cosine of the gradient of Q's and T's parameters with the exact implicit one"),
         "parameters": Metric("", None, "number of trainable parameters"),
     }
-    # policy.repeat: the step's timings, and the backward's on the retained graph (phase "backward")
+    # policy.repeat: the step's timings, and the backward's on the retained graph (phase "backward");
+    # policy.memory_repeat: five readings at smoke scale, the memory checks weigh their range
     scales = {
         "smoke": Scale(
             "smoke",
             grid={"solver": ["fixed_point", "anderson"], "tol": [1e-2, 1e-5]},
-            config=_SMOKE,
+            config=SMOKE,
             timeout_s=120,
-            policy=Policy(repeat=5, memory_repeat=3),
+            policy=Policy(repeat=5, memory_repeat=5),
+        ),
+        # scripts/gpu_check.sh on one H200: the tolerance sweep (memory and backward speed-up against forward
+        # iterations) with plain iteration; smoke's model, one short epoch (configs.GPU_SMOKE), a few seconds a case
+        "gpu-smoke": Scale(
+            "gpu-smoke",
+            grid={"solver": ["fixed_point"], "tol": [1e-2, 1e-5]},
+            config=GPU_SMOKE,
+            timeout_s=30,
+            policy=Policy(repeat=5, memory_repeat=5, energy_block_s=0.2, energy_blocks=1),
         ),
         "small": Scale(
             "small",
             grid={"solver": ["fixed_point", "anderson"], "tol": [1e-2, 1e-5]},
-            config=_SMALL,
+            config=SMALL,
             timeout_s=3600,
             policy=Policy(repeat=10, memory_repeat=3),
         ),
         "full": Scale(
             "full",
             grid={"dataset": ["mnist", "svhn", "cifar10"], "solver": ["fixed_point", "anderson"]},
-            config={"models": _FULL_MODELS},
+            config={"models": FULL_MODELS},
             timeout_s=7 * 24 * 3600,
             policy=Policy(repeat=20, memory_repeat=3),
         ),
@@ -197,11 +132,19 @@ class ImplicitJFB(Task):
     line_plots = (
         LinePlot(
             "memory_vs_forward_iterations",
-            "forward_iterations",
+            "step_forward_iterations",
             "step_peak_memory_bytes",
-            "evaluations of T per forward",
+            "evaluations of T per forward (the steps whose memory was read)",
             "step working memory (MB)",
             scale_y=1e-6,
+            facet="solver",
+        ),
+        LinePlot(
+            "backward_cost_vs_jacobian_products",
+            "backward_jacobian_products",
+            "backward_time_vs_one_step",
+            "Jacobian products of T in one backward",
+            "backward time / one-step (JFB) backward time",
             facet="solver",
         ),
     )
