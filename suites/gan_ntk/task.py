@@ -133,6 +133,20 @@ class GanNTK(Task):
             timeout_s=3600,
             policy=Policy(repeat=5),
         ),
+        # scripts/gpu_check.sh: a subset of small's grid (the paper's eight Gaussians: every loss's dynamics, and
+        # the empirical NTK at three widths for the slope check) with small's config over fewer iterations;
+        # about 7 cases, 45-60 s of H200 time with each case's start-up
+        "gpu-smoke": Scale(
+            "gpu-smoke",
+            grid={
+                "experiment": list(EXPERIMENTS),
+                "dataset": [KERNEL_DATASET],
+                "width": [None, 256, 1024, 4096],
+            },
+            config={**_COMMON, "n": 500, "iterations": 200, "eval_every": 50, "ntk_nets": 8, "per_dataset": {}},
+            timeout_s=30,
+            policy=Policy(repeat=5, energy_block_s=0.5, energy_blocks=2),
+        ),
         "full": Scale(
             "full",
             grid={
