@@ -10,6 +10,7 @@ An implementation is a class that provides the abstract methods of its task's ``
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -41,6 +42,7 @@ class ImplRef:
     manifest: Manifest
     spec: str  # "<module or file>:<ClassName>", enough for a subprocess to load it again
     submission: str  # "reference" for ours, else the submission's label
+    content_hash: str = ""  # sha256 of the source that defines it: runs of different code never share a row
 
     @property
     def name(self) -> str:
@@ -98,6 +100,21 @@ def _classes_in(module: ModuleType) -> list[type]:
     ]
 
 
+def content_hash(cls: type) -> str:
+    """A short sha256 of the file that defines ``cls`` and of the other ``.py`` files of its folder (a submission's
+    helpers live beside it); empty when the source cannot be read."""
+    try:
+        source = Path(inspect.getsourcefile(cls) or "")
+    except TypeError:
+        return ""
+    if not source.is_file():
+        return ""
+    digest = hashlib.sha256()
+    for path in [source, *sorted(p for p in source.parent.glob("*.py") if p != source)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _spec_of(cls: type, target: str) -> str:
     """What a case's process re-imports: a file by its absolute path (cases run in their own folder)."""
     if target.endswith(".py"):
@@ -135,7 +152,7 @@ def resolve(spec: str, interface: type, submission: str | None = None) -> list[I
                 f"missing {', '.join(missing)}"
             )
         label = submission or cls.manifest.name
-        refs.append(ImplRef(cls.manifest, _spec_of(cls, target), label))
+        refs.append(ImplRef(cls.manifest, _spec_of(cls, target), label, content_hash(cls)))
     return refs
 
 

@@ -183,6 +183,7 @@ CASE = record(
     },
     {
         "impl_spec": text,
+        "impl_hash": TEXT_OR_NULL,
         "manifest": MANIFEST,
         "series": mapping(points),
         "spread": mapping(NUMBER_OR_NULL),

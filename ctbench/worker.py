@@ -39,6 +39,7 @@ def blank_record(case: dict[str, Any], impl: ImplRef) -> dict[str, Any]:
         "impl": manifest.name,
         "submission": impl.submission,
         "impl_spec": impl.spec,
+        "impl_hash": impl.content_hash,
         "manifest": {"name": manifest.name, "authors": list(manifest.authors), "url": manifest.url},
         "scale": case["scale"],
         "params": case["params"],
@@ -94,7 +95,9 @@ def case_state(scale: Scale, device: str, run_threads: int) -> process.State:
 
 def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path, threads: int = 0) -> dict[str, Any]:
     """Run one case (``Case.to_json()`` form) and return its record in the results schema."""
-    impl = ImplRef(Manifest(**case["impl"]["manifest"]), case["impl"]["spec"], case["impl"]["submission"])
+    described = case["impl"]
+    impl = ImplRef(Manifest(**described["manifest"]), described["spec"], described["submission"],
+                   described.get("content_hash", ""))  # fmt: skip
     record = blank_record(case, impl)
     start = time.perf_counter()
     state = process.current()
