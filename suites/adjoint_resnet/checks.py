@@ -1,4 +1,4 @@
-"""Checks across the depth sweep of one run.
+"""Checks across the depth sweep of one run, per activation.
 
 - memory-free methods (those that reconstruct activations, i.e. report ``reconstruction_error``): step memory at
   the deepest depth within ``FLAT_MEMORY_TOLERANCE`` of the shallowest, plus the spread of the two cases'
@@ -6,6 +6,23 @@
   CUDA's allocator peak does not spread); backprop's grows at least ``GROWTH_FACTOR`` times;
 - ``grad_rel_error`` of the memory-free methods falls from the shallowest to the deepest depth (weights smooth in
   depth: the tied initialisation);
+- the order of the adjoints' gradient error, the slope p of log ``grad_rel_error`` against log N (error ~ N^p),
+  fitted (``ctbench.sweeps.slope``) over the sweep's depths but the shallowest. The order is a statement about
+  h = 1/N -> 0; at N = 8 the step times the residual function's Lipschitz constant is not small (measured at
+  smoke scale, Euler with softplus: local slopes -0.26 from 8 to 16, -0.59, -0.78, -0.88, -0.94, -0.97 from 256
+  to 512; a fit from 8 to 256 gives -0.68). Claims:
+
+  * Euler with a smooth activation (softplus): p = -1 +- ``EULER_BAND``. The adjoint's vector-Jacobian products
+    are taken at reconstructed activations O(h) away from the true ones, and a smooth Jacobian is then O(h) off,
+    so the error is O(h). The band 0.25 separates first order from its neighbours: ReLU's measured -0.5 and a
+    second-order -2 (the midpoints are -0.75 and -1.5);
+  * Euler with ReLU: informative. Where a pre-activation lies within O(h) of its kink the reconstructed point
+    sits on the other side and that unit's Jacobian is off by O(1), so first order holds only where the flow is
+    smooth. Measured: -0.97 at smoke scale (width 8, depths 64..256), -0.70 at the small scale (width 16, depths
+    8..512); issue 16: about -0.5. It passes while the error still falls (p <= ``RELU_CONVERGES``); the value is
+    the order measured;
+  * Heun, either activation: p <= ``HEUN_MAX_SLOPE`` (second order at least; measured about -3);
+
 - Heun's gradient error below Euler's at every depth;
 - the paper's speed targets, recorded as checks so the page shows the measured ratio: adjoint_euler's step time
   within 1.8x of backprop's, checkpoint's within 1.5x, at the deepest depth both ran.
@@ -14,15 +31,43 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ctbench import Check, RunCheck
-from ctbench.sweeps import flat, grows, ratio, settings, sweeps
+from ctbench.sweeps import Sweep, flat, grows, ratio, settings, slope, sweeps
 
 FLAT_MEMORY_TOLERANCE = 0.15  # deepest within 15% of shallowest, plus the readings' spread
 GROWTH_FACTOR = 2.0  # backprop's step memory at the deepest case at least twice the shallowest's
 SPEED_TARGETS = {"adjoint_euler": 1.8, "checkpoint": 1.5}
 MEMORY = "step_peak_memory_bytes"
+ERROR = "grad_rel_error"
+EULER_BAND = 0.25
+RELU_CONVERGES = -0.25
+HEUN_MAX_SLOPE = -2.0
+SMOOTH = ("softplus",)
+
+
+def order_check(sweep: Sweep) -> Check | None:
+    """The order claim of an adjoint's sweep (see the module's docstring); None for other methods or too few
+    depths (two at least once the shallowest is left out)."""
+    xs = sweep.has(ERROR)
+    if sweep.impl not in ("adjoint_euler", "adjoint_heun") or len(xs) < 3:
+        return None
+    fit = slope(Sweep(sweep.scope, sweep.impl, {x: sweep.points[x] for x in xs[1:]}), ERROR, -1.0, EULER_BAND, 2)
+    if fit is None:
+        return None
+    activation = sweep.scope.get("activation") or "relu"
+    span = f"slope of log {ERROR} against log depth, {xs[1]}..{xs[-1]} (depth {xs[0]} is pre-asymptotic)"
+    if sweep.impl == "adjoint_heun":
+        return Check.at_most(fit.value, HEUN_MAX_SLOPE, f"{span}; Heun: second order at least")
+    if activation in SMOOTH:
+        return replace(fit, description=f"{span}; Euler, smooth activation: first order, -1 +- {EULER_BAND}")
+    why = (
+        f"{span}; Euler with {activation}: the order measured, informative (the Jacobian jumps at the kinks, "
+        f"first order only where the flow is smooth; small scale: -0.7); passes while the error falls"
+    )
+    return Check.at_most(fit.value, RELU_CONVERGES, why)
 
 
 def depth_checks(task: str, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
@@ -33,20 +78,21 @@ def depth_checks(task: str, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck
             checks.append(RunCheck(task, name, check, dict(scope)))
 
     by_impl = {}
-    for sweep in sweeps(cases, "depth"):
+    for sweep in sweeps(cases, "depth", params=("activation",)):
         by_impl[(sweep.impl, *sweep.scope.values())] = sweep
         where, xs = {**sweep.scope, "impl": sweep.impl}, sweep.xs
         if len(xs) < 2:
             continue
         if "reconstruction_error" in sweep.points[xs[0]]["metrics"]:
             add("memory_flat_in_depth", flat(sweep, MEMORY, FLAT_MEMORY_TOLERANCE, "step memory"), where)
-            err = sweep.value(xs[-1], "grad_rel_error") / max(sweep.value(xs[0], "grad_rel_error"), 1e-30)
-            span = f"grad_rel_error ratio, depth {xs[0]} -> {xs[-1]}"
+            err = sweep.value(xs[-1], ERROR) / max(sweep.value(xs[0], ERROR), 1e-30)
+            span = f"{ERROR} ratio, depth {xs[0]} -> {xs[-1]}"
             add("grad_error_falls_with_depth", Check.at_most(err, 1.0, span), where)
+            add("grad_error_order", order_check(sweep), where)
         elif sweep.impl == "backprop":
             add("backprop_memory_grows", grows(sweep, MEMORY, GROWTH_FACTOR, "step memory"), where)
-    for scope, records in settings(cases, params=("depth",)):
-        heun = ratio(records, "grad_rel_error", "adjoint_heun", "adjoint_euler", 1.0, at_least=False)
+    for scope, records in settings(cases, params=("depth", "activation")):
+        heun = ratio(records, ERROR, "adjoint_heun", "adjoint_euler", 1.0, at_least=False)
         add("heun_error_below_euler", heun, scope)
     for (impl, *scope_values), sweep in by_impl.items():
         backprop = by_impl.get(("backprop", *scope_values))

@@ -11,9 +11,12 @@ from ctbench.data import Split, load_torchvision, synthetic_images
 
 
 def load(data_root: Path, config: dict[str, Any], log: Any = print) -> tuple[Split, Split]:
-    """(train, test) splits of CIFAR-10 cut to the scale's sizes; synthetic CIFAR-shaped data when it is absent."""
+    """(train, test) splits of CIFAR-10 cut to the scale's sizes; synthetic CIFAR-shaped data when it is absent.
+
+    ``config["download"]`` False (a scale for a machine without network) looks only on disk, never connects.
+    """
     try:
-        train = load_torchvision("CIFAR10", data_root, train=True, download=True)
+        train = load_torchvision("CIFAR10", data_root, train=True, download=config.get("download", True))
         test = load_torchvision("CIFAR10", data_root, train=False, download=False)
     except Exception as exc:  # no files and no network: say so, then use the stand-in
         log(
