@@ -311,3 +311,50 @@ def test_plots_draw_the_per_target_dimension_and_training_figures():
     assert set(figures) == {"variance_vs_dimension", "training_second_moment"}
     for plot in NEISTask.line_plots:
         assert draw(dataclasses.asdict(plot), frame) is not None, plot.name
+
+
+def test_eg2_trains_with_the_authors_eg2_schedule_and_the_rest_keep_eg1s():
+    smoke_config = NEISTask.scales["smoke"].config
+    eg1, eg2 = Budget.of(smoke_config, "eg1"), Budget.of(smoke_config, "eg2")
+    assert (eg1.lr, eg1.seed_fraction, eg1.seed_until, eg1.train_steps) == (0.3, 0.1, 0.6, 30)
+    assert (eg2.lr, eg2.seed_fraction, eg2.seed_until, eg2.train_steps, eg2.train_batch) == (0.5, 0.3, 0.75, 60, 256)
+    assert Budget.of(smoke_config) == eg1 == Budget.of(smoke_config, "gmm_d10")
+    for name in ("small", "full", "gpu-smoke"):
+        budget_eg2 = Budget.of(NEISTask.scales[name].config, "eg2")
+        assert (budget_eg2.lr, budget_eg2.seed_fraction, budget_eg2.seed_until) == (0.5, 0.3, 0.75), name
+
+
+def test_neis_mlp_on_eg2_at_smoke_reaches_the_modes():
+    """The case of issue 16: with eg1's assisted start the flow avoided the four modes (mean 0.012 Z)."""
+    result = smoke.run_case("neis", "neis_mlp", {"target": "eg2"})
+    assert result.invalid_reason is None, result.invalid_reason
+    assert result.metrics["variance_reduction"] >= NEISTask.scales["smoke"].config["min_variance_reduction"]
+    assert result.metrics["final_log10_rel_second_moment"] > -1  # the last batch saw the modes' mass
+
+
+def test_negative_controls_are_the_cases_the_paper_expects_to_miss_mass():
+    task = NEISTask()
+    scales = task.scales
+
+    def expected(impl, scale, target):
+        return task.expected_invalid(impl, scales[scale], {"target": target})
+
+    for scale in ("smoke", "small", "full", "gpu-smoke"):
+        for target in ("eg1", "eg2", "gmm_d2", "gmm_d50"):
+            assert "exact relative variance per sample" in expected("vanilla_is", scale, target), (scale, target)
+        assert expected("vanilla_is", scale, "eg3") is None  # no closed form, and valid at small and full
+        for impl in ("neis_linear", "neis_gradient", "neis_mlp"):
+            assert expected(impl, scale, "eg2") is None
+    assert "AIS with 10 temperatures" in expected("ais", "smoke", "eg2")
+    assert "AIS with 25 temperatures" in expected("ais", "small", "eg3")
+    assert expected("ais", "full", "eg2") is None and expected("ais", "small", "gmm_d10") is None
+
+
+def test_gpu_smoke_is_smokes_steps_with_smalls_samples():
+    gpu, small, smoke_scale = (NEISTask.scales[n] for n in ("gpu-smoke", "small", "smoke"))
+    assert set(gpu.grid["target"]) <= set(small.grid["target"])
+    assert set(gpu.config) == set(small.config)
+    assert gpu.config["time_steps"] == smoke_scale.config["time_steps"]
+    assert gpu.config["train_steps"] == smoke_scale.config["train_steps"]
+    assert gpu.config["n_eval"] == small.config["n_eval"] and gpu.config["temperatures"] == small.config["temperatures"]
+    assert gpu.timeout_s <= 75  # scripts/gpu_check.sh's bound per case

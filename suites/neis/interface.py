@@ -29,9 +29,12 @@ class Budget:
     chunk: int  # samples per batched call when sampling
 
     @classmethod
-    def of(cls, config: Mapping[str, Any]) -> Budget:
-        """The budget a scale's ``config`` holds (its other settings are the protocol's)."""
-        return cls(**{f.name: config[f.name] for f in fields(cls)})
+    def of(cls, config: Mapping[str, Any], target: str | None = None) -> Budget:
+        """The budget a scale's ``config`` holds for ``target``: its settings, with those of
+        ``config["per_target"][target]`` in their place where given (the paper trains each example with its own
+        step size and assisted start); the config's other settings are the protocol's."""
+        merged = {**config, **config.get("per_target", {}).get(target, {})}
+        return cls(**{f.name: merged[f.name] for f in fields(cls)})
 
 
 class FlowDiverged(FloatingPointError):

@@ -1,9 +1,9 @@
 """The protocol of one case (one estimator, one target, one seed; Cao & Vanden-Eijnden 2022, section 5).
 
 ``prepare``:
-1. ``fit`` the estimator within the scale's budget (NEIS trains its velocity field on the second moment; vanilla IS
-   and AIS do nothing), timed as the ``training`` phase, its cost in U1 evaluations counted; a flow that blows up
-   makes the case invalid with the step it reached and the curve so far;
+1. ``fit`` the estimator within the scale's budget for the target (NEIS trains its velocity field on the second
+   moment; vanilla IS and AIS do nothing), timed as the ``training`` phase, its cost in U1 evaluations counted; a
+   flow that blows up makes the case invalid with the step it reached and the curve so far;
 2. draw ``n_eval`` independent estimates of Z1; the counter of U1 evaluations (values + gradients) gives the
    measured cost per sample c = (U1 evaluations) / n_eval, and their spread around the exact Z1 the relative
    variance and MSE per sample;
@@ -47,7 +47,7 @@ def prepare(impl: Estimator, scale: Scale, params: Mapping[str, Any], ctx: Conte
     target = make_target(params["target"])
     problem = Problem(target, ctx.device)
     try:
-        curve = ctx.meter.phase("training", lambda: impl.fit(problem, Budget.of(cfg)))
+        curve = ctx.meter.phase("training", lambda: impl.fit(problem, Budget.of(cfg, target.name)))
     except FlowDiverged as exc:
         raise Invalid(
             f"the velocity field's ODE blew up during training: {exc}",
