@@ -14,7 +14,8 @@ from suites.bilevel.problem import BilevelProblem
 
 class Iterates(BilevelSolver):
     """The state the stochastic reference solvers share: iterates z (inner), v (linear system) and x (outer)
-    started at (z0, 0, x0), steps rho and gamma = rho / outer_ratio, a step counter and the sample generator."""
+    started at (z0, 0, x0), steps rho and gamma = rho / outer_ratio, a step counter and the minibatch samplers
+    (the problem's ``sampling``, seeded with the case's seed)."""
 
     def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> dict[str, Any]:
         """Set the shared state up; returns the hyperparameters, for a subclass's own."""
@@ -22,13 +23,14 @@ class Iterates(BilevelSolver):
         self.problem, self.batch_size, self.t = problem, batch_size, 0
         self.rho, self.gamma = hp["step_size"], hp["step_size"] / hp["outer_ratio"]
         self.gen = torch.Generator(problem.device).manual_seed(seed)
+        self.samplers = {which: problem.sampler(which, batch_size, self.gen) for which in ("inner", "outer")}
         self.z, self.x = problem.z0.clone(), problem.x0.clone()
         self.v = torch.zeros_like(self.z)
         return hp
 
     def draw(self, which: str) -> Tensor:
-        """A batch of inner or outer sample indices."""
-        return self.problem.draw(which, self.batch_size, self.gen)
+        """The next batch of inner or outer sample indices."""
+        return self.samplers[which]()
 
     def outer_variable(self) -> Tensor:
         return self.x

@@ -27,6 +27,7 @@ class FullBatch(BilevelSolver):
         description="exact inner solve + linear-system solve, gradient descent on h with backtracking",
     )
     defaults = {"quadratic": {"step_size": 1.0}, "hyperparam": {"step_size": 1.0}, "datacleaning": {"step_size": 1.0}}
+    tuning_grid = {"default": {}}  # deterministic, its step found by backtracking: nothing to tune
 
     def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> None:
         self.problem, self.t = problem, self.hyperparameters(problem)["step_size"]

@@ -9,6 +9,17 @@ The tables (initialised with one pass over the data) are the method's main memor
 + m (dim z + dim x) numbers. Defaults: the paper's tuned values (IJCNN1 rho = 0.25; hyper-cleaning p = 0.5:
 rho = 0.1, r = 3.16e-4; quadratic rho = 0.1, r = 1). Covtype, which the paper does not tune: rho = 1, the best of
 {0.25, 0.5, 1, 2} on the synthetic covtype-shaped set at smoke scale (2 diverged; SOBA's 4 was the best of {1, 4, 8}).
+
+benchopt's variant (hyperparameters ``memory="batch"``, ``init_memory="zero"``; the defaults on
+``quadratic-benchopt``): under the problem's fixed-batch sampling, one table row per batch b holds its batch-mean
+quantities, D = (phi_b - m_b) + sum_b' (|b'| / n) m_b', the tables start at zero.
+
+Cost: the per-sample rows come from the problem's oracles (closed form for the quadratic and logistic regression,
+autograd otherwise). Where g depends on the whole x (every problem but hyper-cleaning) the inner and outer rows
+share one table laid out as the iterate theta = [z | v | x] (``JointTable``): inner row i = [d_z g_i | d2_zz g_i v |
+d2_xz g_i v], outer row j = [0 | d_z f_j | d_x f_j], so that (D_z, D_v, D_x) is the sum of the two estimates and a
+step is one gather, one write-back and two weighted sums of the batch's rows, then theta <- theta - steps * D.
+Hyper-cleaning (one x_i per inner sample) keeps one table per finite sum (``SagaTable``).
 """
 
 from __future__ import annotations
@@ -23,16 +34,26 @@ from ctbench import Manifest
 from reference_impls.bilevel._common import Iterates
 from suites.bilevel.interface import Directions
 from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.sampling import FixedBatches
 
 INIT_CHUNK = 1024  # samples per oracle call when filling the tables
 
 
-def _first_occurrence(idx: Tensor) -> Tensor:
-    """Mask of the first occurrence of each index in ``idx`` (no host synchronisation)."""
-    sorted_idx, order = idx.sort(stable=True)
-    first = torch.ones_like(idx, dtype=torch.bool)
-    first[1:] = sorted_idx[1:] != sorted_idx[:-1]
-    return torch.empty_like(first).scatter_(0, order, first)
+class Once:
+    """Which positions of a batch of row indices count when each row is counted once (a row drawn k times carries
+    the same change k times): each position writes itself into a scratch entry of its row, and the position that
+    reads itself back is the one that counts. No sort, no host synchronisation."""
+
+    def __init__(self, rows: int, device: torch.device):
+        self.scratch = torch.empty(rows, dtype=torch.long, device=device)
+        self.positions = torch.arange(0, device=device)
+
+    def __call__(self, idx: Tensor) -> Tensor:
+        if len(self.positions) < len(idx):
+            self.positions = torch.arange(len(idx), device=idx.device)
+        positions = self.positions[: len(idx)]
+        self.scratch.index_copy_(0, idx, positions)
+        return self.scratch.index_select(0, idx) == positions
 
 
 class SagaTable:
@@ -42,14 +63,15 @@ class SagaTable:
     (every n / |B| updates): rounding drift stays bounded at no extra cost per sample."""
 
     def __init__(self, rows: Tensor, batch_size: int):
-        self.rows = rows
+        self.rows, self.once = rows, Once(rows.shape[0], rows.device)
         self.refresh_every = max(1, rows.shape[0] // batch_size)
         self.updates = 0
         self.total = rows.sum(0)
 
-    def change(self, new: Tensor, idx: Tensor) -> Tensor:
-        """phi_i - m_i for the batch's rows."""
-        return new - self.rows[idx]
+    def estimate(self, new: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """(1/|B| sum_B (phi_i - m_i) + 1/n sum_i m_i, the changes phi_i - m_i)."""
+        change = new - self.rows.index_select(0, idx)
+        return torch.add(change.mean(0), self.total, alpha=1 / self.rows.shape[0]), change
 
     def mean(self) -> Tensor:
         """1/n sum_i m_i."""
@@ -57,12 +79,76 @@ class SagaTable:
 
     def update(self, new: Tensor, change: Tensor, idx: Tensor) -> None:
         """m_i <- phi_i for the batch (a sample drawn twice counted once)."""
-        self.rows[idx] = new
+        self.rows.index_copy_(0, idx, new)
         self.updates += 1
         if self.updates % self.refresh_every == 0:
             self.total = self.rows.sum(0)
         else:
-            self.total += (change * _first_occurrence(idx).unsqueeze(1)).sum(0)
+            self.total.add_(self.once(idx).to(change.dtype) @ change)
+
+
+class JointTable:
+    """The SAGA memory of both finite sums in one table of rows laid out as theta = [z | v | x] (module docstring):
+    rows 0..n-1 the inner samples', rows n..n+m-1 the outer samples'. With weights a_k = 1/|B_in| or 1/|B_out| on
+    the batch's rows and c_k = 1/n or 1/m on the table's,
+        D = sum_k a_k (phi_k - m_k) + T,   T = 1/n sum_i m_i + 1/m sum_j m_j,
+    T updated with each batch's changes (a row drawn twice counted once), recomputed once per pass."""
+
+    def __init__(self, rows: Tensor, n_inner: int, batch_inner: int):
+        self.rows, self.n_inner, self.n_outer = rows, n_inner, rows.shape[0] - n_inner
+        self.once = Once(rows.shape[0], rows.device)
+        self.row_weights = self._weights(n_inner, self.n_outer, n_inner, self.n_outer)
+        self.refresh_every, self.updates = max(1, n_inner // batch_inner), 0
+        self.total = self.row_weights @ rows
+        self._cache: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+
+    def _weights(self, k_in: int, k_out: int, n_in: int, n_out: int) -> Tensor:
+        """k_in entries 1 / n_in, then k_out entries 1 / n_out."""
+        return torch.cat([self.rows.new_full((k_in,), 1 / n_in), self.rows.new_full((k_out,), 1 / n_out)])
+
+    def batch_weights(self, k_in: int, k_out: int) -> tuple[Tensor, Tensor]:
+        """(a, c) for a batch of k_in inner and k_out outer rows (made once per batch shape)."""
+        if (k_in, k_out) not in self._cache:
+            self._cache[k_in, k_out] = (self._weights(k_in, k_out, k_in, k_out),
+                                        self._weights(k_in, k_out, self.n_inner, self.n_outer))  # fmt: skip
+        return self._cache[k_in, k_out]
+
+    def estimate(self, new: Tensor, idx: Tensor, k_in: int) -> tuple[Tensor, Tensor]:
+        """(D, the changes phi_k - m_k) for the stacked batch ``idx``: k_in inner rows, then outer rows offset by n."""
+        change = new - self.rows.index_select(0, idx)
+        return torch.addmv(self.total, change.T, self.batch_weights(k_in, len(idx) - k_in)[0]), change
+
+    def update(self, new: Tensor, change: Tensor, idx: Tensor, k_in: int) -> None:
+        self.rows.index_copy_(0, idx, new)
+        self.updates += 1
+        if self.updates % self.refresh_every == 0:
+            self.total = self.row_weights @ self.rows
+        else:
+            self.total.addmv_(change.T, self.once(idx) * self.batch_weights(k_in, len(idx) - k_in)[1])
+
+
+class BatchTable:
+    """benchopt's memory: one row m_b per fixed batch b (its batch-mean quantities), weights w_b = |b| / n, the
+    weighted sum sum_b w_b m_b kept up to date and recomputed once per pass."""
+
+    def __init__(self, rows: Tensor, sampler: FixedBatches):
+        self.rows, self.sampler = rows, sampler
+        self.shares = [sampler.weight(b) for b in range(rows.shape[0])]  # Python floats: no device sync per step
+        self.weights = torch.tensor(self.shares, dtype=rows.dtype, device=rows.device)
+        self.total, self.updates = self.weights @ rows, 0
+
+    def estimate(self, new: Tensor) -> tuple[Tensor, Tensor]:
+        change = new - self.rows[self.sampler.batch_id]
+        return change + self.total, change
+
+    def update(self, new: Tensor, change: Tensor) -> None:
+        b = self.sampler.batch_id
+        self.rows[b] = new
+        self.updates += 1
+        if self.updates % self.rows.shape[0] == 0:
+            self.total = self.weights @ self.rows
+        else:
+            self.total.add_(change, alpha=self.shares[b])
 
 
 class SABA(Iterates):
@@ -77,44 +163,118 @@ class SABA(Iterates):
         "hyperparam": {"step_size": 0.25, "outer_ratio": 1.0},
         "hyperparam-covtype": {"step_size": 1.0, "outer_ratio": 1.0},
         "datacleaning": {"step_size": 0.1, "outer_ratio": 3.16e-4},
+        "quadratic-benchopt": {"step_size": 0.1, "outer_ratio": 1.0, "memory": "batch", "init_memory": "zero"},
     }
 
     def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> dict[str, Any]:
         hp = super().init(problem, batch_size, seed)
-        self.inner = SagaTable(self._rows(self._inner_rows, problem.n_inner), batch_size)  # [d_z g_i | H_i v | cross_i]
-        self.outer = SagaTable(self._rows(self._outer_rows, problem.n_outer), batch_size)  # [d_z f_j | d_x f_j]
+        self.memory, zero = hp.get("memory", "sample"), hp.get("init_memory", "full") == "zero"
+        self.joint = self.memory == "sample" and not problem.per_sample_x
+        self._init_theta(problem)
+        if self.joint:
+            rows = torch.cat([self._rows(self._inner_rows, problem.n_inner, zero),
+                              self._rows(self._joint_outer_rows, problem.n_outer, zero)])  # fmt: skip
+            self.table = JointTable(rows, problem.n_inner, min(self.batch_size, problem.n_inner))
+        elif self.memory == "batch":
+            samplers = self.samplers["inner"], self.samplers["outer"]
+            if not all(isinstance(s, FixedBatches) for s in samplers):
+                raise ValueError("SABA memory='batch' needs the problem's fixed-batch sampling")
+            self.inner = BatchTable(self._batch_rows(self._inner_mean, samplers[0], zero), samplers[0])
+            self.outer = BatchTable(self._batch_rows(self._outer_mean, samplers[1], zero), samplers[1])
+        else:
+            self.inner = SagaTable(self._rows(self._inner_rows, problem.n_inner, zero), batch_size)
+            self.outer = SagaTable(self._rows(self._outer_rows, problem.n_outer, zero), batch_size)
         return hp
 
+    def _init_theta(self, problem: BilevelProblem) -> None:
+        """theta = [z | v | x] with z, v, x its views, and the per-coordinate steps [rho | rho | gamma]; zero
+        blocks that put an outer row in theta's layout [0 | d_z f | d_x f]."""
+        dz, dx = self.z.numel(), self.x.numel()
+        self.theta = torch.cat([self.z, self.v, self.x])
+        self.z, self.v, self.x = self.theta[:dz], self.theta[dz : 2 * dz], self.theta[2 * dz :]
+        self.steps = torch.cat([self.theta.new_full((2 * dz,), self.rho), self.theta.new_full((dx,), self.gamma)])
+        self.zeros_z = self.theta.new_zeros(max(self.batch_size, min(INIT_CHUNK, problem.n_outer)), dz)
+        self.zeros_x = self.theta.new_zeros(self.zeros_z.shape[0], 0 if problem.outer_uses_x else dx)
+
+    # --- the quantities, as rows [d_z g | d2_zz g v | d2_xz g v] and [d_z f | d_x f] ------------------------
     def _inner_rows(self, idx: Tensor) -> Tensor:
         return torch.cat(self.problem.inner_per_sample(self.z, self.x, self.v, idx), 1)
 
     def _outer_rows(self, idx: Tensor) -> Tensor:
         return torch.cat(self.problem.outer_per_sample(self.z, self.x, idx), 1)
 
-    def _rows(self, oracle: Callable[[Tensor], Tensor], n: int) -> Tensor:
+    def _joint_outer_rows(self, idx: Tensor) -> Tensor:
+        """Outer rows in theta's layout: [0 | d_z f_j | d_x f_j] (0 for d_x f when F does not depend on x)."""
+        fz, fx = self.problem.outer_per_sample(self.z, self.x, idx)
+        k = fz.shape[0]
+        return torch.cat([self.zeros_z[:k], fz, fx if self.problem.outer_uses_x else self.zeros_x[:k]], 1)
+
+    def _joint_rows(self, i: Tensor, j: Tensor) -> tuple[Tensor, Tensor]:
+        """The batch's rows, inner then outer, and their rows in the joint table."""
+        return torch.cat([self._inner_rows(i), self._joint_outer_rows(j)]), torch.cat([i, j + self.problem.n_inner])
+
+    def _inner_mean(self, idx: Tensor) -> Tensor:
+        return torch.cat(self.problem.inner_oracles(self.z, self.x, self.v, idx))
+
+    def _outer_mean(self, idx: Tensor) -> Tensor:
+        """The batch means in theta's layout: [0 | d_z F | d_x F]."""
+        fz, fx = self.problem.outer_grad(self.z, self.x, idx)
+        return torch.cat([self.zeros_z[0], fz, fx if self.problem.outer_uses_x else self.zeros_x[0]])
+
+    def _rows(self, oracle: Callable[[Tensor], Tensor], n: int, zero: bool) -> Tensor:
         device = self.z.device
-        return torch.cat(
+        rows = torch.cat(
             [oracle(torch.arange(s, min(s + INIT_CHUNK, n), device=device)) for s in range(0, n, INIT_CHUNK)]
         )
+        return rows.zero_() if zero else rows
+
+    def _batch_rows(self, oracle: Callable[[Tensor], Tensor], sampler: FixedBatches, zero: bool) -> Tensor:
+        size, n, device = sampler.batch_size, sampler.n, self.z.device
+        rows = torch.stack([oracle(torch.arange(b * size, min(n, (b + 1) * size), device=device))
+                            for b in range(sampler.n_batches)])  # fmt: skip
+        return rows.zero_() if zero else rows
+
+    # --- the estimates ---------------------------------------------------------------------------------------
+    def _directions(self, inner: Tensor, outer: Tensor, change_in: Tensor, i: Tensor) -> Directions:
+        """D_z, D_v, D_x from the estimates [D_z G | D_zz G v | D_xz G v] and [D_z F | D_x F]."""
+        p, dz = self.problem, self.z.numel()
+        cross = inner[2 * dz :]
+        if p.per_sample_x:  # one coordinate of x per inner sample: scattered
+            cross = p.rows_to_x(change_in[:, 2 * dz :], i) / len(i) + self.inner.rows[:, 2 * dz] / p.n_inner
+        d_x = cross + outer[dz:] if p.outer_uses_x else cross
+        return Directions(inner[:dz], inner[dz : 2 * dz] + outer[:dz], d_x)
 
     def _estimate(self, i: Tensor, j: Tensor) -> tuple[Directions, tuple[Tensor, ...]]:
         """SAGA estimates 1/|B| sum_B (phi_i - m_i) + 1/n sum_i m_i of the five quantities."""
-        p, dz = self.problem, self.z.numel()
         new_in, new_out = self._inner_rows(i), self._outer_rows(j)
-        change_in, change_out = self.inner.change(new_in, i), self.outer.change(new_out, j)
-        inner = change_in.mean(0) + self.inner.mean()  # [d_z G | d2_zz G v | d2_xz G v]
-        outer = change_out.mean(0) + self.outer.mean()  # [d_z F | d_x F]
-        cross = inner[2 * dz :]
-        if p.per_sample_x:  # one coordinate of x per inner sample: the batch's and the table's columns, scattered
-            cross = p.rows_to_x(change_in[:, 2 * dz :], i) / len(i) + self.inner.rows[:, 2 * dz] / p.n_inner
-        d_x = cross + outer[dz:] if p.outer_uses_x else cross
-        return Directions(inner[:dz], inner[dz : 2 * dz] + outer[:dz], d_x), (new_in, change_in, new_out, change_out)
+        inner, change_in = self.inner.estimate(new_in, i)
+        outer, change_out = self.outer.estimate(new_out, j)
+        return self._directions(inner, outer, change_in, i), (new_in, change_in, new_out, change_out)
 
     def directions(self, inner_idx: Tensor, outer_idx: Tensor) -> Directions:
+        if self.joint:
+            d = self.table.estimate(*self._joint_rows(inner_idx, outer_idx), len(inner_idx))[0]
+            dz = self.z.numel()
+            return Directions(d[:dz], d[dz : 2 * dz], d[2 * dz :])
+        if self.memory == "batch":
+            raise NotImplementedError("SABA with per-batch memory forms its estimates for its own fixed batches only")
         return self._estimate(inner_idx, outer_idx)[0]
 
     def step(self) -> None:
         i, j = self.draw("inner"), self.draw("outer")
+        if self.joint:
+            new, idx = self._joint_rows(i, j)
+            d, change = self.table.estimate(new, idx, len(i))
+            self.table.update(new, change, idx, len(i))
+            self.theta.addcmul_(self.steps, d, value=-1)
+            return
+        if self.memory == "batch":  # both rows in theta's layout: D is the sum of the two estimates
+            new_in, new_out = self._inner_mean(i), self._outer_mean(j)
+            (inner, change_in), (outer, change_out) = self.inner.estimate(new_in), self.outer.estimate(new_out)
+            self.inner.update(new_in, change_in)
+            self.outer.update(new_out, change_out)
+            self.theta.addcmul_(self.steps, inner + outer, value=-1)
+            return
         d, (new_in, change_in, new_out, change_out) = self._estimate(i, j)
         self.inner.update(new_in, change_in, i)
         self.outer.update(new_out, change_out, j)

@@ -8,6 +8,12 @@ Data hyper-cleaning: multinomial logistic regression with one weight sigma(x_i) 
     g_i(Z, x_i) = sigma(x_i) CE(Z^T d_i, y_i) + C ||Z||^2,   f_j(Z) = CE(Z^T d_j, y_j),
 with CE the cross-entropy and C = 0.2 (benchopt's value). Losses take one sample and broadcast over leading batch
 dimensions of all their arguments (``suites.bilevel.problem``).
+
+Hyperparameter selection is a generalised linear model: with t_i = d_i.z, p_i = sigma(t_i) and the labels stored as
+y_i in {0, 1} (the sign 2 y_i - 1 of the loss above),
+    d_z g_i = (p_i - y_i) d_i + e^x * z,   d2_zz g_i v = p_i (1 - p_i) (d_i.v) d_i + e^x * v,
+    d2_xz g_i v = e^x * z * v,   d_z f_j = (p_j - y_j) d_j,   d_x f_j = 0,
+which ``LogisticOracles`` computes in closed form (the problem's specialised path, ``suites.bilevel.problem``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from suites.bilevel.closed import Data, pick
 from suites.bilevel.data import Labelled
 from suites.bilevel.problem import BilevelProblem, dot, matvec
 
@@ -23,8 +30,10 @@ CLEANING_L2 = 0.2
 
 
 def logistic_loss(z: Tensor, x: Tensor, d: Tensor, y: Tensor) -> Tensor:
-    """log(1 + exp(-y d.z)) for one sample with a label y in {-1, +1}."""
-    return F.softplus(-y * dot(d, z))
+    """log(1 + exp(-s d.z)) for one sample with the label s = 2 y - 1 in {-1, +1}, stored as y in {0, 1}:
+    softplus(t) - y t with t = d.z."""
+    t = dot(d, z)
+    return F.softplus(t) - y * t
 
 
 def penalised_logistic_loss(z: Tensor, x: Tensor, d: Tensor, y: Tensor) -> Tensor:
@@ -32,20 +41,62 @@ def penalised_logistic_loss(z: Tensor, x: Tensor, d: Tensor, y: Tensor) -> Tenso
     return logistic_loss(z, x, d, y) + 0.5 * (torch.exp(x) * z * z).sum(-1)
 
 
+class LogisticOracles:
+    """Closed-form oracles of hyperparameter selection (module docstring)."""
+
+    def inner_grad(self, z: Tensor, x: Tensor, inner: Data, idx: Tensor | None) -> Tensor:
+        d, y = pick(idx, *inner)
+        return torch.addmv(torch.exp(x) * z, d.T, torch.sigmoid(d @ z) - y, alpha=1 / d.shape[0])
+
+    def inner_hvp(self, z: Tensor, x: Tensor, v: Tensor, inner: Data, idx: Tensor | None) -> Tensor:
+        (d,) = pick(idx, inner[0])
+        p = torch.sigmoid(d @ z)
+        return torch.addmv(torch.exp(x) * v, d.T, (p - p * p) * (d @ v), alpha=1 / d.shape[0])
+
+    def inner_cross(self, z: Tensor, x: Tensor, v: Tensor, inner: Data, idx: Tensor | None) -> Tensor:
+        return torch.exp(x) * z * v
+
+    def inner_oracles(
+        self, z: Tensor, x: Tensor, v: Tensor, inner: Data, idx: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        d, y = pick(idx, *inner)
+        p, ex, scale = torch.sigmoid(d @ z), torch.exp(x), 1 / d.shape[0]
+        gz = torch.addmv(ex * z, d.T, p - y, alpha=scale)
+        return gz, torch.addmv(ex * v, d.T, (p - p * p) * (d @ v), alpha=scale), ex * z * v
+
+    def outer_grad(self, z: Tensor, x: Tensor, outer: Data, idx: Tensor | None) -> tuple[Tensor, Tensor]:
+        d, y = pick(idx, *outer)
+        return d.T @ (torch.sigmoid(d @ z) - y) / d.shape[0], torch.zeros_like(x)
+
+    def inner_per_sample(
+        self, z: Tensor, x: Tensor, v: Tensor, inner: Data, idx: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        d, y = pick(idx, *inner)
+        p, ex = torch.sigmoid(d @ z), torch.exp(x)
+        gz = torch.addcmul(ex * z, (p - y)[:, None], d)
+        hv = torch.addcmul(ex * v, ((p - p * p) * (d @ v))[:, None], d)
+        return gz, hv, (ex * z * v).expand_as(d)
+
+    def outer_per_sample(self, z: Tensor, x: Tensor, outer: Data, idx: Tensor | None) -> tuple[Tensor, Tensor]:
+        d, y = pick(idx, *outer)
+        return (torch.sigmoid(d @ z) - y)[:, None] * d, d.new_zeros(d.shape[0], 0)
+
+
 def hyperparam_problem(train: Labelled, val: Labelled) -> BilevelProblem:
-    """Hyperparameter selection: inner problem on ``train``, outer loss on ``val``; x0 = log U(0, 1) per feature
-    (benchopt's initialisation, fixed seed), z0 = 0."""
+    """Hyperparameter selection: inner problem on ``train``, outer loss on ``val`` (labels in {-1, 1}, stored in
+    {0, 1}); x0 = log U(0, 1) per feature (benchopt's initialisation, fixed seed), z0 = 0."""
     p = train.x.shape[1]
     return BilevelProblem(
         name="hyperparam",
         dataset=train.dataset,
         g=penalised_logistic_loss,
         f=logistic_loss,
-        inner_data=(train.x, train.y),
-        outer_data=(val.x, val.y),
+        inner_data=(train.x, (train.y + 1) / 2),
+        outer_data=(val.x, (val.y + 1) / 2),
         z0=torch.zeros(p, dtype=train.x.dtype),
         x0=torch.rand(p, generator=torch.Generator().manual_seed(0), dtype=train.x.dtype).log(),
         outer_uses_x=False,
+        closed=LogisticOracles(),
     )
 
 

@@ -22,6 +22,16 @@ A problem whose g_i depends on x only through x[i] (data hyper-cleaning: one wei
 so with ``per_sample_x``: its per-sample cross terms are scalars, stored as one column, scattered into x.
 Every oracle call adds its batch size to ``samples`` (one sample = one g_i or f_j evaluated with its
 derivatives), which the protocol reads as the cost axis "samples processed".
+
+Specialised path: a problem whose losses have a known closed form (a generalised linear model: the quadratic,
+logistic regression) carries ``closed``, an object computing the same oracles by their formulas without autograd
+(``ClosedOracles``). Every oracle then takes that path, for every solver and for the protocol's reference SGD
+step alike; the generic autograd path stays the default of any other problem, and ``generic()`` returns the
+same problem without the specialised path (the tests check that both give the same values).
+
+Sampling: ``sampler`` hands a solver its source of minibatches: ``iid`` (default) draws ``batch_size`` indices
+uniformly with replacement; ``batches`` is benchopt's sampler: the samples cut into contiguous batches, visited
+in an order reshuffled after every pass (the first pass in order), each batch's id kept in ``batch_id``.
 """
 
 from __future__ import annotations
@@ -31,6 +41,9 @@ from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
+
+from suites.bilevel.closed import ClosedOracles
+from suites.bilevel.sampling import SAMPLINGS, FixedBatches
 
 Loss = Callable[..., Tensor]  # loss(z, x, *sample) -> scalar for one sample, (B,) for a batch of them
 
@@ -87,6 +100,8 @@ class BilevelProblem:
     test: tuple[Tensor, ...] | None = None
     accuracy: Callable[[Tensor, tuple[Tensor, ...]], float] | None = None
     closed_form: ClosedForm | None = None
+    closed: ClosedOracles | None = None
+    sampling: str = "iid"
     samples: int = field(default=0, compare=False)
 
     @property
@@ -129,11 +144,23 @@ class BilevelProblem:
             samples=0,
         )
 
+    def generic(self) -> BilevelProblem:
+        """The same problem on the generic (autograd) oracles, without its specialised path."""
+        return replace(self, closed=None, samples=0)
+
     # --- sampling -------------------------------------------------------------------------------------------
     def draw(self, which: str, batch_size: int, generator: torch.Generator) -> Tensor:
         """``batch_size`` indices drawn uniformly with replacement from the inner or outer samples."""
         n = self.n_inner if which == "inner" else self.n_outer
         return torch.randint(n, (min(batch_size, n),), generator=generator, device=self.device)
+
+    def sampler(self, which: str, batch_size: int, generator: torch.Generator) -> Callable[[], Tensor]:
+        """A solver's source of inner or outer minibatches under the problem's ``sampling``."""
+        if self.sampling == "batches":
+            return FixedBatches(self.n_inner if which == "inner" else self.n_outer, batch_size, generator, self.device)
+        if self.sampling != "iid":
+            raise ValueError(f"{self.name}: unknown sampling {self.sampling!r}; valid: {', '.join(SAMPLINGS)}")
+        return lambda: self.draw(which, batch_size, generator)
 
     # --- helpers --------------------------------------------------------------------------------------------
     @staticmethod
@@ -178,6 +205,8 @@ class BilevelProblem:
     def inner_grad(self, z: Tensor, x: Tensor, idx: Tensor | None) -> Tensor:
         """d_z G_B(z, x)."""
         self._count(self.n_inner, idx)
+        if self.closed is not None:
+            return self.closed.inner_grad(z, x, self.inner_data, idx)
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             return torch.autograd.grad(self._inner_mean(z, x, idx), z)[0]
@@ -185,6 +214,8 @@ class BilevelProblem:
     def inner_hvp(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> Tensor:
         """d2_zz G_B(z, x) v."""
         self._count(self.n_inner, idx)
+        if self.closed is not None:
+            return self.closed.inner_hvp(z, x, v, self.inner_data, idx)
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             gz = torch.autograd.grad(self._inner_mean(z, x, idx), z, create_graph=True)[0]
@@ -198,6 +229,8 @@ class BilevelProblem:
     def inner_cross(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> Tensor:
         """d2_xz G_B(z, x) v, in x's space."""
         self._count(self.n_inner, idx)
+        if self.closed is not None:
+            return self.closed.inner_cross(z, x, v, self.inner_data, idx)
         with torch.enable_grad():
             z, x = z.detach().requires_grad_(True), x.detach().requires_grad_(True)
             gz = torch.autograd.grad(self._inner_mean(z, x, idx), z, create_graph=True)[0]
@@ -206,6 +239,8 @@ class BilevelProblem:
     def inner_oracles(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """(d_z G_B, d2_zz G_B v, d2_xz G_B v): a gradient, then one double-backward with v."""
         self._count(self.n_inner, idx)
+        if self.closed is not None:
+            return self.closed.inner_oracles(z, x, v, self.inner_data, idx)
         with torch.enable_grad():
             z, x = z.detach().requires_grad_(True), x.detach().requires_grad_(True)
             gz = torch.autograd.grad(self._inner_mean(z, x, idx), z, create_graph=True)[0]
@@ -215,6 +250,8 @@ class BilevelProblem:
     def outer_grad(self, z: Tensor, x: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor]:
         """(d_z F_B, d_x F_B)."""
         self._count(self.n_outer, idx)
+        if self.closed is not None:
+            return self.closed.outer_grad(z, x, self.outer_data, idx)
         with torch.enable_grad():
             z, x = z.detach().requires_grad_(True), x.detach().requires_grad_(self.outer_uses_x)
             grads = _grads(self._outer_mean(z, x, idx), (z, x) if self.outer_uses_x else (z,))
@@ -223,8 +260,10 @@ class BilevelProblem:
     # --- per-sample oracles (reverse mode on one copy of the variables per sample) -------------------------
     def inner_per_sample(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample (d_z g_i, d2_zz g_i v, d2_xz g_i v) as rows; cross rows are (B, 1) when ``per_sample_x``."""
-        data = self._select(self.inner_data, idx)
         self._count(self.n_inner, idx)
+        if self.closed is not None:
+            return self.closed.inner_per_sample(z, x, v, self.inner_data, idx)
+        data = self._select(self.inner_data, idx)
         with torch.enable_grad():
             zs = _copies(z, data[0].shape[0])
             xs = self._x_local(x, idx) if self.per_sample_x else _copies(x, data[0].shape[0])
@@ -235,8 +274,10 @@ class BilevelProblem:
 
     def outer_per_sample(self, z: Tensor, x: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor]:
         """Per-sample (d_z f_j, d_x f_j) as rows; the x rows have width 0 when F does not depend on x."""
-        data = self._select(self.outer_data, idx)
         self._count(self.n_outer, idx)
+        if self.closed is not None:
+            return self.closed.outer_per_sample(z, x, self.outer_data, idx)
+        data = self._select(self.outer_data, idx)
         with torch.enable_grad():
             zs = _copies(z, data[0].shape[0])
             if not self.outer_uses_x:

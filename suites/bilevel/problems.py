@@ -13,16 +13,18 @@ from suites.bilevel.data import cleaning_data, hyperparam_data
 from suites.bilevel.exact import minimum
 from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
 from suites.bilevel.problem import BilevelProblem
-from suites.bilevel.quadratic import quadratic_problem
+from suites.bilevel.quadratic import benchopt_problem, quadratic_problem
 
 HYPERPARAM_DATA = {"hyperparam": "ijcnn1", "hyperparam-covtype": "covtype"}  # problem name -> LIBSVM set
+QUADRATICS = ("quadratic", "quadratic-benchopt")  # the task's generator, benchopt's ``simulated`` generator
 
 
 def kind_of(problem: str) -> str:
-    """``hyperparam-covtype`` -> ``hyperparam``, ``datacleaning-p0.7`` -> ``datacleaning``; unknown names raise."""
+    """``hyperparam-covtype`` -> ``hyperparam``, ``datacleaning-p0.7`` -> ``datacleaning``,
+    ``quadratic-benchopt`` -> ``quadratic``; unknown names raise."""
     kind = problem.split("-", 1)[0]
-    if problem not in ("quadratic", *HYPERPARAM_DATA, "datacleaning") and not problem.startswith("datacleaning-p"):
-        valid = ", ".join(("quadratic", *HYPERPARAM_DATA, "datacleaning", "datacleaning-p<corruption>"))
+    if problem not in (*QUADRATICS, *HYPERPARAM_DATA, "datacleaning") and not problem.startswith("datacleaning-p"):
+        valid = ", ".join((*QUADRATICS, *HYPERPARAM_DATA, "datacleaning", "datacleaning-p<corruption>"))
         raise ValueError(f"unknown bilevel problem {problem!r}; valid: {valid}")
     return kind
 
@@ -45,7 +47,8 @@ def build(problem: str, config: Mapping[str, Any], data_root: Path, cache_dir: P
     learning problems)."""
     kind, s = kind_of(problem), settings(problem, config)
     if kind == "quadratic":
-        built = quadratic_problem(s["n_inner"], s["n_outer"], s["dim_z"], s["dim_x"], s["mu"], s["lip"], s["lip_cross"])
+        generator = benchopt_problem if problem == "quadratic-benchopt" else quadratic_problem
+        built = generator(s["n_inner"], s["n_outer"], s["dim_z"], s["dim_x"], s["mu"], s["lip"], s["lip_cross"])
     elif kind == "hyperparam":
         built = hyperparam_problem(*hyperparam_data(data_root, HYPERPARAM_DATA[problem], s["n_train"], s["n_val"]))
     else:
@@ -55,7 +58,8 @@ def build(problem: str, config: Mapping[str, Any], data_root: Path, cache_dir: P
     return replace(built, name=problem)
 
 
-def _fingerprint(problem: BilevelProblem, max_iter: int) -> str:
+def fingerprint(problem: BilevelProblem, max_iter: int) -> str:
+    """A hash of the problem's name, data set, data and starting point (and of ``max_iter``, for h*)."""
     digest = hashlib.sha256(f"{problem.name}|{problem.dataset}|{max_iter}".encode())
     for t in (*problem.inner_data, *problem.outer_data, problem.x0, problem.z0):
         digest.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -64,7 +68,7 @@ def _fingerprint(problem: BilevelProblem, max_iter: int) -> str:
 
 def optimal_value(evaluator: BilevelProblem, cache_dir: Path, max_iter: int) -> float:
     """h* of the float64 ``evaluator`` (``exact.minimum``), cached in ``cache_dir`` by a hash of the data."""
-    path = cache_dir / "bilevel" / f"hstar-{_fingerprint(evaluator, max_iter)}.json"
+    path = cache_dir / "bilevel" / f"hstar-{fingerprint(evaluator, max_iter)}.json"
     if path.exists():
         return float(json.loads(path.read_text())["h_star"])
     h_star, _ = minimum(evaluator, max_iter=max_iter)

@@ -1,17 +1,22 @@
 """The protocol of one case: one solver on one problem.
 
-``prepare`` builds the problem and ``init``-s the solver; the engine measures ``solver.step`` on that fresh
-state (time, working memory). ``evaluate`` then computes h* (cached), runs the race (``race.run_solver``: ``init``
-again, which resets the solver, then steps under the sample budget on ``ctx.meter.clock``, evaluations off the
-clock), times one inner SGD step at the same batch size as the phase ``sgd_step`` and returns the per-case
-metrics: time and samples to h - h* <= 1e-3, final h - h*, ||grad h||^2, test accuracy, the rate's R^2, the cost
-of a step against an SGD step, the solver's state. A race that diverges raises ``ctbench.Invalid`` with what it
+``prepare`` builds the problem, computes h* (cached), tunes the solver's steps (``tune.tune``: a grid searched
+on a held-apart seed under the scale's budget of points, the same for every solver; cached) and ``init``-s the
+solver at the chosen values; the engine measures ``solver.step`` on that fresh state (time, working memory).
+``evaluate`` then runs the race (``race.run_solver``: ``init`` again, which resets the solver, then steps under
+the sample budget on ``ctx.meter.clock``, evaluations off the clock), times one inner SGD step at the same batch
+size, through the same oracles as the solvers (closed form where the problem has it), as the phase ``sgd_step``,
+times solver steps and SGD steps in interleaved pairs (the cost ratio) and returns the per-case metrics: time and
+samples to h - h* <= 1e-3, final h - h*, ||grad h||^2, test accuracy, the rate's R^2, the cost of a step against
+an SGD step, the solver's state, the tuned values (``tuned_*``, with the grid, the scores and the choice in the
+case's note and its series ``tuning_scores``). A race that diverges raises ``ctbench.Invalid`` with what it
 measured before.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,34 +30,48 @@ from suites.bilevel.checks import TARGET, case_checks
 from suites.bilevel.interface import BilevelSolver
 from suites.bilevel.problem import BilevelProblem
 from suites.bilevel.problems import build, optimal_value, settings
-from suites.bilevel.race import Evaluator, Trace, run_solver
+from suites.bilevel.race import Clock, Evaluator, Trace, run_solver
+from suites.bilevel.tune import tune
 
 FLOOR = 1e-12  # suboptimality below which float64 rounding dominates: left out of rate fits
+COST_ROUNDS = 60  # interleaved (solver step, SGD step) pairs of the cost ratio
 SGD_STEP_SIZE = 1e-3  # of the reference inner SGD step (its cost does not depend on it)
 OPAQUE = (type, types.ModuleType, types.FunctionType, types.MethodType, torch.Generator)  # not walked for tensors
+
+
+TUNED = ("step_size", "outer_ratio")  # axes recorded as metrics tuned_<axis> (any axis is in the note)
 
 
 def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
     name = params["problem"]
     problem = build(name, scale.config, ctx.data_root, ctx.cache_dir).to(ctx.device)
     s = settings(name, scale.config)
+    evaluator = problem.to(ctx.device, torch.float64)
+    h_star = optimal_value(evaluator, ctx.cache_dir, scale.config["hstar_max_iter"].get(problem.kind, 0))
+    tuning = tune(impl, problem, evaluator, h_star, s, scale.config["tuning"], ctx)
+    tuned = {k: v for k, v in tuning.metrics().items() if k == "tuning_points" or k.removeprefix("tuned_") in TUNED}
     impl.init(problem, s["batch_size"], ctx.seed)
 
     def evaluate(stats: StepStats | None) -> CaseResult:
-        evaluator = problem.to(ctx.device, torch.float64)
-        h_star = optimal_value(evaluator, ctx.cache_dir, scale.config["hstar_max_iter"].get(problem.kind, 0))
         trace = run_solver(impl, problem, Evaluator(evaluator, h_star), s, ctx.meter.clock, ctx.seed)
-        metrics = trace_metrics(trace, h_star, problem)
+        metrics = {**trace_metrics(trace, h_star, problem), **tuned}
         sgd = sgd_step(problem, s["batch_size"])
         ctx.meter.phase("sgd_step", sgd, repeat=20, warmup=2)
-        if stats is not None:
-            metrics["cost_ratio_vs_sgd"] = stats.timing.median / ctx.meter.metrics["sgd_step_time_s"]
+        if stats is not None and trace.diverged_at is None:
+            metrics["cost_ratio_vs_sgd"] = cost_ratio(impl.step, sgd, ctx.meter.clock)
+        curves = {**series(trace), **tuning.series()}
         if trace.diverged_at is not None:
-            raise Invalid(f"diverged at iteration {trace.diverged_at}", problem.dataset, metrics, series(trace))
+            raise Invalid(f"diverged at iteration {trace.diverged_at}", problem.dataset, metrics, curves)
         metrics["state_bytes"] = float(state_bytes(impl, problem))
-        return CaseResult(metrics, problem.dataset, checks=case_checks(trace), series=series(trace))
+        return CaseResult(metrics, problem.dataset, checks=case_checks(trace), series=curves, note=tuning.note())
 
     return Prepared(impl.step, evaluate)
+
+
+def cost_ratio(step: Callable[[], Any], sgd: Callable[[], Any], clock: Clock, rounds: int = COST_ROUNDS) -> float:
+    """Median over ``rounds`` interleaved pairs of t(step) / t(sgd), each timed once on the engine's clock: a
+    shared machine's load, which drifts over seconds, weighs on both calls of a pair alike."""
+    return statistics.median(clock(step)[1] / max(clock(sgd)[1], 1e-9) for _ in range(rounds))
 
 
 def fit_r2(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -105,7 +124,8 @@ def series(trace: Trace) -> dict[str, list[list[float]]]:
 
 def sgd_step(problem: BilevelProblem, batch_size: int) -> Callable[[], None]:
     """One SGD step on the inner problem at the case's batch size, z <- z - rho d_z G_B(z, x), on a copy of z0
-    (the reference cost of the task's cost check)."""
+    (the reference cost of the task's cost check), through the problem's oracles: the closed-form path where the
+    problem has one, as for every solver."""
     gen = torch.Generator(problem.device).manual_seed(0)
     z, x = problem.z0.clone(), problem.x0
 
