@@ -72,6 +72,45 @@ def grid_for(scale: Scale, overrides: Mapping[str, Sequence[Any]], task: Task) -
     return replace(scale, grid={**scale.grid, **overrides})
 
 
+@dataclass(frozen=True)
+class SkippedPoint:
+    """A grid point an implementation does not run at a scale, and the task's reason (``Task.skip``)."""
+
+    task: str
+    impl: str
+    scale: str
+    params: Mapping[str, Any]
+    reason: str
+
+
+def plan(
+    task: Task,
+    impls: Sequence[ImplRef],
+    scale_name: str,
+    overrides: Mapping[str, Sequence[Any]] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> tuple[list[Case], list[SkippedPoint]]:
+    """Every case of ``task`` at one scale, and the grid points the task skips (each once, not once per seed)."""
+    if scale_name not in task.scales:
+        raise UsageError(f"task {task.name} has no scale {scale_name!r}; valid: {', '.join(task.scales)}")
+    bad_seeds = [s for s in seeds or () if not (isinstance(s, int) and 0 <= s < 2**32)]
+    if bad_seeds:
+        raise UsageError(f"seed {bad_seeds[0]!r} is out of range: seeds are integers in [0, 2^32)")
+    scale = grid_for(task.scales[scale_name], overrides or {}, task)
+    cases, skipped = [], []
+    for impl in impls:
+        for params in scale.param_sets():
+            reason = task.skip(impl.name, scale, params)
+            if reason is not None:
+                skipped.append(SkippedPoint(task.name, impl.name, scale_name, params, reason))
+                continue
+            cases += [
+                Case(task.name, impl, scale_name, params, seed)
+                for seed in (seeds if seeds is not None else scale.seeds)
+            ]
+    return cases, skipped
+
+
 def expand(
     task: Task,
     impls: Sequence[ImplRef],
@@ -79,20 +118,8 @@ def expand(
     overrides: Mapping[str, Sequence[Any]] | None = None,
     seeds: Sequence[int] | None = None,
 ) -> list[Case]:
-    """Every case of ``task`` at one scale, minus those the task skips."""
-    if scale_name not in task.scales:
-        raise UsageError(f"task {task.name} has no scale {scale_name!r}; valid: {', '.join(task.scales)}")
-    bad_seeds = [s for s in seeds or () if not (isinstance(s, int) and 0 <= s < 2**32)]
-    if bad_seeds:
-        raise UsageError(f"seed {bad_seeds[0]!r} is out of range: seeds are integers in [0, 2^32)")
-    scale = grid_for(task.scales[scale_name], overrides or {}, task)
-    return [
-        Case(task.name, impl, scale_name, params, seed)
-        for impl in impls
-        for params in scale.param_sets()
-        for seed in (seeds if seeds is not None else scale.seeds)
-        if task.skip(impl.name, scale, params) is None
-    ]
+    """Every case of ``task`` at one scale, minus those the task skips (``plan`` says which and why)."""
+    return plan(task, impls, scale_name, overrides, seeds)[0]
 
 
 def run_key(cases: Sequence[Case]) -> str:

@@ -2,9 +2,9 @@
 render a run without importing the task's code (an older commit's run, a task that is not installed).
 
 The description holds the task's summary and paper, the paper's numbers, its declarative plots, its primary
-metric, and the spec (unit, direction, description) of every metric its cases can carry: the task's own, plus the
-engine's measurements of its step and phases (``step_time_s``, ``step_peak_memory_bytes``, ``throughput_*``,
-``step_energy_j``, ``<phase>_time_s``).
+metric, its objectives (the metrics it is about, each a quality, memory or time), and the spec (unit, direction,
+description) of every metric its cases can carry: the task's own, plus the engine's measurements of its step and
+phases (``step_time_s``, ``step_peak_memory_bytes``, ``throughput_*``, ``step_energy_j``, ``<phase>_time_s``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from ctbench.ranking import OBJECTIVE_KINDS, default_objectives
 from ctbench.task import Metric, Phase, Step, Task
 
 
@@ -49,14 +50,28 @@ def all_metrics(task: Task) -> dict[str, Metric]:
     return {**task.metrics, **engine}
 
 
+def task_objectives(task: Task, metrics: dict[str, Metric]) -> dict[str, str]:
+    """The metrics ``task`` is about (metric -> quality, memory or time): its own ``objectives``, else the primary
+    metric, the step's memory and the step's time. Each must be one of its metrics with a direction."""
+    found = dict(task.objectives) or default_objectives(task.primary_metric, metrics)
+    for name, kind in found.items():
+        if kind not in OBJECTIVE_KINDS:
+            raise ValueError(f"task {task.name}: objective {name} is {kind!r}, not one of {', '.join(OBJECTIVE_KINDS)}")
+        if name not in metrics or metrics[name].higher_is_better is None:
+            raise ValueError(f"task {task.name}: objective {name} is not one of its metrics with a direction")
+    return found
+
+
 def describe(task: Task) -> dict[str, Any]:
     """Everything a reader of a run file needs to know about its task, as JSON."""
+    metrics = all_metrics(task)
     return {
         "summary": task.summary,
         "paper": asdict(task.paper),
         "step": task.step.what,
         "primary_metric": task.primary_metric,
-        "metrics": {name: _spec(m) for name, m in all_metrics(task).items()},
+        "metrics": {name: _spec(m) for name, m in metrics.items()},
+        "objectives": task_objectives(task, metrics),
         "paper_numbers": [asdict(pn) for pn in task.paper_numbers],
         "plots": [{**asdict(p), "where": dict(p.where)} for p in task.line_plots],
     }

@@ -249,6 +249,7 @@ TASK = record(
         "primary_metric": TEXT_OR_NULL,
         "paper_numbers": listing(PAPER_NUMBER),
         "plots": listing(PLOT),
+        "objectives": mapping(one_of("quality", "memory", "time")),
     },
 )
 RUN = record(

@@ -1,41 +1,69 @@
 """Aggregation with pandas: run files -> one table of cases -> leaderboards and comparisons.
 
-Everything here reads the run documents alone: units, directions and primary metrics come from the task
-descriptions each run file carries (``ctbench.describe``), never from the tasks' code, so a run of an older commit
-or of a task that is not installed renders the same.
+Everything here reads the run documents alone: units, directions, primary metrics and objectives come from the
+task descriptions each run file carries (``ctbench.describe``), never from the tasks' code, so a run of an older
+commit or of a task that is not installed renders the same.
 
-A leaderboard ranks implementations within one *group* (task, dataset, scale, params, hardware): rows of different
-datasets or scales are never ranked together. Seeds of the same case are summarised by their median; failed,
-timed-out and invalid cases stay in the table with their reason but get no rank.
+A leaderboard ranks rows within one *board* (task, dataset, scale, params, hardware): rows of different datasets or
+scales are never ranked together. A *row* is one implementation's code: (impl, submission, code), where ``code`` is
+the content hash of the implementation's files (its spec in run files older than the hash), so runs of different
+code never merge. A row summarises its cases (seeds, and repeated runs of the same code) by their median and says
+which runs they came from; failed, timed-out and invalid rows stay in the table with their reason but get no rank.
+Each ranked row gets its rank by one metric (ties within the measured spread, ``ctbench.ranking``) and its Pareto
+layer over the task's objectives.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ctbench import ranking
 from ctbench.env import hardware_label
 
 METRIC = "metric."  # prefix of metric columns
 SPREAD = "spread."  # prefix of spread columns
+NOISE = "noise."  # prefix of a leaderboard row's noise columns (its spread, else the std over its seeds)
 PARAM = "param."  # prefix of parameter columns
 GROUP = ["task", "dataset", "scale", "params", "hardware"]  # never ranked across these
-ROW = [*GROUP, "impl", "submission"]
+ROW = [*GROUP, "impl", "submission", "code"]  # one leaderboard row: an implementation's code on one board
 CASE = ["task", "impl", "submission", "scale", "dataset", "params"]  # a case up to its seed
 # the columns of every ``cases_frame`` (metric, spread and param columns follow), even one of no case
 FRAME_COLUMNS = "run_id run_path created hardware task impl submission reference url scale dataset params".split()
-FRAME_COLUMNS += "params_json seed status error checks_failed checks_total".split()
+FRAME_COLUMNS += "params_json seed status error expected_invalid checks_failed checks_total".split()
+FRAME_COLUMNS += "impl_hash impl_spec code label".split()
+DERIVED = re.compile(r"^(?:(?P<phase>.+)_)?throughput_.+_s$")  # a rate the engine derives from a timing
 
 TaskSpecs = Mapping[str, Mapping[str, Any]]  # task name -> its description (``ctbench.describe``)
 
 
 def params_label(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"
+
+
+def params_order(params_json: str) -> tuple:
+    """Sort key of a case's parameters: numbers by value (depth 8 < 64 < 256), names by text, None first."""
+    try:
+        params = json.loads(params_json)
+    except (TypeError, ValueError):
+        return ((2, str(params_json)),)
+    if not isinstance(params, dict):
+        return ((2, str(params_json)),)
+
+    def value(v: Any) -> tuple:
+        if v is None:
+            return (0, 0.0, "")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return (1, float(v), "")
+        return (2, 0.0, json.dumps(v) if not isinstance(v, str) else v)
+
+    return tuple((k, value(v)) for k, v in sorted(params.items()))
 
 
 def task_specs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -49,15 +77,49 @@ def task_specs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
 def direction(specs: TaskSpecs, task: str, metric: str) -> bool | None:
     """True if higher is better, False if lower, None when informative or unknown."""
     spec = specs.get(task, {}).get("metrics", {}).get(metric)
-    return spec.get("higher_is_better") if spec else None
+    return spec.get("higher_is_better") if isinstance(spec, Mapping) else None
 
 
 def primary_metric(specs: TaskSpecs, task: str) -> str | None:
     return specs.get(task, {}).get("primary_metric")
 
 
+def derived_from(metric: str) -> str | None:
+    """The timing a rate derives from: ``throughput_<u>_s`` from ``step_time_s``, ``<phase>_throughput_<u>_s`` from
+    ``<phase>_time_s``; None for a measured metric."""
+    match = DERIVED.match(metric)
+    if not match:
+        return None
+    return f"{match['phase']}_time_s" if match["phase"] else "step_time_s"
+
+
 def _param_value(value: Any) -> Any:
     return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
+
+
+def _labels(df: pd.DataFrame) -> pd.Series:
+    """A row's display name: its implementation, ``impl [submission]`` where the submission's label differs, and
+    ``@<hash>`` where the same name ran with different code among these runs."""
+    base = df["impl"].where(
+        df["reference"] | (df["submission"] == df["impl"]), df["impl"] + " [" + df["submission"] + "]"
+    )
+    versions = df.groupby(base)["code"].transform("nunique")
+    short = df["code"].map(lambda c: c if ":" in c else c[:8])  # a spec (older files) whole: tails may collide
+    return base.where(versions <= 1, base + " @" + short)
+
+
+def _derived_spreads(df: pd.DataFrame) -> pd.DataFrame:
+    """A rate with no recorded spread (run files older than the engine's) gets its timing's, relative:
+    ``rate * spread(t) / t``."""
+    for column in [c for c in df.columns if c.startswith(METRIC)]:
+        source = derived_from(column[len(METRIC) :])
+        if source is None or METRIC + source not in df or SPREAD + source not in df:
+            continue
+        relative = df[SPREAD + source] / df[METRIC + source]
+        derived = (df[column] * relative).abs()
+        target = SPREAD + column[len(METRIC) :]
+        df[target] = df[target].fillna(derived) if target in df else derived
+    return df
 
 
 def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -68,6 +130,8 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
         run_hardware = hardware_label(run["env"])
         for case in run["cases"]:
             hardware = case.get("hardware") if isinstance(case.get("hardware"), str) else run_hardware
+            impl_hash = case.get("impl_hash") if isinstance(case.get("impl_hash"), str) else ""
+            impl_spec = case.get("impl_spec") if isinstance(case.get("impl_spec"), str) else ""
             row = {
                 "run_id": run["run_id"],
                 "run_path": run.get("_path", ""),
@@ -77,7 +141,7 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "impl": case["impl"],
                 "submission": case["submission"],
                 "reference": case["submission"] == "reference",
-                "url": case.get("manifest", {}).get("url", ""),
+                "url": (case.get("manifest") or {}).get("url") or "",
                 "scale": case["scale"],
                 "dataset": case["dataset"],
                 "params": params_label(case["params"]),
@@ -85,49 +149,139 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "seed": case["seed"],
                 "status": case["status"],
                 "error": (case.get("error") or "").strip().splitlines()[0] if case.get("error") else "",
-                "checks_failed": sum(not c["passed"] for c in case["checks"].values()),
-                "checks_total": len(case["checks"]),
+                "expected_invalid": case.get("expected_invalid") or "",
+                "checks_failed": sum(not c["passed"] for c in case.get("checks", {}).values()),
+                "checks_total": len(case.get("checks", {})),
+                "impl_hash": impl_hash,
+                "impl_spec": impl_spec,
+                "code": impl_hash or impl_spec,
             }
             row.update({PARAM + k: _param_value(v) for k, v in case["params"].items()})
             row.update({METRIC + k: (np.nan if v is None else v) for k, v in case["metrics"].items()})
-            row.update({SPREAD + k: v for k, v in case.get("spread", {}).items()})
+            row.update({SPREAD + k: (np.nan if v is None else v) for k, v in case.get("spread", {}).items()})
             rows.append(row)
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=FRAME_COLUMNS)
+    if not rows:
+        return pd.DataFrame(columns=FRAME_COLUMNS)
+    df = pd.DataFrame(rows)
+    df["label"] = _labels(df)
+    return _derived_spreads(df)
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith(METRIC)]
 
 
-def leaderboard(df: pd.DataFrame, task: str, specs: TaskSpecs) -> pd.DataFrame:
-    """Per (dataset, scale, params, hardware) group: one row per implementation, ranked by the primary metric."""
+def latest(df: pd.DataFrame) -> pd.DataFrame:
+    """Only the newest run's cases of each leaderboard row (``--latest``)."""
+    if df.empty:
+        return df
+    stamp = df["created"].astype(str) + " " + df["run_id"].astype(str)
+    newest = stamp.groupby([df[c] for c in ROW], sort=False).transform("max")
+    return df[stamp == newest]
+
+
+def _row_noise(ok: pd.DataFrame, metric: str) -> pd.Series:
+    """Per row: the median recorded spread of ``metric``, else the std over the row's seeds (of per-seed medians)."""
+    column = METRIC + metric
+    spread = ok.groupby(ROW, sort=False, dropna=False)[SPREAD + metric].median() if SPREAD + metric in ok else None
+    per_seed = ok.groupby([*ROW, "seed"], sort=False, dropna=False)[column].median()
+    seeds_std = per_seed.groupby(level=list(range(len(ROW))), sort=False).std()
+    return seeds_std if spread is None else spread.fillna(seeds_std)
+
+
+def _joined(values: pd.Series) -> str:
+    return " ".join(dict.fromkeys(str(v) for v in values))
+
+
+def _rows(sub: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per (board, impl, submission, code): medians of its ok cases, or the status of its failed ones."""
+    ok = sub[sub["status"] == "ok"]
+    counts = sub.groupby(ROW, sort=False, dropna=False).agg(cases=("seed", "size"), runs=("run_id", _joined))
+    good = ok.groupby(ROW, sort=False, dropna=False).agg(
+        seeds=("seed", "nunique"),
+        ok_cases=("seed", "size"),
+        url=("url", "first"),
+        label=("label", "first"),
+        impl_spec=("impl_spec", "first"),
+        params_json=("params_json", "first"),
+        **{c: (c, "median") for c in metrics},
+    )
+    good["status"], good["reason"], good["expected_invalid"] = "ok", "", ""
+    bad_cases = sub[(sub["status"] != "ok") & ~sub.set_index(ROW).index.isin(good.index)]
+    bad = bad_cases.groupby(ROW, sort=False, dropna=False).agg(
+        seeds=("seed", "nunique"),
+        url=("url", "first"),
+        label=("label", "first"),
+        impl_spec=("impl_spec", "first"),
+        params_json=("params_json", "first"),
+        status=("status", "first"),
+        reason=("error", "first"),
+        expected_invalid=("expected_invalid", lambda s: s.iloc[0] if (s != "").all() else ""),
+    )
+    bad["ok_cases"] = 0
+    rows = pd.concat([good, bad]).join(counts)
+    for metric in metrics:
+        if not ok.empty:
+            rows[NOISE + metric[len(METRIC) :]] = _row_noise(ok, metric[len(METRIC) :])
+    return rows.reset_index()
+
+
+def _rank_board(board: pd.DataFrame, metric: str | None, higher: bool | None) -> None:
+    """Rank the ok rows of one board by ``metric`` with ties within noise (in place)."""
+    column = METRIC + (metric or "")
+    if metric is None or higher is None or column not in board:
+        return
+    ranked = board.index[(board["status"] == "ok") & board[column].notna()]
+    if len(ranked) == 0:
+        return
+    noise = board.loc[ranked, NOISE + metric] if NOISE + metric in board else pd.Series(0.0, index=ranked)
+    ranks = ranking.tied_ranks(board.loc[ranked, column].tolist(), noise.fillna(0.0).tolist(), higher)
+    board.loc[ranked, "rank"] = ranks
+    board.loc[ranked, "tied"] = pd.Series(ranks, index=ranked).duplicated(keep=False)
+
+
+def _pareto_board(board: pd.DataFrame, objectives: Mapping[str, bool]) -> None:
+    """The Pareto layer of the board's ok rows over the objectives every one of them has (in place)."""
+    ok = board.index[board["status"] == "ok"]
+    used = [m for m in objectives if METRIC + m in board and len(ok) and board.loc[ok, METRIC + m].notna().all()]
+    board.loc[:, "objectives"] = ", ".join(used)
+    if not used or len(ok) == 0:
+        return
+    values = board.loc[ok, [METRIC + m for m in used]].to_numpy(dtype=float).tolist()
+    noise_columns = [board[NOISE + m] if NOISE + m in board else pd.Series(0.0, index=board.index) for m in used]
+    noise = pd.concat(noise_columns, axis=1).loc[ok].fillna(0.0).to_numpy(dtype=float).tolist()
+    board.loc[ok, "pareto"] = ranking.pareto_layers(values, noise, [objectives[m] for m in used])
+
+
+def leaderboard(
+    df: pd.DataFrame, task: str, specs: TaskSpecs, rank_by: str | None = None, latest_only: bool = False
+) -> pd.DataFrame:
+    """Per board (dataset, scale, params, hardware): one row per implementation's code, ranked by ``rank_by``
+    (default: the primary metric) with ties within noise, and its Pareto layer over the task's objectives."""
     sub = df[df["task"] == task]
+    if latest_only:
+        sub = latest(sub)
     if sub.empty:
         return sub
     metrics = [c for c in metric_columns(sub) if sub[c].notna().any()]
-    ok = sub[sub["status"] == "ok"]
-    good = ok.groupby(ROW, sort=False).agg(
-        seeds=("seed", "nunique"),
-        url=("url", "first"),
-        **{c: (c, "median") for c in metrics},
-    )
-    good["status"], good["reason"] = "ok", ""
-    bad_cases = sub[(sub["status"] != "ok") & ~sub.set_index(ROW).index.isin(good.index)]
-    bad = bad_cases.groupby(ROW, sort=False).agg(
-        seeds=("seed", "nunique"),
-        url=("url", "first"),
-        status=("status", "first"),
-        reason=("error", "first"),
-    )
-    board = pd.concat([good, bad]).reset_index()
-    board["rank"] = np.nan
-    primary = primary_metric(specs, task)
-    higher = direction(specs, task, primary) if primary else None
-    if primary and higher is not None and METRIC + primary in board:
-        ranked = board["status"] == "ok"
-        column = METRIC + primary
-        board.loc[ranked, "rank"] = board[ranked].groupby(GROUP)[column].rank(ascending=not higher, method="min")
-    return board.sort_values([*GROUP, "rank"], na_position="last").reset_index(drop=True)
+    rows = _rows(sub, metrics)
+    metric = rank_by or primary_metric(specs, task)
+    higher = direction(specs, task, metric) if metric else None
+    directions = {m: direction(specs, task, m) for m in ranking.objectives(specs.get(task))}
+    rows["rank"], rows["tied"], rows["pareto"] = np.nan, False, np.nan
+    rows["rank_by"] = metric if higher is not None else ""
+    rows["objectives"] = ""
+    boards = []
+    for _, board in rows.groupby(GROUP, sort=False, dropna=False):
+        board = board.copy()
+        _rank_board(board, metric, higher)
+        _pareto_board(board, {m: up for m, up in directions.items() if up is not None})
+        boards.append(board)
+    out = pd.concat(boards)
+    order = {p: i for i, p in enumerate(sorted(out["params_json"].unique(), key=params_order))}
+    out["params_order"] = out["params_json"].map(order)
+    keys = ["task", "dataset", "scale", "params_order", "params", "hardware", "rank", "pareto", "label"]
+    return out.sort_values(keys, na_position="last").drop(columns="params_order").reset_index(drop=True)
 
 
 def _noise(ra: pd.Series, rb: pd.Series, metric: str) -> float:
@@ -162,6 +316,27 @@ def _by_case(df: pd.DataFrame) -> pd.DataFrame:
     return med.join(std).join(status, how="outer")
 
 
+def _value(row: pd.Series, metric: str) -> float:
+    value = row.get(METRIC + metric, np.nan)
+    return np.nan if value is None or pd.isna(value) else float(value)
+
+
+def _case_verdict(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: pd.Series) -> tuple[str, float]:
+    """The verdict on one metric of one case, and the noise it used. A rate derived from a timing is within noise
+    exactly when its timing is: the two never disagree."""
+    va, vb = _value(ra, metric), _value(rb, metric)
+    noise = _noise(ra, rb, metric)
+    verdict = _verdict(direction(specs, task, metric), va, vb, noise)
+    source = derived_from(metric)
+    if source and verdict != "missing" and not (math.isnan(_value(ra, source)) or math.isnan(_value(rb, source))):
+        timing = _verdict(False, _value(ra, source), _value(rb, source), _noise(ra, rb, source))
+        if timing == "within noise":
+            verdict = timing
+        elif verdict == "within noise":
+            verdict = _verdict(direction(specs, task, metric), va, vb, 0.0)
+    return verdict, noise
+
+
 def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Metric-by-metric change from run(s) ``a`` to run(s) ``b`` for every shared case, and the unshared cases."""
     ca, cb = _by_case(a), _by_case(b)
@@ -170,11 +345,11 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.Data
     for key in shared:
         ra, rb = ca.loc[key], cb.loc[key]
         for col in sorted(set(metric_columns(a)) | set(metric_columns(b))):
-            va, vb = float(ra.get(col, np.nan)), float(rb.get(col, np.nan))
+            metric = col[len(METRIC) :]
+            va, vb = _value(ra, metric), _value(rb, metric)
             if math.isnan(va) and math.isnan(vb):
                 continue
-            metric = col[len(METRIC) :]
-            noise = _noise(ra, rb, metric)
+            verdict, noise = _case_verdict(specs, key[0], metric, ra, rb)
             rows.append(
                 dict(
                     zip(CASE, key, strict=True),
@@ -185,7 +360,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.Data
                     noise=noise,
                     status_a=ra["status"],
                     status_b=rb["status"],
-                    verdict=_verdict(direction(specs, key[0], metric), va, vb, noise),
+                    verdict=verdict,
                 )
             )
     only = [("a", k) for k in ca.index.difference(cb.index)] + [("b", k) for k in cb.index.difference(ca.index)]

@@ -226,6 +226,10 @@ class Task:
     paper_numbers: ClassVar[Sequence[PaperNumber]] = ()
     line_plots: ClassVar[Sequence[LinePlot]] = ()
     bench_params: ClassVar[Sequence[Mapping[str, Any]]] = ()  # smoke grid points benchmarks time (default: first)
+    # the metrics the task is about, each a kind: "quality", "memory" or "time"; leaderboards show them first
+    # and rank rows by Pareto layer over them. Empty: the primary metric (quality), step_peak_memory_bytes and
+    # step_time_s (``ctbench.ranking.default_objectives``)
+    objectives: ClassVar[Mapping[str, str]] = {}
 
     def skip(self, impl: str, scale: Scale, params: Mapping[str, Any]) -> str | None:
         """Why this (impl, params) combination is not run at this scale, or ``None`` to run it."""

@@ -21,6 +21,11 @@ from ctbench_cli.run import CACHE
 DEFAULT_REPORT = Path("report/site")
 
 
+def ranking_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rank-by", metavar="METRIC", help="rank every board by this metric (default: each task's primary)")
+    p.add_argument("--latest", action="store_true", help="keep only the newest run of each leaderboard row")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ctbench", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -30,6 +35,17 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--task", action="append", default=[], help="task name (repeatable; default: all)")
     r.add_argument("--impl", action="append", default=[], help="reference name or submission spec (repeatable)")
     r.add_argument("--skip-references", action="store_true", help="with --impl SPEC: run only the submission")
+    r.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="RESULTS",
+        help="with --impl SPEC: run only the submission and rank it against the stored reference cases of its points "
+        "in these run files or folders (repeatable; e.g. results/reference)",
+    )
+    r.add_argument(
+        "--retime-references", action="store_true", help="with --against: rerun the matching reference cases here"
+    )
     r.add_argument("--scale", default="auto", help="smoke, small, full, or auto (smoke on CPU, small on GPU)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2", help="override a grid axis")
     r.add_argument(
@@ -93,6 +109,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="leaderboards in the terminal")
     s.add_argument("results", nargs="+", help="run files or folders")
+    s.add_argument("--format", choices=("table", "csv", "json"), default="table", help="table (default: as wide as "
+                   "the terminal, human units), or every column as csv or json")  # fmt: skip
+    ranking_flags(s)
     s.set_defaults(fn=view.cmd_show)
 
     c = sub.add_parser("compare", help="metric-by-metric change between two runs")
@@ -103,8 +122,16 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="build the static HTML report")
     rep.add_argument("results", nargs="+", help="run files or folders")
     rep.add_argument("-o", "--output", type=Path, default=DEFAULT_REPORT)
+    ranking_flags(rep)
     rep.add_argument("--pytest-benchmark", type=Path, help="pytest-benchmark JSON to show")
     rep.add_argument("--asv-url", help="link to a published asv site")
+    rep.add_argument(
+        "--asv-results",
+        type=Path,
+        default=Path(".asv/results"),
+        metavar="DIR",
+        help="asv's results folder, plotted across commits on the History page (default: .asv/results)",
+    )
     rep.add_argument(
         "--compare",
         nargs=2,

@@ -12,12 +12,14 @@ from typing import Any
 
 import torch
 
-from ctbench.cases import Case, expand, parse_param
+from ctbench.cases import Case, SkippedPoint, parse_param, plan
 from ctbench.executors import LocalExecutor
 from ctbench.implementation import ImplRef, reference_impls, resolve, unavailable_references
 from ctbench.launch import bwrap
 from ctbench.registry import UsageError, broken_tasks, get_task, tasks
 from ctbench.runner import RunSettings, run
+from ctbench_cli import against
+from ctbench_cli.summary import summarise
 from ctbench_cli.view import report
 
 CACHE = Path(os.environ.get("CTBENCH_CACHE", Path.home() / ".cache" / "ctbench"))
@@ -68,7 +70,10 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _cases(args: argparse.Namespace, names: list[str], scale: str) -> list[Case]:
+def _cases(
+    args: argparse.Namespace, names: list[str], scale: str, skipped: list[SkippedPoint] | None = None
+) -> list[Case]:
+    """The run's cases; the grid points the tasks skip are added to ``skipped``."""
     overrides = dict(parse_param(p) for p in args.param)
     cases: list[Case] = []
     for name in names:
@@ -77,7 +82,10 @@ def _cases(args: argparse.Namespace, names: list[str], scale: str) -> list[Case]
         # with several tasks, an override applies to the tasks that have that parameter
         task_overrides = {k: v for k, v in overrides.items() if len(names) == 1 or k in grid}
         impls = impls_for(name, args.impl, args.skip_references)
-        cases += expand(task, impls, scale, task_overrides, args.seed or None)
+        found, skips = plan(task, impls, scale, task_overrides, args.seed or None)
+        cases += found
+        if skipped is not None:
+            skipped += skips
     if not cases:
         raise UsageError("no case to run (every combination was skipped)")
     return cases
@@ -106,7 +114,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"WARNING: task {name} is left out: {reason}", file=sys.stderr)
     if args.sandbox == "on" and bwrap() is None:
         raise UsageError("--sandbox on needs bubblewrap (`bwrap`; Debian package bubblewrap), which is not installed")
-    cases = _cases(args, names, scale_for(device, args.scale))
+    if args.against:
+        args.skip_references = True  # the stored cases stand in for the references
+    skipped: list[SkippedPoint] = []
+    cases = _cases(args, names, scale_for(device, args.scale), skipped)
+    stored = against.from_args(args, cases)  # --against: what matched, what is missing, what differs
+    cases = stored.cases if stored else cases
     left_out = [f"{name}/{ref}: {why}" for name in names for ref, why in unavailable_references(name).items()]
     for line in left_out:
         print(f"WARNING: reference {line}; it is left out of this run", file=sys.stderr)
@@ -142,10 +155,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if hasattr(executor, "close"):
             executor.close()
-    statuses = ("ok", "failed", "invalid", "timeout", "oom")
-    counts = {s: sum(c["status"] == s for c in outcome.doc["cases"]) for s in statuses}
-    print(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    status = summarise(outcome.doc, skipped)  # counts, cases not ok, failed run checks, skipped points
     print(f"run file: {outcome.path}")
+    if stored:
+        stored.summarise(outcome.doc)
     if not args.no_report:
-        report([args.out], args.report_dir)
-    return 0 if outcome.all_ok else 1
+        extra = (stored.report_inputs(args.out), stored.report_options()) if stored else ([], {})
+        report([args.out, *extra[0]], args.report_dir, **extra[1])
+    return status

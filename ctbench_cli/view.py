@@ -10,7 +10,8 @@ from pathlib import Path
 from ctbench.implementation import reference_impls, unavailable_references
 from ctbench.registry import broken_tasks, description, tasks
 from ctbench.results import load_runs
-from ctbench.table import cases_frame, compare, leaderboard, primary_metric, task_specs
+from ctbench_cli.compare_text import print_compare
+from ctbench_cli.show import show
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -45,17 +46,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not runs:
         print("no readable run file", file=sys.stderr)
         return 1
-    df, specs = cases_frame(runs), task_specs(runs)
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 40):
-        for task in dict.fromkeys(df["task"]):
-            board = leaderboard(df, task, specs)
-            primary = "metric." + (primary_metric(specs, task) or "")
-            cols = ["dataset", "scale", "params", "rank", "impl", "submission", "status", primary]
-            cols += [c for c in board.columns if c.startswith("metric.") and c != primary][:6]
-            print(f"\n== {task} (ranked by {primary[7:]}) ==")
-            print(board[[c for c in cols if c in board]].to_string(index=False))
+    show(runs, args.format, args.rank_by, args.latest)
     return 0
 
 
@@ -64,16 +55,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not a or not b:
         print("compare needs two readable run files", file=sys.stderr)
         return 1
-    changes, unshared = compare(cases_frame(a), cases_frame(b), task_specs(a + b))
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_rows", 500):
-        if not changes.empty:
-            cols = ["task", "impl", "scale", "params", "metric", "a", "b", "change", "noise", "verdict"]
-            print(changes[cols].to_string(index=False))
-        if not unshared.empty:
-            print("\ncases in only one run:")
-            print(unshared.to_string(index=False))
+    print_compare(a, b)
     return 0
 
 
@@ -105,5 +87,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         args.output,
         pytest_benchmark=args.pytest_benchmark,
         asv_url=args.asv_url,
+        asv_results=args.asv_results,
         compare=args.compare,
+        rank_by=args.rank_by,
+        latest_only=args.latest,
     )

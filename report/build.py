@@ -19,14 +19,17 @@ import pandas as pd
 
 from ctbench import __version__
 from ctbench.env import hardware_label
+from ctbench.plotting import report_styles
 from ctbench.results import Describe, Skipped, load_runs
-from ctbench.table import METRIC, cases_frame, leaderboard, task_specs
-from report import comparison, pybench
+from ctbench.table import METRIC, cases_frame, direction, latest, leaderboard, task_specs
+from report import asv_history, comparison, pybench
 from report.fmt import csv_cell, safe_url
 from report.plots import CustomPlots, save_plots
 from report.site import Site
 from report.views import (
     TaskMeta,
+    board_groups,
+    board_title,
     boards,
     case_checks,
     environments,
@@ -57,9 +60,18 @@ def _records(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+OUTCOMES = ("ok", "invalid as expected", "invalid", "failed", "timeout", "oom")
+
+
 def _status_counts(statuses: Iterable[str]) -> list[tuple[str, int]]:
     counts = Counter(statuses)
-    return [(s, counts[s]) for s in ("ok", "invalid", "failed", "timeout") if counts[s]]
+    return [(s, counts[s]) for s in (*OUTCOMES, *sorted(set(counts) - set(OUTCOMES))) if counts[s]]
+
+
+def _outcomes(df: pd.DataFrame) -> pd.Series:
+    """Each case's status, ``invalid as expected`` for a negative control that was invalid."""
+    expected = (df["status"] == "invalid") & (df["expected_invalid"].fillna("") != "")
+    return df["status"].where(~expected, "invalid as expected")
 
 
 def _synthetic(df: pd.DataFrame) -> list[str]:
@@ -102,6 +114,10 @@ def build_report(
     compare: Sequence[Path | str] | None = None,
     describe: Describe | None = None,
     custom_plots: CustomPlots | None = None,
+    rank_by: str | None = None,
+    latest_only: bool = False,
+    banners: Sequence[str] = (),
+    asv_results: Path | str | None = None,
 ) -> Built:
     """Build the report from the run files in ``inputs`` (files or folders) into ``out_dir``.
 
@@ -109,7 +125,11 @@ def build_report(
     runs (file paths or run ids) for the compare page, else the two newest runs sharing cases are compared.
     Units, directions and plots come from the task descriptions in the run files; ``describe`` supplies them
     for old run files that carry none, and ``custom_plots`` draws the figures of a task's custom hook (both are
-    given by the command line, which knows the installed tasks; the report never imports them).
+    given by the command line, which knows the installed tasks; the report never imports them). ``banners`` are
+    shown at the top of every page (``ctbench run --against``: where the stored references came from);
+    ``asv_results``, an asv results folder, adds the regression-history page (``report.asv_history``).
+    ``rank_by`` ranks every board by that metric instead of its task's primary one; ``latest_only`` keeps only the
+    newest run of each leaderboard row.
     """
     runs, skipped = load_runs(inputs, describe)
     bench, bad_bench = pybench.load(pytest_benchmark)
@@ -117,6 +137,8 @@ def build_report(
     if not runs:
         return Built(None, skipped)
     df = cases_frame(runs)
+    df = latest(df) if latest_only else df
+    styles = report_styles(df)  # one colour and marker per implementation across every plot
     records = _records(runs)
     labels = {hardware_label(run["env"]) for run in runs}  # a run with no case has hardware too
     links = {label: f"hw-{i}" for i, label in enumerate(sorted(labels), 1)}
@@ -139,20 +161,26 @@ def build_report(
         "skipped": skipped,
         "version": __version__,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "banners": list(banners),
+        "history_page": asv_results is not None,
     }
     problems, sections, tables = [], [], []
+    if rank_by and not any(direction(specs, name, rank_by) is not None for name in names):
+        problems.append(f"--rank-by {rank_by}: no task in these runs ranks that metric; the boards are not ranked")
     with Site(Path(out_dir), common) as site:  # built aside; a failure before ``finish`` leaves the old site
         for name in names:
             meta, sub = metas[name], df[df["task"] == name]
-            board = leaderboard(sub, name, specs)
+            board = leaderboard(sub, name, specs, rank_by)
             tables.append(board)
             section = {
                 "meta": meta,
                 "boards": boards(board, meta, links),
-                "counts": _status_counts(sub["status"]),
+                "counts": _status_counts(_outcomes(sub)),
+                "rank_by": str(board["rank_by"].iloc[0]) if len(board) else "",
             }
             sections.append(section)
-            plots, plot_error = save_plots(name, meta.spec, sub, records[name], site.add, custom_plots)
+            groups = [(board_title(key), group) for key, group in board_groups(board)]
+            plots, plot_error = save_plots(name, meta.spec, sub, records[name], site.add, custom_plots, styles, groups)
             if plot_error:
                 problems.append(f"{name}: plots: {plot_error}")
             site.render(
@@ -174,12 +202,14 @@ def build_report(
         site.render("compare.html.j2", "compare.html", cmp=compared)
         site.render("env.html.j2", "env.html", sections=environments(runs, links))
         site.render("benchmarks.html.j2", "benchmarks.html", bench=bench, bench_skipped=bad_bench)
+        if asv_results is not None:
+            problems += asv_history.render(site, asv_results)
         index = site.render(
             "index.html.j2",
             "index.html",
             sections=sections,
             runs=_runs_table(runs, links),
-            totals=_status_counts(df["status"]),
+            totals=_status_counts(_outcomes(df)),
             n_cases=len(df),
             synthetic=_synthetic(df),
         )

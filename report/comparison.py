@@ -77,6 +77,13 @@ def _summary(run: Mapping[str, Any]) -> dict[str, Any]:
         "hardware": hardware_label(env),
         "commit": f"{env.get('git_commit') or '?'}{' (dirty)' if env.get('git_dirty') else ''}",
         "cases": len(run["cases"]),
+        "submissions": sorted(
+            {
+                (c["task"], c["impl"], c["submission"], str(c.get("impl_spec") or "?"), str(c.get("impl_hash") or "—"))
+                for c in run["cases"]
+                if c["submission"] != "reference"
+            }
+        ),
     }
 
 

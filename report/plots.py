@@ -1,5 +1,6 @@
-"""A task's plots, saved as PNG files beside the pages: the declarative ``LinePlot``s its run files describe
-(drawn from the run files alone), then the figures of its custom hook where the task is installed."""
+"""A task's plots, saved as PNG files beside the pages: the Pareto scatter of its leaderboards and the declarative
+``LinePlot``s its run files describe (both drawn from the run files alone), then the figures of its custom hook
+where the task is installed. Every figure draws an implementation in the report's one style for it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.plotting import draw
+from ctbench.pareto_plot import pareto_figures
+from ctbench.plotting import DPI, draw_all
+from ctbench.styles import Style, using
 from report.fmt import slug
 
 # task name, its cases frame and records -> named figures (``Task.plots``), supplied by the command line
@@ -23,21 +26,43 @@ class Plot:
     src: str  # path relative to the pages
 
 
+def _named(name: str, figures: Sequence[Any]) -> list[tuple[str, Any]]:
+    return [(name if i == 0 else f"{name} ({i + 1})", f) for i, f in enumerate(figures)]
+
+
+def _pareto(spec: Mapping[str, Any] | None, boards: Sequence[tuple[str, pd.DataFrame]], styles: Any) -> list:
+    quality = (spec or {}).get("primary_metric")
+    if not quality or not boards:
+        return []
+    metric = (spec.get("metrics") or {}).get(quality) or {}
+    higher = metric.get("higher_is_better") if isinstance(metric, Mapping) else None
+    figures = pareto_figures(boards, quality, quality_label=quality, higher=higher, styles=styles)
+    return _named("Pareto: quality, memory and time per board", figures)
+
+
 def _figures(
-    task: str, spec: Mapping[str, Any] | None, cases: pd.DataFrame, records: Sequence, custom: CustomPlots | None
+    task: str,
+    spec: Mapping[str, Any] | None,
+    cases: pd.DataFrame,
+    records: Sequence,
+    custom: CustomPlots | None,
+    styles: Mapping[str, Style] | None,
+    boards: Sequence[tuple[str, pd.DataFrame]],
 ) -> tuple[list[tuple[str, Any]], list[str]]:
     figures, errors = [], []
+    try:
+        figures += _pareto(spec, boards, styles)
+    except Exception as exc:  # shown on the page; the rest still builds
+        errors.append(f"Pareto scatter: {type(exc).__name__}: {exc}")
     for plot in (spec or {}).get("plots", []):
         try:
-            figure = draw(plot, cases)
+            figures += _named(str(plot.get("name", "plot")), draw_all(plot, cases, styles))
         except Exception as exc:  # a bad description is shown on the page; the rest still builds
             errors.append(f"{plot.get('name', '?')}: {type(exc).__name__}: {exc}")
-            continue
-        if figure is not None:
-            figures.append((str(plot.get("name", "plot")), figure))
     if custom is not None:
         try:
-            figures += list(custom(task, cases, records).items())
+            with using(styles or {}):
+                figures += list(custom(task, cases, records).items())
         except Exception as exc:  # a task's plotting bug is shown on its page
             errors.append(f"{type(exc).__name__}: {exc}")
     return figures, errors
@@ -50,22 +75,26 @@ def save_plots(
     records: Sequence[Mapping[str, Any]],
     target: Callable[[str], Path],
     custom: CustomPlots | None = None,
+    styles: Mapping[str, Style] | None = None,
+    boards: Sequence[tuple[str, pd.DataFrame]] = (),
 ) -> tuple[list[Plot], str]:
     """Draw the task's plots, write each to ``target("plots/<name>.png")``; return the plots and an error text.
 
-    A plot that fails to draw does not stop the report: its page shows the error beside the other figures.
+    ``styles`` are the report's (one per implementation across every plot); ``boards`` (title, leaderboard rows)
+    feed the Pareto scatter. A plot that fails to draw does not stop the report: its page shows the error beside
+    the other figures.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figures, errors = _figures(task, spec, cases, records, custom)
+    figures, errors = _figures(task, spec, cases, records, custom, styles, boards)
     plots = []
     for name, fig in figures:
         src = f"plots/{slug(task)}-{slug(name)}-{len(plots)}.png"
         try:
-            fig.savefig(target(src), dpi=110, bbox_inches="tight")
+            fig.savefig(target(src), dpi=DPI, bbox_inches="tight")
         except Exception as exc:
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
         else:

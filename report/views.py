@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 
 from ctbench.env import hardware_label
-from ctbench.table import GROUP, METRIC, params_label
+from ctbench.ranking import objectives, rank_text
+from ctbench.table import GROUP, METRIC, params_label, params_order
 from report.fmt import header_unit, is_missing, number, safe_url, slug
 
 SCALE_ORDER = {"smoke": 0, "small": 1, "full": 2}
@@ -58,6 +59,10 @@ class TaskMeta:
         return self.spec.get("primary_metric") if self.spec else None
 
     @property
+    def objectives(self) -> dict[str, str]:
+        return objectives(self.spec)
+
+    @property
     def higher_is_better(self) -> bool | None:
         column = self.columns.get(self.primary or "")
         return None if column is None or not column.better else column.better == "high"
@@ -98,65 +103,130 @@ def page_names(names: Sequence[str]) -> dict[str, str]:
 
 @dataclass
 class Board:
-    """One ranked group: same task, dataset, scale, params (and hardware, when the table groups by it)."""
+    """One ranked group: same task, dataset, scale, params (and hardware, when the table groups by it).
+
+    ``columns`` are the key metrics, shown in the board: the ranking metric, then the task's other objectives;
+    ``more`` are the others, in the board's "all metrics" table.
+    """
 
     caption: list[tuple[str, str, str]]  # (label, value, anchor on the environment page)
     columns: list[Column]
     rows: list[dict[str, Any]]
     unranked: str  # why no row has a rank, or "" when ranked
     show_hardware: bool  # a column for it, when the table does not group by hardware
+    more: list[Column] = field(default_factory=list)
+    rank_by: str = ""
+    objectives: str = ""  # the objectives the Pareto layers are over, as text
 
 
 def _cell(value: Any, column: Column) -> dict[str, Any]:
     return {"text": number(value, column.unit), "sort": "" if is_missing(value) else repr(float(value))}
 
 
-def _group_key(key: tuple) -> tuple:
-    """Scale first (smoke, small, full), then the other keys in natural order."""
+def _group_key(key: tuple, order: Mapping[str, int]) -> tuple:
+    """Scale first (smoke, small, full), then dataset, parameters by value (depth 8 < 64 < 256), hardware."""
     named = dict(zip(KEYS, key, strict=True))
-    return (SCALE_ORDER.get(named.get("scale"), 9), *(natural(v) for k, v in named.items() if k != "scale"))
+    return (SCALE_ORDER.get(named["scale"], 9), natural(named["scale"]), natural(named["dataset"]),
+            order.get(named["params"], 0), natural(named["hardware"]))  # fmt: skip
+
+
+def board_groups(board: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """``ctbench.table.leaderboard``'s frame cut into one frame per board, smoke before small, depth 16 before 128."""
+    if board.empty:
+        return []
+    by_params = board.drop_duplicates("params").set_index("params")["params_json"]
+    order = {p: i for i, p in enumerate(sorted(by_params.index, key=lambda p: params_order(by_params[p])))}
+    grouped = board.groupby(KEYS, sort=False, dropna=False)
+    return sorted(((key, group) for key, group in grouped), key=lambda kv: _group_key(kv[0], order))
+
+
+def board_title(key: tuple) -> str:
+    """``scale | params | dataset | hardware`` of a board's key."""
+    named = dict(zip(KEYS, key, strict=True))
+    return " | ".join(str(named[k]) for k in ("scale", "params", "dataset", "hardware"))
+
+
+def key_columns(meta: TaskMeta, rank_by: str, present: Sequence[str]) -> list[str]:
+    """The metrics a board shows first: the one it is ranked by, then the task's objectives."""
+    names = [rank_by] if rank_by else []
+    names += [m for m in objectives(meta.spec) if m not in names]
+    return [m for m in names if m in present]
+
+
+def _status_text(r: Mapping[str, Any]) -> str:
+    return "invalid as expected" if r["status"] == "invalid" and r.get("expected_invalid") else r["status"]
+
+
+def _code_text(code: str, label: str) -> str:
+    """A row's code as shown: its content hash, short; a spec (older run files) only where it tells rows apart."""
+    if ":" not in code:
+        return code[:8]
+    return code.rsplit("/", 1)[-1] if " @" in label else ""
+
+
+def _row(r: Mapping[str, Any], key: list[Column], more: list[Column], links: Mapping[str, str]) -> dict[str, Any]:
+    code = str(r.get("code") or "")
+    runs = str(r.get("runs") or "").split()
+    return {
+        "rank": rank_text(r["rank"], r.get("tied")),
+        "rank_sort": "" if is_missing(r["rank"]) else str(int(r["rank"])),
+        "tied": bool(r.get("tied")),
+        "pareto": "—" if is_missing(r.get("pareto")) else str(int(r["pareto"])),
+        "pareto_sort": "" if is_missing(r.get("pareto")) else str(int(r["pareto"])),
+        "impl": r["impl"],
+        "label": r.get("label") or r["impl"],
+        "url": safe_url(r.get("url")),
+        "submission": r["submission"],
+        "reference": r["submission"] == "reference",
+        "code": _code_text(code, str(r.get("label") or "")),
+        "code_title": f"{'spec' if ':' in code else 'content hash'}: {code}; loaded from {r.get('impl_spec') or '?'}",
+        "seeds": int(r["seeds"]),
+        "cases": int(r.get("cases") or 0),
+        "ok_cases": int(r.get("ok_cases") or 0),
+        "runs": runs,
+        "status": r["status"],
+        "status_text": _status_text(r),
+        "reason": r.get("expected_invalid") or r.get("reason") or "",
+        "hardware": r.get("hardware", ""),
+        "hardware_link": links.get(r.get("hardware", ""), ""),
+        "cells": [_cell(r.get(METRIC + c.name), c) for c in key],
+        "more_cells": [_cell(r.get(METRIC + c.name), c) for c in more],
+    }
+
+
+def _unranked(rows: list[dict[str, Any]], meta: TaskMeta, rank_by: str) -> str:
+    if any(row["rank_sort"] for row in rows):
+        return ""
+    if meta.spec is None:
+        return "not ranked: the run file does not describe this task"
+    if all(row["status"] != "ok" for row in rows):
+        return "not ranked: no case ended ok"
+    return f"not ranked: no {rank_by or meta.primary} in this group"
 
 
 def boards(board: pd.DataFrame, meta: TaskMeta, hardware_links: Mapping[str, str]) -> list[Board]:
     """``ctbench.table.leaderboard``'s frame cut into one board per group, smoke before small, depth 16
-    before 128."""
+    before 128; the key metrics first, the rest apart."""
     out = []
-    grouped = sorted(board.groupby(KEYS, sort=False, dropna=False), key=lambda kv: _group_key(kv[0]))
-    for key, group in grouped:
+    for key, group in board_groups(board):
         present = [
-            c for c in meta.columns.values() if METRIC + c.name in group and group[METRIC + c.name].notna().any()
+            c.name for c in meta.columns.values() if METRIC + c.name in group and group[METRIC + c.name].notna().any()
         ]
+        rank_by = str(group["rank_by"].iloc[0]) if "rank_by" in group and len(group) else ""
+        first = key_columns(meta, rank_by, present)
+        key_cols = [replace(meta.columns[m], primary=m == rank_by) for m in first]
+        more = [replace(meta.columns[m], primary=False) for m in present if m not in first]
         caption = [
             (k, str(v), hardware_links.get(str(v), "") if k == "hardware" else "")
             for k, v in zip(KEYS, key, strict=True)
         ]
-        rows = []
-        for r in group.to_dict("records"):
-            rows.append(
-                {
-                    "rank": "—" if is_missing(r["rank"]) else f"{int(r['rank'])}",
-                    "rank_sort": "" if is_missing(r["rank"]) else str(int(r["rank"])),
-                    "impl": r["impl"],
-                    "url": safe_url(r.get("url")),
-                    "submission": r["submission"],
-                    "reference": r["submission"] == "reference",
-                    "seeds": int(r["seeds"]),
-                    "status": r["status"],
-                    "reason": r.get("reason") or "",
-                    "hardware": r.get("hardware", ""),
-                    "hardware_link": hardware_links.get(r.get("hardware", ""), ""),
-                    "cells": [_cell(r.get(METRIC + c.name), c) for c in present],
-                }
-            )
-        if any(row["rank_sort"] for row in rows):
-            unranked = ""
-        elif meta.spec is None:
-            unranked = "not ranked: the run file does not describe this task"
-        elif all(row["status"] != "ok" for row in rows):
-            unranked = "not ranked: no case ended ok"
-        else:
-            unranked = f"not ranked: no {meta.primary} in this group"
-        out.append(Board(caption, present, rows, unranked, "hardware" not in KEYS))
+        rows = [_row(r, key_cols, more, hardware_links) for r in group.to_dict("records")]
+        objectives_text = str(group["objectives"].iloc[0]) if "objectives" in group else ""
+        declared = [m for m in objectives(meta.spec) if m in meta.columns and meta.columns[m].better]
+        if declared and objectives_text != ", ".join(declared):
+            caption.append(("Pareto over", objectives_text or "nothing: an objective is missing in every row", ""))
+        out.append(Board(caption, key_cols, rows, _unranked(rows, meta, rank_by), "hardware" not in KEYS, more,
+                         rank_by, objectives_text))  # fmt: skip
     return out
 
 

@@ -437,3 +437,42 @@ def test_paper_numbers_beside_ours_on_the_same_data_first(site):
     assert (row["paper"], row["source"], row["note"]) == ("93%", "Table 1", "ResNet-101")
     ours = [(o["text"], o["comparable"]) for o in row["ours"]]
     assert ours == [("90%", True), ("70%", False), ("70%", False)]  # cifar10 (small) first, then synthetic
+
+
+def test_rows_of_different_code_ties_pareto_and_negative_controls_on_the_page(tmp_path, no_plots):
+    cases = [case(m, 8, accuracy=0.8) for m in METHODS[:2]] + [case("adjoint_euler", 8, accuracy=0.7)]
+    for c, digest in zip(cases, ("a1" * 6, "b2" * 6, "c3" * 6), strict=True):
+        c["impl_hash"] = digest
+    control = case("adjoint_heun", 8, status="invalid", error="diverged")
+    control["expected_invalid"] = "negative control: the paper expects this one to diverge"
+    old = run_doc("20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", [*cases, control])
+    changed = copy.deepcopy(cases[2])
+    changed.update(impl_hash="d4" * 6, metrics={**changed["metrics"], "test_accuracy": 0.9})
+    new = run_doc("20250102T000000Z-aaaa", "2025-01-02T00:00:00+00:00", [changed])
+    for doc in (old, new):
+        (tmp_path / f"{doc['run_id']}.json").write_text(json.dumps(doc))
+    build_report([tmp_path], tmp_path / "site")
+    page = html(tmp_path / "site", "task-adjoint_resnet.html")
+    # 0.9 (the new code), 0.8 and 0.8 tied, 0.7 (the old code): ranks 1, 2=, 2=, 4 (in the board and its more metrics)
+    ranks = re.findall(r'<td class="rank" data-v="\d*"[^>]*>([^<]+)</td>', page)
+    assert ranks == ["1", "2=", "2=", "4", "—"] * 2
+    assert "c3c3c3c3" in page and "d4d4d4d4" in page
+    assert "invalid as expected" in page and "the paper expects this one to diverge" in page
+    assert '<th class="num pareto"' in page and "Objectives" in page
+    board = pd.read_csv(tmp_path / "site" / "leaderboard.csv")
+    euler = board[board["impl"] == "adjoint_euler"].set_index("code")
+    assert euler.loc["c3" * 6, "metric.test_accuracy"] == 0.7 and euler.loc["d4" * 6, "metric.test_accuracy"] == 0.9
+    assert {"pareto", "tied", "cases", "seeds", "runs", "rank_by", "objectives"} <= set(board.columns)
+    assert "1 invalid as expected" in html(tmp_path / "site", "index.html")
+
+
+def test_report_rank_by_and_latest(tmp_path, site, no_plots):
+    _, _, paths = site
+    build_report([paths["old"], paths["new"]], tmp_path / "site", rank_by="step_time_s", latest_only=True)
+    board = pd.read_csv(tmp_path / "site" / "leaderboard.csv")
+    assert set(board["rank_by"].dropna()) == {"step_time_s"}
+    heun = board[(board["impl"] == "adjoint_heun") & (board["params"] == "depth=8")]
+    assert heun["metric.test_accuracy"].item() == pytest.approx(0.92) and heun["runs"].item() == "20250102T000000Z-aaaa"
+    assert "chosen with --rank-by" in html(tmp_path / "site", "index.html")
+    built = build_report([paths["old"]], tmp_path / "site2", rank_by="no_such_metric")
+    assert any("--rank-by no_such_metric" in p for p in built.problems)

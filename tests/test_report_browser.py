@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import threading
 from pathlib import Path
 
 import pytest
-from test_report import INJECTION, fixture_site
+from test_report import INJECTION, case, fixture_site, run_doc
+
+from report import build_report
 
 pytestmark = pytest.mark.browser
 
@@ -179,3 +182,77 @@ def test_pages_over_a_static_server(page, site_dir):
         server.shutdown()
         server.server_close()
     assert page.problems == []
+
+
+def wide_run(folder: Path) -> Path:
+    """A run of a task with many metrics (implicit_jfb's description) and long implementation names."""
+    names = ("jfb", "ift", "unrolled", "torchdeq_onestep", "an_implementation_with_a_rather_long_name")
+    cases = []
+    for i, impl in enumerate(names):
+        for tol in (0.01, 1e-05):
+            record = case(impl, 8, task="implicit_jfb", dataset="fashion-mnist", accuracy=0.8 + 0.01 * i,
+                          submission="mine" if i == 4 else "reference")  # fmt: skip
+            record["params"] = {"solver": "fixed_point", "tol": tol}
+            record["impl_hash"] = f"{i:02d}c0ffee{i:02d}" * 2
+            record["metrics"].update({"forward_iterations": 12.0, "step_forward_iterations": 11.5 + i,
+                "latent_bytes": 2.0**20, "residual": 1e-3 * (i + 1), "converged": 1.0,
+                "backward_jacobian_products": 3.0 * i, "backward_time_vs_one_step": 1.0 + i, "grad_cosine": 0.99,
+                "parameters": 12345.0, "epoch_time_s": 12.5, "epoch_throughput_samples_s": 800.0,
+                "backward_time_s": 0.01 * (i + 1)})  # fmt: skip
+            cases.append(record)
+    doc = run_doc("20250105T000000Z-wide", "2025-01-05T00:00:00+00:00", cases)
+    path = folder / "wide.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def wide_site(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("wide")
+    _, _, paths = fixture_site(tmp_path_factory.getbasetemp() / "report")
+    built = build_report([paths["old"], paths["new"], wide_run(root)], root / "site")
+    assert built.problems == []
+    return root / "site"
+
+
+@pytest.mark.parametrize("name", ["index.html", "task-implicit_jfb.html", "task-adjoint_resnet.html"])
+def test_key_columns_fit_a_1366x768_screen(browser, wide_site, shots, name):
+    """At 1366x768 the ranking metric and the task's objectives are in view without scrolling sideways: neither
+    the page nor any board scrolls horizontally, the implementation column is pinned."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.goto((wide_site / name).as_uri())
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(shots / f"fit-1366x768-{Path(name).stem}.png"), full_page=True)
+    assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+    boards = page.locator(".board")
+    assert boards.count() >= 2
+    for i in range(boards.count()):
+        board = boards.nth(i)
+        scroll = board.locator(".scroll")
+        assert scroll.evaluate("e => e.scrollWidth <= e.clientWidth"), f"board {i} scrolls sideways"
+        keys = board.locator("th.key")
+        texts = keys.all_inner_texts()
+        for objective in ("test_accuracy", "step_peak_memory_bytes", "step_time_s"):  # both tasks' objectives
+            assert any(t.startswith(objective) for t in texts), (objective, texts)
+        assert board.locator("th.primary").first.inner_text().startswith("test_accuracy")
+        for j in range(keys.count()):
+            box = keys.nth(j).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 1366, (texts[j], box)
+    assert page.locator("td.impl").first.evaluate("td => getComputedStyle(td).position") == "sticky"
+    context.close()
+
+
+def test_more_metrics_open_and_the_pareto_and_ties_show(browser, wide_site, shots):
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.goto((wide_site / "task-implicit_jfb.html").as_uri())
+    more = page.locator("details.more").first
+    assert not more.locator("table").is_visible()
+    more.locator("summary").click()
+    assert more.locator("table").is_visible() and "grad_cosine" in more.inner_text()
+    assert page.locator("th.pareto").count() >= 2 and page.locator("td.pareto").first.inner_text() == "1"
+    figures = page.locator("#plots figcaption").all_inner_texts()
+    assert any(t.startswith("Pareto") for t in figures), figures
+    page.screenshot(path=str(shots / "more-metrics-open.png"), full_page=False)
+    context.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 import pytest
 
 from ctbench.results import load_runs
+from ctbench.table import cases_frame, compare, task_specs
 
 SUBMISSIONS = """
 import os, time
@@ -162,11 +164,20 @@ def test_show_and_compare(tmp_path, env):
     assert second.returncode == 0
     files = sorted(out.glob("*.json"))
     assert len(files) == 2, "a second run writes a second file, never over the first"
-    shown = ctbench(["show", str(out)], env, timeout=60)
+    assert re.search(r"^\d+ ok$", first.stdout, re.MULTILINE) and "run file:" in first.stdout.splitlines()[-1]
+    shown = ctbench(["show", str(out)], {**env, "COLUMNS": "80"}, timeout=60)
     assert shown.returncode == 0 and "adjoint_euler" in shown.stdout and "test_accuracy" in shown.stdout
+    assert max(map(len, shown.stdout.splitlines())) <= 80 and "MiB" in shown.stdout
+    assert "cases·seeds" in ctbench(["show", str(out), "--latest"], {**env, "COLUMNS": "200"}, timeout=60).stdout
     compared = ctbench(["compare", str(files[0]), str(files[1])], env, timeout=60)
     assert compared.returncode == 0
     assert "step_time_s" in compared.stdout
     assert any(v in compared.stdout for v in ("within noise", "better", "worse"))
+    assert compared.stdout.strip().splitlines()[-1].startswith("summary: ")
+    runs = [load_runs([f])[0] for f in files]
+    changes, _ = compare(cases_frame(runs[0]), cases_frame(runs[1]), task_specs(runs[0] + runs[1]))
+    verdict = changes.pivot(index=["impl", "params"], columns="metric", values="verdict")
+    assert len(verdict) >= 2  # a rate and the timing it derives from never disagree
+    assert (verdict["step_time_s"] == verdict["throughput_samples_s"]).all(), verdict
     doc = json.loads(files[0].read_text())
     assert doc["env"]["torch"] and doc["env"]["cpu_cores"] >= 1

@@ -45,7 +45,7 @@ def test_the_template_task_runs_shows_and_reports(tmp_path, tiny_env):
             case["metrics"]
         )
         assert case["threads"] == 1 and case["process"]["default_dtype"] == "float32"
-    assert [c["name"] for c in doc["checks"]] == ["time_grows_with_n"]
+    assert [(c["name"], c["passed"]) for c in doc["checks"]] == [("solved_at_every_n", True)]
     shown = ctbench(["show", str(out)], tiny_env)
     assert shown.returncode == 0 and "tiny" in shown.stdout and "direct" in shown.stdout
     reported = ctbench(["report", str(out), "-o", str(tmp_path / "site2")], tiny_env)

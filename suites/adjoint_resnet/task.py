@@ -66,6 +66,8 @@ class AdjointResNet(Task):
     )
     interface = StageGradient
     primary_metric = "test_accuracy"
+    # what the paper is about: exact-enough gradients in memory flat in depth, at a bounded cost in time
+    objectives = {"grad_rel_error": "quality", "step_peak_memory_bytes": "memory", "step_time_s": "time"}
     step = Step("one SGD step of the deep stage (forward, the method's backward, update)", {"samples": "images"})
     phases = {"finetune": Phase("fine-tuning the deep stage (the scale's finetune_steps)", {"samples": "images"})}
     metrics = {

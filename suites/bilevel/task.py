@@ -146,6 +146,8 @@ class BilevelTask(Task):
                                 "the same for every solver; 0: not tuned)"),
     }  # fmt: skip
     primary_metric = "time_to_target_s"
+    # where a solver gets within the budget, with the state it keeps, at what cost per step
+    objectives = {"final_suboptimality": "quality", "state_bytes": "memory", "step_time_s": "time"}
     scales = {
         "smoke": Scale(
             "smoke",

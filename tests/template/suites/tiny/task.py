@@ -4,8 +4,8 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ctbench import LinePlot, Metric, Paper, Phase, Policy, Prepared, RunCheck, Scale, Step, Task
-from ctbench.sweeps import grows, sweeps
+from ctbench import Check, LinePlot, Metric, Paper, Phase, Policy, Prepared, RunCheck, Scale, Step, Task
+from ctbench.sweeps import sweeps
 from suites.tiny import protocol
 from suites.tiny.interface import Solver
 
@@ -29,6 +29,10 @@ class Tiny(Task):
         return protocol.prepare(impl, scale, params, ctx)
 
     def run_checks(self, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
-        found = (RunCheck(self.name, "time_grows_with_n", grows(s, "step_time_s", 1.0), {**s.scope, "impl": s.impl})
-                 for s in sweeps(cases, "n"))  # fmt: skip
-        return [c for c in found if c.check is not None]
+        """Across the sweep in n: every size solved to 1e-6 (the largest residual of the sweep)."""
+        checks = []
+        for sweep in sweeps(cases, "n"):
+            worst = max(sweep.value(n, "residual") for n in sweep.xs)
+            check = Check.at_most(worst, 1e-6, f"largest residual over n = {sweep.xs[0]}..{sweep.xs[-1]}")
+            checks.append(RunCheck(self.name, "solved_at_every_n", check, {**sweep.scope, "impl": sweep.impl}))
+        return checks

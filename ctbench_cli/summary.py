@@ -1,0 +1,110 @@
+"""The end of ``ctbench run``: what ran and how it ended, honestly, and the exit status that follows from it.
+
+Printed: the counts (negative controls apart, as "invalid as expected"); every case that did not end ok with its
+first error line; every failed run check, saying whose it is; the grid points the tasks skipped, grouped by reason.
+
+Exit status 1 when a case did not end ok (unless it is a negative control that was invalid, as its task expects),
+or when a run check failed whose scope names a reference implementation or no implementation (a check of the
+shipped code, or of the run as a whole); a failed check of a submission is listed but is the submission's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ctbench.cases import SkippedPoint
+from ctbench.table import params_label
+
+Say = Callable[[str], None]
+STATUSES = ("ok", "invalid as expected", "invalid", "failed", "timeout", "oom")
+SHOWN = 12  # at most this many lines per list; the rest are counted
+
+
+def outcome(case: Mapping[str, Any]) -> str:
+    """A case's status, ``invalid as expected`` for a negative control that was invalid."""
+    return "invalid as expected" if case["status"] == "invalid" and case.get("expected_invalid") else case["status"]
+
+
+def case_ok(case: Mapping[str, Any]) -> bool:
+    return outcome(case) in ("ok", "invalid as expected")
+
+
+def _where(case: Mapping[str, Any]) -> str:
+    params = " ".join(f"{k}={v}" for k, v in case["params"].items())
+    return f"{case['task']}/{case['impl']} [{case['scale']}{' ' + params if params else ''} seed={case['seed']}]"
+
+
+def check_owner(check: Mapping[str, Any], cases: Sequence[Mapping[str, Any]]) -> str:
+    """Whose a run check is: ``reference`` (its scope names a reference or no implementation) or ``submission``."""
+    impl = (check.get("scope") or {}).get("impl")
+    if impl is None:
+        return "reference"
+    subs = {c["submission"] for c in cases if c["task"] == check["task"] and c["impl"] == impl}
+    return "submission" if subs and "reference" not in subs else "reference"
+
+
+def exit_status(doc: Mapping[str, Any]) -> int:
+    cases = doc["cases"]
+    bad_check = any(not c["passed"] and check_owner(c, cases) == "reference" for c in doc.get("checks") or [])
+    return 0 if all(case_ok(c) for c in cases) and not bad_check else 1
+
+
+def _listed(title: str, lines: Sequence[str], say: Say) -> None:
+    if not lines:
+        return
+    say(f"{title}:")
+    for line in lines[:SHOWN]:
+        say(f"  {line}")
+    if len(lines) > SHOWN:
+        say(f"  ... and {len(lines) - SHOWN} more (see the report)")
+
+
+def _number(value: Any) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def check_lines(doc: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for c in doc.get("checks") or []:
+        if c["passed"]:
+            continue
+        owner = check_owner(c, doc["cases"])
+        scope = params_label(dict(c.get("scope") or {}))
+        whose = "a reference's or the run's: the run fails" if owner == "reference" else "the submission's"
+        value = f"{_number(c.get('value'))} against {_number(c.get('threshold'))}"
+        lines.append(f"{c['task']}/{c['name']} [{scope}]: {value} ({whose})"
+                     f"{': ' + c['description'] if c.get('description') else ''}")  # fmt: skip
+    return lines
+
+
+def skipped_lines(skipped: Sequence[SkippedPoint]) -> list[str]:
+    """Skipped points grouped by (task, implementation, reason), with how many and which."""
+    groups: dict[tuple[str, str, str], list[SkippedPoint]] = {}
+    for point in skipped:
+        groups.setdefault((point.task, point.impl, point.reason), []).append(point)
+    lines = []
+    for (task, impl, reason), points in groups.items():
+        which = "; ".join(params_label(dict(p.params)) for p in points[:3]) + ("; ..." if len(points) > 3 else "")
+        lines.append(f"{task}/{impl}: {len(points)} point{'s' if len(points) > 1 else ''} ({which}): {reason}")
+    return lines
+
+
+def summarise(doc: Mapping[str, Any], skipped: Sequence[SkippedPoint] = (), say: Say = print) -> int:
+    """Print the run's summary; return its exit status."""
+    cases = doc["cases"]
+    counts = Counter(outcome(c) for c in cases)
+    order = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
+    say(", ".join(f"{counts[s]} {s}" for s in order if counts[s]) or "no case")
+    _listed("negative controls, invalid as the paper expects", [f"{_where(c)}: {c['expected_invalid']}"
+            for c in cases if outcome(c) == "invalid as expected"], say)  # fmt: skip
+    errors = [
+        f"{_where(c)}: {c['status']}: {((c.get('error') or '').strip().splitlines() or ['no error recorded'])[0]}"
+        for c in cases
+        if not case_ok(c)
+    ]
+    _listed("not ok", errors, say)
+    _listed("failed run checks", check_lines(doc), say)
+    _listed("skipped grid points", skipped_lines(skipped), say)
+    return exit_status(doc)

@@ -1,0 +1,68 @@
+"""Tables for the terminal that never run wider than it: the columns that fit, in priority order, the others named
+below the table; long cells cut with an ellipsis."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def width() -> int:
+    """The terminal's width (``COLUMNS`` first; 100 when the output is not a terminal)."""
+    return max(40, shutil.get_terminal_size((100, 24)).columns)
+
+
+def clip(text: str, size: int) -> str:
+    text = " ".join(str(text).split())  # no newline or tab from a result file breaks a line
+    return text if len(text) <= size else text[: max(0, size - 1)] + "…"
+
+
+@dataclass
+class Col:
+    """A column: its header, cells, priority (lower is kept first), right-aligned or not, the widest it may be
+    (longer cells are cut) and, for the one flexible column, the narrowest."""
+
+    header: str
+    cells: list[str]
+    priority: int = 5
+    right: bool = False
+    cap: int = 40
+    flex: int = 0  # > 0: takes the width left over, at least this much
+
+
+def _natural(col: Col) -> int:
+    return min(col.cap, max([len(col.header), *map(len, col.cells)]))
+
+
+def render(cols: Sequence[Col], limit: int | None = None, gap: int = 2) -> tuple[list[str], list[str]]:
+    """Lines of a table at most ``limit`` characters wide, and the headers of the columns left out."""
+    limit = limit or width()
+    sizes: dict[int, int] = {}
+    used = 0
+    for col in sorted(cols, key=lambda c: c.priority):
+        size = min(_natural(col), col.flex) if col.flex else _natural(col)
+        need = size + (gap if sizes else 0)
+        if used + need <= limit:
+            sizes[id(col)] = size
+            used += need
+    for col in cols:  # the flexible column takes what is left, up to its natural width
+        if col.flex and id(col) in sizes:
+            sizes[id(col)] = min(_natural(col), sizes[id(col)] + limit - used)
+            break
+    shown = [c for c in cols if id(c) in sizes]
+    lines = []
+    for i in range(-1, len(cols[0].cells) if cols else 0):
+        parts = []
+        for c in shown:
+            text = clip(c.header if i < 0 else c.cells[i], sizes[id(c)])
+            parts.append(text.rjust(sizes[id(c)]) if c.right else text.ljust(sizes[id(c)]))
+        lines.append((" " * gap).join(parts).rstrip()[:limit])
+    return lines, [c.header for c in cols if id(c) not in sizes]
+
+
+def say(lines: Sequence[str], limit: int | None = None) -> None:
+    """Print ``lines``, each cut to the terminal's width."""
+    limit = limit or width()
+    for line in lines:
+        print(line if len(line) <= limit else line[: limit - 1] + "…")

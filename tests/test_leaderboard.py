@@ -1,0 +1,398 @@
+"""Leaderboards a researcher can trust: rows that never blend different code, ranks with ties within the measured
+spread, Pareto layers over the task's objectives, one style per implementation in every plot, ``show`` and
+``compare`` in the terminal, and the honest end of a run.
+
+Frames and run documents are synthetic (``test_report.case`` / ``run_doc``, valid run files); the CLI tests run
+``python -m ctbench_cli`` on them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from test_report import METHODS, case, run_doc
+
+from ctbench import Metric, Paper, Scale, Step, Task
+from ctbench.cases import plan
+from ctbench.describe import describe
+from ctbench.implementation import ImplRef, Manifest
+from ctbench.ranking import default_objectives, objectives, pareto_layers, rank_text, tied_ranks
+from ctbench.registry import description
+from ctbench.styles import REFERENCE_COLOURS, assign, complete
+from ctbench.table import cases_frame, compare, latest, leaderboard, task_specs
+from ctbench_cli.summary import exit_status, skipped_lines, summarise
+
+REPO = Path(__file__).resolve().parent.parent
+TASK = "adjoint_resnet"
+
+
+def doc(run_id: str, day: int, cases: list[dict[str, Any]], checks: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    return run_doc(f"2025010{day}T000000Z-{run_id}", f"2025-01-0{day}T00:00:00+00:00", cases, checks=list(checks))
+
+
+def mine(accuracy: float, grad: float, digest: str, seed: int = 0, depth: int = 8) -> dict[str, Any]:
+    """A case of the submission ``mine`` whose file hashed to ``digest``."""
+    record = case("mine", depth, submission="mine", accuracy=accuracy, grad_rel_error=grad, seed=seed)
+    record.update(impl_hash=digest, impl_spec="/home/me/mine.py:Mine")
+    return record
+
+
+def board(runs: list[dict[str, Any]], **options: Any) -> pd.DataFrame:
+    return leaderboard(cases_frame(runs), TASK, task_specs(runs), **options)
+
+
+# -- row identity ---------------------------------------------------------------------------------------------------
+
+
+def test_runs_of_different_code_are_never_blended():
+    """The issue's case: two runs of the same submission name, a changed file: two rows, each its own number."""
+    runs = [doc("a", 1, [mine(0.8, 4.3e-6, "aaaa1111bbbb")]), doc("b", 2, [mine(0.8, 2.2e-4, "cccc2222dddd")])]
+    rows = board(runs).set_index("code")
+    assert rows.loc["aaaa1111bbbb", "metric.grad_rel_error"] == 4.3e-6
+    assert rows.loc["cccc2222dddd", "metric.grad_rel_error"] == 2.2e-4
+    assert set(rows["label"]) == {"mine @aaaa1111", "mine @cccc2222"}
+    assert rows.loc["aaaa1111bbbb", "runs"] == "20250101T000000Z-a" and rows.loc["cccc2222dddd", "cases"] == 1
+
+
+def test_a_row_summarises_its_cases_seeds_and_runs():
+    same = [mine(0.80, 1e-5, "h1", seed=0), mine(0.82, 1e-5, "h1", seed=1)]
+    runs = [doc("a", 1, same), doc("b", 2, [mine(0.84, 1e-5, "h1", seed=0)])]
+    (row,) = board(runs).to_dict("records")
+    assert (row["cases"], row["ok_cases"], row["seeds"]) == (3, 3, 2)
+    assert row["runs"].split() == ["20250101T000000Z-a", "20250102T000000Z-b"]
+    assert row["metric.test_accuracy"] == pytest.approx(0.82)  # median of its three cases
+    (newest,) = board(runs, latest_only=True).to_dict("records")
+    assert (newest["cases"], newest["runs"], newest["metric.test_accuracy"]) == (1, "20250102T000000Z-b", 0.84)
+
+
+def test_older_run_files_without_a_hash_fall_back_to_the_spec():
+    old = case("mine", 8, submission="mine", accuracy=0.7)
+    old["impl_spec"] = "/a/mine.py:Mine"
+    moved = case("mine", 8, submission="mine", accuracy=0.9)
+    moved["impl_spec"] = "/b/mine.py:Mine"
+    again = case("mine", 8, submission="mine", accuracy=0.8)
+    again["impl_spec"] = "/a/mine.py:Mine"
+    rows = board([doc("a", 1, [old]), doc("b", 2, [moved]), doc("c", 3, [again])]).set_index("code")
+    assert rows.loc["/a/mine.py:Mine", "cases"] == 2 and rows.loc["/b/mine.py:Mine", "cases"] == 1
+    assert set(rows["label"]) == {"mine @/a/mine.py:Mine", "mine @/b/mine.py:Mine"}
+
+
+def test_latest_keeps_the_newest_run_of_each_row_only():
+    runs = [doc("a", 1, [case(m, 8, accuracy=0.7) for m in METHODS]), doc("b", 2, [case("backprop", 8, accuracy=0.9)])]
+    df = cases_frame(runs)
+    kept = latest(df)
+    assert len(kept) == len(METHODS)
+    assert kept.set_index("impl").loc["backprop", "run_id"] == "20250102T000000Z-b"
+    assert kept.set_index("impl").loc["checkpoint", "run_id"] == "20250101T000000Z-a"
+
+
+# -- ranks and Pareto layers ----------------------------------------------------------------------------------------
+
+
+def test_tied_ranks_within_the_larger_spread():
+    assert tied_ranks([10.0, 9.0, 8.0], [0.0, 0.0, 0.0], higher=True) == [1, 2, 3]
+    assert tied_ranks([10.0, 9.0, 8.0], [1.5, 0.0, 0.0], higher=True) == [1, 1, 3]  # 8: beaten by 10 and 9
+    assert tied_ranks([10.0, 9.0, 8.0], [0.0, 0.0, 1.5], higher=True) == [1, 2, 2]  # 10 - 8 = 2 > 1.5
+    assert tied_ranks([1.0, 1.0, 3.0], [0.0, 0.0, 0.0], higher=False) == [1, 1, 3]
+    # a noisy row never ranks above a row with a better value: it ties with it
+    assert tied_ranks([10.0, 9.0, 8.0], [0.0, 0.0, 5.0], higher=True) == [1, 2, 2]
+    assert [rank_text(1, True), rank_text(3, False), rank_text(float("nan"), False)] == ["1=", "3", "—"]
+
+
+def test_leaderboard_ties_use_the_spread_columns_or_the_std_over_seeds():
+    # step_time_s: 0.100 and 0.103 with a spread of 0.005: tied; 0.2 is not
+    cases = [case(m, 8, time_s=t) for m, t in (("backprop", 0.1), ("checkpoint", 0.103), ("adjoint_euler", 0.2))]
+    for c in cases:
+        c["spread"] = {"step_time_s": 0.005}
+    ranked = board([doc("a", 1, cases)], rank_by="step_time_s").set_index("impl")
+    assert ranked.loc[["backprop", "checkpoint", "adjoint_euler"], "rank"].tolist() == [1, 1, 3]
+    assert ranked["tied"].tolist().count(True) == 2 and set(ranked["rank_by"]) == {"step_time_s"}
+    # accuracy has no recorded spread: two seeds give its std (0.05), within which 0.80 and 0.78 tie
+    seeds = [case("backprop", 8, accuracy=a, seed=s) for a, s in ((0.75, 0), (0.85, 1))]
+    seeds += [case("checkpoint", 8, accuracy=0.78, seed=s) for s in (0, 1)]
+    ranked = board([doc("a", 1, seeds)]).set_index("impl")
+    assert ranked["rank"].tolist() == [1, 1] and ranked["noise.test_accuracy"]["backprop"] == pytest.approx(
+        0.0707, 1e-3
+    )
+
+
+def test_pareto_layers_over_two_and_three_objectives():
+    # higher quality, lower memory: (0.9, 10) and (0.8, 5) are both on the front; (0.7, 10) is dominated by both
+    values = [[0.9, 10.0], [0.8, 5.0], [0.7, 10.0], [0.6, 20.0]]
+    zero = [[0.0, 0.0]] * 4
+    assert pareto_layers(values, zero, [True, False]) == [1, 1, 2, 3]
+    # with a quality spread of 0.15 on the second and third rows, 0.9 is no better than 0.8 beyond noise, and
+    # the second row's smaller memory puts it alone on the front
+    noisy = [[0.0, 0.0], [0.15, 0.0], [0.15, 0.0], [0.0, 0.0]]
+    assert pareto_layers(values, noisy, [True, False]) == [2, 1, 3, 4]
+    # equal rows dominate nobody
+    assert pareto_layers([[1.0, 1.0, 1.0]] * 3, [[0.0] * 3] * 3, [True, False, False]) == [1, 1, 1]
+
+
+def test_every_board_gets_pareto_layers_over_the_objectives_its_rows_share():
+    cases = [case(m, 64, accuracy=a) for m, a in zip(METHODS, (0.70, 0.74, 0.78, 0.82, 0.86), strict=True)]
+    rows = board([doc("a", 1, cases)]).set_index("impl")
+    # memory grows with depth for backprop/checkpoint/torchdiffeq (8x at depth 64), flat for the adjoints
+    assert rows.loc["adjoint_heun", "pareto"] == 1 and rows.loc["torchdiffeq", "pareto"] == 1
+    assert rows.loc["backprop", "pareto"] > 1
+    assert set(rows["objectives"]) == {"test_accuracy, step_peak_memory_bytes, step_time_s"}
+    no_time = [dict(c, metrics={k: v for k, v in c["metrics"].items() if k != "step_time_s"}) for c in cases]
+    no_time[0]["metrics"]["step_time_s"] = 0.1  # only one row has it: left out of this board's layers
+    rows = board([doc("a", 1, no_time)])
+    assert set(rows["objectives"]) == {"test_accuracy, step_peak_memory_bytes"}
+
+
+def test_objectives_declared_defaulted_and_carried_in_the_description():
+    spec = description(TASK)
+    assert spec["objectives"] == {"test_accuracy": "quality", "step_peak_memory_bytes": "memory", "step_time_s": "time"}
+    assert objectives({**spec, "objectives": None}) == spec["objectives"]  # an older file: the default
+    assert objectives({**spec, "objectives": {"grad_rel_error": "quality", "nope": "time"}}) == {
+        "grad_rel_error": "quality"
+    }
+    assert objectives({**spec, "objectives": {"pretrained_accuracy": "quality"}}) == spec["objectives"]  # no direction
+    units = {"time_to_target_s": Metric("s", False, ""), "step_time_s": Metric("s", False, "")}
+    assert default_objectives("time_to_target_s", units) == {"time_to_target_s": "time", "step_time_s": "time"}
+
+
+class Tiny(Task):
+    name = "tiny_objectives"
+    paper = Paper("A paper", "A. Author", "Venue 2025")
+    summary = "a task declared in a test"
+    interface = object
+    metrics = {"error": Metric("", False, "an error"), "note": Metric("", None, "informative")}
+    primary_metric = "error"
+    step = Step("one call")
+    scales = {"smoke": Scale("smoke", grid={"n": [8, 64, 256]})}
+
+    def skip(self, impl: str, scale: Scale, params: Any) -> str | None:
+        return "b runs up to n=64" if impl == "b" and params["n"] > 64 else None
+
+
+class Declared(Tiny):
+    objectives = {"error": "quality", "step_peak_memory_bytes": "memory"}
+
+
+class Wrong(Tiny):
+    objectives = {"note": "quality"}
+
+
+def test_a_task_declares_its_objectives():
+    assert describe(Tiny())["objectives"] == {
+        "error": "quality",
+        "step_peak_memory_bytes": "memory",
+        "step_time_s": "time",
+    }
+    assert describe(Declared())["objectives"] == {"error": "quality", "step_peak_memory_bytes": "memory"}
+    with pytest.raises(ValueError, match="not one of its metrics with a direction"):
+        describe(Wrong())
+
+
+def test_rank_by_another_metric():
+    cases = [case(m, 8, accuracy=0.9 - 0.1 * i, grad_rel_error=0.01 * (i + 1)) for i, m in enumerate(METHODS)]
+    by_accuracy = board([doc("a", 1, cases)])
+    by_error = board([doc("a", 1, cases)], rank_by="grad_rel_error")
+    assert by_accuracy.sort_values("rank")["impl"].tolist() == list(METHODS)
+    assert by_error.sort_values("rank")["impl"].tolist() == list(METHODS)  # lower error is better here too
+    assert board([doc("a", 1, cases)], rank_by="pretrained_accuracy")["rank"].isna().all()  # no direction: unranked
+
+
+# -- compare --------------------------------------------------------------------------------------------------------
+
+
+def timed(impl: str, time_s: float, spread: float | None, throughput_spread: bool) -> dict[str, Any]:
+    record = case(impl, 8, time_s=time_s)
+    record["spread"] = {"step_time_s": spread} if spread is not None else {}
+    if throughput_spread and spread is not None:
+        record["spread"]["throughput_samples_s"] = record["metrics"]["throughput_samples_s"] * spread / time_s
+    return record
+
+
+@pytest.mark.parametrize("throughput_spread", [True, False], ids=["engine-spread", "older-file"])
+def test_step_time_and_throughput_give_the_same_verdict(throughput_spread):
+    """The issue's case: step_time_s within noise while throughput was "+42.7% better" for the same cases."""
+    a = [timed(m, t, s, throughput_spread) for m, t, s in (("backprop", 0.10, 0.03), ("checkpoint", 0.10, 0.001),
+                                                              ("adjoint_euler", 0.10, 0.001))]  # fmt: skip
+    b = [timed(m, t, s, throughput_spread) for m, t, s in (("backprop", 0.07, 0.03), ("checkpoint", 0.07, 0.001),
+                                                              ("adjoint_euler", 0.13, 0.001))]  # fmt: skip
+    runs = [doc("a", 1, a), doc("b", 2, b)]
+    changes, _ = compare(cases_frame(runs[:1]), cases_frame(runs[1:]), task_specs(runs))
+    verdict = changes.set_index(["impl", "metric"])["verdict"]
+    expected = {"backprop": "within noise", "checkpoint": "better", "adjoint_euler": "worse"}
+    for impl, want in expected.items():
+        assert verdict[impl, "step_time_s"] == verdict[impl, "throughput_samples_s"] == want, impl
+    noise = changes.set_index(["impl", "metric"])["noise"]
+    assert noise["backprop", "throughput_samples_s"] > 0  # derived from the timing's spread where none is recorded
+
+
+# -- styles and plots -----------------------------------------------------------------------------------------------
+
+
+def test_one_style_per_implementation_references_by_name_submissions_dark():
+    styles = assign([("torchdiffeq", False), ("backprop", False), ("jfb", False), ("mine", True)])
+    assert [styles[n].colour for n in ("backprop", "jfb", "torchdiffeq")] == list(REFERENCE_COLOURS[:3])
+    assert styles["mine"].submission and styles["mine"].marker == "*" and styles["mine"].colour == "#000000"
+    assert styles["mine"].linewidth > styles["backprop"].linewidth
+    assert assign([("jfb", False), ("backprop", False), ("torchdiffeq", False)])["jfb"] == styles["jfb"]
+    more = complete(styles, [("ift", False), ("mine", True)])
+    assert more["mine"] == styles["mine"] and more["ift"] not in styles.values()
+    assert len({(s.colour, s.marker) for s in assign([(f"r{i}", False) for i in range(84)]).values()}) == 84
+
+
+def _line_colours(figure) -> dict[str, str]:
+    from matplotlib.colors import to_hex
+
+    return {
+        text.get_text(): to_hex(handle.get_color())
+        for legend in figure.legends
+        for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)
+    }
+
+
+def test_plots_share_the_report_styles_mark_submissions_and_use_plain_ticks():
+    import matplotlib.pyplot as plt
+
+    from ctbench.pareto_plot import pareto_figures
+    from ctbench.plotting import DPI, draw, entries, plain
+    from report.views import board_groups, board_title
+
+    cases = [case(m, d, accuracy=0.7 + 0.01 * i) for i, m in enumerate(METHODS) for d in (8, 64, 256)]
+    cases += [mine(0.9, 1e-6, "h", depth=d) for d in (8, 64, 256)]
+    runs = [doc("a", 1, cases)]
+    df = cases_frame(runs)
+    styles = assign(entries(df))
+    spec = description(TASK)
+    plot = next(p for p in spec["plots"] if p["y"] == "step_peak_memory_bytes")
+    figure = draw(plot, df, styles)
+    figure.canvas.draw()
+    colours = _line_colours(figure)
+    assert colours["mine (submission)"] == "#000000" and colours["backprop"] == styles["backprop"].colour
+    width_px = figure.get_size_inches()[0] * DPI
+    assert 950 <= width_px <= 1050
+    labels = [t.get_text() for ax in figure.axes for t in ax.get_xticklabels() + ax.get_yticklabels()]
+    assert "8" in labels and "256" in labels and not any("^" in t or "times" in t for t in labels)
+    frame = leaderboard(df, TASK, task_specs(runs))
+    boards = [(board_title(key), group) for key, group in board_groups(frame)]
+    (scatter,) = pareto_figures(boards, "test_accuracy", higher=True, styles=styles)
+    assert len([ax for ax in scatter.axes if ax.get_visible()]) == 3
+    assert _line_colours(scatter)["backprop"] == styles["backprop"].colour
+    assert [plain(v) for v in (8, 256, 0.001, 2e7, 12.5)] == ["8", "256", "0.001", "2e7", "12.5"]
+    plt.close("all")
+
+
+# -- the terminal ---------------------------------------------------------------------------------------------------
+
+
+def cli(args: list[str], env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ctbench_cli", *args], env=env, capture_output=True, text=True,
+                          cwd=REPO, timeout=300, **kw)  # fmt: skip
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    first = [case(m, d, accuracy=0.7 + 0.01 * i) for i, m in enumerate(METHODS) for d in (256, 64, 8)]
+    first.append(mine(0.9, 1e-6, "aaaa1111"))
+    second = [mine(0.95, 1e-7, "bbbb2222"), case("backprop", 8, accuracy=0.6)]
+    for name, run in (("a", doc("a", 1, first)), ("b", doc("b", 2, second))):
+        (folder / f"{name}.json").write_text(json.dumps(run))
+    return folder
+
+
+def test_show_fits_the_terminal_in_human_units_with_parameters_in_numeric_order(results, cli_env):
+    shown = cli(["show", str(results)], {**cli_env, "COLUMNS": "72"})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert max(map(len, lines)) <= 72
+    boards = [line for line in lines if line.startswith("-- smoke")]
+    assert [b.split(" | ")[1] for b in boards] == ["depth=8", "depth=64", "depth=256"]
+    assert "MiB" in shown.stdout and "%" in shown.stdout and "20000000" not in shown.stdout
+    assert "* mine @aaaa1111" in shown.stdout and "* mine @bbbb2222" in shown.stdout
+    wide = cli(["show", str(results), "--rank-by", "step_time_s"], {**cli_env, "COLUMNS": "200"})
+    assert "ranked by step_time_s" in wide.stdout and max(map(len, wide.stdout.splitlines())) <= 200
+    assert " ms " in wide.stdout or " ms\n" in wide.stdout
+    bad = cli(["show", str(results), "--rank-by", "nope"], cli_env)
+    assert bad.returncode == 2 and "--rank-by nope" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_show_as_csv_and_json_and_latest(results, cli_env):
+    table = list(csv.DictReader(io.StringIO(cli(["show", str(results), "--format", "csv"], cli_env).stdout)))
+    depth8 = [r for r in table if r["params"] == "depth=8" and r["impl"] == "backprop"]
+    assert (
+        len(depth8) == 1
+        and depth8[0]["cases"] == "2"
+        and float(depth8[0]["metric.test_accuracy"]) == pytest.approx(0.65)
+    )
+    rows = json.loads(cli(["show", str(results), "--format", "json", "--latest"], cli_env).stdout)
+    backprop8 = next(r for r in rows if r["params"] == "depth=8" and r["impl"] == "backprop")
+    assert backprop8["cases"] == 1 and backprop8["metric.test_accuracy"] == 0.6 and backprop8["rank"] is not None
+    assert {"pareto", "tied", "runs", "code", "label"} <= set(rows[0])
+
+
+def test_show_into_a_closed_pipe_says_nothing_more(results, cli_env):
+    command = f"{sys.executable} -m ctbench_cli show {results} {results} | head -1"
+    done = subprocess.run(command, shell=True, env=cli_env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.stdout.count("\n") == 1 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_compare_names_the_submission_code_and_ends_with_counts(results, cli_env):
+    compared = cli(["compare", str(results / "a.json"), str(results / "b.json")], {**cli_env, "COLUMNS": "100"})
+    assert compared.returncode == 0, compared.stderr
+    out = compared.stdout
+    assert "/home/me/mine.py:Mine  hash aaaa1111" in out and "/home/me/mine.py:Mine  hash bbbb2222" in out
+    assert "its code differs between A and B" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("summary: ") and all(v in last for v in ("better", "worse", "within noise", "changed"))
+    assert "only in A: 14" in last and max(map(len, out.splitlines())) <= 100
+
+
+# -- the end of a run -----------------------------------------------------------------------------------------------
+
+
+def test_plan_lists_the_skipped_grid_points():
+    refs = [ImplRef(Manifest(n), f"x:{n}", "reference") for n in ("a", "b")]
+    cases, skipped = plan(Tiny(), refs, "smoke")
+    assert len(cases) == 5 and [(s.impl, dict(s.params)) for s in skipped] == [("b", {"n": 256})]
+    assert skipped_lines(skipped) == ["tiny_objectives/b: 1 point (n=256): b runs up to n=64"]
+
+
+def run_check(impl: str | None, passed: bool) -> dict[str, Any]:
+    scope = {"scale": "smoke"} | ({"impl": impl} if impl else {})
+    return {"task": TASK, "name": "memory_flat", "scope": scope, "value": 2.0, "threshold": 1.0, "passed": passed}
+
+
+def test_exit_status_negative_controls_and_failed_checks():
+    ok = [case(m, 8) for m in METHODS] + [mine(0.9, 1e-6, "h")]
+    expected = case("adjoint_euler", 256, status="invalid", error="diverged")
+    expected["expected_invalid"] = "negative control: the paper expects it"
+    assert exit_status(doc("a", 1, [*ok, expected])) == 0
+    assert exit_status(doc("a", 1, [*ok, case("sloppy", 8, status="invalid", error="x")])) == 1
+    assert exit_status(doc("a", 1, ok, [run_check("mine", False)])) == 0  # the submission's own check
+    assert exit_status(doc("a", 1, ok, [run_check("backprop", False)])) == 1  # a reference's
+    assert exit_status(doc("a", 1, ok, [run_check(None, False)])) == 1  # the run's
+    assert exit_status(doc("a", 1, ok, [run_check("backprop", True)])) == 0
+
+
+def test_the_summary_lists_controls_failures_checks_and_skips():
+    expected = case("adjoint_euler", 256, status="invalid", error="diverged")
+    expected["expected_invalid"] = "negative control"
+    cases = [case("backprop", 8), mine(0.9, 1e-6, "h"), expected, case("sloppy", 8, status="failed", error="boom\nx")]
+    run = doc("a", 1, cases, [run_check("backprop", False), run_check("mine", False)])
+    refs = [ImplRef(Manifest(n), f"x:{n}", "reference") for n in ("a", "b")]
+    lines: list[str] = []
+    status = summarise(run, plan(Tiny(), refs, "smoke")[1], lines.append)
+    text = "\n".join(lines)
+    assert status == 1 and lines[0] == "2 ok, 1 invalid as expected, 1 failed"
+    assert "adjoint_resnet/adjoint_euler [smoke depth=256 seed=0]: negative control" in text
+    assert "adjoint_resnet/sloppy [smoke depth=8 seed=0]: failed: boom" in text
+    assert "memory_flat [impl=backprop, scale=smoke]: 2 against 1 (a reference's or the run's: the run fails)" in text
+    assert "memory_flat [impl=mine, scale=smoke]: 2 against 1 (the submission's)" in text
+    assert "skipped grid points:\n  tiny_objectives/b: 1 point (n=256)" in text
