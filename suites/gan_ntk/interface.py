@@ -6,6 +6,16 @@ infinite-width analysis: kernel gradient descent with the network's NTK; finite 
 their parameters with the discriminator reset each iteration). ``field`` then gives the particles' velocity
 v(x) = -grad_x l_gen(f(x)) anywhere (for the update x <- x + eta v(x) and for the page's vector-field plot),
 and ``kernel`` the tangent kernel the discriminator is trained with.
+
+What the task hands a method: ``setup(spec)`` first (a ``DiscriminatorSpec``, below); then, per generator
+iteration, ``fit(fake, real)`` with the current particles and the target samples and ``field(points)`` at the
+particles (``witness_gradient`` does both), and ``field`` on a grid for the page's plot. Tensors are rows of
+points, (n, d), in the case's dtype (float32 at the shipped scales; float64 in ``ntk_accuracy``) and on its
+device; d is 2 for the 2-D sets, 784 for Fashion-MNIST. ``kernel`` is called on the first training set (checked
+positive semi-definite and timed as the phase ``kernel``), and, in ``ntk_accuracy`` cases, on a fixed set of points
+after each ``setup`` of a new random network (its ``seed`` differs). Helpers: ``suites.gan_ntk.kernels`` (the
+analytic ``relu_ntk``, a finite ``ReLUMLP``, ``empirical_ntk``) and ``suites.gan_ntk.losses`` (each loss's
+``generator_loss``, ``discriminator_loss``, ``point_slopes``). An example: ``examples/gan_ntk/``.
 """
 
 from __future__ import annotations
@@ -22,7 +32,12 @@ from suites.gan_ntk.kernels import Architecture
 @dataclass(frozen=True)
 class DiscriminatorSpec:
     """The discriminator of a case: architecture, training time ``tau``, GD step ``lr`` (finite nets: tau / lr
-    steps), input dimension, and the seed of its random initialisations."""
+    steps), input dimension, and the seed of its random initialisations.
+
+    ``arch`` (``suites.gan_ntk.kernels.Architecture``): ``depth`` hidden ReLU layers of ``width`` units (the width
+    matters to finite nets only), weight and bias scales ``sigma_w``, ``sigma_b`` and the readout's bias scale
+    ``sigma_b_out``, in the NTK parametrisation; ``in_dim``: d, the points' dimension; ``seed``: for a method's own
+    random draws (a finite net's initialisation), so that a case is reproducible."""
 
     arch: Architecture
     tau: float
@@ -33,7 +48,8 @@ class DiscriminatorSpec:
 
 class DiscriminatorDynamics(ABC):
     """A discriminator trained on (fake, real) samples for each generator step. ``loss`` names the GAN loss
-    (``suites.gan_ntk.losses.LOSSES``)."""
+    (``suites.gan_ntk.losses.LOSSES``: ``ipm``, ``lsgan`` or ``vanilla``), which decides the checks the case
+    gets; ``setup`` keeps the case's spec as ``self.spec``."""
 
     loss: ClassVar[str]
 

@@ -1,4 +1,19 @@
-"""What a log-determinant method for invertible residual blocks provides."""
+"""What a log-determinant method for invertible residual blocks provides, and what the task hands it.
+
+The model is a flow of residual blocks x + g(x) (``flow.py``); log p(x) = log N(F(x); 0, I) plus the sum over
+blocks of log|det(I + J_g(x))|. The protocol calls ``forward`` block by block for training (maximum likelihood,
+gradients enabled) and for evaluation (``torch.no_grad()``), ``estimate`` to measure the estimator's error against
+the exact log-det, and ``inverse`` block by block (last block first) to invert the flow. An example:
+``examples/iresnet/``.
+
+What a method receives: ``g``, a block's residual branch, an ``nn.Module`` whose every weight is spectrally
+normalised so that Lip(g) <= c (the case's parameter ``c``: c < 1 for a contraction; c >= 1 is a negative control):
+a multilayer perceptron with ELU for 2-D densities, x of shape (N, 2); a conv3x3 - ELU - conv1x1 - ELU - conv3x3
+branch for images, x of shape (N, C, H, W). ``x`` is a block's input: a data batch for the first block, which does
+not require grad; a later block's input carries the graph of the blocks before it in training. ``terms`` is the
+case's series length (the grid's parameter ``terms``); ``tol`` and ``max_iter`` the scale's inversion tolerance and
+budget.
+"""
 
 from __future__ import annotations
 

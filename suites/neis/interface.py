@@ -1,4 +1,16 @@
-"""The contract of a normalising-constant estimator, and the budget the scale hands it."""
+"""The contract of a normalising-constant estimator, and the budget the scale hands it.
+
+The protocol calls ``fit(problem, budget)`` once (timed as the phase ``training``), then ``sample(problem, n)`` for
+the scale's ``n_eval`` estimates, whose cost it counts in evaluations of U1, and the engine times ``sample`` for
+``n_time`` estimates. An example: ``examples/neis/``.
+
+What a method receives: ``problem`` (``suites.neis.problem.Problem``) has ``name`` (the target: ``eg1``, ``eg2``,
+...), ``dim`` (d), ``device`` and ``dtype`` (draw samples in them), ``U1(x)``, the target's potential at the rows of
+``x`` (any leading shape; +inf outside the support), counted per point and per point of its gradient when ``x``
+requires grad (the cost per sample is read from this count), ``U0(x)``, the base's potential, rho0 = N(0, I) =
+exp(-U0) with Z0 = 1 (free), and ``sample_base(n)``, n draws from rho0. The exact Z1 is never exposed.
+``budget``, a ``Budget``: the scale's settings for this target, below.
+"""
 
 from __future__ import annotations
 
