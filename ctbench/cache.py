@@ -36,13 +36,16 @@ def _write(path: Path, write: Callable[[Path], None]) -> None:
 
 def cached(path: Path, build: Callable[[], T]) -> T:
     """The object stored at ``path`` (``torch.save`` format, or JSON for a ``.json`` path), else ``build()``,
-    stored there atomically and returned."""
+    stored there atomically (where the cache can be written) and returned."""
     json_file = path.suffix == ".json"
     if path.exists():
         return json.loads(path.read_text()) if json_file else torch.load(path, map_location="cpu", weights_only=False)
     value = build()
-    if json_file:
-        _write(path, lambda tmp: tmp.write_text(json.dumps(value)))
-    else:
-        _write(path, lambda tmp: torch.save(value, tmp))
+    try:
+        if json_file:
+            _write(path, lambda tmp: tmp.write_text(json.dumps(value)))
+        else:
+            _write(path, lambda tmp: torch.save(value, tmp))
+    except OSError:  # a read-only cache (a sandboxed case): the value is right, only not kept for later cases
+        pass
     return value

@@ -25,9 +25,10 @@ class Case:
 
     @property
     def key(self) -> str:
-        """Identity of the case within a run: what resume matches finished cases on."""
+        """Identity of the case within a run: what resume matches finished cases on (an edited implementation is
+        another case: its content hash is part of it)."""
         body = [self.task, self.impl.spec, self.impl.submission, self.scale, dict(self.params), self.seed]
-        return json.dumps(body, sort_keys=True)
+        return json.dumps([*body, self.impl.content_hash], sort_keys=True)
 
     def label(self) -> str:
         params = " ".join(f"{k}={v}" for k, v in self.params.items())
@@ -108,7 +109,12 @@ def plan(
                 Case(task.name, impl, scale_name, params, seed)
                 for seed in (seeds if seeds is not None else scale.seeds)
             ]
-    return cases, skipped
+    return unique(cases), skipped
+
+
+def unique(cases: Sequence[Case]) -> list[Case]:
+    """``cases`` without repeats (``--seed 0 --seed 0``, an implementation named twice), first one kept."""
+    return list({c.key: c for c in cases}.values())
 
 
 def expand(
@@ -122,6 +128,9 @@ def expand(
     return plan(task, impls, scale_name, overrides, seeds)[0]
 
 
-def run_key(cases: Sequence[Case]) -> str:
-    """A short hash of the case list: a re-run of the same command finds its unfinished run by it."""
-    return hashlib.sha256("\n".join(c.key for c in cases).encode()).hexdigest()[:12]
+def run_key(cases: Sequence[Case], settings: Mapping[str, Any] | None = None) -> str:
+    """A short hash of the case list and the settings they run under: a re-run of the same command finds its
+    unfinished run by it, and a run with other settings (another device, threads, sandbox, limits) never resumes
+    from it."""
+    body = "\n".join(c.key for c in cases) + json.dumps(settings or {}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:12]

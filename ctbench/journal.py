@@ -29,28 +29,39 @@ class Journal:
         self._lock: Any = None
 
     def lock(self) -> None:
-        """Hold the run's lock, or raise ``UsageError`` naming the process that holds it."""
+        """Hold the run's lock, or raise ``UsageError`` naming the process that holds it. The lock file is removed
+        while locked (``unlock``), so after locking we check it is still the file at the path: a lock taken on a
+        file another run has just removed would not exclude anyone."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            raise UsageError(
-                f"another ctbench run (pid {holder}) is running the same cases into {self.path.parent.parent}; "
-                "wait for it to finish, or give this one another --out"
-            ) from None
-        handle.truncate(0)
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock = handle
+        for _ in range(5):
+            handle = open(self.lock_path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                handle.close()
+                raise UsageError(
+                    f"another ctbench run (pid {holder}) is running the same cases into {self.path.parent.parent}; "
+                    "wait for it to finish, or give this one another --out"
+                ) from None
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(self.lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                handle.truncate(0)
+                handle.write(str(os.getpid()))
+                handle.flush()
+                self._lock = handle
+                return
+            handle.close()  # removed under us by a run that just finished: take the new file
+        raise UsageError(f"could not take the lock {self.lock_path}: it keeps changing")
 
     def unlock(self) -> None:
         if self._lock is not None:
+            self.lock_path.unlink(missing_ok=True)  # while still locked: see ``lock``
             self._lock.close()
-            self.lock_path.unlink(missing_ok=True)
             self._lock = None
 
     def load(self, valid_keys: set[str]) -> None:

@@ -33,6 +33,8 @@ from typing import Any
 
 import psutil
 
+from ctbench.results import ResultFileError, parse
+from ctbench.schema import CASE, Problem, check_depth
 from ctbench.template import Template
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -166,22 +168,51 @@ def _read_pipe(fd: int, into: bytearray, overflow: list[bool]) -> None:
             into.extend(chunk)
 
 
+# what the runner, not the case, decides about a record: taken from the case it launched
+LAUNCHED = ("task", "impl", "submission", "impl_spec", "impl_hash", "manifest", "scale", "params", "seed")
+
+
 def _accept(message: bytes, secret: str, case: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """The record in ``message`` if it carries the secret and is for ``case``; else None and why."""
+    """The record in ``message`` if it carries the secret, is for ``case`` and is a well-formed case record (the
+    schema's own check, NaN and infinities refused); else None and why. Fields the runner knows are taken from
+    the case it launched, never from the record."""
     head, _, body = message.partition(b"\n")
     if not message:
         return None, ""
     if head.decode(errors="replace") != secret:
         return None, "a record without the case's secret was refused"
     try:
-        record = json.loads(body, parse_constant=lambda c: None)
-    except (ValueError, RecursionError) as exc:
-        return None, f"the record that came back is not valid JSON ({type(exc).__name__})"
-    expected = {"task": case["task"], "impl": case["impl"]["manifest"]["name"], "scale": case["scale"]}
-    expected.update(submission=case["impl"]["submission"], params=case["params"], seed=case["seed"])
-    if not isinstance(record, dict) or any(record.get(k) != v for k, v in expected.items()):
-        return None, "the record that came back is for another case (task, impl, submission, params or seed differ)"
+        record = parse(body.decode(errors="replace"), "<record>")
+    except ResultFileError as exc:
+        return None, f"the record that came back is not valid JSON ({exc.problem})"
+    expected = blank_identity(case)
+    if not isinstance(record, dict) or any(record.get(k) != expected[k] for k in ("task", "impl", "scale", "seed")):
+        return None, "the record that came back is for another case (task, impl, scale or seed differ)"
+    if record.get("params") != expected["params"] or record.get("submission") != expected["submission"]:
+        return None, "the record that came back is for another case (params or submission differ)"
+    record.update({k: expected[k] for k in LAUNCHED})
+    try:
+        check_depth(record)
+        CASE(record, "record")
+    except Problem as exc:
+        return None, f"the record that came back is malformed: {exc}"
     return record, ""
+
+
+def blank_identity(case: dict[str, Any]) -> dict[str, Any]:
+    """The identity fields of the record of ``case`` (``Case.to_json()`` form), as the runner launched it."""
+    impl, manifest = case["impl"], case["impl"]["manifest"]
+    return {
+        "task": case["task"],
+        "impl": manifest["name"],
+        "submission": impl["submission"],
+        "impl_spec": impl["spec"],
+        "impl_hash": impl.get("content_hash", ""),
+        "manifest": {"name": manifest["name"], "authors": list(manifest.get("authors", ())), "url": manifest["url"]},
+        "scale": case["scale"],
+        "params": case["params"],
+        "seed": case["seed"],
+    }
 
 
 def _watch(proc: Any, handle: psutil.Process, limits: Limits, start: float) -> tuple[str, int]:
@@ -194,7 +225,6 @@ def _watch(proc: Any, handle: psutil.Process, limits: Limits, start: float) -> t
         except subprocess.TimeoutExpired:
             pass
         else:
-            _kill(_tree(handle)[1:])  # descendants still in the tree when the worker exits
             return "done", peak
         tree = _tree(handle)
         peak = max(peak, _rss(tree))
@@ -204,6 +234,34 @@ def _watch(proc: Any, handle: psutil.Process, limits: Limits, start: float) -> t
         if time.perf_counter() - start > limits.timeout_s:
             _kill(tree)
             return "timeout", peak
+
+
+def _start(
+    command: list[str],
+    argv: list[str],
+    case_dir: Path,
+    env_extra: dict[str, str],
+    write_fd: int,
+    log: Any,
+    template: Template | None,
+) -> Any:
+    """The case's process: forked from the warm template, or, when there is none or it fails, a fresh
+    interpreter. Its stdin is /dev/null, its stdout and stderr the log."""
+    if template is not None:
+        try:
+            return template.start(case_dir, argv, env_extra, write_fd, log.fileno())
+        except (OSError, RuntimeError):  # the template died or hangs: this case starts cold
+            pass
+    return subprocess.Popen(
+        command,
+        cwd=case_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        pass_fds=(write_fd,),
+        env={**os.environ, **env_extra},
+    )
 
 
 def launch(
@@ -237,34 +295,29 @@ def launch(
     try:
         try:
             with open(log_path, "wb") as log:
-                if template is not None and not sandbox:
-                    proc = template.start(case_dir, argv, env_extra, write_fd, log.fileno())
-                else:
-                    proc = subprocess.Popen(
-                        command,
-                        cwd=case_dir,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                        pass_fds=(write_fd,),
-                        env={**os.environ, **env_extra},
-                    )
+                proc = _start(command, argv, case_dir, env_extra, write_fd, log, template if not sandbox else None)
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
         reader.start()
-        handle = psutil.Process(proc.pid)
         try:
-            status, peak = _watch(proc, handle, limits, start)
+            handle = psutil.Process(proc.pid)
+        except psutil.NoSuchProcess:  # it exited (and was reaped) before we looked: nothing to watch
+            handle = None
+        try:
+            status, peak = _watch(proc, handle, limits, start) if handle is not None else ("done", 0)
         except BaseException:  # Ctrl-C: take the case down with us
-            _kill(_tree(handle))
+            _kill(_tree(handle) if handle is not None else [])
             raise
         finally:
-            proc.wait()
+            returncode = proc.wait()
             end_orphans(spare)  # what escaped the case's group and was reparented to us (subreaper)
         reader.join(timeout=10)
         record, rejected = _accept(bytes(message), secret, case) if status == "done" else (None, "")
         if overflow:
             record, rejected = None, f"the record that came back exceeds {MAX_RECORD_BYTES} bytes"
-        return Outcome(record, status, proc.returncode, _tail(log_path), peak, time.perf_counter() - start, rejected)
+        return Outcome(record, status, returncode, _tail(log_path), peak, time.perf_counter() - start, rejected)
     finally:
         shutil.rmtree(case_dir, ignore_errors=True)

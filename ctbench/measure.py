@@ -215,21 +215,27 @@ def peak_memory(fn: Callable[[], Any], device: torch.device, repeat: int = 1) ->
 
 
 def energy(fn: Callable[[], Any], device: torch.device, policy: Policy, step_s: float) -> Energy | None:
-    """Energy per call of ``fn`` from NVML's total-energy counter; None where the device has no counter."""
-    if nvml.energy_mj(device) is None:
+    """Energy per call of ``fn`` from NVML's total-energy counter; None where the device has no counter. One NVML
+    session for the whole measurement: only the counter is read inside a block."""
+    if device.type != "cuda":
         return None
-    calls = max(1, math.ceil(policy.energy_block_s / max(step_s, 1e-6)))
-    per_step = []
-    for _ in range(policy.energy_blocks):
-        _sync(device)
-        before = nvml.energy_mj(device)
-        for _ in range(calls):
-            fn()
-        _sync(device)
-        after = nvml.energy_mj(device)
-        if before is None or after is None:
+    with nvml.session() as nv:
+        if nv is None:
             return None
-        per_step.append((after - before) / 1000.0 / calls)
+        try:
+            handle = nvml.handle(nv, device)
+            nv.nvmlDeviceGetTotalEnergyConsumption(handle)
+        except Exception:  # no counter on this GPU (before Volta) or NVML refuses
+            return None
+        calls = max(1, math.ceil(policy.energy_block_s / max(step_s, 1e-6)))
+        per_step = []
+        for _ in range(policy.energy_blocks):
+            _sync(device)
+            before = nv.nvmlDeviceGetTotalEnergyConsumption(handle)
+            for _ in range(calls):
+                fn()
+            _sync(device)
+            per_step.append((nv.nvmlDeviceGetTotalEnergyConsumption(handle) - before) / 1000.0 / calls)
     return Energy(tuple(per_step))
 
 

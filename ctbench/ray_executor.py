@@ -25,9 +25,10 @@ from typing import Any
 
 from ctbench.cases import Case
 from ctbench.executors import Finished, Pending
+from ctbench.records import record_of, stop_record
 from ctbench.registry import UsageError
 from ctbench.results import run_files
-from ctbench.settings import RunSettings, record_of
+from ctbench.settings import RunSettings
 
 RETRIES = 1  # a case whose node was lost runs once more elsewhere
 
@@ -63,14 +64,16 @@ def earlier_durations(out_dir: Path) -> dict[str, float]:
     return durations
 
 
-def _case_on_node(case_json: dict[str, Any], settings: RunSettings, timeout_s: float, sandbox: bool) -> dict:
-    """In a Ray task on its node: run the case contained, exactly as a local run would; return its outcome."""
+def _case_on_node(case_json: dict[str, Any], settings: RunSettings, timeout_s: float, submission: bool) -> dict:
+    """In a Ray task on its node: run the case contained, exactly as a local run would (the sandbox decided by
+    what this node has); return its outcome, the node's facts, the sandbox and the memory limit used."""
     from dataclasses import asdict
 
     from ctbench.env import node
-    from ctbench.launch import Limits, become_subreaper, launch
+    from ctbench.launch import Limits, become_subreaper, bwrap, launch
 
     become_subreaper()
+    sandbox = settings.sandbox == "on" or (settings.sandbox == "auto" and submission and bwrap() is not None)
     limit = settings.memory_limit()  # the node's own RAM unless --max-memory was given
     outcome = launch(
         case_json,
@@ -80,7 +83,7 @@ def _case_on_node(case_json: dict[str, Any], settings: RunSettings, timeout_s: f
         hidden=[settings.out_dir],
         device=settings.device,
     )
-    return {"outcome": asdict(outcome), "node": node()}
+    return {"outcome": asdict(outcome), "node": node(), "sandboxed": sandbox, "limit": limit}
 
 
 class RayExecutor:
@@ -127,8 +130,8 @@ class RayExecutor:
             "num_cpus": 0 if gpu else 1,
             "num_gpus": 1 if gpu else 0,
         }
-        sandbox = self.settings.sandboxed(case)
-        return self.remote.options(**options).remote(case.to_json(), self.settings, timeout, sandbox)
+        submission = case.impl.submission != "reference"
+        return self.remote.options(**options).remote(case.to_json(), self.settings, timeout, submission)
 
     def run(self, pending: Pending, may_start: Callable[[], bool], label: Callable[[Case], str]) -> Finished:
         running: dict[Any, tuple[Case, float, str, int, int]] = {}  # ref -> case, timeout, node, beside, attempt
@@ -159,7 +162,8 @@ class RayExecutor:
                         raise RuntimeError("no Ray node with free CPUs (or GPUs for a CUDA run) is alive")
                     if not running:  # every alive node already lost this case
                         queue.pop(0)
-                        yield case, self._lost_record(case, timeout, "no other node left to retry on")
+                        tries = len(lost.get(case.key, ()))
+                        yield case, self._lost_record(case, timeout, "no other node left to retry on", tries)
                         continue
                     break
                 node_id = min(free, key=lambda n: load.get(n, 0))
@@ -179,6 +183,11 @@ class RayExecutor:
                     result = self.ray.get(ref)
                 except self.ray.exceptions.TaskCancelledError:  # the driver is being interrupted
                     raise KeyboardInterrupt from None
+                except self.ray.exceptions.RayTaskError as exc:  # ctbench failed on the node: not a lost node
+                    detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                    error = f"the case could not be started on node {node_id[:8]}: {detail}"
+                    yield case, stop_record(case, "failed", error, self.settings, 0.0)
+                    continue
                 except self.ray.exceptions.RayError as exc:  # the node or its worker died mid-case
                     lost.setdefault(case.key, set()).add(node_id)
                     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -186,7 +195,7 @@ class RayExecutor:
                         self.say(f"        {case.label()}: node {node_id[:8]} lost ({reason}); retrying elsewhere")
                         queue.insert(0, (case, timeout))
                     else:
-                        yield case, self._lost_record(case, timeout, reason)
+                        yield case, self._lost_record(case, timeout, reason, attempt + 1)
                     continue
                 yield case, self._record(case, timeout, result, beside, node_id)
 
@@ -196,20 +205,17 @@ class RayExecutor:
 
         facts = result["node"]
         self.nodes[facts["hostname"]] = facts
+        where = {"host": facts["hostname"], "hardware": hardware_label(facts)}  # as the node, not the case, says
         outcome = Outcome(**result["outcome"])
-        record = record_of(outcome, case, self.settings, timeout, self.settings.sandboxed(case))
-        if outcome.record is None:  # a stop record: made here, but the case ran on its node
-            record.update(host=facts["hostname"], hardware=hardware_label(facts))
+        record = record_of(outcome, case, self.settings, timeout, result["sandboxed"], where, result["limit"])
         return {**record, "beside": beside, "node_id": node_id}
 
-    def _lost_record(self, case: Case, timeout: float, reason: str) -> dict:
-        from ctbench.settings import stop_record
-
-        error = f"lost its node {RETRIES + 1} times (retried once elsewhere): {reason}"
+    def _lost_record(self, case: Case, timeout: float, reason: str, tries: int) -> dict:
+        error = f"its node was lost {tries} time(s) and no retry was left or possible: {reason}"
         return stop_record(case, "failed", error, self.settings, 0.0)
 
     def describe(self) -> dict[str, Any]:
-        return {"executor": self.name, "ray_address": self.address, "cases_per_node": self.per_node}
+        return {"executor": self.name, "ray_address": self.address, "cases_per_node": self.per_node, "start": "cold"}
 
     def close(self) -> None:
         self.ray.shutdown()

@@ -23,9 +23,10 @@ from ctbench.env import environment, node
 from ctbench.executors import LocalExecutor
 from ctbench.journal import Journal
 from ctbench.launch import become_subreaper, remove_stale_folders
+from ctbench.records import stop_record
 from ctbench.registry import get_task
 from ctbench.results import SCHEMA, write_run
-from ctbench.settings import SANDBOX_MODES, RunSettings, stop_record
+from ctbench.settings import SANDBOX_MODES, RunSettings
 
 __all__ = ["SANDBOX_MODES", "RunOutcome", "RunSettings", "run"]
 
@@ -46,10 +47,19 @@ class RunOutcome:
 
 
 def _run_checks(cases: Sequence[Case], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each task's checks across its cases; a task whose checks raise gets one failed check saying so (the run
+    file is still written)."""
     checks = []
     for task_name in dict.fromkeys(c.task for c in cases):
         task_records = [r for r in records if r["task"] == task_name]
-        for rc in get_task(task_name).run_checks(task_records):
+        try:
+            found = get_task(task_name).run_checks(task_records)
+        except Exception as exc:
+            error = f"the task's run checks raised {type(exc).__name__}: {exc}"
+            checks.append({"task": task_name, "name": "run_checks", "scope": {}, "value": None, "threshold": None,
+                           "passed": False, "description": error[:2000]})  # fmt: skip
+            continue
+        for rc in found:
             checks.append(
                 {
                     "task": rc.task,
@@ -64,15 +74,25 @@ def _run_checks(cases: Sequence[Case], records: list[dict[str, Any]]) -> list[di
     return checks
 
 
+def _settle(record: dict[str, Any], case: Case) -> None:
+    """What only the runner decides about a record: whether an invalid case is a negative control its task
+    declares (never what the case says of itself)."""
+    task = get_task(case.task)
+    expected = task.expected_invalid(case.impl.name, task.scales[case.scale], case.params)
+    record["expected_invalid"] = expected if record["status"] == "invalid" else None
+
+
 def run(cases: Sequence[Case], settings: RunSettings, say: Printer = print, executor: Any = None) -> RunOutcome:
     """Run every case not already in the journal on ``executor`` (default: this machine), then write the run
     file. One writer per run: a second identical command raises ``UsageError`` while this one holds the lock."""
     env = environment()  # before any case: the git state is the code's, not the run's own output
-    key = run_key(cases)
+    descriptions = {name: describe(get_task(name)) for name in dict.fromkeys(c.task for c in cases)}  # fail early
+    key = run_key(cases, {k: v for k, v in settings.as_record().items() if k not in ("left_out",)})
     journal = Journal(settings.out_dir, key)
     journal.lock()
     try:
-        return _run(cases, settings, say, env, key, journal, executor or LocalExecutor(settings, say))
+        executor = executor or LocalExecutor(settings, say)
+        return _run(cases, settings, say, env, key, journal, executor, descriptions)
     finally:
         journal.unlock()
 
@@ -85,6 +105,7 @@ def _run(
     key: str,
     journal: Journal,
     executor: Any,
+    descriptions: dict[str, dict[str, Any]],
 ) -> RunOutcome:
     become_subreaper()
     for folder in remove_stale_folders():
@@ -110,16 +131,19 @@ def _run(
     def may_start() -> bool:
         return time.perf_counter() - start <= settings.max_run_time_s
 
+    not_run: dict[str, dict[str, Any]] = {}  # kept out of the journal: a resumed run runs them
     for case, record in executor.run(pending, may_start, label):
         if record is None:
             error = f"not run: the run's time budget of {settings.max_run_time_s:g} s was spent"
-            record = stop_record(case, "timeout", error, settings, 0.0)
+            not_run[case.key] = stop_record(case, "timeout", error, settings, 0.0)
+            continue
+        _settle(record, case)
         journal.add(case.key, record)  # first: what the terminal says is done is in the journal
         error = (record.get("error") or "").strip().splitlines()
         detail = f": {error[0]}" if error else f" [{record['dataset']}]"
         where = f" on {record['host']}" if executor.name != "local" and record.get("host") else ""
         say(f"        {case.label()}: {record['status']} in {record.get('duration_s', 0):.1f} s{where}{detail}")
-    records = [journal.records[c.key] for c in cases]
+    records = [journal.records.get(c.key) or not_run[c.key] for c in cases]
     nodes = getattr(executor, "nodes", None) or {node()["hostname"]: node()}
     doc = {
         "schema": SCHEMA,
@@ -128,7 +152,7 @@ def _run(
         "env": env,
         "nodes": nodes,
         "settings": {**settings.as_record(), **executor.describe()},
-        "tasks": {name: describe(get_task(name)) for name in dict.fromkeys(c.task for c in cases)},
+        "tasks": descriptions,
         "cases": records,
         "checks": _run_checks(cases, records),
     }

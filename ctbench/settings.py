@@ -1,9 +1,8 @@
-"""A run's settings, and the records of cases that sent none (stopped by a limit, crashed, not run)."""
+"""A run's settings: where its files go, how its cases run, their limits."""
 
 from __future__ import annotations
 
 import math
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,7 @@ from typing import Any
 import psutil
 
 from ctbench.cases import Case
-from ctbench.launch import Outcome, bwrap
-from ctbench.worker import ERROR_TAIL, blank_record, host_facts
+from ctbench.launch import bwrap
 
 SANDBOX_MODES = ("auto", "on", "off")
 
@@ -59,33 +57,3 @@ class RunSettings:
             "start": "warm" if self.warm else "cold",
             **self.extra,
         }
-
-
-def stop_record(case: Case, status: str, error: str, settings: RunSettings, duration_s: float) -> dict[str, Any]:
-    """The record of a case that sent none: every field a record has, with the status and the reason."""
-    record = blank_record(case.to_json(), case.impl)
-    record.update(status=status, error=error[-ERROR_TAIL:], duration_s=duration_s, device=settings.device)
-    record.update(threads=settings.threads, sandboxed=False, host=socket.gethostname())
-    return record
-
-
-def _reason(outcome: Outcome, timeout_s: float, limit: int) -> str:
-    if outcome.status == "timeout":
-        return f"exceeded the case timeout of {timeout_s:g} s"
-    if outcome.status == "oom":
-        return (
-            f"exceeded the memory limit of {limit / 2**30:.2f} GiB "
-            f"(peak seen {outcome.peak_memory_bytes / 2**30:.2f} GiB)"
-        )
-    return f"worker exited with code {outcome.returncode}; {outcome.rejected or 'it returned no record'}"
-
-
-def record_of(outcome: Outcome, case: Case, settings: RunSettings, timeout_s: float, sandbox: bool) -> dict[str, Any]:
-    """The record a case sent (when the runner accepted it), else a stop record whose error starts with why."""
-    if outcome.record is not None:
-        return {**outcome.record, "sandboxed": sandbox}
-    status = outcome.status if outcome.status != "done" else "failed"
-    reason = _reason(outcome, timeout_s, settings.memory_limit())
-    tail = outcome.log_tail[-max(ERROR_TAIL - len(reason) - 1, 0) :]
-    record = stop_record(case, status, f"{reason}\n{tail}".strip(), settings, outcome.duration_s)
-    return {**record, **host_facts(), "sandboxed": sandbox}

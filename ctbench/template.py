@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -47,18 +48,24 @@ def _recv(sock: socket.socket, max_fds: int = 0) -> tuple[dict[str, Any] | None,
 
 
 # --- the template process ----------------------------------------------------------------------------------------
-def preload() -> None:
-    """Import what every case imports, without running a tensor operation (no thread pool, no CUDA)."""
-    import torch  # noqa: F401
+def preload(task_names: list[str]) -> None:
+    """Import what the run's cases import, without running a tensor operation (no thread pool) and without
+    touching CUDA. A task or reference that fails to import here is left to fail in its own cases."""
+    import torch
     import torch._dynamo  # noqa: F401  (the first torch.optim optimiser imports it: seconds per case otherwise)
 
     from ctbench import data, worker  # noqa: F401
     from ctbench.implementation import reference_impls
-    from ctbench.registry import tasks
+    from ctbench.registry import get_task
 
     data.import_torchvision()
-    for name, task in tasks().items():
-        reference_impls(name, task.interface)
+    for name in task_names:
+        try:
+            reference_impls(name, get_task(name).interface)
+        except Exception:  # the case will report it, with its traceback
+            pass
+    if torch.cuda.is_initialized():  # a fork would hand every case a broken CUDA context
+        raise RuntimeError("CUDA was initialised while importing the tasks: cases cannot be forked from here")
 
 
 def _child(request: dict[str, Any], record_fd: int, log_fd: int) -> None:
@@ -69,6 +76,9 @@ def _child(request: dict[str, Any], record_fd: int, log_fd: int) -> None:
     os.close(log_fd)
     os.chdir(request["case_dir"])
     os.environ.update(request["env"])
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(request["env"]["TMPDIR"], "inductor")
+    tempfile.tempdir = None  # the template cached /tmp: the case's own TMPDIR from now on
+    sys.path[0] = request["case_dir"]  # as a fresh interpreter started in the case's folder
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     from ctbench import worker
@@ -114,17 +124,20 @@ def serve(sock: socket.socket) -> None:
         if pid == 0:
             sock.close()
             _child(request, record_fd, log_fd)
-        _send(sock, {"pid": pid})
+        _send(sock, {"pid": pid, "request": request["case_dir"]})
         os.close(record_fd)
         os.close(log_fd)
 
 
 def main(argv: list[str]) -> int:
+    """``python -m ctbench.template FD TASK...``: preload the tasks, then serve the runner on socket FD."""
     from ctbench.launch import die_with_parent
 
     die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's: it closes the socket, we leave
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # torch.cuda.is_available() without initialising CUDA
     sock = socket.socket(fileno=int(argv[0]))
-    preload()
+    preload(argv[1:])
     _send(sock, {"ready": os.getpid()})
     serve(sock)
     return 0
@@ -134,19 +147,28 @@ def main(argv: list[str]) -> int:
 class Template:
     """The runner's handle on a template process: ``spawn`` a case, ``poll`` its exit status."""
 
-    def __init__(self) -> None:
+    def __init__(self, task_names: list[str], ready_timeout_s: float = 300.0) -> None:
         ours, theirs = socket.socketpair()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ctbench.template", str(theirs.fileno())], pass_fds=(theirs.fileno(),)
+            [sys.executable, "-m", "ctbench.template", str(theirs.fileno()), *task_names],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         theirs.close()
         self.sock = ours
         self.exited: dict[int, int] = {}
-        self.pids: list[int] = []
+        self.pids: dict[str, int] = {}  # request (the case's folder) -> pid
         self.changed = threading.Condition()
-        ready, _ = _recv(self.sock)
+        self.sock.settimeout(ready_timeout_s)
+        try:
+            ready, _ = _recv(self.sock)
+        except OSError:
+            ready = None
         if not ready or "ready" not in ready:
+            self.close()
             raise RuntimeError("the warm template did not start")
+        self.sock.settimeout(None)
         threading.Thread(target=self._listen, daemon=True).start()
 
     def _listen(self) -> None:
@@ -163,23 +185,25 @@ class Template:
                 if "exited" in message:
                     self.exited[message["exited"]] = message["status"]
                 elif "pid" in message:
-                    self.pids.append(message["pid"])
+                    self.pids[message["request"]] = message["pid"]
                 self.changed.notify_all()
 
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def spawn(self, case_dir: Path, argv: list[str], env: dict[str, str], record_fd: int, log_fd: int) -> int:
-        """Fork a worker for the case; return its pid."""
+    def start(self, case_dir: Path, argv: list[str], env: dict[str, str], record_fd: int, log_fd: int) -> Forked:
+        """Fork a worker for the case (its request is named by its folder); a template that does not answer is
+        stopped, so that no later case can take this one's late reply."""
+        key = str(case_dir)
         with self.changed:
-            known = len(self.pids)
-            _send(self.sock, {"case_dir": str(case_dir), "argv": argv, "env": env}, [record_fd, log_fd])
-            if not self.changed.wait_for(lambda: len(self.pids) > known or not self.alive, timeout=30):
+            _send(self.sock, {"case_dir": key, "argv": argv, "env": env}, [record_fd, log_fd])
+            if not self.changed.wait_for(lambda: key in self.pids or not self.alive, timeout=30):
+                self.proc.kill()
                 raise RuntimeError("the warm template did not answer")
-            if len(self.pids) == known:
+            if key not in self.pids:
                 raise RuntimeError("the warm template died")
-            return self.pids[known]
+            return Forked(self, self.pids.pop(key))
 
     def wait(self, pid: int, timeout: float) -> int | None:
         """The child's exit status, or None if it is still running after ``timeout`` seconds."""
@@ -188,9 +212,6 @@ class Template:
             if pid in self.exited:
                 return self.exited.pop(pid)
             return None if self.alive else -signal.SIGKILL
-
-    def start(self, case_dir: Path, argv: list[str], env: dict[str, str], record_fd: int, log_fd: int) -> Forked:
-        return Forked(self, self.spawn(case_dir, argv, env, record_fd, log_fd))
 
     def close(self) -> None:
         try:

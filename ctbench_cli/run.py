@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ctbench.cases import Case, SkippedPoint, parse_param, plan
+from ctbench.cases import Case, SkippedPoint, parse_param, plan, unique
 from ctbench.executors import LocalExecutor
 from ctbench.implementation import ImplRef, reference_impls, resolve, unavailable_references
 from ctbench.launch import bwrap
@@ -76,7 +76,7 @@ def _cases(
     """The run's cases; the grid points the tasks skip are added to ``skipped``."""
     overrides = dict(parse_param(p) for p in args.param)
     cases: list[Case] = []
-    for name in names:
+    for name in dict.fromkeys(names):
         task = get_task(name)
         grid = task.scales[scale].grid if scale in task.scales else {}
         # with several tasks, an override applies to the tasks that have that parameter
@@ -88,7 +88,7 @@ def _cases(
             skipped += skips
     if not cases:
         raise UsageError("no case to run (every combination was skipped)")
-    return cases
+    return unique(cases)
 
 
 def _executor(args: argparse.Namespace, settings: RunSettings, say: Callable[[str], None]) -> Any:

@@ -114,6 +114,26 @@ class Slow(Solver):
         return torch.linalg.solve(a, b)
 
 
+class ClaimsAnotherMachine(Solver):
+    """Makes its own record claim to have run on an H200, and to be an expected negative control."""
+    manifest = Manifest(name="claims")
+
+    def solve(self, a, b):
+        import ctbench.worker as w
+        w.host_facts = lambda: {"host": "gpu-box", "hardware": "NVIDIA H200 (141 GiB)", "expected_invalid": "yes"}
+        return torch.linalg.solve(a, b)
+
+
+class Malformed(Solver):
+    """Makes its own record malformed (a curve whose points are not numbers)."""
+    manifest = Manifest(name="malformed")
+
+    def solve(self, a, b):
+        import ctbench.worker as w
+        w.host_facts = lambda: {"series": {"curve": [[1, "a"]]}}
+        return torch.linalg.solve(a, b)
+
+
 class Reference(Solver):
     manifest = Manifest(name="reference")
 
@@ -312,3 +332,39 @@ def test_bad_flags_are_usage_errors_before_anything_runs(tmp_path, env, flag, me
     done = ctbench(["run", "--task", "tiny", "--out", str(out), *flag], env, timeout=60)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_what_a_case_says_of_where_it_ran_is_the_runners_to_say(tmp_path, env):
+    out = tmp_path / "out"
+    done = ctbench(args(out, "direct", f"{env['HOSTILE']}:ClaimsAnotherMachine", extra=("--sandbox", "off")), env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cases = {c["impl"]: c for c in run_file(out)["cases"]}
+    assert cases["claims"]["hardware"] == cases["direct"]["hardware"] != "NVIDIA H200 (141 GiB)"
+    assert cases["claims"]["expected_invalid"] is None
+
+
+def test_a_malformed_record_is_refused_and_the_run_file_still_written(tmp_path, env):
+    out = tmp_path / "out"
+    done = ctbench(args(out, "direct", f"{env['HOSTILE']}:Malformed", extra=("--sandbox", "off")), env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    cases = {c["impl"]: c for c in run_file(out)["cases"]}
+    assert cases["direct"]["status"] == "ok"
+    assert cases["malformed"]["status"] == "failed" and "record.series.curve" in cases["malformed"]["error"]
+
+
+def test_repeated_cases_run_once_and_a_spent_budget_is_recorded_not_journalled(tmp_path, env):
+    out = tmp_path / "out"
+    argv = ["run", "--task", "tiny", "--param", "n=8,8,16", "--seed", "0", "--seed", "0", "--out", str(out),
+            "--no-report", "--max-run-time", "0.001"]  # fmt: skip
+    done = ctbench(argv, env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    cases = run_file(out)["cases"]
+    assert [c["params"]["n"] for c in cases] == [8, 16]
+    assert cases[0]["status"] == "ok" and cases[1]["error"].startswith("not run: the run's time budget")
+    assert not (out / ".partial").exists()
+
+
+def test_the_run_key_changes_with_the_settings():
+    from ctbench.cases import run_key
+
+    assert run_key([], {"device": "cpu"}) != run_key([], {"device": "cuda"}) and run_key([], {}) == run_key([])

@@ -1,0 +1,53 @@
+"""The record of a case as the runner keeps it: the one the case sent (accepted by ``ctbench.launch``) with what
+only the runner may say about it (where it ran), or a stop record when it sent none (stopped by a limit, crashed,
+not run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ctbench.cases import Case
+from ctbench.launch import Outcome
+from ctbench.settings import RunSettings
+from ctbench.worker import ERROR_TAIL, blank_record
+
+
+def stop_record(
+    case: Case, status: str, error: str, settings: RunSettings, duration_s: float, where: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The record of a case that sent none: every field a record has, with the status and the reason."""
+    record = blank_record(case.to_json(), case.impl)
+    record.update(status=status, error=error[-ERROR_TAIL:], duration_s=duration_s, device=settings.device)
+    record.update(threads=settings.threads, sandboxed=False, **(where or {}))
+    return record
+
+
+def _reason(outcome: Outcome, timeout_s: float, limit: int) -> str:
+    if outcome.status == "timeout":
+        return f"exceeded the case timeout of {timeout_s:g} s"
+    if outcome.status == "oom":
+        return (
+            f"exceeded the memory limit of {limit / 2**30:.2f} GiB "
+            f"(peak seen {outcome.peak_memory_bytes / 2**30:.2f} GiB)"
+        )
+    return f"worker exited with code {outcome.returncode}; {outcome.rejected or 'it returned no record'}"
+
+
+def record_of(
+    outcome: Outcome,
+    case: Case,
+    settings: RunSettings,
+    timeout_s: float,
+    sandbox: bool,
+    where: dict[str, Any],
+    memory_limit: int,
+) -> dict[str, Any]:
+    """The record a case sent, else a stop record whose error starts with why. ``where`` (its host and hardware
+    label, as the runner or the case's node sees them) overrides what the case said about itself."""
+    if outcome.record is not None:
+        return {**outcome.record, **where, "sandboxed": sandbox}
+    status = outcome.status if outcome.status != "done" else "failed"
+    reason = _reason(outcome, timeout_s, memory_limit)
+    tail = outcome.log_tail[-max(ERROR_TAIL - len(reason) - 1, 0) :]
+    record = stop_record(case, status, f"{reason}\n{tail}".strip(), settings, outcome.duration_s, where)
+    return {**record, "sandboxed": sandbox}
