@@ -181,3 +181,15 @@ def test_show_and_compare(tmp_path, env):
     assert (verdict["step_time_s"] == verdict["throughput_samples_s"]).all(), verdict
     doc = json.loads(files[0].read_text())
     assert doc["env"]["torch"] and doc["env"]["cpu_cores"] >= 1
+
+
+def test_recorded_threads_are_those_the_step_ran_with(tmp_path, env):
+    """bilevel used to set its own thread count inside the case; now its scales declare one thread, the worker sets
+    it, and a `--threads 2` run records the 1 the step really ran with."""
+    out = tmp_path / "out"
+    args = ["run", "--task", "bilevel", "--scale", "smoke", "--param", "problem=quadratic", "--impl", "soba"]
+    result = ctbench([*args, "--threads", "2", "--out", str(out), "--no-report"], env, timeout=600)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    (case,) = load_runs([out])[0][0]["cases"]
+    assert case["status"] == "ok", case["error"]
+    assert case["threads"] == 1 and case["process"]["threads"] == 1
