@@ -12,6 +12,23 @@ from suites.bilevel.interface import BilevelSolver, Directions
 from suites.bilevel.problem import BilevelProblem
 
 
+class Once:
+    """Which positions of a batch of row indices count when each row is counted once (a row drawn k times carries
+    the same change k times): each position writes itself into a scratch entry of its row, and the position that
+    reads itself back is the one that counts. No sort, no host synchronisation."""
+
+    def __init__(self, rows: int, device: torch.device):
+        self.scratch = torch.empty(rows, dtype=torch.long, device=device)
+        self.positions: dict[int, Tensor] = {}  # 0..k-1, per batch length k
+
+    def __call__(self, idx: Tensor) -> Tensor:
+        positions = self.positions.get(len(idx))
+        if positions is None:
+            positions = self.positions[len(idx)] = torch.arange(len(idx), device=idx.device)
+        self.scratch.index_copy_(0, idx, positions)
+        return self.scratch.index_select(0, idx) == positions
+
+
 class Iterates(BilevelSolver):
     """The state the stochastic reference solvers share: iterates z (inner), v (linear system) and x (outer)
     started at (z0, 0, x0), steps rho and gamma = rho / outer_ratio, a step counter and the minibatch samplers

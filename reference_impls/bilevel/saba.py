@@ -19,7 +19,10 @@ autograd otherwise). Where g depends on the whole x (every problem but hyper-cle
 share one table laid out as the iterate theta = [z | v | x] (``JointTable``): inner row i = [d_z g_i | d2_zz g_i v |
 d2_xz g_i v], outer row j = [0 | d_z f_j | d_x f_j], so that (D_z, D_v, D_x) is the sum of the two estimates and a
 step is one gather, one write-back and two weighted sums of the batch's rows, then theta <- theta - steps * D.
-Hyper-cleaning (one x_i per inner sample) keeps one table per finite sum (``SagaTable``).
+Hyper-cleaning (one x_i per inner sample) keeps one table per finite sum (``SagaTable``). A problem that is a
+generalised linear model (hyperparameter selection: ``BilevelProblem.linear_model``) selects the specialised path,
+two scalars per sample and the sample-independent part computed exactly (``_scalar_table.ScalarTable``); its
+``generic()`` twin takes the rows above, and the tests check both give unbiased estimates of the same directions.
 """
 
 from __future__ import annotations
@@ -31,29 +34,13 @@ import torch
 from torch import Tensor
 
 from ctbench import Manifest
-from reference_impls.bilevel._common import Iterates
+from reference_impls.bilevel._common import Iterates, Once
+from reference_impls.bilevel._scalar_table import ScalarTable
 from suites.bilevel.interface import Directions
 from suites.bilevel.problem import BilevelProblem
 from suites.bilevel.sampling import FixedBatches
 
 INIT_CHUNK = 1024  # samples per oracle call when filling the tables
-
-
-class Once:
-    """Which positions of a batch of row indices count when each row is counted once (a row drawn k times carries
-    the same change k times): each position writes itself into a scratch entry of its row, and the position that
-    reads itself back is the one that counts. No sort, no host synchronisation."""
-
-    def __init__(self, rows: int, device: torch.device):
-        self.scratch = torch.empty(rows, dtype=torch.long, device=device)
-        self.positions = torch.arange(0, device=device)
-
-    def __call__(self, idx: Tensor) -> Tensor:
-        if len(self.positions) < len(idx):
-            self.positions = torch.arange(len(idx), device=idx.device)
-        positions = self.positions[: len(idx)]
-        self.scratch.index_copy_(0, idx, positions)
-        return self.scratch.index_select(0, idx) == positions
 
 
 class SagaTable:
@@ -169,9 +156,13 @@ class SABA(Iterates):
     def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> dict[str, Any]:
         hp = super().init(problem, batch_size, seed)
         self.memory, zero = hp.get("memory", "sample"), hp.get("init_memory", "full") == "zero"
-        self.joint = self.memory == "sample" and not problem.per_sample_x
-        self._init_theta(problem)
-        if self.joint:
+        model = problem.linear_model() if self.memory == "sample" else None
+        self.joint = self.memory == "sample" and not problem.per_sample_x and model is None
+        self._init_theta(problem, row_tables=model is None)
+        self.scalars = None
+        if model is not None:
+            self.scalars = ScalarTable(model, self.vz, problem.n_inner, min(batch_size, problem.n_inner), zero)
+        elif self.joint:
             rows = torch.cat([self._rows(self._inner_rows, problem.n_inner, zero),
                               self._rows(self._joint_outer_rows, problem.n_outer, zero)])  # fmt: skip
             self.table = JointTable(rows, problem.n_inner, min(self.batch_size, problem.n_inner))
@@ -186,15 +177,17 @@ class SABA(Iterates):
             self.outer = SagaTable(self._rows(self._outer_rows, problem.n_outer, zero), batch_size)
         return hp
 
-    def _init_theta(self, problem: BilevelProblem) -> None:
-        """theta = [z | v | x] with z, v, x its views, and the per-coordinate steps [rho | rho | gamma]; zero
-        blocks that put an outer row in theta's layout [0 | d_z f | d_x f]."""
+    def _init_theta(self, problem: BilevelProblem, row_tables: bool) -> None:
+        """theta = [z | v | x] with z, v, x its views, and the per-coordinate steps [rho | rho | gamma]; with
+        ``row_tables``, zero blocks that put an outer row in theta's layout [0 | d_z f | d_x f]."""
         dz, dx = self.z.numel(), self.x.numel()
         self.theta = torch.cat([self.z, self.v, self.x])
         self.z, self.v, self.x = self.theta[:dz], self.theta[dz : 2 * dz], self.theta[2 * dz :]
+        self.vz = self.theta[: 2 * dz].view(2, dz)  # [z; v]
         self.steps = torch.cat([self.theta.new_full((2 * dz,), self.rho), self.theta.new_full((dx,), self.gamma)])
-        self.zeros_z = self.theta.new_zeros(max(self.batch_size, min(INIT_CHUNK, problem.n_outer)), dz)
-        self.zeros_x = self.theta.new_zeros(self.zeros_z.shape[0], 0 if problem.outer_uses_x else dx)
+        rows = 0 if not row_tables else max(self.batch_size, min(INIT_CHUNK, problem.n_outer))
+        self.zeros_z = self.theta.new_zeros(rows, dz)
+        self.zeros_x = self.theta.new_zeros(rows, 0 if problem.outer_uses_x else dx)
 
     # --- the quantities, as rows [d_z g | d2_zz g v | d2_xz g v] and [d_z f | d_x f] ------------------------
     def _inner_rows(self, idx: Tensor) -> Tensor:
@@ -252,6 +245,9 @@ class SABA(Iterates):
         return self._directions(inner, outer, change_in, i), (new_in, change_in, new_out, change_out)
 
     def directions(self, inner_idx: Tensor, outer_idx: Tensor) -> Directions:
+        if self.scalars is not None:
+            d_vz, d_x = self.scalars.estimate(self.x, inner_idx, outer_idx, update=False)
+            return Directions(d_vz[0], d_vz[1], d_x)
         if self.joint:
             d = self.table.estimate(*self._joint_rows(inner_idx, outer_idx), len(inner_idx))[0]
             dz = self.z.numel()
@@ -262,6 +258,12 @@ class SABA(Iterates):
 
     def step(self) -> None:
         i, j = self.draw("inner"), self.draw("outer")
+        if self.scalars is not None:
+            d_vz, d_x = self.scalars.estimate(self.x, i, j, update=True)
+            self.problem.samples += len(i) + len(j)
+            self.x.add_(d_x, alpha=-self.gamma)
+            self.vz.add_(d_vz, alpha=-self.rho)
+            return
         if self.joint:
             new, idx = self._joint_rows(i, j)
             d, change = self.table.estimate(new, idx, len(i))

@@ -14,6 +14,9 @@ y_i in {0, 1} (the sign 2 y_i - 1 of the loss above),
     d_z g_i = (p_i - y_i) d_i + e^x * z,   d2_zz g_i v = p_i (1 - p_i) (d_i.v) d_i + e^x * v,
     d2_xz g_i v = e^x * z * v,   d_z f_j = (p_j - y_j) d_j,   d_x f_j = 0,
 which ``LogisticOracles`` computes in closed form (the problem's specialised path, ``suites.bilevel.problem``).
+Every per-sample row is a scalar times d_i plus a part no sample changes: ``LogisticModel`` gives SABA the scalars
+(a_i, b_i) = (p_i - y_i, p_i (1 - p_i) d_i.v) and the shared part (R_z, R_v, R_x) = (e^x * z, e^x * v, e^x * z * v)
+(``suites.bilevel.closed.LinearModel``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from suites.bilevel.closed import Data, pick
+from suites.bilevel.closed import Data, LinearModel, pick
 from suites.bilevel.data import Labelled
 from suites.bilevel.problem import BilevelProblem, dot, matvec
 
@@ -80,6 +83,25 @@ class LogisticOracles:
     def outer_per_sample(self, z: Tensor, x: Tensor, outer: Data, idx: Tensor | None) -> tuple[Tensor, Tensor]:
         d, y = pick(idx, *outer)
         return (torch.sigmoid(d @ z) - y)[:, None] * d, d.new_zeros(d.shape[0], 0)
+
+    def linear_model(self, inner: Data, outer: Data) -> LinearModel:
+        return LogisticModel(torch.cat([torch.cat([d, y[:, None]], 1) for d, y in (inner, outer)]))
+
+
+class LogisticModel:
+    """Hyperparameter selection as a generalised linear model (module docstring)."""
+
+    def __init__(self, data: Tensor):
+        self.data = data
+
+    def scalars(self, t: Tensor, y: Tensor) -> Tensor:
+        p = torch.sigmoid(t[:, :1])
+        return torch.cat((p - y, (p - p * p) * t[:, 1:]), 1)
+
+    def shared(self, vz: Tensor, x: Tensor, d_vz: Tensor) -> Tensor:
+        ex = torch.exp(x)
+        d_vz.addcmul_(vz, ex)
+        return ex * vz.prod(0)
 
 
 def hyperparam_problem(train: Labelled, val: Labelled) -> BilevelProblem:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from suites.bilevel.closed import ClosedOracles
+from suites.bilevel.closed import ClosedOracles, LinearModel
 from suites.bilevel.sampling import SAMPLINGS, FixedBatches
 
 Loss = Callable[..., Tensor]  # loss(z, x, *sample) -> scalar for one sample, (B,) for a batch of them
@@ -143,6 +143,10 @@ class BilevelProblem:
             test=move_all(self.test),
             samples=0,
         )
+
+    def linear_model(self) -> LinearModel | None:
+        """The problem's generalised-linear-model form (two scalars per sample), where its specialised path has one."""
+        return None if self.closed is None else self.closed.linear_model(self.inner_data, self.outer_data)
 
     def generic(self) -> BilevelProblem:
         """The same problem on the generic (autograd) oracles, without its specialised path."""

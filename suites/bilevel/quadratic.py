@@ -96,6 +96,10 @@ class QuadraticOracles:
         fz = torch.addcmul(torch.addcmul(a, (u @ z)[:, None], u), (c @ x)[:, None], e)
         return fz, torch.addcmul(torch.addcmul(b, (w @ x)[:, None], w), (e @ z)[:, None], c)
 
+    def linear_model(self, inner: Data, outer: Data) -> None:
+        """None: a sample's rows are not a scalar times its features (A_i z is a vector)."""
+        return None
+
 
 def _whitened(n: int, d: int, gen: torch.Generator) -> Tensor:
     """(n, d) Gaussian rows whose empirical second moment is exactly the identity."""
