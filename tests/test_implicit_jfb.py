@@ -461,10 +461,11 @@ def test_speed_checks_compare_each_cases_backward_against_its_own_one_step_backw
         backward("torchdeq_ift", 1e-2, 5.0, 12, epoch_time_s=2.0),
     ]
     result = {(c.name, c.scope.get("tol")): c.check for c in checks.run_checks("t", cases)}
-    loose, tight = result["jfb_backward_speedup_vs_ift", 1e-2], result["jfb_backward_speedup_vs_ift", 1e-5]
-    assert not loose.passed and loose.value == pytest.approx(2.0)
-    assert "spent 3 Jacobian products of T, 0.33 one-step backwards each" in loose.description
+    # the 3x claim at the sweep's tightest tolerance only: at tol 1e-2 (2.0x) IFT spends 3 Jacobian products
+    assert ("jfb_backward_speedup_vs_ift", 1e-2) not in result
+    tight = result["jfb_backward_speedup_vs_ift", 1e-5]
     assert tight.passed and tight.value == pytest.approx(4.0)
+    assert "spent 8 Jacobian products of T, 0.43 one-step backwards each" in tight.description
     grows = result["jfb_speedup_grows_with_iterations", None]
     assert grows.passed and grows.value == pytest.approx(2.0)
     assert grows.threshold == pytest.approx(1 + 0.02 / checks.PAIRS**0.5)  # the medians' IQRs over sqrt(pairs)

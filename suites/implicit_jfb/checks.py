@@ -17,9 +17,12 @@ Per run:
 - the paper's speed claims: JFB's backward at least ``BACKWARD_SPEEDUP`` times faster than IFT's at the same
   forward, measured as the ratio of their ``backward_time_vs_one_step`` (each case's backward against the task's
   one-step backward, timed alternately in its own process, so that the machine's load between the two cases
-  cancels), with IFT's Jacobian products and the cost of one of them (in one-step backwards) in the description;
-  the speed-up grows with the forward iterations (Fung et al. 2022: IFT's adjoint solve is as hard as the
-  forward), beyond the uncertainty of the four medians (each one's IQR / sqrt(``PAIRS``), relative); JFB's
+  cancels), with IFT's Jacobian products and the cost of one of them (in one-step backwards) in the description.
+  The claim is checked at the sweep's tightest tolerance, where the fixed point is solved as the paper solves it:
+  IFT's backward costs about 1 + k c one-step backwards for k Jacobian products of c each, so at a loose
+  tolerance (smoke, tol 1e-2: k = 3, c = 0.36, 2.1x) no implementation could reach 3x. What holds at every
+  tolerance is that the speed-up grows with the forward iterations (Fung et al. 2022: IFT's adjoint solve is as
+  hard as the forward), beyond the uncertainty of the four medians (each one's IQR / sqrt(``PAIRS``), relative); JFB's
   epoch faster than torchdeq's IFT; and, above the smoke scales (a single short epoch there makes accuracies
   noise), JFB's accuracy within ``ACCURACY_GAP`` of IFT's.
 """
@@ -119,17 +122,22 @@ def run_checks(task: str, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
         else:
             add("memory_flat_in_iterations", Check.at_most(value, STORED + noise, what), where)
     along: dict[str, tuple[dict[str, Any], list[tuple[float, float, float, float]]]] = {}
+    claims: dict[str, tuple[dict[str, Any], Check]] = {}  # the speed-up claim at the tightest tolerance only
     for scope, records in settings(cases, params=("solver", "tol")):
         found = speedup(records)
         if found is not None:
-            add("jfb_backward_speedup_vs_ift", Check.at_least(found[0], BACKWARD_SPEEDUP, found[2]), scope)
             rest = {k: v for k, v in scope.items() if k != "tol"}
+            key = json.dumps(rest, sort_keys=True, default=str)
             point = (scope["tol"], found[0], found[1], records["ift"]["metrics"].get("forward_iterations", 0.0))
-            along.setdefault(json.dumps(rest, sort_keys=True, default=str), (rest, []))[1].append(point)
+            along.setdefault(key, (rest, []))[1].append(point)
+            if key not in claims or scope["tol"] < claims[key][0]["tol"]:
+                claims[key] = (scope, Check.at_least(found[0], BACKWARD_SPEEDUP, found[2]))
         if scope["scale"] not in ("smoke", "gpu-smoke") and "jfb" in records and "ift" in records:
             gap = records["ift"]["metrics"]["test_accuracy"] - records["jfb"]["metrics"]["test_accuracy"]
             add("jfb_accuracy_near_ift", Check.at_most(gap, ACCURACY_GAP, "ift - jfb test accuracy"), scope)
         add("jfb_epoch_faster_than_torchdeq_ift", ratio(records, "epoch_time_s", "torchdeq_ift", "jfb", 1.0), scope)
+    for scope, check in claims.values():
+        add("jfb_backward_speedup_vs_ift", check, scope)
     for rest, points in along.values():
         if len(points) >= 2:
             add("jfb_speedup_grows_with_iterations", _grows(sorted(points)), rest)
