@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 
 import pytest
 import torch
@@ -674,3 +675,20 @@ def test_gpu_smoke_scale_is_a_small_subset_and_runs_on_a_cpu():
     result = run_case(task, SOBA(), gpu, {"problem": "quadratic"}, ctx)
     assert result.invalid_reason is None and result.metrics["tuning_points"] == 3
     assert result.metrics["samples"] >= gpu.config["quadratic"]["budget_samples"]
+
+
+def test_the_tuning_cache_key_follows_the_helper_modules_beside_a_solver(tmp_path, monkeypatch):
+    """A change to a module beside the solver's class (not in its class hierarchy) invalidates its cached search."""
+    import importlib.util
+
+    from suites.bilevel.tune import _sources
+
+    (tmp_path / "_helper.py").write_text("STEP = 1\n")
+    (tmp_path / "mine.py").write_text("from reference_impls.bilevel.soba import SOBA\n\n\nclass Mine(SOBA):\n    pass\n")
+    spec = importlib.util.spec_from_file_location("mine_for_key", tmp_path / "mine.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "mine_for_key", module)
+    spec.loader.exec_module(module)
+    before = _sources(module.Mine())
+    (tmp_path / "_helper.py").write_text("STEP = 2\n")
+    assert _sources(module.Mine()) != before

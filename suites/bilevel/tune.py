@@ -95,10 +95,12 @@ def tune(
 
 
 def _sources(impl: BilevelSolver) -> str:
-    """A hash of the solver's class sources (its whole class hierarchy) and of this suite's modules."""
+    """A hash of the modules beside the solver's classes (its whole class hierarchy, with the helper modules of
+    their folders, e.g. ``reference_impls/bilevel/_scalar_table.py``) and of this suite's modules."""
     digest = hashlib.sha256()
     files = {inspect.getsourcefile(cls) for cls in type(impl).__mro__ if cls.__module__ not in ("builtins", "abc")}
-    for path in sorted(str(f) for f in files if f) + sorted(str(p) for p in SUITE.glob("*.py")):
+    beside = {p for f in files if f for p in Path(f).parent.glob("*.py")}
+    for path in sorted(str(f) for f in beside) + sorted(str(p) for p in SUITE.glob("*.py")):
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:16]
 
