@@ -684,7 +684,8 @@ def test_the_tuning_cache_key_follows_the_helper_modules_beside_a_solver(tmp_pat
     from suites.bilevel.tune import _sources
 
     (tmp_path / "_helper.py").write_text("STEP = 1\n")
-    (tmp_path / "mine.py").write_text("from reference_impls.bilevel.soba import SOBA\n\n\nclass Mine(SOBA):\n    pass\n")
+    solver = "from reference_impls.bilevel.soba import SOBA\n\n\nclass Mine(SOBA):\n    pass\n"
+    (tmp_path / "mine.py").write_text(solver)
     spec = importlib.util.spec_from_file_location("mine_for_key", tmp_path / "mine.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "mine_for_key", module)
