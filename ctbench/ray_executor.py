@@ -32,6 +32,9 @@ from ctbench.settings import RunSettings
 
 RETRIES = 1  # a case whose node was lost runs once more elsewhere
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # torch's default thread count reads them
+THREAD_ENV = "CTBENCH_THREAD_ENV"
+
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """A usage error unless something listens at ``HOST:PORT`` (before Ray's own connection retries)."""
@@ -73,6 +76,7 @@ def _case_on_node(case_json: dict[str, Any], settings: RunSettings, timeout_s: f
     from ctbench.launch import Limits, become_subreaper, bwrap, launch
 
     become_subreaper()
+    restore_thread_env()
     sandbox = settings.sandbox == "on" or (settings.sandbox == "auto" and submission and bwrap() is not None)
     limit = settings.memory_limit()  # the node's own RAM unless --max-memory was given
     outcome = launch(
@@ -228,6 +232,20 @@ def _key(case: Case) -> str:
 
 
 def _forwarded_env() -> dict[str, str]:
-    """The variables a case's process needs on every node: every ``CTBENCH_*`` (task roots, the cache...) and the
-    import path."""
-    return {k: v for k, v in os.environ.items() if k.startswith("CTBENCH_") or k == "PYTHONPATH"}
+    """The variables a case's process needs on every node: every ``CTBENCH_*`` (task roots, the cache...), the
+    import path, and the driver's thread variables (``THREAD_VARS``, set or not) in ``CTBENCH_THREAD_ENV``."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("CTBENCH_") or k == "PYTHONPATH"}
+    env[THREAD_ENV] = json.dumps({k: os.environ.get(k) for k in THREAD_VARS})
+    return env
+
+
+def restore_thread_env() -> None:
+    """Put the driver's thread variables back in this Ray worker's environment, which a case's process inherits.
+    Ray sets ``OMP_NUM_THREADS`` in its workers where it is unset (1 for a task that asks no CPU, as a GPU case),
+    and torch takes it for its default thread count: without this, ``--threads auto`` on a GPU would mean one
+    thread on a Ray node and one per core locally."""
+    for name, value in json.loads(os.environ.get(THREAD_ENV, "{}")).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

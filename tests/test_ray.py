@@ -163,3 +163,22 @@ def test_a_node_lost_mid_case_costs_a_retry_not_a_case(tmp_path, roots, cluster)
     cases = run_file(tmp_path / "out")["cases"]
     assert [(c["impl"], c["status"]) for c in cases] == [("direct", "ok"), ("slow", "ok")]
     assert cases[1]["node_id"] != victim.node_id
+
+
+@pytest.mark.parametrize("driver_value", [None, "3"])
+def test_a_case_on_a_ray_node_gets_the_drivers_thread_variables(monkeypatch, driver_value):
+    """Ray sets OMP_NUM_THREADS=1 in a worker whose task asks no CPU (a GPU case); the case's process must see the
+    driver's value instead (unset, or what the driver set), so that torch's default thread count is the same as in a
+    local run."""
+    from ctbench import ray_executor
+
+    for name in ray_executor.THREAD_VARS:
+        monkeypatch.delenv(name, raising=False)
+    if driver_value is not None:
+        monkeypatch.setenv("OMP_NUM_THREADS", driver_value)
+    forwarded = ray_executor._forwarded_env()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what Ray puts in its worker
+    monkeypatch.setenv(ray_executor.THREAD_ENV, forwarded[ray_executor.THREAD_ENV])
+    ray_executor.restore_thread_env()
+    assert os.environ.get("OMP_NUM_THREADS") == driver_value
+    assert "MKL_NUM_THREADS" not in os.environ
