@@ -26,6 +26,12 @@ def engine_metrics(step: Step, phases: dict[str, Phase]) -> dict[str, Metric]:
     metrics = {
         "step_time_s": Metric("s", False, f"median wall time of {what}"),
         "step_peak_memory_bytes": Metric("bytes", False, f"working memory of {what} (peak minus before)"),
+        "step_cpu_time_s": Metric(
+            "s",
+            False,
+            f"median CPU time of the case's process during {what} (CPU cases: other processes' load "
+            "does not count; the clock of cross-case speed checks)",
+        ),
     }
     for unit, meaning in step.work.items():
         metrics[f"throughput_{unit}_s"] = Metric(f"{unit}/s", True, f"{meaning} per second, from step_time_s")

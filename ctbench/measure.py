@@ -62,9 +62,15 @@ def iqr(values: list[float] | tuple[float, ...]) -> float:
 
 @dataclass(frozen=True)
 class Timing:
-    """Repeated wall-clock timings of one call, in seconds."""
+    """Repeated wall-clock timings of one call, in seconds, and on a CPU the process's CPU time of each call (all
+    its threads: on a one-thread case the wall time less the time other processes held the core)."""
 
     times: tuple[float, ...]
+    cpu_times: tuple[float, ...] = ()
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_times)
 
     @property
     def median(self) -> float:
@@ -119,6 +125,8 @@ class StepStats:
         spread = {"step_time_s": self.timing.iqr, "step_peak_memory_bytes": float(self.memory.spread_bytes)}
         metrics.update({f"throughput_{unit}_s": throughput(n, self.timing.median) for unit, n in work.items()})
         spread.update({f"throughput_{unit}_s": rate_spread(n, self.timing) for unit, n in work.items()})
+        if self.timing.cpu_times:
+            metrics["step_cpu_time_s"], spread["step_cpu_time_s"] = self.timing.cpu_median, iqr(self.timing.cpu_times)
         if self.memory.device_used_bytes is not None:
             metrics["device_used_bytes"] = float(self.memory.device_used_bytes)
         if self.energy is not None:
@@ -136,13 +144,14 @@ def time_call(fn: Callable[[], Any], device: torch.device, repeat: int = 5, warm
     for _ in range(warmup):
         fn()
     _sync(device)
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        cpu_start, start = time.process_time(), time.perf_counter()
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return Timing(tuple(times))
+        cpu_times.append(time.process_time() - cpu_start)
+    return Timing(tuple(times), tuple(cpu_times) if device.type == "cpu" else ())
 
 
 def _proc_status_kb(field: str) -> int:

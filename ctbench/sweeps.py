@@ -127,6 +127,12 @@ def ratio(
     return Check.at_least(value, threshold, description) if at_least else Check.at_most(value, threshold, description)
 
 
+def speed_metric(records: Sequence[Record]) -> str:
+    """The clock that speed checks across cases compare: ``step_cpu_time_s`` where every record has it (CPU cases:
+    cases run minutes apart, and the machine's load in between does not count), else ``step_time_s``."""
+    return "step_cpu_time_s" if all("step_cpu_time_s" in r["metrics"] for r in records) else "step_time_s"
+
+
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Least-squares slope of log(y) on log(x)."""
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]

@@ -248,6 +248,26 @@ def test_run_checks_flag_what_they_should():
     assert by[("heun_error_below_euler", None, 8)] and by[("heun_error_below_euler", None, 256)]
 
 
+@pytest.mark.parametrize(("cpu", "passed"), [(True, True), (False, False)])
+def test_the_speed_check_compares_cpu_time_where_both_cases_have_it(cpu, passed):
+    """adjoint_euler ran while the machine was loaded: 2.5x backprop's wall time, 1.6x its CPU time (target 1.8)."""
+    task = get_task("adjoint_resnet")
+
+    def case(impl, wall, cpu_s, err=None):
+        metrics = {"step_peak_memory_bytes": 1e6, "step_time_s": wall}
+        if cpu:
+            metrics["step_cpu_time_s"] = cpu_s
+        if err is not None:
+            metrics.update(grad_rel_error=err, reconstruction_error=err)
+        return {"impl": impl, "status": "ok", "scale": "smoke", "dataset": "d", "seed": 0, "params": {"depth": 256},
+                "metrics": metrics}  # fmt: skip
+
+    checks = task.run_checks([case("backprop", 1.0, 1.0), case("adjoint_euler", 2.5, 1.6, 0.01)])
+    (speed,) = [c.check for c in checks if c.name == "step_time_vs_backprop"]
+    assert speed.passed is passed
+    assert speed.description.startswith("step_cpu_time_s" if cpu else "step_time_s")
+
+
 def _order_case(impl, depth, activation, err):
     metrics = {"step_peak_memory_bytes": 1e6, "step_time_s": 1.0, "grad_rel_error": err, "reconstruction_error": err}
     params = {"depth": depth, "activation": activation}

@@ -1,9 +1,11 @@
 """The shared measurement module: a step's working memory is seen on a CPU, timings are repeated."""
 
+import time as clock
+
 import torch
 
 from ctbench.env import environment
-from ctbench.measure import peak_memory, time_call
+from ctbench.measure import Policy, measure_step, peak_memory, time_call
 
 CPU = torch.device("cpu")
 
@@ -53,3 +55,11 @@ def test_memory_spread_is_the_range_of_the_readings():
     assert 28 * 2**20 < memory.step_bytes < 48 * 2**20  # the median reading: 32 MiB
     assert 48 * 2**20 < memory.spread_bytes < 64 * 2**20  # 64 - 8 MiB
     assert peak_memory(step, CPU, repeat=1).spread_bytes == 0
+
+
+def test_the_engine_records_the_steps_cpu_time_on_a_cpu():
+    """A step that sleeps: wall time counts the sleep, the process's CPU time does not."""
+    stats = measure_step(lambda: clock.sleep(0.02), torch.device("cpu"), Policy(warmup=0, repeat=3, memory_repeat=1))
+    metrics, spread = stats.metrics({})
+    assert metrics["step_time_s"] >= 0.02 and metrics["step_cpu_time_s"] < 0.01
+    assert "step_cpu_time_s" in spread
