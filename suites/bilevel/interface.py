@@ -59,7 +59,11 @@ class BilevelSolver(ABC):
       variance-reduced methods store), with ``rows_to_x`` to sum cross-term rows into x's space;
     - ``sampler(which, batch_size, generator)``: the source of "inner" or "outer" minibatch indices under the
       problem's sampling scheme (draw from it, with a ``torch.Generator`` seeded from ``seed``, for the task's
-      sampling to apply).
+      sampling to apply);
+    - ``linear_model()``: where the problem is a generalised linear model (hyperparameter selection), its data laid
+      out for one gather and its per-sample scalars (``suites.bilevel.closed.LinearModel``), else None: what lets a
+      variance-reduced method keep two numbers per sample instead of rows (the reference SABA does; it then counts
+      its samples itself by adding to ``problem.samples``).
 
     ``init`` may be called more than once on the same instance (tuning races, the engine's measured steps, the
     case's race): each call starts afresh. Between ``step`` calls the task reads ``outer_variable()`` (and
