@@ -368,6 +368,10 @@ def test_run_checks_and_plots_from_smoke_records():
     costs = [c for c in task.run_checks(records) if c.name == "cost_within_3x_sgd"]
     assert {c.scope["impl"] for c in costs} == {"soba", "saba"}
     assert all(c.check.value == r["metrics"]["cost_ratio_vs_sgd"] for c, r in zip(costs, records, strict=True))
+    (saba_cost,) = [c for c in costs if c.scope["impl"] == "saba"]  # SOBA's ratio beside SABA's, same seed
+    assert f"SOBA's (the same loop without tables): {records[0]['metrics']['cost_ratio_vs_sgd']:.2f}" in (
+        saba_cost.check.description
+    )
     figures = task.plots(_frame(records), records)
     assert {"suboptimality_vs_time", "suboptimality_vs_samples", "time_to_run_best_s"} <= set(figures)
 

@@ -114,13 +114,22 @@ def race(task: str, cases: Sequence[Record]) -> list[RunCheck]:
 
 
 def cost_checks(task: str, cases: Sequence[Record]) -> list[RunCheck]:
-    """Per case of SOBA and SABA: the engine's step time over the inner SGD step's, at most ``COST_BOUND``; the
-    description names the solver's state, which is what SABA's step moves (its tables)."""
+    """Per case of SOBA and SABA (``cases``: one scale and problem): the engine's step time over the inner SGD
+    step's, at most ``COST_BOUND``. The description names the solver's state, which is what SABA's step moves (its
+    tables), and for SABA SOBA's ratio of the same seed: SOBA is the same single loop without variance reduction, so
+    its ratio says how close the loop's oracles alone come to the bound, and the difference what SABA's memory costs."""
+    soba = {c["seed"]: c["metrics"]["cost_ratio_vs_sgd"] for c in cases
+            if c["impl"] == "soba" and "cost_ratio_vs_sgd" in c["metrics"]}  # fmt: skip
 
     def what(c: Record) -> str:
         state = c["metrics"].get("state_bytes")
         held = "" if state is None else f"; the solver holds {state / 1e6:.3g} MB between steps"
-        return f"step time / inner SGD step time, interleaved pairs{held}"
+        beside = (
+            f"; SOBA's (the same loop without tables): {soba[c['seed']]:.2f}"
+            if c["impl"] == "saba" and c["seed"] in soba
+            else ""
+        )
+        return f"step time / inner SGD step time, interleaved pairs{held}{beside}"
 
     return [
         RunCheck(
