@@ -266,6 +266,18 @@ def measure_step(fn: Callable[[], Any], device: torch.device, policy: Policy) ->
     return StepStats(timing, memory, energy(fn, device, policy, timing.median))
 
 
+def paired_ratio(
+    fn: Callable[[], Any],
+    baseline: Callable[[], Any],
+    clock: Callable[[Callable[[], Any]], tuple[Any, float]],
+    rounds: int,
+) -> tuple[float, float]:
+    """(median, IQR) over ``rounds`` interleaved pairs of t(fn) / t(baseline), each call timed once on ``clock``: the
+    machine's speed and load, which drift over seconds and between cases, weigh on both calls of a pair alike."""
+    ratios = [clock(fn)[1] / max(clock(baseline)[1], 1e-9) for _ in range(rounds)]
+    return statistics.median(ratios), iqr(ratios)
+
+
 class Meter:
     """The engine's timer for the parts of a protocol other than its step, handed to it as ``ctx.meter``.
 

@@ -1,6 +1,8 @@
 """The protocol of one case (Sander, Ablin, Peyre 2022, section 5): pretrain a ResNet whose deep stage has tied
 weights (smooth in depth), untie the stage into N blocks, and bind the gradient method to a training step of
-that stage. The engine measures the step; the evaluation fine-tunes, then measures the test accuracy and, on a
+that stage. The engine measures the step; the evaluation times it alternately with plain autograd's step through
+the same depth (``step_time_vs_backprop``, the median of ``paired_rounds`` pairs: the paper's speed claim, immune
+to the machine's drift between cases), fine-tunes, then measures the test accuracy and, on a
 fresh float64 copy with the pretrained weights, the method's gradient error against exact backprop through the
 same stage and its reconstruction error of the stage's input. The stage's activation (``params["activation"]``,
 relu by default) is part of the pretrained network and of its cache key.
@@ -16,6 +18,7 @@ from torch import nn
 
 from ctbench import CaseResult, Context, Prepared, Scale
 from ctbench.cache import cached, key
+from ctbench.measure import paired_ratio
 from suites.adjoint_resnet import data
 from suites.adjoint_resnet.interface import StageGradient
 from suites.adjoint_resnet.model import Net
@@ -33,10 +36,15 @@ def prepare(impl: StageGradient, scale: Scale, params: Mapping[str, Any], ctx: C
     step, opt = training_step(net, impl, train, cfg, ctx)
 
     def evaluate(_: Any) -> CaseResult:
+        metrics, spread = {}, {}
+        if impl.manifest.name != "backprop":  # its step, alternately with autograd's through the same depth
+            baseline = training_step(stage_model(tied, depth, "euler", ctx.device), Autograd(), train, cfg, ctx)[0]
+            ratio = paired_ratio(step, baseline, ctx.meter.clock, cfg["paired_rounds"])
+            metrics["step_time_vs_backprop"], spread["step_time_vs_backprop"] = ratio
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg["lr_milestones"], gamma=0.1)
         steps = cfg["finetune_steps"]
         ctx.meter.phase("finetune", lambda: finetune(step, sched, steps), work={"samples": steps * cfg["batch"]})
-        metrics = {"test_accuracy": accuracy(net, test, cfg["batch"], ctx.device)}
+        metrics["test_accuracy"] = accuracy(net, test, cfg["batch"], ctx.device)
         fresh = stage_model(tied, depth, impl.scheme, ctx.device)  # the pretrained weights, untouched
         x, y = (t.to(ctx.device) for t in next(data.batches(train, cfg["batch"], ctx.seed, augment=False)))
         metrics["pretrained_accuracy"] = accuracy(fresh, test, cfg["batch"], ctx.device)
@@ -45,9 +53,17 @@ def prepare(impl: StageGradient, scale: Scale, params: Mapping[str, Any], ctx: C
         recon = reconstruction_error(fresh, impl, x)
         if recon is not None:
             metrics["reconstruction_error"] = recon
-        return CaseResult(metrics, dataset=train.dataset)
+        return CaseResult(metrics, dataset=train.dataset, spread=spread)
 
     return Prepared(step, evaluate, work={"samples": cfg["batch"]})
+
+
+class Autograd(StageGradient):
+    """Plain autograd through the stage (every activation stored): the baseline each method's step is timed
+    against, in pairs within its own case (``step_time_vs_backprop``)."""
+
+    def forward(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return stage(x)
 
 
 def pretrained(cfg: Mapping[str, Any], activation: str, train: data.Split, ctx: Context) -> Net:

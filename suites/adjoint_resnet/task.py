@@ -35,7 +35,8 @@ from ctbench import (
 from suites.adjoint_resnet import checks, protocol
 from suites.adjoint_resnet.interface import StageGradient
 
-_COMMON = {"in_channels": 3, "classes": 10, "lr": 1e-3, "momentum": 0.9, "weight_decay": 5e-4}
+# paired_rounds: (method step, autograd step) pairs timed alternately in each case (step_time_vs_backprop)
+_COMMON = {"in_channels": 3, "classes": 10, "lr": 1e-3, "momentum": 0.9, "weight_decay": 5e-4, "paired_rounds": 3}
 ACTIVATION = ["relu", "softplus"]
 # with softplus only the methods whose gradient error has an order to measure (backprop's and checkpointing's are
 # exact; their memory and time do not depend on the activation)
@@ -75,6 +76,12 @@ class AdjointResNet(Task):
         "pretrained_accuracy": Metric("fraction", None, "test accuracy of the tied network before fine-tuning"),
         "grad_rel_error": Metric("", False, "||g - g_backprop|| / ||g_backprop|| on the stage's parameters"),
         "reconstruction_error": Metric("", False, "||x0_recovered - x0|| / ||x0|| for the stage's input"),
+        "step_time_vs_backprop": Metric(
+            "x",
+            False,
+            "the method's step time over plain autograd's at the same depth, median of pairs timed "
+            "alternately in the case (the machine's drift between cases cancels)",
+        ),
     }
     scales = {
         "smoke": Scale(

@@ -16,7 +16,6 @@ measured before.
 from __future__ import annotations
 
 import math
-import statistics
 import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ctbench import CaseResult, Context, Invalid, Prepared, Scale
-from ctbench.measure import StepStats
+from ctbench.measure import StepStats, paired_ratio
 from suites.bilevel.checks import TARGET, case_checks
 from suites.bilevel.interface import BilevelSolver
 from suites.bilevel.problem import BilevelProblem
@@ -69,9 +68,8 @@ def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: C
 
 
 def cost_ratio(step: Callable[[], Any], sgd: Callable[[], Any], clock: Clock, rounds: int = COST_ROUNDS) -> float:
-    """Median over ``rounds`` interleaved pairs of t(step) / t(sgd), each timed once on the engine's clock: a
-    shared machine's load, which drifts over seconds, weighs on both calls of a pair alike."""
-    return statistics.median(clock(step)[1] / max(clock(sgd)[1], 1e-9) for _ in range(rounds))
+    """Median over ``rounds`` interleaved pairs of t(step) / t(sgd) (``ctbench.measure.paired_ratio``)."""
+    return paired_ratio(step, sgd, clock, rounds)[0]
 
 
 def fit_r2(xs: Sequence[float], ys: Sequence[float]) -> float:

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from ctbench import CaseResult, Context, Invalid, Prepared, Scale
-from ctbench.measure import StepStats, iqr
+from ctbench.measure import StepStats, paired_ratio
 from suites.implicit_jfb import data
 from suites.implicit_jfb.checks import case_checks
 from suites.implicit_jfb.configs import PAIRS
@@ -145,9 +145,9 @@ def gradient_metrics(
     ctx.meter.phase("backward", method, repeat=repeat, warmup=1)
     one_step = retained_backward(loss_of(model, model.latent_map(model.inject(x))(z.detach()), y), model)
     one_step()  # warm-up
-    ratios = [ctx.meter.clock(method)[1] / ctx.meter.clock(one_step)[1] for _ in range(PAIRS)]
-    metrics["backward_time_vs_one_step"] = statistics.median(ratios)
-    return metrics, {"backward_time_vs_one_step": iqr(ratios)}
+    ratio, spread = paired_ratio(method, one_step, ctx.meter.clock, PAIRS)
+    metrics["backward_time_vs_one_step"] = ratio
+    return metrics, {"backward_time_vs_one_step": spread}
 
 
 def retained_backward(loss: torch.Tensor, model: ImplicitNet) -> Callable[[], None]:
