@@ -191,7 +191,6 @@ def line_panels(
     *,
     xlabel: str,
     ylabel: str,
-    style: str = "impl",
     xscale: str = "linear",
     yscale: str = "linear",
     col: str = "setting",
@@ -200,9 +199,9 @@ def line_panels(
 ) -> Any:
     """``y`` against ``x``: a line (or bars) per implementation (median over seeds), a panel per ``col``.
 
-    ``frame`` needs ``impl`` (or ``label``) and the ``col`` column (``setting`` by default, see ``setting``);
-    ``style`` is kept for older callers (each implementation has its own marker). Returns the first figure when
-    the panels need more than one (``line_figures`` returns them all).
+    ``frame`` needs ``impl`` (or ``label``) and the ``col`` column (``setting`` by default, see ``setting``); each
+    implementation keeps its own colour and marker. Returns the first figure when the panels need more than one
+    (``line_figures`` returns them all).
     """
     return line_figures(frame, x, y, xlabel=xlabel, ylabel=ylabel, xscale=xscale, yscale=yscale, col=col,
                         kind=kind, styles=styles)[0]  # fmt: skip

@@ -28,6 +28,7 @@ coefficients (``QuadraticOracles``, the problem's closed-form oracles):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -167,26 +168,44 @@ def quadratic_problem(
     """A quadratic instance whose value function is mu_h-strongly convex with mu_h >= ``min_eig``."""
     if n_inner < dim_z or n_outer < dim_z or min(n_inner, n_outer) < dim_x:
         raise ValueError(f"quadratic: need at least as many samples as dimensions, got n={n_inner}, m={n_outer}")
+    draw = _samples, (n_inner, n_outer, dim_z, dim_x, mu, lip, lip_cross), seed, min_eig
+    return _problem("quadratic", f"quadratic-{dim_z}x{dim_x}-n{n_inner}-m{n_outer}", *draw, x0=0.0)
+
+
+def _problem(
+    name: str,
+    dataset: str,
+    sampler: Callable[..., Tensor],
+    sizes: tuple[int, int, int, int, float, float, float],
+    seed: int,
+    min_eig: float,
+    x0: float,
+    sampling: str = "iid",
+) -> BilevelProblem:
+    """The problem whose inner and outer samples ``sampler`` draws, redrawn (the seed advanced) until its value
+    function's Hessian has its smallest eigenvalue >= ``min_eig``, in 20 draws at most; z0 = 0, x0 = ``x0``."""
+    n_inner, n_outer, dim_z, dim_x, mu, lip, lip_cross = sizes
     for attempt in range(20):
         gen = torch.Generator().manual_seed(seed + attempt)
-        inner = _samples(n_inner, dim_z, dim_x, mu, lip, lip_cross, gen)
-        outer = _samples(n_outer, dim_z, dim_x, mu, lip, lip_cross, gen)
+        inner = sampler(n_inner, dim_z, dim_x, mu, lip, lip_cross, gen)
+        outer = sampler(n_outer, dim_z, dim_x, mu, lip, lip_cross, gen)
         form = closed_form(inner, outer, dim_z, dim_x)
         if form.pl_constant >= min_eig:
             break
     else:
-        raise ValueError(f"quadratic: no draw with a positive definite value function in 20 tries (seed {seed})")
+        raise ValueError(f"{name}: no draw with a positive definite value function in 20 tries (seed {seed})")
     return BilevelProblem(
-        name="quadratic",
-        dataset=f"quadratic-{dim_z}x{dim_x}-n{n_inner}-m{n_outer}",
+        name=name,
+        dataset=dataset,
         g=quadratic_loss,
         f=quadratic_loss,
         inner_data=(inner,),
         outer_data=(outer,),
         z0=torch.zeros(dim_z, dtype=DTYPE),
-        x0=torch.zeros(dim_x, dtype=DTYPE),
+        x0=torch.full((dim_x,), x0, dtype=DTYPE),
         closed_form=form,
         closed=QuadraticOracles(),
+        sampling=sampling,
     )
 
 
@@ -225,25 +244,6 @@ def benchopt_problem(
     min_eig: float = 1e-12,
 ) -> BilevelProblem:
     """benchopt's ``simulated`` quadratic (module docstring), sampled by benchopt's fixed batches; x0 = -2."""
-    for attempt in range(20):
-        gen = torch.Generator().manual_seed(seed + attempt)
-        inner = _benchopt_samples(n_inner, dim_z, dim_x, mu, lip, lip_cross, gen)
-        outer = _benchopt_samples(n_outer, dim_z, dim_x, mu, lip, lip_cross, gen)
-        form = closed_form(inner, outer, dim_z, dim_x)
-        if form.pl_constant >= min_eig:
-            break
-    else:
-        raise ValueError(f"quadratic-benchopt: no positive definite value function in 20 draws (seed {seed})")
-    return BilevelProblem(
-        name="quadratic-benchopt",
-        dataset=f"benchopt-simulated-{dim_z}x{dim_x}-n{n_inner}-m{n_outer}",
-        g=quadratic_loss,
-        f=quadratic_loss,
-        inner_data=(inner,),
-        outer_data=(outer,),
-        z0=torch.zeros(dim_z, dtype=DTYPE),
-        x0=torch.full((dim_x,), -2.0, dtype=DTYPE),
-        closed_form=form,
-        closed=QuadraticOracles(),
-        sampling="batches",
-    )
+    draw = _benchopt_samples, (n_inner, n_outer, dim_z, dim_x, mu, lip, lip_cross), seed, min_eig
+    dataset = f"benchopt-simulated-{dim_z}x{dim_x}-n{n_inner}-m{n_outer}"
+    return _problem("quadratic-benchopt", dataset, *draw, x0=-2.0, sampling="batches")
