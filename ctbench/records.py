@@ -4,6 +4,7 @@ not run)."""
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from ctbench.cases import Case
@@ -30,7 +31,20 @@ def _reason(outcome: Outcome, timeout_s: float, limit: int) -> str:
             f"exceeded the memory limit of {limit / 2**30:.2f} GiB "
             f"(peak seen {outcome.peak_memory_bytes / 2**30:.2f} GiB)"
         )
-    return f"worker exited with code {outcome.returncode}; {outcome.rejected or 'it returned no record'}"
+    return f"worker {exit_reason(outcome.returncode)}; {outcome.rejected or 'it returned no record'}"
+
+
+def exit_reason(code: int | None) -> str:
+    """How a worker ended, naming the signal that killed it: negative codes are Popen's, 128 + n a shell's or
+    Python's fault handler's."""
+    number = -code if code is not None and code < 0 else code - 128 if code is not None and code > 128 else None
+    try:
+        name = signal.Signals(number).name if number else None
+    except ValueError:
+        name = None
+    if name is None:
+        return f"exited with code {code}"
+    return f"was killed by {name}" if code < 0 else f"exited with code {code} ({name})"
 
 
 def record_of(
