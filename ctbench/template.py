@@ -12,6 +12,7 @@ that child.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -66,6 +67,10 @@ def preload(task_names: list[str]) -> None:
             pass
     if torch.cuda.is_initialized():  # a fork would hand every case a broken CUDA context
         raise RuntimeError("CUDA was initialised while importing the tasks: cases cannot be forked from here")
+    # what the imports made lives as long as the process: out of the collector's sight, a case's gc.collect() (the
+    # engine collects before each memory reading) scans the case's own objects only, 0.1 s less per reading here
+    gc.collect()
+    gc.freeze()
 
 
 def _child(request: dict[str, Any], record_fd: int, log_fd: int) -> None:
