@@ -24,7 +24,7 @@ from ctbench.results import Describe, Skipped, load_runs
 from ctbench.table import METRIC, cases_frame, direction, latest, leaderboard, task_specs
 from report import asv_history, comparison, pybench
 from report.fmt import csv_cell, safe_url
-from report.plots import CustomPlots, save_plots
+from report.plots import CustomPlots, save_all
 from report.site import Site
 from report.views import (
     TaskMeta,
@@ -168,6 +168,7 @@ def build_report(
     if rank_by and not any(direction(specs, name, rank_by) is not None for name in names):
         problems.append(f"--rank-by {rank_by}: no task in these runs ranks that metric; the boards are not ranked")
     with Site(Path(out_dir), common) as site:  # built aside; a failure before ``finish`` leaves the old site
+        jobs = []
         for name in names:
             meta, sub = metas[name], df[df["task"] == name]
             board = leaderboard(sub, name, specs, rank_by)
@@ -180,7 +181,14 @@ def build_report(
             }
             sections.append(section)
             groups = [(board_title(key), group) for key, group in board_groups(board)]
-            plots, plot_error = save_plots(name, meta.spec, sub, records[name], site.add, custom_plots, styles, groups)
+            jobs.append(
+                {"task": name, "spec": meta.spec, "cases": sub, "records": records[name], "target": site.path,
+                 "custom": custom_plots, "styles": styles, "boards": groups}
+            )  # fmt: skip
+        for name, section, (plots, plot_error) in zip(names, sections, save_all(jobs), strict=True):
+            meta, sub = metas[name], df[df["task"] == name]
+            for plot in plots:
+                site.add(plot.src)
             if plot_error:
                 problems.append(f"{name}: plots: {plot_error}")
             site.render(

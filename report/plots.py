@@ -4,6 +4,9 @@ where the task is installed. Every figure draws an implementation in the report'
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,3 +106,27 @@ def save_plots(
             plt.close(fig)
     plt.close("all")
     return plots, "; ".join(errors)
+
+
+_JOBS: Sequence[Mapping[str, Any]] = ()  # what the forked workers of ``save_all`` draw, inherited, never pickled
+
+
+def _save_job(index: int) -> tuple[list[Plot], str]:
+    return save_plots(**_JOBS[index])
+
+
+def save_all(jobs: Sequence[Mapping[str, Any]], workers: int | None = None) -> list[tuple[list[Plot], str]]:
+    """``save_plots(**job)`` for every job, in order, drawn by up to ``workers`` forked processes (default: the
+    cores this process may use). Drawing is most of a report's time and each task's figures are independent; the
+    jobs (frames, styles, the custom hook) reach the workers by the fork, only the plots' names come back. Serial
+    where fork is unsafe (threads running, e.g. a Ray driver's) or pointless (one job or one core)."""
+    global _JOBS
+    workers = min(workers or len(os.sched_getaffinity(0)), len(jobs))
+    if workers < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [save_plots(**job) for job in jobs]
+    _JOBS = jobs
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_save_job, range(len(jobs)), chunksize=1)
+    finally:
+        _JOBS = ()

@@ -110,7 +110,7 @@ def deadline(seconds: int):
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    monkeypatch.setattr("report.build.save_plots", lambda *args: ([], ""))
+    monkeypatch.setattr("report.build.save_all", lambda jobs: [([], "")] * len(jobs))
 
 
 def assert_skipped(folder: Path, name: str, field: str) -> None:

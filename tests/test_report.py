@@ -11,6 +11,8 @@ import copy
 import functools
 import json
 import re
+import subprocess
+import sys
 from html import escape as html_escape
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from ctbench.registry import description
 from ctbench.results import SCHEMA, validate
 from report import Built, build_report
 from report.fmt import number, safe_url
+
+REPO = Path(__file__).resolve().parent.parent
 
 INJECTION = "<script>alert(1)</script>"
 CPU_ENV = {
@@ -238,7 +242,7 @@ def site(tmp_path_factory) -> tuple[Path, Built, dict[str, Path]]:
 @pytest.fixture
 def no_plots(monkeypatch):
     """For tests about something else: skip drawing the task's figures (seconds each on 2 cores)."""
-    monkeypatch.setattr("report.build.save_plots", lambda *args: ([], ""))
+    monkeypatch.setattr("report.build.save_all", lambda jobs: [([], "")] * len(jobs))
 
 
 def html(site_dir: Path, name: str) -> str:
@@ -476,3 +480,48 @@ def test_report_rank_by_and_latest(tmp_path, site, no_plots):
     assert "chosen with --rank-by" in html(tmp_path / "site", "index.html")
     built = build_report([paths["old"]], tmp_path / "site2", rank_by="no_such_metric")
     assert any("--rank-by no_such_metric" in p for p in built.problems)
+
+
+FORKED_DRAWING = """
+import json, os, sys
+from pathlib import Path
+import pandas as pd
+from report.plots import save_all
+
+root, workers = Path(sys.argv[1]), int(sys.argv[2])
+
+def custom(task, cases, records):
+    import matplotlib.pyplot as plt
+    (root / f"pid-{task}").write_text(str(os.getpid()))
+    fig, ax = plt.subplots()
+    ax.plot(cases["x"], label=task)
+    return {f"{task} curve": fig}
+
+def target(src):
+    (root / src).parent.mkdir(parents=True, exist_ok=True)
+    return root / src
+
+frame = pd.DataFrame({"x": [1.0, 2.0, 4.0]})
+jobs = [{"task": t, "spec": None, "cases": frame, "records": [], "target": target, "custom": custom} for t in "abc"]
+done = save_all(jobs, workers)
+pids = {t: int((root / f"pid-{t}").read_text()) for t in "abc"}
+print(json.dumps({"plots": [[[p.name, p.src] for p in plots] for plots, _ in done], "errors": [e for _, e in done],
+                  "forked": all(pid != os.getpid() for pid in pids.values())}))
+"""
+
+
+def test_plots_drawn_in_forked_workers_are_those_drawn_in_order(tmp_path):
+    def draw(folder: str, workers: int) -> dict:
+        args = [sys.executable, "-c", FORKED_DRAWING, str(tmp_path / folder), str(workers)]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    for folder in ("serial", "forked"):
+        (tmp_path / folder).mkdir()
+    serial, forked = draw("serial", 1), draw("forked", 2)
+    assert not serial["forked"] and forked["forked"]
+    assert forked["plots"] == serial["plots"] == [[[f"{t} curve", f"plots/{t}-{t}-curve-0.png"]] for t in "abc"]
+    assert forked["errors"] == ["", "", ""]
+    for t in "abc":
+        assert (tmp_path / "forked" / f"plots/{t}-{t}-curve-0.png").stat().st_size > 1000
