@@ -103,7 +103,6 @@ class AdjointResNet(Task):
                 "lr": 1e-2,
                 "lr_milestones": [],
                 "augment": False,
-                "paired_rounds": 5,  # the speed targets' ratio at depth 128 moved 1.64 -> 1.72 between runs with 3
                 # torchdiffeq's adjoint visits every block's parameters at each of the N steps (O(N^2));
                 # measured here: 3.8 s per step at depth 256 against backprop's 0.13 s
                 "max_depth": {"torchdiffeq": 64},
