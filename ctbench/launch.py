@@ -98,6 +98,7 @@ class Outcome:
     peak_memory_bytes: int
     duration_s: float
     rejected: str = ""  # why a record that came back was refused
+    start: str = "cold"  # "warm": forked from the template; "cold": a fresh interpreter
 
 
 def sandbox_args(case_dir: Path, hidden: list[Path], device: str) -> list[str]:
@@ -244,15 +245,15 @@ def _start(
     write_fd: int,
     log: Any,
     template: Template | None,
-) -> Any:
-    """The case's process: forked from the warm template, or, when there is none or it fails, a fresh
-    interpreter. Its stdin is /dev/null, its stdout and stderr the log."""
+) -> tuple[Any, str]:
+    """The case's process and how it started: forked from the warm template (``warm``), or, when there is none or
+    it fails, a fresh interpreter (``cold``). Its stdin is /dev/null, its stdout and stderr the log."""
     if template is not None:
         try:
-            return template.start(case_dir, argv, env_extra, write_fd, log.fileno())
+            return template.start(case_dir, argv, env_extra, write_fd, log.fileno()), "warm"
         except (OSError, RuntimeError):  # the template died or hangs: this case starts cold
             pass
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         command,
         cwd=case_dir,
         stdin=subprocess.DEVNULL,
@@ -262,6 +263,7 @@ def _start(
         pass_fds=(write_fd,),
         env={**os.environ, **env_extra},
     )
+    return proc, "cold"
 
 
 def launch(
@@ -295,7 +297,8 @@ def launch(
     try:
         try:
             with open(log_path, "wb") as log:
-                proc = _start(command, argv, case_dir, env_extra, write_fd, log, template if not sandbox else None)
+                forker = template if not sandbox else None
+                proc, started = _start(command, argv, case_dir, env_extra, write_fd, log, forker)
         except BaseException:
             os.close(read_fd)
             raise
@@ -318,6 +321,7 @@ def launch(
         record, rejected = _accept(bytes(message), secret, case) if status == "done" else (None, "")
         if overflow:
             record, rejected = None, f"the record that came back exceeds {MAX_RECORD_BYTES} bytes"
-        return Outcome(record, status, returncode, _tail(log_path), peak, time.perf_counter() - start, rejected)
+        duration = time.perf_counter() - start
+        return Outcome(record, status, returncode, _tail(log_path), peak, duration, rejected, started)
     finally:
         shutil.rmtree(case_dir, ignore_errors=True)

@@ -35,8 +35,8 @@ def _reason(outcome: Outcome, timeout_s: float, limit: int) -> str:
 
 
 def exit_reason(code: int | None) -> str:
-    """How a worker ended, naming the signal that killed it: negative codes are Popen's, 128 + n a shell's or
-    Python's fault handler's."""
+    """How a worker ended, naming the signal that killed it: -n is Popen's code for signal n (Python's fault handler
+    re-raises the signal), 128 + n a shell's or bubblewrap's."""
     number = -code if code is not None and code < 0 else code - 128 if code is not None and code > 128 else None
     try:
         name = signal.Signals(number).name if number else None
@@ -59,9 +59,9 @@ def record_of(
     """The record a case sent, else a stop record whose error starts with why. ``where`` (its host and hardware
     label, as the runner or the case's node sees them) overrides what the case said about itself."""
     if outcome.record is not None:
-        return {**outcome.record, **where, "sandboxed": sandbox}
+        return {**outcome.record, **where, "sandboxed": sandbox, "start": outcome.start}
     status = outcome.status if outcome.status != "done" else "failed"
     reason = _reason(outcome, timeout_s, memory_limit)
     tail = outcome.log_tail[-max(ERROR_TAIL - len(reason) - 1, 0) :]
     record = stop_record(case, status, f"{reason}\n{tail}".strip(), settings, outcome.duration_s, where)
-    return {**record, "sandboxed": sandbox}
+    return {**record, "sandboxed": sandbox, "start": outcome.start}

@@ -196,6 +196,7 @@ CASE = record(
         "host": TEXT_OR_NULL,
         "hardware": TEXT_OR_NULL,
         "sandboxed": nullable(boolean),
+        "start": nullable(one_of("warm", "cold")),
         "expected_invalid": TEXT_OR_NULL,
         "beside": nullable(integer),
     },

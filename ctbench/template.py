@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 _LENGTH = struct.Struct("!I")
 
@@ -134,7 +134,7 @@ def serve(sock: socket.socket) -> None:
         os.close(log_fd)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> NoReturn:
     """``python -m ctbench.template FD TASK...``: preload the tasks, then serve the runner on socket FD."""
     from ctbench.launch import die_with_parent
 
@@ -144,8 +144,13 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[0]))
     preload(argv[1:])
     _send(sock, {"ready": os.getpid()})
-    serve(sock)
-    os._exit(0)  # nothing to flush or release (no tensor ever ran here); an interpreter teardown takes 0.5 s
+    try:
+        serve(sock)
+    except (BrokenPipeError, ConnectionResetError):  # the runner shut the socket while we reported an exit
+        pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # nothing else to release (no tensor ever ran here); an interpreter teardown takes 0.5 s
 
 
 # --- the runner's side -------------------------------------------------------------------------------------------
@@ -255,4 +260,4 @@ class Forked:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

@@ -105,11 +105,14 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path,
     try:
         task = get_task(case["task"])
         scale = task.scales[case["scale"]]
-        state = process.apply(case_state(scale, device, threads))
+        state = process.apply(case_state(scale, device, threads))  # imports torch._dynamo, as the first optimiser
+        implementation = load_class(impl.spec)
+        gc.collect()  # what the imports made, out of the collector's sight (as the warm template does before it
+        gc.freeze()  # forks): the engine's collection before each memory reading then scans the case's objects
         process.seed_everything(case["seed"])
         dev = torch.device(device)
         ctx = Context(dev, Path(data_root), Path(cache_dir), case["seed"], Meter(dev, task.phases))
-        _fill(record, run_case(task, load_class(impl.spec)(), scale, case["params"], ctx, state))
+        _fill(record, run_case(task, implementation(), scale, case["params"], ctx, state))
         if record["status"] == "invalid":
             record["expected_invalid"] = task.expected_invalid(impl.name, scale, case["params"])
     except Exception as exc:
@@ -137,8 +140,6 @@ def main(argv: list[str]) -> int:
     case = json.loads(Path(case_path).read_text())
     secret = case.pop("secret")
     Path(case_path).unlink()  # the secret leaves the disk before any task or submission code runs
-    gc.collect()  # torch's imports out of the collector's sight, as in a case forked from the warm template
-    gc.freeze()
     send(int(fd), secret, execute(case, device, Path(data_root), Path(cache_dir), int(threads)))
     return 0
 

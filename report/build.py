@@ -185,8 +185,8 @@ def build_report(
                 {"task": name, "spec": meta.spec, "cases": sub, "records": records[name], "target": site.path,
                  "custom": custom_plots, "styles": styles, "boards": groups}
             )  # fmt: skip
-        for name, section, (plots, plot_error) in zip(names, sections, save_all(jobs), strict=True):
-            meta, sub = metas[name], df[df["task"] == name]
+        for name, section, job, (plots, plot_error) in zip(names, sections, jobs, save_all(jobs), strict=True):
+            meta, sub = metas[name], job["cases"]
             for plot in plots:
                 site.add(plot.src)
             if plot_error:

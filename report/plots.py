@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,18 +118,44 @@ def _save_job(index: int) -> tuple[list[Plot], str]:
     return save_plots(**_JOBS[index])
 
 
+def _worker_signals() -> None:
+    """A drawing worker leaves on SIGTERM without a traceback (``ctbench run`` makes SIGTERM raise in the parent)
+    and leaves Ctrl-C to the parent."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def save_all(jobs: Sequence[Mapping[str, Any]], workers: int | None = None) -> list[tuple[list[Plot], str]]:
     """``save_plots(**job)`` for every job, in order, drawn by up to ``workers`` forked processes (default: the
     cores this process may use). Drawing is most of a report's time and each task's figures are independent; the
-    jobs (frames, styles, the custom hook) reach the workers by the fork, only the plots' names come back. Serial
-    where fork is unsafe (threads running, e.g. a Ray driver's) or pointless (one job or one core)."""
+    jobs (frames, styles, the custom hook) reach the workers by the fork, only the plots' names come back. A job
+    whose process dies (a crash in a plotting library) comes back with no plots and the reason as its error, and
+    the other jobs are drawn. Serial where fork is unsafe (other Python threads running, e.g. a Ray driver's) or
+    pointless (one job or one core)."""
     global _JOBS
     workers = min(workers or len(os.sched_getaffinity(0)), len(jobs))
     if workers < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [save_plots(**job) for job in jobs]
     _JOBS = jobs
+    context = multiprocessing.get_context("fork")
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_save_job, range(len(jobs)), chunksize=1)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_signals) as pool:
+            futures = [pool.submit(_save_job, i) for i in range(len(jobs))]
+        # a worker that died broke the pool and every job still in it: each of those again, alone
+        return [_drawn(future) or _alone(i, context) for i, future in enumerate(futures)]
     finally:
         _JOBS = ()
+
+
+def _drawn(future: Future) -> tuple[list[Plot], str] | None:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return None
+
+
+def _alone(index: int, context: Any) -> tuple[list[Plot], str]:
+    """Job ``index`` in a pool of its own: its figures, or the reason its process died."""
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_worker_signals) as pool:
+        future = pool.submit(_save_job, index)
+    return _drawn(future) or ([], f"not drawn: its drawing process died ({future.exception()})")

@@ -483,16 +483,23 @@ def test_report_rank_by_and_latest(tmp_path, site, no_plots):
 
 
 FORKED_DRAWING = """
-import json, os, sys
+import json, os, signal, sys
 from pathlib import Path
 import pandas as pd
 from report.plots import save_all
 
-root, workers = Path(sys.argv[1]), int(sys.argv[2])
+root, workers, dies = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+def interrupt(signum, frame):  # as ``ctbench run``, which builds the report in the same process
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGTERM, interrupt)
 
 def custom(task, cases, records):
     import matplotlib.pyplot as plt
     (root / f"pid-{task}").write_text(str(os.getpid()))
+    if task == dies:
+        os.kill(os.getpid(), signal.SIGKILL)
     fig, ax = plt.subplots()
     ax.plot(cases["x"], label=task)
     return {f"{task} curve": fig}
@@ -510,18 +517,25 @@ print(json.dumps({"plots": [[[p.name, p.src] for p in plots] for plots, _ in don
 """
 
 
-def test_plots_drawn_in_forked_workers_are_those_drawn_in_order(tmp_path):
-    def draw(folder: str, workers: int) -> dict:
-        args = [sys.executable, "-c", FORKED_DRAWING, str(tmp_path / folder), str(workers)]
-        done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=REPO)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
+def draw(folder: Path, workers: int, dies: str = "") -> dict:
+    folder.mkdir()
+    args = [sys.executable, "-c", FORKED_DRAWING, str(folder), str(workers), dies]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return json.loads(done.stdout)
 
-    for folder in ("serial", "forked"):
-        (tmp_path / folder).mkdir()
-    serial, forked = draw("serial", 1), draw("forked", 2)
+
+def test_plots_drawn_in_forked_workers_are_those_drawn_in_order(tmp_path):
+    serial, forked = draw(tmp_path / "serial", 1), draw(tmp_path / "forked", 2)
     assert not serial["forked"] and forked["forked"]
     assert forked["plots"] == serial["plots"] == [[[f"{t} curve", f"plots/{t}-{t}-curve-0.png"]] for t in "abc"]
     assert forked["errors"] == ["", "", ""]
     for t in "abc":
         assert (tmp_path / "forked" / f"plots/{t}-{t}-curve-0.png").stat().st_size > 1000
+
+
+def test_a_drawing_process_that_dies_costs_its_figures_not_the_report(tmp_path):
+    drawn = draw(tmp_path / "out", 2, dies="b")
+    assert drawn["plots"] == [[["a curve", "plots/a-a-curve-0.png"]], [], [["c curve", "plots/c-c-curve-0.png"]]]
+    assert drawn["errors"][0] == drawn["errors"][2] == ""
+    assert drawn["errors"][1].startswith("not drawn: its drawing process died")

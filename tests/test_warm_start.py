@@ -1,6 +1,6 @@
 """Warm start (issue 14): a case forked from the template gives the record a fresh interpreter gives, except its
-timings; a case that crashes its process leaves the template serving the next case; the template leaves when the
-runner closes it, by itself (not killed after a timeout). Runs use the template task (``tests/template``)."""
+timings; a case that crashes its process leaves the same template serving the next case; the template leaves when
+the runner closes it, by itself (not killed after a timeout). Cases are the template task's (``tests/template``)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from ctbench.cases import Case
+from ctbench.implementation import ImplRef, Manifest
+from ctbench.launch import Limits, launch
+from ctbench.records import exit_reason
 from ctbench.template import Template
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "template"
-TIMING = ("_time_s", "_s")  # metric names that end so are timings or rates of time
 
 CRASHES = """
 import os, signal
@@ -32,25 +35,33 @@ class Segfaults(Solver):
 
 
 @pytest.fixture(scope="module")
-def tiny_env(tmp_path_factory) -> dict[str, str]:
+def tiny_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tasks")
     shutil.copytree(TEMPLATE, root, dirs_exist_ok=True)
+    (root / "crashes.py").write_text(CRASHES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_env(tiny_root, tmp_path_factory) -> dict[str, str]:
     cache = tmp_path_factory.mktemp("cache")
-    return {**os.environ, "CTBENCH_PATH": str(root), "CTBENCH_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+    return {**os.environ, "CTBENCH_PATH": str(tiny_root), "CTBENCH_CACHE": str(cache), "PYTHONPATH": str(REPO)}
 
 
-def run(out: Path, env: dict[str, str], *options: str) -> list[dict]:
-    args = [sys.executable, "-m", "ctbench_cli", "run", "--task", "tiny", "--out", str(out), "--no-report", *options]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
-    (path,) = out.glob("*.json")
-    return json.loads(path.read_text())["cases"], done
+def run(out: Path, env: dict[str, str], *options: str) -> tuple[list[dict], subprocess.CompletedProcess]:
+    """``ctbench run --task tiny`` (no sandbox: a sandboxed case always starts cold): its records, and the run."""
+    args = [sys.executable, "-m", "ctbench_cli", "run", "--task", "tiny", "--out", str(out), "--no-report"]
+    done = subprocess.run([*args, "--sandbox", "off", *options], env=env, capture_output=True, text=True, timeout=300)
+    found = list(out.glob("*.json"))
+    assert len(found) == 1, done.stdout + done.stderr
+    return json.loads(found[0].read_text())["cases"], done
 
 
 def untimed(record: dict) -> dict:
-    """The record without what a second run may change: timings, rates, spreads, durations."""
-    kept = {k: v for k, v in record.items() if k not in ("duration_s", "spread", "metrics")}
+    """The record without what a second run may change (timings, rates, memory, spreads, how it started)."""
+    kept = {k: v for k, v in record.items() if k not in ("duration_s", "spread", "metrics", "start")}
     kept["metrics"] = sorted(record["metrics"])  # the same metrics, whatever their values
-    kept["untimed"] = {k: v for k, v in record["metrics"].items() if not k.endswith(TIMING) and "memory" not in k}
+    kept["untimed"] = {k: v for k, v in record["metrics"].items() if not k.endswith("_s") and "memory" not in k}
     return kept
 
 
@@ -59,22 +70,59 @@ def test_a_warm_case_records_what_a_cold_one_does(tmp_path, tiny_env):
     assert done.returncode == 0, done.stdout + done.stderr
     cold, done = run(tmp_path / "cold", tiny_env, "--start", "cold")
     assert done.returncode == 0, done.stdout + done.stderr
+    assert {c["start"] for c in warm} == {"warm"} and {c["start"] for c in cold} == {"cold"}
     assert len(warm) == len(cold) > 1
     for w, c in zip(warm, cold, strict=True):
         assert untimed(w) == untimed(c)
 
 
-def test_a_crash_in_a_warm_case_leaves_the_template_serving(tmp_path, tiny_env, write_module):
-    sub = write_module("crashes.py", CRASHES)
-    cases, done = run(tmp_path / "out", tiny_env, "--start", "warm", f"--impl={sub}:Segfaults", "--impl=direct")
-    assert done.returncode == 1
-    status = {c["impl"]: c for c in cases}
-    assert status["segfaults"]["status"] == "failed" and "SIGSEGV" in status["segfaults"]["error"]
-    assert {c["status"] for c in cases if c["impl"] == "direct"} == {"ok"}  # forked after the crash
+def case(impl: ImplRef) -> dict:
+    return Case("tiny", impl, "smoke", {"n": 8}, 0).to_json()
+
+
+def test_a_crash_in_a_forked_case_leaves_the_template_serving(tmp_path, tiny_root, monkeypatch):
+    monkeypatch.setenv("CTBENCH_PATH", str(tiny_root))  # what the template's imports find
+    crash = ImplRef(Manifest("segfaults", ("test",)), f"{tiny_root / 'crashes.py'}:Segfaults", "segfaults")
+    direct = ImplRef(Manifest("direct", ("ctbench",)), "reference_impls.tiny.direct:Direct", "reference")
+    worker_args = ["cpu", str(tmp_path / "data"), str(tmp_path / "cache"), "1"]
+    template = Template(["tiny"])
+    try:
+        pid = template.proc.pid
+        crashed = launch(case(crash), worker_args, Limits(60, 2**33), sandbox=False, hidden=[], device="cpu",
+                         template=template)  # fmt: skip
+        assert crashed.start == "warm" and crashed.record is None and crashed.returncode != 0
+        assert "SIG" in exit_reason(crashed.returncode)  # killed by its signal (or 128 + it)
+        assert template.alive and template.proc.pid == pid
+        served = launch(case(direct), worker_args, Limits(60, 2**33), sandbox=False, hidden=[], device="cpu",
+                        template=template)  # fmt: skip
+        assert served.start == "warm" and served.record["status"] == "ok", served.log_tail
+    finally:
+        template.close()
+    assert template.proc.returncode == 0
 
 
 def test_a_closed_template_leaves_by_itself():
     template = Template([])
-    assert template.alive
-    template.close()
+    try:
+        assert template.alive
+    finally:
+        template.close()
     assert template.proc.returncode == 0  # it saw the end; a kill after the timeout reads -9
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (None, "exited with code None"),
+        (0, "exited with code 0"),
+        (3, "exited with code 3"),
+        (128, "exited with code 128"),
+        (139, "exited with code 139 (SIGSEGV)"),
+        (255, "exited with code 255"),
+        (-9, "was killed by SIGKILL"),
+        (-11, "was killed by SIGSEGV"),
+        (-200, "exited with code -200"),
+    ],
+)
+def test_a_worker_killed_by_a_signal_is_named_by_it(code, reason):
+    assert exit_reason(code) == reason
