@@ -37,14 +37,18 @@ def _reason(outcome: Outcome, timeout_s: float, limit: int) -> str:
 def exit_reason(code: int | None) -> str:
     """How a worker ended, naming the signal that killed it: -n is Popen's code for signal n (Python's fault handler
     re-raises the signal), 128 + n a shell's or bubblewrap's."""
-    number = -code if code is not None and code < 0 else code - 128 if code is not None and code > 128 else None
+    if code is not None and code < 0 and (name := _signal_name(-code)):
+        return f"was killed by {name}"
+    if code is not None and code > 128 and (name := _signal_name(code - 128)):
+        return f"exited with code {code} ({name})"
+    return f"exited with code {code}"
+
+
+def _signal_name(number: int) -> str | None:
     try:
-        name = signal.Signals(number).name if number else None
+        return signal.Signals(number).name
     except ValueError:
-        name = None
-    if name is None:
-        return f"exited with code {code}"
-    return f"was killed by {name}" if code < 0 else f"exited with code {code} ({name})"
+        return None
 
 
 def record_of(

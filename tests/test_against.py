@@ -21,7 +21,6 @@ import pytest
 from ctbench_cli.against import dataset_mismatches, differences, match, point
 
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = Path(__file__).resolve().parent / "template"
 SUBMISSION = """
 import torch
 from ctbench import Manifest
@@ -98,13 +97,11 @@ def test_the_report_reads_each_stored_run_once_and_none_when_retimed(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
+def tiny(tmp_path_factory, tiny_task) -> dict:
     """The template task in a temporary root, a stored reference run of it (n = 8 and 64), a submission."""
     root = tmp_path_factory.mktemp("against")
-    shutil.copytree(TEMPLATE, root / "tasks")
     (root / "chol.py").write_text(SUBMISSION)
-    env = {**os.environ, "CTBENCH_PATH": str(root / "tasks"), "CTBENCH_CACHE": str(root / "cache"),
-           "PYTHONPATH": str(REPO)}  # fmt: skip
+    env = tiny_task(root / "tasks", root / "cache")
     made = ctbench(["run", "--task", "tiny", "--out", str(root / "refs"), "--no-report"], env)
     assert made.returncode == 0, made.stdout + made.stderr
     return {"root": root, "env": env, "refs": root / "refs", "sub": f"{root / 'chol.py'}:Chol"}

@@ -4,8 +4,6 @@ phases declared, process state set by the worker and guarded, shared sweep helpe
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +18,6 @@ from ctbench.measure import Memory, Meter, StepStats, Timing
 from ctbench.sweeps import flat, grows, loglog_slope, ratio, settings, slope, sweeps
 
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = Path(__file__).resolve().parent / "template"
 CPU = torch.device("cpu")
 
 SUBMISSIONS = """
@@ -116,12 +113,10 @@ def test_cached_artefacts_are_built_once_and_written_atomically(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_env(tmp_path_factory) -> dict[str, str]:
+def tiny_env(tmp_path_factory, tiny_task) -> dict[str, str]:
     root = tmp_path_factory.mktemp("tasks")
-    shutil.copytree(TEMPLATE, root, dirs_exist_ok=True)
-    (root / "subs.py").write_text(SUBMISSIONS)
-    env = {**os.environ, "CTBENCH_PATH": str(root), "PYTHONPATH": str(REPO)}
-    return {**env, "CTBENCH_CACHE": str(tmp_path_factory.mktemp("cache")), "SUBS": str(root / "subs.py")}
+    env = tiny_task(root, tmp_path_factory.mktemp("cache"), {"subs.py": SUBMISSIONS})
+    return {**env, "SUBS": str(root / "subs.py")}
 
 
 def test_a_case_that_changes_threads_fails_and_invalid_keeps_its_metrics(tmp_path, tiny_env):

@@ -5,7 +5,6 @@ so that each case costs a process start, not a training."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,8 +17,6 @@ import pytest
 
 from ctbench.launch import PREFIX
 
-REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = Path(__file__).resolve().parent / "template"
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 
 HOSTILE = '''
@@ -150,19 +147,10 @@ class Direct(Solver):
 
 
 @pytest.fixture
-def env(tmp_path) -> dict[str, str]:
+def env(tmp_path, tiny_task) -> dict[str, str]:
     root = tmp_path / "tasks"
-    shutil.copytree(TEMPLATE, root)
-    (root / "hostile.py").write_text(HOSTILE)
-    (tmp_path / "cache").mkdir()
-    return {
-        **os.environ,
-        "CTBENCH_PATH": str(root),
-        "CTBENCH_CACHE": str(tmp_path / "cache"),
-        "PYTHONPATH": str(REPO),
-        "HOSTILE": str(root / "hostile.py"),
-        "HOSTILE_MARK": str(tmp_path / "mark"),
-    }
+    env = tiny_task(root, tmp_path / "cache", {"hostile.py": HOSTILE})
+    return {**env, "HOSTILE": str(root / "hostile.py"), "HOSTILE_MARK": str(tmp_path / "mark")}
 
 
 def args(out: Path, *impls: str, extra: tuple[str, ...] = ()) -> list[str]:

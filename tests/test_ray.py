@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +17,6 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = Path(__file__).resolve().parent / "template"
 SLOW = '''
 import os, time
 from pathlib import Path
@@ -40,11 +37,13 @@ class Slow(Solver):
 
 
 @pytest.fixture(scope="module")
-def roots(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tasks")
-    shutil.copytree(TEMPLATE, root, dirs_exist_ok=True)
-    (root / "slow.py").write_text(SLOW)
-    return root
+def tiny_env(tmp_path_factory, tiny_task) -> dict[str, str]:
+    return tiny_task(tmp_path_factory.mktemp("tasks"), tmp_path_factory.mktemp("cache"), {"slow.py": SLOW})
+
+
+@pytest.fixture(scope="module")
+def roots(tiny_env) -> Path:
+    return Path(tiny_env["CTBENCH_PATH"])
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +57,9 @@ def cluster(roots, tmp_path_factory):
     cluster.shutdown()
 
 
-def env_for(roots: Path, tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CTBENCH_PATH": str(roots),
-        "CTBENCH_CACHE": str(tmp_path / "cache"),
-        "PYTHONPATH": str(REPO),
-        "CTBENCH_TEST_SLOW_MARK": str(tmp_path / "slow"),
-    }
+def env_for(tiny_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The template task's environment with this test's own cache and marker file."""
+    return {**tiny_env, "CTBENCH_CACHE": str(tmp_path / "cache"), "CTBENCH_TEST_SLOW_MARK": str(tmp_path / "slow")}
 
 
 def run_args(out: Path, *extra: str) -> list[str]:
@@ -84,8 +78,8 @@ def run_file(out: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_a_grid_on_two_nodes_matches_the_local_run(tmp_path, roots, cluster):
-    env = env_for(roots, tmp_path)
+def test_a_grid_on_two_nodes_matches_the_local_run(tmp_path, tiny_env, cluster):
+    env = env_for(tiny_env, tmp_path)
     local = ctbench(run_args(tmp_path / "local"), env)
     assert local.returncode == 0, local.stderr
     spread = ctbench(run_args(tmp_path / "ray", "--executor", "ray", "--ray-address", cluster[0].address), env)
@@ -100,9 +94,9 @@ def test_a_grid_on_two_nodes_matches_the_local_run(tmp_path, roots, cluster):
     assert by_ray["settings"]["executor"] == "ray" and by_ray["nodes"]
 
 
-def test_an_unreachable_address_is_a_usage_error(tmp_path, roots):
+def test_an_unreachable_address_is_a_usage_error(tmp_path, tiny_env):
     done = ctbench(
-        run_args(tmp_path / "out", "--executor", "ray", "--ray-address", "127.0.0.1:9"), env_for(roots, tmp_path)
+        run_args(tmp_path / "out", "--executor", "ray", "--ray-address", "127.0.0.1:9"), env_for(tiny_env, tmp_path)
     )
     assert done.returncode == 2 and "nothing answers there" in done.stderr
     assert not (tmp_path / "out").exists()
@@ -127,8 +121,8 @@ def _until(proc: subprocess.Popen, text: str, lines: list[str], deadline: float 
     raise AssertionError(f"never saw {text!r}:\n{''.join(lines)}")
 
 
-def test_an_interrupted_driver_resumes(tmp_path, roots, cluster):
-    env = env_for(roots, tmp_path)
+def test_an_interrupted_driver_resumes(tmp_path, roots, tiny_env, cluster):
+    env = env_for(tiny_env, tmp_path)
     Path(env["CTBENCH_TEST_SLOW_MARK"]).touch()
     argv = ["run", "--task", "tiny", "--param", "n=8", "--out", str(tmp_path / "out"), "--no-report",
             "--executor", "ray", "--ray-address", cluster[0].address, "--impl", "direct",
@@ -144,9 +138,9 @@ def test_an_interrupted_driver_resumes(tmp_path, roots, cluster):
     assert [c["status"] for c in run_file(tmp_path / "out")["cases"]] == ["ok", "ok"]
 
 
-def test_a_node_lost_mid_case_costs_a_retry_not_a_case(tmp_path, roots, cluster):
+def test_a_node_lost_mid_case_costs_a_retry_not_a_case(tmp_path, roots, tiny_env, cluster):
     head, workers = cluster
-    env = env_for(roots, tmp_path)
+    env = env_for(tiny_env, tmp_path)
     Path(env["CTBENCH_TEST_SLOW_MARK"]).touch()
     argv = ["run", "--task", "tiny", "--param", "n=8", "--out", str(tmp_path / "out"), "--no-report",
             "--executor", "ray", "--ray-address", head.address, "--impl", "direct",

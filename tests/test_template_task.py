@@ -6,8 +6,6 @@ edit of the engine."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +13,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = Path(__file__).resolve().parent / "template"
 
 
 @pytest.fixture(scope="module")
-def tiny_env(tmp_path_factory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("tasks")
-    shutil.copytree(TEMPLATE, root, dirs_exist_ok=True)
-    cache = tmp_path_factory.mktemp("cache")
-    return {**os.environ, "CTBENCH_PATH": str(root), "CTBENCH_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+def tiny_env(tmp_path_factory, tiny_task) -> dict[str, str]:
+    return tiny_task(tmp_path_factory.mktemp("tasks"), tmp_path_factory.mktemp("cache"))
 
 
 def ctbench(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -5,8 +5,6 @@ the runner closes it, by itself (not killed after a timeout). Cases are the temp
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +16,6 @@ from ctbench.implementation import ImplRef, Manifest
 from ctbench.launch import Limits, launch
 from ctbench.records import exit_reason
 from ctbench.template import Template
-
-REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = Path(__file__).resolve().parent / "template"
 
 CRASHES = """
 import os, signal
@@ -35,17 +30,8 @@ class Segfaults(Solver):
 
 
 @pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tasks")
-    shutil.copytree(TEMPLATE, root, dirs_exist_ok=True)
-    (root / "crashes.py").write_text(CRASHES)
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_env(tiny_root, tmp_path_factory) -> dict[str, str]:
-    cache = tmp_path_factory.mktemp("cache")
-    return {**os.environ, "CTBENCH_PATH": str(tiny_root), "CTBENCH_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+def tiny_env(tmp_path_factory, tiny_task) -> dict[str, str]:
+    return tiny_task(tmp_path_factory.mktemp("tasks"), tmp_path_factory.mktemp("cache"), {"crashes.py": CRASHES})
 
 
 def run(out: Path, env: dict[str, str], *options: str) -> tuple[list[dict], subprocess.CompletedProcess]:
@@ -80,7 +66,8 @@ def case(impl: ImplRef) -> dict:
     return Case("tiny", impl, "smoke", {"n": 8}, 0).to_json()
 
 
-def test_a_crash_in_a_forked_case_leaves_the_template_serving(tmp_path, tiny_root, monkeypatch):
+def test_a_crash_in_a_forked_case_leaves_the_template_serving(tmp_path, tiny_env, monkeypatch):
+    tiny_root = Path(tiny_env["CTBENCH_PATH"])
     monkeypatch.setenv("CTBENCH_PATH", str(tiny_root))  # what the template's imports find
     crash = ImplRef(Manifest("segfaults", ("test",)), f"{tiny_root / 'crashes.py'}:Segfaults", "segfaults")
     direct = ImplRef(Manifest("direct", ("ctbench",)), "reference_impls.tiny.direct:Direct", "reference")
