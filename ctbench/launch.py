@@ -34,6 +34,7 @@ from typing import Any
 import psutil
 
 from ctbench.results import ResultFileError, parse
+from ctbench.sandbox import sandbox_args
 from ctbench.schema import CASE, Problem, check_depth
 from ctbench.template import Template
 
@@ -61,10 +62,6 @@ def become_subreaper() -> bool:
 def die_with_parent() -> None:
     """In a worker: be killed when the process that started us dies."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def bwrap() -> str | None:
-    return shutil.which("bwrap")
 
 
 def remove_stale_folders() -> list[str]:
@@ -99,18 +96,6 @@ class Outcome:
     duration_s: float
     rejected: str = ""  # why a record that came back was refused
     start: str = "cold"  # "warm": forked from the template; "cold": a fresh interpreter
-
-
-def sandbox_args(case_dir: Path, hidden: list[Path], device: str) -> list[str]:
-    """bubblewrap's arguments: read-only /, the case folder writable (its TMPDIR), no network, own PIDs."""
-    args = [bwrap() or "bwrap", "--ro-bind", "/", "/", "--proc", "/proc"]
-    args += ["--dev-bind", "/dev", "/dev"] if device.startswith("cuda") else ["--dev", "/dev"]
-    for path in hidden:
-        if path.exists():
-            args += ["--tmpfs", str(path.resolve())]
-    args += ["--bind", str(case_dir), str(case_dir), "--chdir", str(case_dir)]
-    args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]
-    return args
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:

@@ -73,7 +73,8 @@ def _case_on_node(case_json: dict[str, Any], settings: RunSettings, timeout_s: f
     from dataclasses import asdict
 
     from ctbench.env import node
-    from ctbench.launch import Limits, become_subreaper, bwrap, launch
+    from ctbench.launch import Limits, become_subreaper, launch
+    from ctbench.sandbox import bwrap
 
     become_subreaper()
     restore_thread_env()

@@ -10,7 +10,7 @@ from typing import Any
 import psutil
 
 from ctbench.cases import Case
-from ctbench.launch import bwrap
+from ctbench.sandbox import bwrap
 
 SANDBOX_MODES = ("auto", "on", "off")
 

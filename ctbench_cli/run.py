@@ -15,9 +15,9 @@ import torch
 from ctbench.cases import Case, SkippedPoint, parse_param, plan, unique
 from ctbench.executors import LocalExecutor
 from ctbench.implementation import ImplRef, reference_impls, resolve, unavailable_references
-from ctbench.launch import bwrap
 from ctbench.registry import UsageError, broken_tasks, get_task, tasks
 from ctbench.runner import RunSettings, run
+from ctbench.sandbox import bwrap
 from ctbench_cli import against
 from ctbench_cli.summary import summarise
 from ctbench_cli.view import report
