@@ -274,7 +274,9 @@ def launch(
     argv = ["case.json", str(write_fd), *worker_args]
     command = [sys.executable, "-m", "ctbench.worker", *argv]
     if sandbox:
-        command = [*sandbox_args(case_dir, hidden, device), *command]
+        spec_file = case["impl"]["spec"].rpartition(":")[0]
+        shown = [*worker_args[1:3], *([Path(spec_file).parent] if spec_file.endswith(".py") else [])]
+        command = [*sandbox_args(case_dir, hidden, device, expose=shown), *command]
     message, overflow = bytearray(), []
     reader = threading.Thread(target=_read_pipe, args=(read_fd, message, overflow), daemon=True)
     start = time.perf_counter()
