@@ -57,9 +57,36 @@ def missing_members(cls: type, interface: type) -> list[str]:
         for name in required
         if not callable(member := getattr(cls, name, None)) or getattr(member, "__isabstractmethod__", False)
     ]
-    if not isinstance(getattr(cls, "manifest", None), Manifest):
+    manifest = getattr(cls, "manifest", None)
+    if not isinstance(manifest, Manifest):
         missing.append("manifest (a ctbench.Manifest with at least a name)")
+    elif problem := manifest_problem(vars(manifest)):
+        missing.append(f"a valid manifest ({problem})")
     return missing
+
+
+MAX_NAME = 100  # characters of a manifest's name: a row label
+
+
+def manifest_problem(fields: dict[str, object]) -> str | None:
+    """What is wrong with a manifest's fields (``name`` a non-empty printable string of at most ``MAX_NAME``
+    characters, ``authors`` a sequence of strings, ``url`` and ``description`` strings), else None."""
+    name = fields.get("name")
+    if not isinstance(name, str) or not name.strip() or not name.isprintable() or len(name) > MAX_NAME:
+        return f"its name must be a non-empty printable string of at most {MAX_NAME} characters, not {name!r:.80}"
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return f"its name must be valid text, not {name!r:.80}"
+    authors = fields.get("authors", ())
+    if isinstance(authors, str) or not isinstance(authors, (list, tuple)):
+        return "its authors must be a list of strings"
+    if not all(isinstance(a, str) for a in authors):
+        return "its authors must be a list of strings"
+    for key in ("url", "description"):
+        if not isinstance(fields.get(key, ""), str):
+            return f"its {key} must be a string"
+    return None
 
 
 def _import_file(path: Path) -> ModuleType:

@@ -14,8 +14,9 @@ import torch
 
 from ctbench.cases import Case, SkippedPoint, parse_param, plan, unique
 from ctbench.executors import LocalExecutor
-from ctbench.implementation import ImplRef, reference_impls, resolve, unavailable_references
+from ctbench.implementation import ImplRef, reference_impls, unavailable_references
 from ctbench.registry import UsageError, broken_tasks, get_task, tasks
+from ctbench.resolver import resolve_isolated
 from ctbench.runner import RunSettings, run
 from ctbench.sandbox import bwrap
 from ctbench_cli import against
@@ -49,7 +50,12 @@ def _check_names(task_name: str, submissions: list[ImplRef], references: list[Im
             )
 
 
-def impls_for(task_name: str, selectors: list[str], skip_references: bool) -> list[ImplRef]:
+def impls_for(
+    task_name: str, selectors: list[str], skip_references: bool, sandbox: str = "auto", data_root: Path | None = None
+) -> list[ImplRef]:
+    """The references the selectors name (all of them when they name none) and the submissions they name, each
+    submission resolved in its own process, sandboxed unless ``--sandbox off`` (or no bubblewrap with ``auto``):
+    the runner never imports a submission's code."""
     task = get_task(task_name)
     refs = reference_impls(task.name, task.interface)
     by_name = {r.name: r for r in refs}
@@ -58,7 +64,9 @@ def impls_for(task_name: str, selectors: list[str], skip_references: bool) -> li
     for spec in specs:
         if ":" not in spec and not spec.endswith(".py") and not Path(spec).is_dir() and "." not in spec:
             raise UsageError(f"unknown implementation {spec!r} for {task.name}; references: {', '.join(by_name)}")
-    submissions = [ref for spec in specs for ref in resolve(spec, task.interface)]
+    isolated = sandbox == "on" or (sandbox == "auto" and bwrap() is not None)
+    shown = [CACHE, *([data_root] if data_root else [])]
+    submissions = [ref for spec in specs for ref in resolve_isolated(spec, task.name, sandbox=isolated, expose=shown)]
     _check_names(task.name, submissions, refs)
     chosen = [by_name[n] for n in names]
     if not names and not skip_references:
@@ -81,7 +89,7 @@ def _cases(
         grid = task.scales[scale].grid if scale in task.scales else {}
         # with several tasks, an override applies to the tasks that have that parameter
         task_overrides = {k: v for k, v in overrides.items() if len(names) == 1 or k in grid}
-        impls = impls_for(name, args.impl, args.skip_references)
+        impls = impls_for(name, args.impl, args.skip_references, args.sandbox, args.data_root)
         found, skips = plan(task, impls, scale, task_overrides, args.seed or None)
         cases += found
         if skipped is not None:
