@@ -3,20 +3,27 @@ it started outlives it.
 
 - The worker (``python -m ctbench.worker``) starts in a fresh temporary folder (its working directory) holding only
   the case's description; ``--out`` and the journal appear nowhere in its command line or environment. Its record
-  comes back through an inherited pipe, prefixed by a per-case secret; the runner accepts one record, and only
-  if it is for the case it launched. Files a case writes are ignored.
+  comes back through an inherited pipe, in frames behind a per-case secret (``ctbench.channel``); the runner
+  accepts one record, and only if it is for the case it launched. Files a case writes are ignored.
 - Sandbox (``bubblewrap``): a read-only view of the filesystem except the case's folder (its ``TMPDIR``), no
   network, its own PID namespace (the runner and its command line are invisible), the results folder hidden,
   ``--die-with-parent``.
-- Containment: the case runs in its own session and process group; the runner is a child subreaper, so
-  descendants that escape the group (setsid, double fork) are reparented to it and ended with the case; the
-  worker dies with the runner (``PR_SET_PDEATHSIG``). A memory limit is enforced by watching the resident memory
-  of the case's process tree; exceeding it ends the case with status ``oom``. Logs are read bounded (the tail).
+- Containment (``ctbench.containment``): the case runs in its own session and process group; the runner is a
+  child subreaper, so descendants that escape the group (setsid, double fork) are reparented to it, count
+  against the case while it runs and are ended with it, in rounds until none is left; the worker dies with the
+  runner (``PR_SET_PDEATHSIG``), and a pid file beside the case's folder lets the next run end what a killed
+  runner left. Memory: a cgroup v2 per case where the machine offers one (``ctbench.cgroup``: the kernel holds
+  ``memory.max``); always, the runner's watch of everything the case holds (``ctbench.footprint``: resident
+  memory, memfds, ``/dev/shm``); past the limit the case ends with status ``oom``. The record says which held it
+  (``containment``: ``cgroup2`` or ``watch``). Logs are read bounded (the tail).
+- Outside view (``ctbench.outside``): the engine's marks, sent through the case's channel (``ctbench.channel``),
+  are timed on the runner's clock, with the tree's CPU time and memory from ``/proc``; ``Outcome.outside``.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import secrets
@@ -27,12 +34,16 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from ctbench import cgroup, containment, procfs
+from ctbench.channel import Reader
+from ctbench.footprint import footprint, host_shm_device
+from ctbench.outside import Observer
 from ctbench.results import ResultFileError, parse
 from ctbench.sandbox import sandbox_args
 from ctbench.schema import CASE, Problem, check_depth
@@ -45,6 +56,7 @@ MAX_RECORD_BYTES = 256 * 2**20  # a record larger than this is refused (series o
 POLL_S = 0.1
 PREFIX = "ctbench-case-"
 OWNER = "runner.pid"
+CGROUP_ENV = "CTBENCH_CGROUP"  # the cgroup.procs file a forked worker writes its pid to
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -55,8 +67,17 @@ def _prctl(option: int, value: int) -> bool:
 
 
 def become_subreaper() -> bool:
-    """Orphaned descendants of our cases are reparented to this process (so they can be found and ended)."""
+    """Orphaned descendants of our cases are reparented to this process (so they can be found and ended). Also
+    decides, before this process starts any other, whether cases get a cgroup v2 (``case_cgroups``)."""
+    case_cgroups()
     return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+@functools.cache
+def case_cgroups() -> Path | None:
+    """The cgroup v2 under which each case gets its own memory-limited cgroup, None where there is none (decided
+    once per process: ``ctbench.cgroup.parent``)."""
+    return cgroup.parent()
 
 
 def die_with_parent() -> None:
@@ -65,14 +86,24 @@ def die_with_parent() -> None:
 
 
 def remove_stale_folders() -> list[str]:
-    """Remove case folders left by a runner that was killed (its pid no longer alive); return their paths."""
+    """Clean up after runners that were killed: end the processes their cases' pid files list (those still alive
+    with their listed start time, and their groups and sessions), then remove the case folders whose runner is no
+    longer alive; return the folders' paths."""
     removed = []
-    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+    temp = Path(tempfile.gettempdir())
+    for path in temp.glob(f"{PREFIX}*{containment.PIDS}"):
+        doc = containment.read_pids(path)
+        if doc is not None and not containment.runner_alive(doc):
+            containment.end_listed(path)
+            path.unlink(missing_ok=True)
+    for folder in temp.glob(f"{PREFIX}*"):
         try:
             owner = int((folder / OWNER).read_text())
         except (OSError, ValueError):
             continue
         if not psutil.pid_exists(owner):
+            containment.end_listed(containment.pid_file(folder))
+            containment.pid_file(folder).unlink(missing_ok=True)
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(str(folder))
     return removed
@@ -96,41 +127,8 @@ class Outcome:
     duration_s: float
     rejected: str = ""  # why a record that came back was refused
     start: str = "cold"  # "warm": forked from the template; "cold": a fresh interpreter
-
-
-def _tree(proc: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def _rss(processes: list[psutil.Process]) -> int:
-    total = 0
-    for p in processes:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-def _kill(processes: list[psutil.Process]) -> None:
-    for p in processes:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(processes, timeout=5)
-
-
-def end_orphans(spare: set[int]) -> int:
-    """Kill every descendant of this process (a subreaper) that is not in ``spare`` (those that existed before
-    the case): after a case, they can only be its escaped descendants. Returns how many were ended."""
-    me = psutil.Process()
-    orphans = [p for p in _tree(me)[1:] if p.pid not in spare]
-    _kill(orphans)
-    return len(orphans)
+    containment: str = "watch"  # "cgroup2": a cgroup v2 held its memory (and the watch); "watch": the watch alone
+    outside: dict[str, Any] = field(default_factory=dict)  # the runner's view of the step (ctbench.outside)
 
 
 def _tail(path: Path, limit: int = LOG_TAIL) -> str:
@@ -145,28 +143,16 @@ def _tail(path: Path, limit: int = LOG_TAIL) -> str:
         return ""
 
 
-def _read_pipe(fd: int, into: bytearray, overflow: list[bool]) -> None:
-    with os.fdopen(fd, "rb") as pipe:
-        while chunk := pipe.read(1 << 16):
-            if len(into) + len(chunk) > MAX_RECORD_BYTES:
-                overflow.append(True)
-                continue  # keep draining so the worker never blocks on a full pipe
-            into.extend(chunk)
-
-
 # what the runner, not the case, decides about a record: taken from the case it launched
 LAUNCHED = ("task", "impl", "submission", "impl_spec", "impl_hash", "manifest", "scale", "params", "seed")
 
 
-def _accept(message: bytes, secret: str, case: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """The record in ``message`` if it carries the secret, is for ``case`` and is a well-formed case record (the
-    schema's own check, NaN and infinities refused); else None and why. Fields the runner knows are taken from
-    the case it launched, never from the record."""
-    head, _, body = message.partition(b"\n")
-    if not message:
+def _accept(body: bytes | None, case: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The record ``body`` (what came behind the case's secret) if it is for ``case`` and is a well-formed case
+    record (the schema's own check, NaN and infinities refused); else None and why. Fields the runner knows are
+    taken from the case it launched, never from the record."""
+    if not body:
         return None, ""
-    if head.decode(errors="replace") != secret:
-        return None, "a record without the case's secret was refused"
     try:
         record = parse(body.decode(errors="replace"), "<record>")
     except ResultFileError as exc:
@@ -201,25 +187,57 @@ def blank_identity(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _watch(proc: Any, handle: psutil.Process, limits: Limits, start: float) -> tuple[str, int]:
-    """Wait for the case; end its whole process tree at the timeout or past the memory limit. Returns the
-    status ("done", "timeout", "oom") and the peak resident memory of the tree seen."""
-    peak = 0
-    while True:
-        try:
-            proc.wait(timeout=POLL_S)
-        except subprocess.TimeoutExpired:
-            pass
-        else:
-            return "done", peak
-        tree = _tree(handle)
-        peak = max(peak, _rss(tree))
-        if peak > limits.max_memory_bytes:
-            _kill(tree)
-            return "oom", peak
-        if time.perf_counter() - start > limits.timeout_s:
-            _kill(tree)
-            return "timeout", peak
+class _Watch:
+    """The runner's watch over one running case: who its processes are (``ctbench.containment``), what they hold
+    (``ctbench.footprint``), the limits, the pid file, and the samples the outside view needs."""
+
+    def __init__(self, members: containment.Members, case_dir: Path, group: cgroup.CaseGroup | None):
+        self.members, self.case_dir, self.group = members, case_dir, group
+        self.host_shm = host_shm_device()
+        self.pids: list[int] = []  # the case's live processes at the last look
+        self.seen: dict[int, list[int]] = {}  # every process of the case seen, as the pid file lists it
+        self.peak = 0
+
+    def look(self) -> int:
+        """Find the case's processes, reap its orphans, list new ones in the pid file; return what they hold."""
+        table = procfs.scan()
+        self.members.reap(table)
+        self.pids = [p for p in self.members.of(table) if table[p].state not in ("Z", "X")]
+        new = [p for p in self.pids if p not in self.seen or self.seen[p][1] != table[p].start]
+        if new:
+            self.seen.update((p, containment.entry(table[p])) for p in new)
+            if len(self.seen) > 2 * containment.MAX_LISTED:  # a process that forks without end: the latest
+                self.seen = dict([*self.seen.items()][:1] + [*self.seen.items()][-containment.MAX_LISTED :])
+            containment.write_pids(self.case_dir, list(self.seen.values()))
+        held = footprint(self.pids, self.host_shm).total
+        if self.group is not None:
+            held = max(held, self.group.peak_bytes())
+        self.peak = max(self.peak, held)
+        return held
+
+    def worker(self, sandbox: bool) -> int | None:
+        """The process that runs the engine: the case's own process, or in a sandbox the largest one inside it."""
+        if not sandbox:
+            return self.members.root
+        sizes = {p: (procfs.status(p, ("VmRSS",)) or {}).get("VmRSS", 0) for p in self.pids}
+        return max(sizes, key=sizes.__getitem__) if sizes else None
+
+    def wait(self, proc: Any, limits: Limits, start: float, observer: Observer) -> str:
+        """Wait for the case; return "done" when it exits, "oom" past the memory limit (or when its cgroup's OOM
+        killer ended it), "timeout" past its time. The caller ends what is left."""
+        while True:
+            try:
+                proc.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                pass
+            else:
+                return "oom" if self.group is not None and self.group.oom_killed() else "done"
+            held = self.look()
+            observer.sample(held)
+            if held > limits.max_memory_bytes or (self.group is not None and self.group.oom_killed()):
+                return "oom"
+            if time.perf_counter() - start > limits.timeout_s:
+                return "timeout"
 
 
 def _start(
@@ -251,6 +269,22 @@ def _start(
     return proc, "cold"
 
 
+def _read_channel(fd: int, reader: Reader) -> None:
+    """Feed the channel's bytes to ``reader`` as they arrive (a mark is timed when it comes, not when a buffer
+    fills), draining it to the end so the worker never blocks on a full pipe."""
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            reader.feed(chunk)
+    finally:
+        os.close(fd)
+        reader.finish()
+
+
+def _case_group(limits: Limits) -> cgroup.CaseGroup | None:
+    parent = case_cgroups()
+    return cgroup.case_group(parent, limits.max_memory_bytes) if parent is not None else None
+
+
 def launch(
     case: dict[str, Any],
     worker_args: list[str],
@@ -262,14 +296,19 @@ def launch(
     template: Template | None = None,
 ) -> Outcome:
     """Run ``python -m ctbench.worker`` for ``case`` in a fresh folder (forked from the warm ``template`` when one
-    is given and the case is not sandboxed); return what came back."""
-    spare = {p.pid for p in _tree(psutil.Process())[1:]}  # our children before the case: not its to lose
+    is given and the case is not sandboxed); return what came back. Whatever the case started is ended before
+    this returns."""
+    spare = containment.runner_descendants(procfs.scan())  # ours before the case: not its to lose
     case_dir = Path(tempfile.mkdtemp(prefix=PREFIX))
     (case_dir / OWNER).write_text(str(os.getpid()))
     secret = secrets.token_hex(16)
     (case_dir / "case.json").write_text(json.dumps({**case, "secret": secret}))
     (case_dir / "tmp").mkdir()
     env_extra = {"TMPDIR": str(case_dir / "tmp")}  # the case's scratch space is removed with its folder
+    env_extra["TORCHINDUCTOR_CACHE_DIR"] = str(case_dir / "tmp" / "inductor")  # as a warm case's: not /tmp
+    group = _case_group(limits)
+    if group is not None:
+        env_extra[CGROUP_ENV] = str(group.procs)  # a forked worker joins it before it loads anything
     read_fd, write_fd = os.pipe()
     argv = ["case.json", str(write_fd), *worker_args]
     command = [sys.executable, "-m", "ctbench.worker", *argv]
@@ -277,8 +316,8 @@ def launch(
         spec_file = case["impl"]["spec"].rpartition(":")[0]
         shown = [*worker_args[1:3], *([Path(spec_file).parent] if spec_file.endswith(".py") else [])]
         command = [*sandbox_args(case_dir, hidden, device, expose=shown), *command]
-    message, overflow = bytearray(), []
-    reader = threading.Thread(target=_read_pipe, args=(read_fd, message, overflow), daemon=True)
+    if group is not None:  # a fresh process joins it before it runs anything (the sandbox cannot write to it)
+        command = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group.procs), *command]
     start = time.perf_counter()
     log_path = case_dir / "log.txt"
     try:
@@ -291,24 +330,33 @@ def launch(
             raise
         finally:
             os.close(write_fd)
+        root = procfs.stat(proc.pid)
+        members = containment.Members(proc.pid, root.start if root is not None else None, spare)
+        watch = _Watch(members, case_dir, group)
+        if group is not None:
+            group.join(proc.pid)  # a forked worker may not have joined yet
+        observer = Observer(lambda: watch.pids, lambda: watch.worker(sandbox))
+        channel = Reader(secret, observer.mark, MAX_RECORD_BYTES)
+        reader = threading.Thread(target=_read_channel, args=(read_fd, channel), daemon=True)
         reader.start()
+        watch.look()
         try:
-            handle = psutil.Process(proc.pid)
-        except psutil.NoSuchProcess:  # it exited (and was reaped) before we looked: nothing to watch
-            handle = None
-        try:
-            status, peak = _watch(proc, handle, limits, start) if handle is not None else ("done", 0)
-        except BaseException:  # Ctrl-C: take the case down with us
-            _kill(_tree(handle) if handle is not None else [])
-            raise
-        finally:
+            status = watch.wait(proc, limits, start, observer)
+        finally:  # also on Ctrl-C: take the case down with us
+            if group is not None:
+                group.kill()
+            containment.end(members)  # the case's tree and what escaped it (reparented to us: subreaper)
             returncode = proc.wait()
-            end_orphans(spare)  # what escaped the case's group and was reparented to us (subreaper)
         reader.join(timeout=10)
-        record, rejected = _accept(bytes(message), secret, case) if status == "done" else (None, "")
-        if overflow:
-            record, rejected = None, f"the record that came back exceeds {MAX_RECORD_BYTES} bytes"
+        record, rejected = _accept(channel.record, case) if status == "done" else (None, "")
+        if status == "done" and channel.problem:
+            record, rejected = None, channel.problem
         duration = time.perf_counter() - start
-        return Outcome(record, status, returncode, _tail(log_path), peak, duration, rejected, started)
+        containment_kind = "cgroup2" if group is not None else "watch"
+        return Outcome(record, status, returncode, _tail(log_path), watch.peak, duration, rejected, started,
+                       containment_kind, observer.figures())  # fmt: skip
     finally:
+        if group is not None:
+            group.remove()
+        containment.pid_file(case_dir).unlink(missing_ok=True)
         shutil.rmtree(case_dir, ignore_errors=True)

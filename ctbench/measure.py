@@ -13,6 +13,12 @@ Memory of a step (its working memory: the peak while it runs minus what was held
   glibc's mmap threshold pinned (``pinned_mmap_threshold``) so heap fragmentation does not pose as step memory.
   The case runs in its own subprocess, so nothing else shares that process.
 
+Marks: where a marker is installed (``announce``: the worker sends them to the runner), the engine marks the step's
+measured windows: ``timing`` (with the number of calls it times) after the warm-up, ``call`` between two timed
+calls and ``timed`` after the last; ``memory`` after the peak is reset and ``memory_end`` after the call, for each
+memory reading. The
+runner times them on its own clock (``ctbench.outside``): a case that patches the engine's clock is seen.
+
 Energy (CUDA with NVML only): the GPU's total-energy counter read around blocks of consecutive steps, each block
 at least ``policy.energy_block_s`` long (the counter's resolution is coarser than a short step), divided by the
 steps in the block; the median of ``policy.energy_blocks`` blocks, their range as spread. Where no counter exists
@@ -38,6 +44,20 @@ import torch
 from ctbench import nvml
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+Marker = Callable[[str, dict[str, Any]], None]
+_markers: list[Marker] = []  # at most one: where the engine's marks go
+
+
+def announce(marker: Marker | None) -> None:
+    """Send the engine's marks of its measured windows to ``marker`` (None: nowhere, the default)."""
+    _markers[:] = [marker] if marker is not None else []
+
+
+def _mark(name: str, **info: Any) -> None:
+    for marker in _markers:
+        marker(name, info)
+
+
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 
@@ -139,18 +159,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], Any], device: torch.device, repeat: int = 5, warmup: int = 1) -> Timing:
-    """Time ``fn`` ``repeat`` times after ``warmup`` untimed calls (engine-internal: tasks use ``Meter``)."""
+def time_call(
+    fn: Callable[[], Any], device: torch.device, repeat: int = 5, warmup: int = 1, *, marked: bool = False
+) -> Timing:
+    """Time ``fn`` ``repeat`` times after ``warmup`` untimed calls (engine-internal: tasks use ``Meter``);
+    ``marked``: the timed calls are the step's, marked ``timing``, ``call`` between two, ``timed`` after the last."""
     for _ in range(warmup):
         fn()
     _sync(device)
+    if marked:
+        _mark("timing", calls=repeat)
     times, cpu_times = [], []
-    for _ in range(repeat):
+    for i in range(repeat):
         cpu_start, start = time.process_time(), time.perf_counter()
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
+        if marked:
+            _mark("timed" if i == repeat - 1 else "call")
     return Timing(tuple(times), tuple(cpu_times) if device.type == "cpu" else ())
 
 
@@ -196,22 +223,30 @@ def pinned_mmap_threshold(nbytes: int = 64 * 1024) -> Iterator[None]:
         mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
 
 
-def _peak_memory_once(fn: Callable[[], Any], device: torch.device) -> Memory:
+def _peak_memory_once(fn: Callable[[], Any], device: torch.device, marked: bool = False) -> Memory:
     if device.type == "cuda":
         _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
+        if marked:
+            _mark("memory")
         fn()
         _sync(device)
+        if marked:
+            _mark("memory_end")
         return Memory(torch.cuda.max_memory_allocated(device), baseline, "cuda_allocator", nvml.used_bytes(device))
     _trim_heap()
     baseline = _current_rss()
     Path("/proc/self/clear_refs").write_text("5")
+    if marked:  # after the reset: the runner reads the peak (VmHWM) of this call alone when the end mark comes
+        _mark("memory")
     fn()
+    if marked:
+        _mark("memory_end")
     return Memory(_proc_status_kb("VmHWM") * 1024, baseline, "cpu_rss_hwm")
 
 
-def peak_memory(fn: Callable[[], Any], device: torch.device, repeat: int = 1) -> Memory:
+def peak_memory(fn: Callable[[], Any], device: torch.device, repeat: int = 1, *, marked: bool = False) -> Memory:
     """Working memory of a call of ``fn``: the median over ``repeat`` measured calls, their range as spread.
 
     Call ``fn`` once beforehand so lazily allocated state (gradient buffers, optimizer state) exists. On a CPU a
@@ -219,7 +254,7 @@ def peak_memory(fn: Callable[[], Any], device: torch.device, repeat: int = 1) ->
     trimmed); the median of a few readings is robust to one such outlier.
     """
     with pinned_mmap_threshold():
-        readings = sorted((_peak_memory_once(fn, device) for _ in range(repeat)), key=lambda m: m.step_bytes)
+        readings = sorted((_peak_memory_once(fn, device, marked) for _ in range(repeat)), key=lambda m: m.step_bytes)
     return replace(readings[len(readings) // 2], spread_bytes=readings[-1].step_bytes - readings[0].step_bytes)
 
 
@@ -261,8 +296,8 @@ def rate_spread(amount: float, timing: Timing) -> float:
 def measure_step(fn: Callable[[], Any], device: torch.device, policy: Policy) -> StepStats:
     """The engine's one measurement of a step: warm-up, timings, then memory (right after the timings, before
     anything else leaves a fragmented heap), then energy where the device counts it."""
-    timing = time_call(fn, device, policy.repeat, policy.warmup)
-    memory = peak_memory(fn, device, policy.memory_repeat)
+    timing = time_call(fn, device, policy.repeat, policy.warmup, marked=True)
+    memory = peak_memory(fn, device, policy.memory_repeat, marked=True)
     return StepStats(timing, memory, energy(fn, device, policy, timing.median))
 
 

@@ -1,6 +1,7 @@
 """The record of a case as the runner keeps it: the one the case sent (accepted by ``ctbench.launch``) with what
-only the runner may say about it (where it ran), or a stop record when it sent none (stopped by a limit, crashed,
-not run)."""
+only the runner may say about it (where it ran, what held it, its outside view of the step, and ``suspect`` when
+the case's own figures contradict that view: ``ctbench.outside``), or a stop record when it sent none (stopped by
+a limit, crashed, not run)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 from ctbench.cases import Case
 from ctbench.launch import Outcome
+from ctbench.outside import nothing_seen, verdict
+from ctbench.registry import get_task
 from ctbench.settings import RunSettings
 from ctbench.worker import ERROR_TAIL, blank_record
 
@@ -19,7 +22,7 @@ def stop_record(
     """The record of a case that sent none: every field a record has, with the status and the reason."""
     record = blank_record(case.to_json(), case.impl)
     record.update(status=status, error=error[-ERROR_TAIL:], duration_s=duration_s, device=settings.device)
-    record.update(threads=settings.threads, sandboxed=False, **(where or {}))
+    record.update(threads=settings.threads, sandboxed=False, outside=nothing_seen(), **(where or {}))
     return record
 
 
@@ -51,6 +54,14 @@ def _signal_name(number: int) -> str | None:
         return None
 
 
+def timed_calls(case: Case) -> int | None:
+    """How many calls the engine times for ``case`` (its scale's policy), None if the runner cannot load its task."""
+    try:
+        return get_task(case.task).scales[case.scale].policy.repeat
+    except Exception:  # a task that does not load here: the mark's own count stands
+        return None
+
+
 def record_of(
     outcome: Outcome,
     case: Case,
@@ -61,11 +72,20 @@ def record_of(
     memory_limit: int,
 ) -> dict[str, Any]:
     """The record a case sent, else a stop record whose error starts with why. ``where`` (its host and hardware
-    label, as the runner or the case's node sees them) overrides what the case said about itself."""
+    label, as the runner or the case's node sees them) overrides what the case said about itself; so do the
+    runner's ``containment`` and ``outside`` figures. A case whose figures the outside view contradicts is
+    ``suspect``, its reason first in its error."""
+    runner = {"sandboxed": sandbox, "start": outcome.start, "containment": outcome.containment,
+              "outside": dict(outcome.outside)}  # fmt: skip
     if outcome.record is not None:
-        return {**outcome.record, **where, "sandboxed": sandbox, "start": outcome.start}
+        record = {**outcome.record, **where, **runner}
+        reason = verdict(record, outcome.outside, timed_calls(case), settings.device)
+        if reason and record["status"] in ("ok", "invalid"):
+            error = "\n".join(filter(None, [reason, record.get("error")]))
+            record.update(status="suspect", error=error[:ERROR_TAIL])
+        return record
     status = outcome.status if outcome.status != "done" else "failed"
     reason = _reason(outcome, timeout_s, memory_limit)
     tail = outcome.log_tail[-max(ERROR_TAIL - len(reason) - 1, 0) :]
     record = stop_record(case, status, f"{reason}\n{tail}".strip(), settings, outcome.duration_s, where)
-    return {**record, "sandboxed": sandbox, "start": outcome.start}
+    return {**record, **runner}

@@ -2,7 +2,8 @@
 through the engine (``ctbench.protocol``), send the case record back.
 
 ``python -m ctbench.worker CASE.json FD ...`` is what the runner starts for every case (``ctbench.launch``): the
-record goes back through the inherited pipe ``FD``; ``execute`` is the same thing in-process. A protocol that
+engine's marks and then the record go back through the inherited pipe ``FD`` (``ctbench.channel``); ``execute``
+is the same thing in-process (no marks). A protocol that
 raises produces a ``failed`` record with the error; a metric that is NaN or infinite makes the case ``failed``
 too, never a silent number; so does a task that changes the process state.
 """
@@ -20,10 +21,11 @@ from typing import Any
 
 import torch
 
-from ctbench import process
+from ctbench import measure, process
+from ctbench.channel import Writer
 from ctbench.env import hardware_label, node
 from ctbench.implementation import ImplRef, Manifest, load_class
-from ctbench.launch import die_with_parent
+from ctbench.launch import CGROUP_ENV, die_with_parent
 from ctbench.measure import Meter
 from ctbench.protocol import run_case
 from ctbench.registry import get_task
@@ -126,21 +128,32 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path,
     return record
 
 
-def send(fd: int, secret: str, record: dict[str, Any]) -> None:
-    """Write the record to the runner's pipe, behind the case's secret (the one channel the runner reads)."""
-    body = json.dumps(_jsonable(record), allow_nan=False)
-    with os.fdopen(fd, "wb") as pipe:
-        pipe.write(f"{secret}\n".encode() + body.encode())
+def send(channel: Writer, record: dict[str, Any]) -> None:
+    """Send the record through the runner's channel, behind the case's secret (the one channel the runner reads)."""
+    channel.record(json.dumps(_jsonable(record), allow_nan=False).encode())
+
+
+def join_cgroup() -> None:
+    """Join the case's cgroup when the runner made one (``ctbench.launch``), before anything of the case runs."""
+    procs = os.environ.pop(CGROUP_ENV, None)
+    if procs:
+        try:
+            Path(procs).write_text(str(os.getpid()))
+        except OSError:  # the runner placed us itself, or its watch holds the case alone
+            pass
 
 
 def main(argv: list[str]) -> int:
     """``python -m ctbench.worker CASE.json FD DEVICE DATA_ROOT CACHE_DIR THREADS``."""
     die_with_parent()
+    join_cgroup()
     case_path, fd, device, data_root, cache_dir, threads = argv
     case = json.loads(Path(case_path).read_text())
     secret = case.pop("secret")
     Path(case_path).unlink()  # the secret leaves the disk before any task or submission code runs
-    send(int(fd), secret, execute(case, device, Path(data_root), Path(cache_dir), int(threads)))
+    channel = Writer(int(fd), secret)
+    measure.announce(channel.mark)  # the engine's marks go to the runner, which times them on its own clock
+    send(channel, execute(case, device, Path(data_root), Path(cache_dir), int(threads)))
     return 0
 
 

@@ -44,8 +44,9 @@ def run(out: Path, env: dict[str, str], *options: str) -> tuple[list[dict], subp
 
 
 def untimed(record: dict) -> dict:
-    """The record without what a second run may change (timings, rates, memory, spreads, how it started)."""
-    kept = {k: v for k, v in record.items() if k not in ("duration_s", "spread", "metrics", "start")}
+    """The record without what a second run may change (timings, rates, memory, spreads, how it started, the
+    runner's outside view of its step)."""
+    kept = {k: v for k, v in record.items() if k not in ("duration_s", "spread", "metrics", "start", "outside")}
     kept["metrics"] = sorted(record["metrics"])  # the same metrics, whatever their values
     kept["untimed"] = {k: v for k, v in record["metrics"].items() if not k.endswith("_s") and "memory" not in k}
     return kept
