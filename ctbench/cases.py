@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ctbench.implementation import ImplRef
 from ctbench.registry import UsageError
+from ctbench.schema import MAX_DEPTH, MAX_INT_DIGITS, Problem, check_depth
 from ctbench.task import Scale, Task
 
 
@@ -45,16 +47,35 @@ class Case:
 
 
 def parse_param(text: str) -> tuple[str, list[Any]]:
-    """``name=v1,v2`` -> (name, [v1, v2]); values are JSON scalars where they parse, else strings."""
+    """``name=v1,v2`` -> (name, [v1, v2]); values are JSON scalars where they parse, else strings. A value a run
+    file could not hold is a ``UsageError`` (before anything runs): an integer of more than ``MAX_INT_DIGITS``
+    digits, ``NaN``, an infinity, nesting deeper than ``MAX_DEPTH``."""
     name, sep, values = text.partition("=")
     if not sep or not name:
         raise UsageError(f"--param {text!r}: expected NAME=VALUE[,VALUE...]")
 
+    def refuse(problem: str) -> Any:
+        raise UsageError(f"--param {text!r:.120}: {problem}")
+
+    def integer(digits: str) -> int:
+        if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+            refuse(f"an integer of {len(digits.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+        return int(digits)
+
+    def finite(digits: str) -> float:
+        value = float(digits)
+        return value if math.isfinite(value) else refuse(f"{digits:.40} is not a finite number")
+
     def scalar(v: str) -> Any:
         try:
-            return json.loads(v)
+            value = json.loads(v, parse_int=integer, parse_float=finite, parse_constant=lambda c: refuse(f"{c} is "
+                               "not a finite number"))  # fmt: skip
+            check_depth(value)
         except json.JSONDecodeError:
             return v
+        except (RecursionError, Problem):
+            refuse(f"nested deeper than {MAX_DEPTH} levels")
+        return value
 
     return name, [scalar(v) for v in values.split(",")]
 

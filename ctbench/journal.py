@@ -2,8 +2,10 @@
 line, flushed as each case ends, so that Ctrl-C, a kill or a crash loses nothing and the same command resumes.
 
 One writer per run: ``<key>.lock`` is held (``flock``) for the run's life; a second identical command finds it
-held and stops with a usage error naming the pid that holds it. A damaged or foreign line is skipped with a
-warning (that case runs again); a journal without a readable header gets a new one and keeps its good lines.
+held and stops with a usage error naming the pid that holds it. A damaged or foreign line, or a case record that
+fails the run schema (``ctbench.schema.CASE``: an unknown status, a manifest name that is not a string, a negative
+time), is skipped with a warning (that case runs again); a journal without a readable header (a run id that is not
+a plain file name, a creation time that is not a string) gets a new one and keeps its good lines.
 """
 
 from __future__ import annotations
@@ -11,10 +13,33 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from ctbench import schema
 from ctbench.registry import UsageError
+from ctbench.results import ResultFileError, parse
+from ctbench.text import printable
+
+RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")  # a run id is the run file's name: nothing else
+
+
+def _is_header(entry: Any) -> bool:
+    """A header line: a run id that is a plain file name and a creation time."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("created"), str):
+        return False
+    return isinstance(entry.get("run_id"), str) and RUN_ID.fullmatch(entry["run_id"]) is not None
+
+
+def _problem(record: dict[str, Any]) -> str:
+    """Why ``record`` is not a case record the run file may hold (``ctbench.schema.CASE``); empty if it is."""
+    try:
+        schema.check_depth(record)
+        schema.CASE(record, "record")
+    except schema.Problem as exc:
+        return f"a malformed case record ({exc})"
+    return ""
 
 
 class Journal:
@@ -71,14 +96,18 @@ class Journal:
         lines = self.path.read_text(errors="replace").splitlines()
         for number, line in enumerate(lines, 1):
             try:
-                entry = json.loads(line, parse_constant=lambda c: None)
-            except (ValueError, RecursionError):
+                entry = parse(line, f"{self.path}:{number}")
+            except ResultFileError:
                 self.warnings.append(f"{self.path}:{number}: damaged line skipped (that case runs again)")
                 continue
-            if number == 1 and isinstance(entry, dict) and {"run_id", "created"} <= entry.keys():
-                self.header = {"run_id": str(entry["run_id"]), "created": str(entry["created"])}
+            if number == 1 and _is_header(entry):
+                self.header = {"run_id": entry["run_id"], "created": entry["created"]}
             elif isinstance(entry, dict) and entry.get("key") in valid_keys and isinstance(entry.get("record"), dict):
-                self.records[entry["key"]] = entry["record"]
+                problem = _problem(entry["record"])
+                if problem:
+                    self.warnings.append(printable(f"{self.path}:{number}: {problem}; skipped (that case runs again)"))
+                else:
+                    self.records[entry["key"]] = entry["record"]
             else:
                 self.warnings.append(f"{self.path}:{number}: not a case of this run, skipped")
         if not self.header and self.records:

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctbench.plotting import MAX_PANELS, grid, labels, legend, plain_ticks, styles_for
+from ctbench.plotting import MAX_PANELS, grid, labels, legend, plain_text, plain_ticks, styles_for
 from ctbench.plotting import title as panel_title
 from ctbench.styles import Style
 from ctbench.table import METRIC
+from ctbench.text import printable
 
 MEMORY, TIME = METRIC + "step_peak_memory_bytes", METRIC + "step_time_s"
 AREA = (30.0, 500.0)  # marker area (points^2) of the fastest and the slowest row of a panel
@@ -68,16 +69,17 @@ def pareto_figures(
     chosen = styles_for(pd.concat([rows for _, rows in panels]), styles)
     better = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
     figures = []
-    for start in range(0, len(panels), MAX_PANELS):
-        chunk = panels[start : start + MAX_PANELS]
-        figure, axes = grid(len(chunk))
-        for ax, (name, rows) in zip(axes, chunk, strict=True):
-            _panel(ax, rows, quality, chosen)
-            ax.set_title(panel_title(name, len(chunk)), fontsize=9)
-            ax.set_xlabel("step peak memory (MiB)")
-            ax.set_ylabel((quality_label or quality) + better)
-        shown = sorted({str(lb) for _, rows in chunk for lb in labels(rows)})
-        note = "marker area: step time (larger is slower); ringed: Pareto layer 1 over the task's objectives"
-        legend(figure, chosen, shown, note)
-        figures.append(figure)
+    with plain_text():  # names are drawn as they are, never as mathtext
+        for start in range(0, len(panels), MAX_PANELS):
+            chunk = panels[start : start + MAX_PANELS]
+            figure, axes = grid(len(chunk))
+            for ax, (name, rows) in zip(axes, chunk, strict=True):
+                _panel(ax, rows, quality, chosen)
+                ax.set_title(panel_title(name, len(chunk)), fontsize=9, parse_math=False)
+                ax.set_xlabel("step peak memory (MiB)")
+                ax.set_ylabel(printable(quality_label or quality) + better, parse_math=False)
+            shown = sorted({str(lb) for _, rows in chunk for lb in labels(rows)})
+            note = "marker area: step time (larger is slower); ringed: Pareto layer 1 over the task's objectives"
+            legend(figure, chosen, shown, note)
+            figures.append(figure)
     return figures

@@ -6,14 +6,18 @@ palette, submissions dark, thick and starred, the legend saying which are submis
 wide at the report's 110 dpi, with plain tick labels (8, 64, 256; 0.001; 2e7), never ``6x10^1``.
 
 A *setting* is what must never be mixed in one curve: scale, dataset and hardware.
+
+Text from run files (names, titles, labels) is drawn as plain text: never read as mathtext (a name such as
+``$\\undefined{x}$`` would fail the whole figure), with its control characters written as escapes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -21,11 +25,22 @@ import pandas as pd
 from ctbench import styles as palette
 from ctbench.styles import Style
 from ctbench.table import METRIC, PARAM
+from ctbench.text import printable
 
 DPI = 110
 WIDTH_IN = 1000 / DPI  # figures about 1000 px wide
 MAX_PANELS = 9  # per figure; more boards make more figures
 SCALES = {"smoke": 0, "small": 1, "full": 2}
+
+
+@contextlib.contextmanager
+def plain_text() -> Iterator[None]:
+    """Within the block, matplotlib draws every text it creates as it is, never as mathtext (``$...$``): wrap both
+    the drawing of a figure and its saving (tick labels are made when it is saved)."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        yield
 
 
 def setting(cases: pd.DataFrame) -> pd.Series:
@@ -100,7 +115,7 @@ def _panel_order(name: str) -> tuple:
 def title(text: str, count: int) -> str:
     """A panel's title, wrapped to the panel's width (three lines at most)."""
     width = {1: 110, 2: 62}.get(count, 38)
-    lines = textwrap.wrap(text, width) or [""]
+    lines = textwrap.wrap(printable(text), width) or [""]
     return "\n".join(lines[:3]) + ("…" if len(lines) > 3 else "")
 
 
@@ -139,16 +154,18 @@ def legend(figure: Any, styles: Mapping[str, Style], shown: Sequence[str], note:
         for lb in order
     ]
     figure.tight_layout()
-    figure.legend(
+    drawn = figure.legend(
         handles,
         [palette.legend_text(lb, styles[lb]) for lb in order],
         loc="upper center",
         bbox_to_anchor=(0.5, 0.0),
         ncol=min(4, max(1, len(order))),
         frameon=False,
-        title=note or None,
+        title=printable(note) if note else None,
         title_fontsize=9,
     )
+    for text in [*drawn.get_texts(), drawn.get_title()]:
+        text.set_parse_math(False)
 
 
 def _x_positions(values: pd.Series, categories: bool = False) -> tuple[pd.Series, list[Any] | None]:
@@ -180,7 +197,8 @@ def _draw_lines(ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[st
             ax.plot(points.index, points.values, color=s.colour, marker=s.marker, linestyle=s.linestyle,
                     linewidth=s.linewidth, markersize=s.markersize, zorder=s.zorder)  # fmt: skip
     if names is not None:
-        ax.set_xticks(range(len(names)), names, rotation=30 if max(map(len, names)) > 6 else 0)
+        names = [printable(n) for n in names]
+        ax.set_xticks(range(len(names)), names, rotation=30 if max(map(len, names)) > 6 else 0, parse_math=False)
     plain_ticks(ax, None if names is not None else sorted(set(xs)), categorical=names is not None)
 
 
@@ -224,21 +242,22 @@ def line_figures(
     chosen = styles_for(frame, styles)
     names = sorted(frame[col].astype(str).unique(), key=_panel_order)
     figures = []
-    for start in range(0, len(names), MAX_PANELS):
-        chunk = names[start : start + MAX_PANELS]
-        figure, axes = grid(len(chunk))
-        for ax, name in zip(axes, chunk, strict=True):
-            panel = frame[frame[col].astype(str) == name]
-            if kind != "bar":
-                ax.set_xscale(xscale)
-            ax.set_yscale(yscale)
-            _draw_lines(ax, panel, x, y, chosen, kind)
-            ax.set_title(title(name, len(chunk)), fontsize=9)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
-            ax.grid(True, alpha=0.3)
-        legend(figure, chosen, sorted(set(labels(frame).astype(str))))
-        figures.append(figure)
+    with plain_text():
+        for start in range(0, len(names), MAX_PANELS):
+            chunk = names[start : start + MAX_PANELS]
+            figure, axes = grid(len(chunk))
+            for ax, name in zip(axes, chunk, strict=True):
+                panel = frame[frame[col].astype(str) == name]
+                if kind != "bar":
+                    ax.set_xscale(xscale)
+                ax.set_yscale(yscale)
+                _draw_lines(ax, panel, x, y, chosen, kind)
+                ax.set_title(title(name, len(chunk)), fontsize=9, parse_math=False)
+                ax.set_xlabel(printable(xlabel), parse_math=False)
+                ax.set_ylabel(printable(ylabel), parse_math=False)
+                ax.grid(True, alpha=0.3)
+            legend(figure, chosen, sorted(set(labels(frame).astype(str))))
+            figures.append(figure)
     return figures
 
 

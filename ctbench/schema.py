@@ -16,8 +16,9 @@ from typing import Any
 
 MAX_DEPTH = 64  # a run file nests about 6 deep (cases[i].series.name[j][k])
 MAX_INT_DIGITS = 40
+MAX_METRICS = 1000  # entries of a case's metrics (or spread): a case with more is refused by name
 _INT_BOUND = 10**MAX_INT_DIGITS
-STATUSES = ("ok", "failed", "invalid", "timeout", "oom")
+STATUSES = ("ok", "failed", "invalid", "timeout", "oom", "suspect")
 
 Check = Callable[[Any, str], None]
 
@@ -160,6 +161,48 @@ def points(value: Any, where: str) -> None:
 NUMBER_OR_NULL = nullable(number)
 TEXT_OR_NULL = nullable(text)
 
+
+def lowest(metric: str) -> tuple[float, bool] | None:
+    """The least value a metric can physically take, by its name, and whether that value itself is allowed: a
+    duration (``..._time_s``) or a rate (``throughput_..._s``, ``<phase>_throughput_..._s``) is > 0, any other
+    time (``..._s``, e.g. ``time_to_target_s``) and memory (``..._bytes``) >= 0 (the engine records 0 bytes for a
+    step that allocated nothing beyond its baseline); None for other metrics (any finite number)."""
+    if metric.endswith("_time_s") or (metric.endswith("_s") and "throughput_" in metric):
+        return 0.0, False
+    if metric.endswith(("_s", "_bytes")):
+        return 0.0, True
+    return None
+
+
+def measured(limit: int, spread: bool) -> Check:
+    """A case's metrics (or their spreads): at most ``limit`` of them, each a finite number or null, times and
+    memory (``lowest``) never below what they can be, spreads never negative."""
+
+    def measured_check(value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise Problem(where, "expected an object")
+        if len(value) > limit:
+            raise Problem(where, f"{len(value)} entries (at most {limit})")
+        for key, item in value.items():
+            NUMBER_OR_NULL(item, _child(where, str(key)))
+            bound = (0.0, True) if spread else lowest(str(key))
+            if item is not None and bound is not None and (item < bound[0] or (item == bound[0] and not bound[1])):
+                what = "a spread" if spread else "a time or memory" if bound[1] else "a duration or rate"
+                rule = ">= 0" if bound[1] else "> 0"
+                raise Problem(_child(where, str(key)), f"{item!r:.40}: {what} must be {rule}")
+
+    return measured_check
+
+
+OUTSIDE = record(
+    {},
+    {
+        **dict.fromkeys(("window_s", "call_median_s", "cpu_s"), NUMBER_OR_NULL),
+        **dict.fromkeys(("peak_rss_bytes", "memory_growth_bytes"), NUMBER_OR_NULL),
+        "timed_calls": nullable(integer),
+        "marks": TEXT_OR_NULL,
+    },
+)
 CASE_CHECK = record(
     {"value": NUMBER_OR_NULL, "threshold": NUMBER_OR_NULL, "passed": boolean}, {"description": TEXT_OR_NULL}
 )
@@ -178,7 +221,7 @@ CASE = record(
         "seed": integer,
         "dataset": text,
         "status": one_of(*STATUSES),
-        "metrics": mapping(NUMBER_OR_NULL),
+        "metrics": measured(MAX_METRICS, spread=False),
         "checks": mapping(CASE_CHECK),
     },
     {
@@ -186,7 +229,7 @@ CASE = record(
         "impl_hash": TEXT_OR_NULL,
         "manifest": MANIFEST,
         "series": mapping(points),
-        "spread": mapping(NUMBER_OR_NULL),
+        "spread": measured(MAX_METRICS, spread=True),
         "error": TEXT_OR_NULL,
         "note": TEXT_OR_NULL,
         "duration_s": NUMBER_OR_NULL,
@@ -199,6 +242,8 @@ CASE = record(
         "start": nullable(one_of("warm", "cold")),
         "expected_invalid": TEXT_OR_NULL,
         "beside": nullable(integer),
+        "containment": nullable(one_of("cgroup2", "watch")),
+        "outside": OUTSIDE,
     },
 )
 GPU = record(

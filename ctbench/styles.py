@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ctbench.text import printable
+
 # matplotlib's tab10 without its grey (kept for submissions), then three more distinct colours
 REFERENCE_COLOURS = (
     "#1f77b4",
@@ -93,6 +95,8 @@ def assign(entries: Iterable[tuple[str, bool]], groups: Sequence[Iterable[str]] 
 
 
 def legend_text(label: str, style: Style) -> str:
+    """A legend entry: the label as plain, printable text (``ctbench.text.printable``), submissions marked."""
+    label = printable(label)
     return f"{label} (submission)" if style.submission else label
 
 

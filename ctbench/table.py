@@ -26,6 +26,7 @@ import pandas as pd
 
 from ctbench import ranking
 from ctbench.env import hardware_label
+from ctbench.text import shown
 
 METRIC = "metric."  # prefix of metric columns
 SPREAD = "spread."  # prefix of spread columns
@@ -134,7 +135,7 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             impl_spec = case.get("impl_spec") if isinstance(case.get("impl_spec"), str) else ""
             row = {
                 "run_id": run["run_id"],
-                "run_path": run.get("_path", ""),
+                "run_path": shown(run.get("_path", "")),
                 "created": run["created"],
                 "hardware": hardware,
                 "task": case["task"],
@@ -180,13 +181,18 @@ def latest(df: pd.DataFrame) -> pd.DataFrame:
     return df[stamp == newest]
 
 
-def _row_noise(ok: pd.DataFrame, metric: str) -> pd.Series:
-    """Per row: the median recorded spread of ``metric``, else the std over the row's seeds (of per-seed medians)."""
-    column = METRIC + metric
-    spread = ok.groupby(ROW, sort=False, dropna=False)[SPREAD + metric].median() if SPREAD + metric in ok else None
-    per_seed = ok.groupby([*ROW, "seed"], sort=False, dropna=False)[column].median()
-    seeds_std = per_seed.groupby(level=list(range(len(ROW))), sort=False).std()
-    return seeds_std if spread is None else spread.fillna(seeds_std)
+def _row_noise(ok: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Per row, for each metric column in ``metrics``: the median recorded spread, else the std over the row's seeds
+    (of per-seed medians); as ``noise.<metric>`` columns, computed for all metrics at once."""
+    per_seed = ok.groupby([*ROW, "seed"], sort=False, dropna=False)[metrics].median()
+    noise = per_seed.groupby(level=list(range(len(ROW))), sort=False).std()
+    noise.columns = [NOISE + c[len(METRIC) :] for c in metrics]
+    spreads = [SPREAD + c[len(METRIC) :] for c in metrics if SPREAD + c[len(METRIC) :] in ok]
+    if spreads:
+        spread = ok.groupby(ROW, sort=False, dropna=False)[spreads].median()
+        spread.columns = [NOISE + c[len(SPREAD) :] for c in spreads]
+        noise[spread.columns] = spread.reindex(noise.index).fillna(noise[spread.columns])
+    return noise
 
 
 def _joined(values: pd.Series) -> str:
@@ -197,16 +203,17 @@ def _rows(sub: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """One row per (board, impl, submission, code): medians of its ok cases, or the status of its failed ones."""
     ok = sub[sub["status"] == "ok"]
     counts = sub.groupby(ROW, sort=False, dropna=False).agg(cases=("seed", "size"), runs=("run_id", _joined))
-    good = ok.groupby(ROW, sort=False, dropna=False).agg(
+    grouped = ok.groupby(ROW, sort=False, dropna=False)
+    good = grouped.agg(
         seeds=("seed", "nunique"),
         ok_cases=("seed", "size"),
         url=("url", "first"),
         label=("label", "first"),
         impl_spec=("impl_spec", "first"),
         params_json=("params_json", "first"),
-        **{c: (c, "median") for c in metrics},
     )
-    good["status"], good["reason"], good["expected_invalid"] = "ok", "", ""
+    good = good.assign(status="ok", reason="", expected_invalid="")
+    good = pd.concat([good, grouped[metrics].median()], axis=1)  # all metric columns at once: a case may have many
     bad_cases = sub[(sub["status"] != "ok") & ~sub.set_index(ROW).index.isin(good.index)]
     bad = bad_cases.groupby(ROW, sort=False, dropna=False).agg(
         seeds=("seed", "nunique"),
@@ -220,9 +227,8 @@ def _rows(sub: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     )
     bad["ok_cases"] = 0
     rows = pd.concat([good, bad]).join(counts)
-    for metric in metrics:
-        if not ok.empty:
-            rows[NOISE + metric[len(METRIC) :]] = _row_noise(ok, metric[len(METRIC) :])
+    if not ok.empty and metrics:
+        rows = rows.join(_row_noise(ok, metrics))
     return rows.reset_index()
 
 
@@ -263,14 +269,14 @@ def leaderboard(
         sub = latest(sub)
     if sub.empty:
         return sub
-    metrics = [c for c in metric_columns(sub) if sub[c].notna().any()]
+    columns = metric_columns(sub)
+    metrics = [c for c, present in zip(columns, sub[columns].notna().any().to_numpy(), strict=True) if present]
     rows = _rows(sub, metrics)
     metric = rank_by or primary_metric(specs, task)
     higher = direction(specs, task, metric) if metric else None
     directions = {m: direction(specs, task, m) for m in ranking.objectives(specs.get(task))}
-    rows["rank"], rows["tied"], rows["pareto"] = np.nan, False, np.nan
-    rows["rank_by"] = metric if higher is not None else ""
-    rows["objectives"] = ""
+    rows = rows.assign(rank=np.nan, tied=False, pareto=np.nan, rank_by=metric if higher is not None else "")
+    rows = rows.assign(objectives="")
     boards = []
     for _, board in rows.groupby(GROUP, sort=False, dropna=False):
         board = board.copy()

@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--seed", action="append", type=options.seed, default=[], help="seeds in [0, 2^32) (default: the scale's)"
     )
-    r.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    r.add_argument("--device", type=options.device, help="cpu, cuda or cuda:N (default: cuda when available)")
     r.add_argument("--out", type=Path, default=Path("results/local"), help="folder for run files")
     r.add_argument("--data-root", type=Path, default=CACHE / "data", help="where datasets live")
     r.add_argument("--timeout", type=options.positive_seconds, help="seconds per case, > 0 (default: the scale's)")
@@ -142,7 +142,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _lenient_output() -> None:
+    """Text that UTF-8 cannot encode (a lone surrogate from a file name or a run file) is printed as an escape,
+    never raised as an error after the cases have run."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a text stream we may reconfigure
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _lenient_output()
     args = parser().parse_args(argv)
     try:
         return args.fn(args)

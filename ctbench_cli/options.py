@@ -57,6 +57,13 @@ def seed(text: str) -> int:
     return value
 
 
+def device(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` (a GPU by its index): the devices the cases run on."""
+    if re.fullmatch(r"cpu|cuda(:[0-9]{1,4})?", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: expected cpu, cuda or cuda:N")
+
+
 def memory(text: str) -> int:
     """Bytes, as ``8G``, ``512M``, ``1073741824`` or ``50%`` of this machine's RAM; at least 64 MiB."""
     total = psutil.virtual_memory().total

@@ -21,6 +21,7 @@ from ctbench.runner import RunSettings, run
 from ctbench.sandbox import bwrap
 from ctbench_cli import against
 from ctbench_cli.summary import summarise
+from ctbench_cli.terminal import printable
 from ctbench_cli.view import report
 
 CACHE = Path(os.environ.get("CTBENCH_CACHE", Path.home() / ".cache" / "ctbench"))
@@ -149,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
     def say(message: str) -> None:
-        print(message, flush=True)
+        print(printable(message), flush=True)
 
     executor = _executor(args, settings, say)
     where = f"a Ray cluster at {args.ray_address}" if args.executor == "ray" else "this machine"

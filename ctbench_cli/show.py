@@ -4,6 +4,7 @@ in numeric order), or all of their columns as CSV or JSON."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ from ctbench.ranking import objectives, rank_text
 from ctbench.registry import UsageError
 from ctbench.table import METRIC, TaskSpecs, cases_frame, latest, leaderboard, task_specs
 from ctbench_cli.terminal import Col, render, say, width
-from report.fmt import csv_cell, is_missing, number
+from report.fmt import CSV_LINES, csv_frame, is_missing, number
 from report.views import board_groups, board_title
 
 FORMATS = ("table", "csv", "json")
@@ -53,7 +54,8 @@ def _unit(specs: TaskSpecs, task: str, metric: str) -> str:
 
 
 def _metric_order(board: pd.DataFrame, spec: Mapping[str, Any] | None, rank_by: str) -> list[str]:
-    present = [c[len(METRIC) :] for c in board.columns if c.startswith(METRIC) and board[c].notna().any()]
+    columns = [c for c in board.columns if c.startswith(METRIC)]
+    present = [c[len(METRIC) :] for c in board[columns].columns[board[columns].notna().any().to_numpy()]]
     first = [rank_by] if rank_by else []
     first += [m for m in objectives(spec) if m not in first]
     declared = list((spec or {}).get("metrics", {}))
@@ -74,7 +76,8 @@ def _reason(row: Mapping[str, Any]) -> str:
 def board_lines(task: str, group: pd.DataFrame, specs: TaskSpecs, limit: int) -> list[str]:
     """One board as lines at most ``limit`` wide: rank, implementation, Pareto layer, the ranking metric and the
     other objectives first, then what fits; the runs its rows come from, lettered, below."""
-    rows = group.to_dict("records")
+    values = group.to_numpy(dtype=object)  # not ``to_dict``: a board may have thousands of metric columns
+    rows = [dict(zip(group.columns, row, strict=True)) for row in values]
     rank_by = str(rows[0].get("rank_by") or "")
     runs = list(dict.fromkeys(r for row in rows for r in str(row.get("runs") or "").split()))
     letter = {run: chr(ord("A") + i) if i < 26 else str(i) for i, run in enumerate(runs)}
@@ -130,17 +133,19 @@ def print_table(frame: pd.DataFrame, specs: TaskSpecs) -> None:
             say(["", f"-- {board_title(key)} --", *board_lines(task, group, specs, limit)], limit)
 
 
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
 def print_frame(frame: pd.DataFrame, fmt: str) -> None:
-    """All columns, raw numbers: CSV (no cell a spreadsheet would run as a formula) or JSON records."""
+    """All columns, raw numbers: CSV (no cell a spreadsheet would run as a formula, every field holding a CR or a
+    LF quoted, lines ended by CRLF as RFC 4180 says, no escape sequence) or JSON records (every control, bidirectional
+    control and lone surrogate as a ``\\uXXXX`` escape: the same JSON, safe to print)."""
     if fmt == "json":
         records = json.loads(frame.to_json(orient="records", double_precision=15))  # NaN as null
-        sys.stdout.write(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+        text = json.dumps(records, indent=1, ensure_ascii=False)  # C0 controls are escaped by JSON itself
+        sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
         return
-    safe = frame.copy()
-    for column in safe.columns:
-        if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
-            safe[column] = safe[column].map(csv_cell)
-    safe.to_csv(sys.stdout, index=False)
+    csv_frame(frame).to_csv(sys.stdout, index=False, lineterminator=CSV_LINES)
 
 
 def show(

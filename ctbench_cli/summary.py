@@ -16,10 +16,23 @@ from typing import Any
 
 from ctbench.cases import SkippedPoint
 from ctbench.table import params_label
+from ctbench.text import printable
 
 Say = Callable[[str], None]
-STATUSES = ("ok", "invalid as expected", "invalid", "failed", "timeout", "oom")
+STATUSES = ("ok", "invalid as expected", "invalid", "failed", "timeout", "oom", "suspect")
 SHOWN = 12  # at most this many lines per list; the rest are counted
+LINE = 400  # characters of a listed line (names and error texts come from the cases)
+
+
+def _safe(say: Say) -> Say:
+    """``say``, each line terminal-safe (``printable``: no escape sequence, no line break from a case's names or
+    error text) and at most ``LINE`` characters."""
+
+    def safe_say(line: str) -> None:
+        text = printable(line)
+        say(text if len(text) <= LINE else text[: LINE - 1] + "…")
+
+    return safe_say
 
 
 def outcome(case: Mapping[str, Any]) -> str:
@@ -92,7 +105,8 @@ def skipped_lines(skipped: Sequence[SkippedPoint]) -> list[str]:
 
 
 def summarise(doc: Mapping[str, Any], skipped: Sequence[SkippedPoint] = (), say: Say = print) -> int:
-    """Print the run's summary; return its exit status."""
+    """Print the run's summary (every line terminal-safe); return its exit status."""
+    say = _safe(say)
     cases = doc["cases"]
     counts = Counter(outcome(c) for c in cases)
     order = [*STATUSES, *sorted(set(counts) - set(STATUSES))]

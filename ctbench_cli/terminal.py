@@ -1,5 +1,10 @@
 """Tables for the terminal that never run wider than it: the columns that fit, in priority order, the others named
-below the table; long cells cut with an ellipsis."""
+below the table; long cells cut with an ellipsis.
+
+Everything printed here passes ``printable`` (``ctbench.text``): a name or an error text from a run file cannot
+start an escape sequence, move the cursor or break a line (a ``\n`` in a name is shown as ``\n``, never as a
+line of its own), and a lone surrogate is shown as an escape instead of failing to encode.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,24 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ctbench.text import printable
+
+__all__ = ["Col", "clip", "printable", "render", "say", "width"]
+
 
 def width() -> int:
     """The terminal's width (``COLUMNS`` first; 100 when the output is not a terminal)."""
     return max(40, shutil.get_terminal_size((100, 24)).columns)
 
 
-def clip(text: str, size: int) -> str:
-    text = " ".join(str(text).split())  # no newline or tab from a result file breaks a line
+def flat(text: object) -> str:
+    """``text`` on one line, terminal-safe (``printable``), runs of spaces as one."""
+    return " ".join(printable(text).split())
+
+
+def clip(text: object, size: int) -> str:
+    """``text`` as ``flat`` makes it, cut to ``size`` characters with an ellipsis."""
+    text = flat(text)
     return text if len(text) <= size else text[: max(0, size - 1)] + "…"
 
 
@@ -32,7 +47,7 @@ class Col:
 
 
 def _natural(col: Col) -> int:
-    return min(col.cap, max([len(col.header), *map(len, col.cells)]))
+    return min(col.cap, max([len(flat(col.header)), *(len(flat(c)) for c in col.cells)]))
 
 
 def render(cols: Sequence[Col], limit: int | None = None, gap: int = 2) -> tuple[list[str], list[str]]:
@@ -62,7 +77,7 @@ def render(cols: Sequence[Col], limit: int | None = None, gap: int = 2) -> tuple
 
 
 def say(lines: Sequence[str], limit: int | None = None) -> None:
-    """Print ``lines``, each cut to the terminal's width."""
+    """Print ``lines``, each terminal-safe (``printable``) and cut to the terminal's width."""
     limit = limit or width()
-    for line in lines:
+    for line in map(printable, lines):
         print(line if len(line) <= limit else line[: limit - 1] + "…")

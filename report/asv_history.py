@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from ctbench.plotting import plain_text
 from report.fmt import number, slug
 
 THRESHOLD = 0.05  # asv's default ``regressions_thresholds``
@@ -279,9 +280,10 @@ def build(folder: Path, target: Callable[[str], Path]) -> tuple[History, list[st
             ordered = series.assign(_at=series["commit"].map({c: i for i, c in enumerate(order)})).sort_values("_at")
             bench.flags += flags(ordered, str(name), f"{label} ({where})" if len(history.machines) > 1 else label, unit)
         try:
-            fig = figure(rows, order, dates, str(name), unit, bench.flags)
-            src = f"plots/history-{slug(str(name))}-{len(history.benchmarks)}.png"
-            fig.savefig(target(src), dpi=110, bbox_inches="tight")
+            with plain_text():  # benchmark and parameter names as they are, never as mathtext
+                fig = figure(rows, order, dates, str(name), unit, bench.flags)
+                src = f"plots/history-{slug(str(name))}-{len(history.benchmarks)}.png"
+                fig.savefig(target(src), dpi=110, bbox_inches="tight")
             bench.plot = src
         except Exception as exc:  # one benchmark's figure does not stop the page
             problems.append(f"history: {name}: {type(exc).__name__}: {exc}")

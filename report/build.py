@@ -22,8 +22,9 @@ from ctbench.env import hardware_label
 from ctbench.plotting import report_styles
 from ctbench.results import Describe, Skipped, load_runs
 from ctbench.table import METRIC, cases_frame, direction, latest, leaderboard, task_specs
+from ctbench.text import printable, shown
 from report import asv_history, comparison, pybench
-from report.fmt import csv_cell, safe_url
+from report.fmt import CSV_LINES, csv_frame, safe_url
 from report.plots import CustomPlots, save_all
 from report.site import Site
 from report.views import (
@@ -47,7 +48,7 @@ class Built:
 
     index: Path | None
     skipped: list[Skipped]
-    problems: list[str] = field(default_factory=list)  # e.g. a task whose plotting raised
+    problems: list[str] = field(default_factory=list)  # e.g. a task whose plotting raised; terminal-safe
 
 
 def _records(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -80,12 +81,9 @@ def _synthetic(df: pd.DataFrame) -> list[str]:
 
 
 def _write_csv(frame: pd.DataFrame, target: Path) -> None:
-    """``frame`` as CSV, every string a spreadsheet would run as a formula neutralised (``csv_cell``)."""
-    safe = frame.rename(columns=lambda c: csv_cell(str(c)))
-    for column in safe.columns:
-        if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
-            safe[column] = safe[column].map(csv_cell)
-    safe.to_csv(target, index=False, lineterminator="\r\n")  # RFC 4180: a CR inside a cell is quoted too
+    """``frame`` as CSV, every string a spreadsheet would run as a formula neutralised (``csv_cell``), every field
+    holding a CR or a LF quoted (RFC 4180 line ends)."""
+    csv_frame(frame).to_csv(target, index=False, lineterminator=CSV_LINES, errors="backslashreplace")
 
 
 def _runs_table(runs: Sequence[dict[str, Any]], links: dict[str, str]) -> list[dict[str, Any]]:
@@ -96,7 +94,7 @@ def _runs_table(runs: Sequence[dict[str, Any]], links: dict[str, str]) -> list[d
             {
                 "run_id": run["run_id"],
                 "created": run["created"],
-                "path": run.get("_path", ""),
+                "path": shown(run.get("_path", "")),
                 "hardware": label,
                 "anchor": links[label],
                 "tasks": ", ".join(dict.fromkeys(c["task"] for c in run["cases"])),
@@ -222,4 +220,4 @@ def build_report(
             synthetic=_synthetic(df),
         )
         site.finish()
-    return Built(index, skipped, problems)
+    return Built(index, skipped, [printable(p) for p in problems])  # printed by the command line as they are

@@ -18,6 +18,7 @@ import pandas as pd
 from ctbench.env import hardware_label
 from ctbench.results import Describe, Skipped, load_runs
 from ctbench.table import CASE, cases_frame, compare, params_label, task_specs
+from ctbench.text import shown
 from report.fmt import number, percent
 from report.views import TaskMeta
 
@@ -73,7 +74,7 @@ def _summary(run: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "run_id": run["run_id"],
         "created": run["created"],
-        "path": run.get("_path", ""),
+        "path": shown(run.get("_path", "")),
         "hardware": hardware_label(env),
         "commit": f"{env.get('git_commit') or '?'}{' (dirty)' if env.get('git_dirty') else ''}",
         "cases": len(run["cases"]),

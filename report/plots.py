@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ctbench.pareto_plot import pareto_figures
-from ctbench.plotting import DPI, draw_all
+from ctbench.plotting import DPI, draw_all, plain_text
 from ctbench.styles import Style, using
 from report.fmt import slug
 
@@ -88,25 +88,27 @@ def save_plots(
 
     ``styles`` are the report's (one per implementation across every plot); ``boards`` (title, leaderboard rows)
     feed the Pareto scatter. A plot that fails to draw does not stop the report: its page shows the error beside
-    the other figures.
+    the other figures. Every text is drawn as it is, never as mathtext (``plain_text``): a name like
+    ``$\\undefined{x}$`` cannot fail a figure.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figures, errors = _figures(task, spec, cases, records, custom, styles, boards)
-    plots = []
-    for name, fig in figures:
-        src = f"plots/{slug(task)}-{slug(name)}-{len(plots)}.png"
-        try:
-            fig.savefig(target(src), dpi=DPI, bbox_inches="tight")
-        except Exception as exc:
-            errors.append(f"{name}: {type(exc).__name__}: {exc}")
-        else:
-            plots.append(Plot(name, src))
-        finally:
-            plt.close(fig)
+    plots: list[Plot] = []
+    with plain_text():
+        figures, errors = _figures(task, spec, cases, records, custom, styles, boards)
+        for name, fig in figures:
+            src = f"plots/{slug(task)}-{slug(name)}-{len(plots)}.png"
+            try:
+                fig.savefig(target(src), dpi=DPI, bbox_inches="tight")
+            except Exception as exc:
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            else:
+                plots.append(Plot(name, src))
+            finally:
+                plt.close(fig)
     plt.close("all")
     return plots, "; ".join(errors)
 

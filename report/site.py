@@ -72,7 +72,7 @@ class Site:
     def render(self, template: str, name: str, **context: Any) -> Path:
         """Render a page into the staging folder; return the path it will have in the output folder."""
         html = self.env.get_template(template).render(**self.common, page=name, **context)
-        self.add(name).write_text(html, encoding="utf-8")
+        self.add(name).write_text(html, encoding="utf-8", errors="backslashreplace")  # never fails on a surrogate
         return self.given / name
 
     def _previous(self) -> list[Path]:

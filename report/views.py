@@ -17,6 +17,7 @@ import pandas as pd
 from ctbench.env import hardware_label
 from ctbench.ranking import objectives, rank_text
 from ctbench.table import GROUP, METRIC, params_label, params_order
+from ctbench.text import shown
 from report.fmt import header_unit, is_missing, number, safe_url, slug
 
 SCALE_ORDER = {"smoke": 0, "small": 1, "full": 2}
@@ -386,7 +387,7 @@ def environments(runs: Sequence[Mapping[str, Any]], hardware_links: Mapping[str,
             {
                 "run_id": run["run_id"],
                 "created": run["created"],
-                "path": run.get("_path", ""),
+                "path": shown(run.get("_path", "")),
                 "cases": len(run["cases"]),
                 "settings": ", ".join(f"{k}={v}" for k, v in settings.items()) if isinstance(settings, dict) else "",
                 "fields": known + extra,
