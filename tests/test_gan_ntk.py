@@ -76,7 +76,29 @@ def test_analytic_kernels_symmetric_psd_and_diagonal():
         q = arch.sigma_w**2 * q / 2 + beta2
         theta = q + arch.sigma_w**2 / 2 * theta
     assert torch.allclose(nngp.diagonal(), q, rtol=1e-12)
-    assert torch.allclose(ntk.diagonal(), theta, rtol=1e-7)  # arccos(1 - rounding) ~ 1e-8 on the diagonal
+    assert torch.allclose(ntk.diagonal(), theta, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dim", [2, 784])
+def test_ntk_diagonal_is_exact_to_rounding(dtype, dim):
+    """On the diagonal theta = 0 exactly (rho, a few ulps below 1 by rounding, is snapped to 1), so the kernels
+    equal their diagonal recursion to a few ulps; arccos(1 - ulp) would give theta = sqrt(eps) and an NTK error
+    about 1e-4 relative in float32, 1e-8 in float64. Also for a copy of the points (y not x)."""
+    x64 = 2.5 * torch.randn(50, dim, generator=torch.Generator().manual_seed(dim), dtype=F64)
+    arch = Architecture(depth=4, sigma_w=1.3, sigma_b=0.7, sigma_b_out=0.2)
+    q = arch.sigma_w**2 * (x64 * x64).sum(1) / dim + arch.sigma_b**2
+    ntk_diag = q.clone()
+    for layer in range(arch.depth):
+        beta2 = arch.sigma_b**2 if layer < arch.depth - 1 else arch.sigma_b_out**2
+        q = arch.sigma_w**2 * q / 2 + beta2
+        ntk_diag = q + arch.sigma_w**2 / 2 * ntk_diag
+    x = x64.to(dtype)
+    rtol = 50 * torch.finfo(dtype).eps
+    for y in (x, x.clone()):
+        nngp, ntk = relu_kernels(x, y, arch)
+        torch.testing.assert_close(nngp.diagonal().double(), q, rtol=rtol, atol=0)
+        torch.testing.assert_close(ntk.diagonal().double(), ntk_diag, rtol=rtol, atol=0)
 
 
 def test_analytic_nngp_matches_monte_carlo_within_standard_error():

@@ -31,7 +31,8 @@ same problem without the specialised path (the tests check that both give the sa
 
 Sampling: ``sampler`` hands a solver its source of minibatches: ``iid`` (default) draws ``batch_size`` indices
 uniformly with replacement; ``batches`` is benchopt's sampler: the samples cut into contiguous batches, visited
-in an order reshuffled after every pass (the first pass in order), each batch's id kept in ``batch_id``.
+in an order reshuffled after every pass (the first pass in order; each pass draws its last batch twice, as
+benchopt's does), each batch's id kept in ``batch_id`` (``suites.bilevel.sampling.FixedBatches``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from suites.bilevel.data import cleaning_data, hyperparam_data
 from suites.bilevel.exact import minimum
 from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
 from suites.bilevel.problem import BilevelProblem
-from suites.bilevel.quadratic import benchopt_problem, quadratic_problem
+from suites.bilevel.quadratic import quadratic_problem
+from suites.bilevel.simulated import benchopt_problem
 
 HYPERPARAM_DATA = {"hyperparam": "ijcnn1", "hyperparam-covtype": "covtype"}  # problem name -> LIBSVM set
 QUADRATICS = ("quadratic", "quadratic-benchopt")  # the task's generator, benchopt's ``simulated`` generator
@@ -43,8 +44,8 @@ def settings(problem: str, config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build(problem: str, config: Mapping[str, Any], data_root: Path, cache_dir: Path) -> BilevelProblem:
-    """The problem, named ``problem``, on the CPU in its own dtype (float64 for the quadratic, float32 for the
-    learning problems)."""
+    """The problem, named ``problem``, on the CPU in its own dtype (float64 for the task's quadratic, float32 for
+    ``quadratic-benchopt``, as benchopt, and for the learning problems)."""
     kind, s = kind_of(problem), settings(problem, config)
     if kind == "quadratic":
         generator = benchopt_problem if problem == "quadratic-benchopt" else quadratic_problem

@@ -2,22 +2,18 @@
 
     g_i(z, x) = 1/2 z^T A_i z + 1/2 x^T B_i x + x^T C_i z + a_i^T z + b_i^T x,   f_j likewise with its own samples.
 
-Each A_i = u_i u_i^T, B_i = w_i w_i^T, C_i = c_i e_i^T is rank one (as in benchopt's generator), built from
-whitened Gaussian vectors so that the averages have exactly the set spectra: eigenvalues of A and B log-spaced
-in [mu, L], singular values of C log-spaced in [min(mu, L_cross), L_cross]. With the averaged matrices,
-z*(x) = J x + z_0 (J = -A^-1 C^T, z_0 = -A^-1 a) and h(x) = F(z*(x), x) is the quadratic
+Each A_i = u_i u_i^T, B_i = w_i w_i^T, C_i = c_i e_i^T is rank one (as in benchopt's generator). With the averaged
+matrices, z*(x) = J x + z_0 (J = -A^-1 C^T, z_0 = -A^-1 a) and h(x) = F(z*(x), x) is the quadratic
 H = J^T A' J + B' + C' J + J^T C'^T,  q = J^T A' z_0 + C' z_0 + J^T a' + b',  c = 1/2 z_0^T A' z_0 + a'^T z_0,
-whose smallest eigenvalue is the PL constant. A draw whose H is not positive definite is redrawn (benchopt too).
+whose smallest eigenvalue is the PL constant.
 
 Two generators of the per-sample vectors:
-- ``quadratic_problem`` (the task's ``quadratic``): whitened samples, so the averaged matrices have exactly the set
-  spectra; x0 = 0; a draw is kept when the smallest eigenvalue of H is at least 1e-3.
-- ``benchopt_problem`` (``quadratic-benchopt``): benchopt's ``simulated`` dataset (benchmark_bilevel,
-  ``benchmark_utils/gen_matrices.py``): u_i = xi_i R_A with R_A = P diag(sqrt of logspace(mu, L)) P^T, so the averaged
-  A is an empirical covariance with that expected spectrum; w_i likewise with an exact zero eigenvalue besides
-  logspace(mu, L) on d_x - 1 directions; c_i = Q S xi'_i and e_i = Vh xi'_i from one Gaussian xi'_i, with
-  Q S Vh^T the expected cross matrix (S: singular values logspace(mu, L_cross)); a_i, b_i standard Gaussian;
-  z0 = 0, x0 = -2 (benchopt's starting point); a draw is kept when H's smallest eigenvalue is at least 1e-12.
+- ``quadratic_problem`` (the task's ``quadratic``): whitened Gaussian vectors and Haar-random bases, so that the
+  averages have exactly the set spectra (eigenvalues of A and B log-spaced in [mu, L], singular values of C
+  log-spaced in [min(mu, L_cross), L_cross]); float64; x0 = 0; a draw whose H has its smallest eigenvalue below
+  ``min_eig`` (1e-3) is redrawn with the next seed.
+- ``suites.bilevel.simulated.benchopt_problem`` (``quadratic-benchopt``): benchmark_bilevel's ``simulated``
+  generator, its distribution, dtype, acceptance test and starting point.
 
 Every g_i is a generalised linear model in (z, x): its derivatives are rank-one rows with per-sample scalar
 coefficients (``QuadraticOracles``, the problem's closed-form oracles):
@@ -113,16 +109,17 @@ def _orthonormal(d: int, k: int, gen: torch.Generator) -> Tensor:
     return torch.linalg.qr(torch.randn(d, k, generator=gen, dtype=DTYPE))[0]
 
 
-def _logspace(low: float, high: float, k: int) -> Tensor:
+def logspace(low: float, high: float, k: int) -> Tensor:
+    """k values log-spaced from ``low`` to ``high``, float64."""
     return torch.logspace(math.log10(low), math.log10(high), k, dtype=DTYPE)
 
 
 def _samples(n: int, dim_z: int, dim_x: int, mu: float, lip: float, lip_cross: float, gen: torch.Generator):
     """Per-sample vectors (u, w, c, e, a, b) of one finite sum, side by side in the rows of one matrix."""
-    root_a = _orthonormal(dim_z, dim_z, gen) * _logspace(mu, lip, dim_z).sqrt()
-    root_b = _orthonormal(dim_x, dim_x, gen) * _logspace(mu, lip, dim_x).sqrt()
+    root_a = _orthonormal(dim_z, dim_z, gen) * logspace(mu, lip, dim_z).sqrt()
+    root_b = _orthonormal(dim_x, dim_x, gen) * logspace(mu, lip, dim_x).sqrt()
     k = min(dim_z, dim_x)
-    s = _logspace(min(mu, lip_cross), lip_cross, k).sqrt()
+    s = logspace(min(mu, lip_cross), lip_cross, k).sqrt()
     left, right = _orthonormal(dim_x, k, gen) * s, _orthonormal(dim_z, k, gen) * s
     zeta = _whitened(n, k, gen)
     return torch.cat([
@@ -142,9 +139,9 @@ def _averages(data: Tensor, dim_z: int, dim_x: int) -> tuple[Tensor, ...]:
 
 
 def closed_form(inner: Tensor, outer: Tensor, dim_z: int, dim_x: int) -> ClosedForm:
-    """h(x) = 1/2 x^T H x + q^T x + c from the averaged inner and outer matrices (module docstring)."""
-    a_in, _, c_in, lin_in, _ = _averages(inner, dim_z, dim_x)
-    a_out, b_out, c_out, lin_z_out, lin_x_out = _averages(outer, dim_z, dim_x)
+    """h(x) = 1/2 x^T H x + q^T x + c from the averaged inner and outer matrices (module docstring), in float64."""
+    a_in, _, c_in, lin_in, _ = _averages(inner.to(DTYPE), dim_z, dim_x)
+    a_out, b_out, c_out, lin_z_out, lin_x_out = _averages(outer.to(DTYPE), dim_z, dim_x)
     jac = -torch.linalg.solve(a_in, c_in.T)
     z_0 = -torch.linalg.solve(a_in, lin_in)
     cross = c_out @ jac
@@ -180,7 +177,6 @@ def _problem(
     seed: int,
     min_eig: float,
     x0: float,
-    sampling: str = "iid",
 ) -> BilevelProblem:
     """The problem whose inner and outer samples ``sampler`` draws, redrawn (the seed advanced) until its value
     function's Hessian has its smallest eigenvalue >= ``min_eig``, in 20 draws at most; z0 = 0, x0 = ``x0``."""
@@ -194,6 +190,21 @@ def _problem(
             break
     else:
         raise ValueError(f"{name}: no draw with a positive definite value function in 20 tries (seed {seed})")
+    return assemble(name, dataset, (inner, outer), (dim_z, dim_x), form, x0, "iid")
+
+
+def assemble(
+    name: str,
+    dataset: str,
+    samples: tuple[Tensor, Tensor],
+    dims: tuple[int, int],
+    form: ClosedForm,
+    x0: float,
+    sampling: str,
+) -> BilevelProblem:
+    """The quadratic problem on the (inner, outer) ``samples`` (in their dtype) with value function ``form``:
+    z0 = 0, x0 = ``x0``, minibatches by ``sampling``."""
+    (inner, outer), (dim_z, dim_x) = samples, dims
     return BilevelProblem(
         name=name,
         dataset=dataset,
@@ -201,49 +212,9 @@ def _problem(
         f=quadratic_loss,
         inner_data=(inner,),
         outer_data=(outer,),
-        z0=torch.zeros(dim_z, dtype=DTYPE),
-        x0=torch.full((dim_x,), x0, dtype=DTYPE),
+        z0=torch.zeros(dim_z, dtype=inner.dtype),
+        x0=torch.full((dim_x,), x0, dtype=inner.dtype),
         closed_form=form,
         closed=QuadraticOracles(),
         sampling=sampling,
     )
-
-
-def _root(d: int, spectrum: Tensor, gen: torch.Generator) -> Tensor:
-    """P diag(sqrt(spectrum)) P^T for a random orthogonal P: rows xi R have covariance P diag(spectrum) P^T."""
-    basis = _orthonormal(d, d, gen)
-    return basis * spectrum.sqrt() @ basis.T
-
-
-def _benchopt_samples(n: int, dim_z: int, dim_x: int, mu: float, lip: float, lip_cross: float, gen: torch.Generator):
-    """Per-sample vectors (u, w, c, e, a, b) of one finite sum, as benchopt's ``gen_matrices`` draws them, side by
-    side in the rows of one matrix."""
-    root_a = _root(dim_z, _logspace(mu, lip, dim_z), gen)
-    root_b = _root(dim_x, torch.cat([torch.zeros(1, dtype=DTYPE), _logspace(mu, lip, dim_x - 1)]), gen)
-    k = min(dim_z, dim_x)
-    left, _, right_t = torch.linalg.svd(torch.randn(dim_x, dim_z, generator=gen, dtype=DTYPE))
-    singular = torch.zeros(dim_x, dim_z, dtype=DTYPE)
-    singular[range(k), range(k)] = _logspace(mu, lip_cross, k)
-    u = torch.randn(n, dim_z, generator=gen, dtype=DTYPE) @ root_a
-    w = torch.randn(n, dim_x, generator=gen, dtype=DTYPE) @ root_b
-    xi = torch.randn(n, dim_z, generator=gen, dtype=DTYPE)
-    c, e = xi @ (left @ singular).T, xi @ right_t.T
-    a, b = torch.randn(n, dim_z, generator=gen, dtype=DTYPE), torch.randn(n, dim_x, generator=gen, dtype=DTYPE)
-    return torch.cat([u, w, c, e, a, b], 1)
-
-
-def benchopt_problem(
-    n_inner: int,
-    n_outer: int,
-    dim_z: int,
-    dim_x: int,
-    mu: float = 0.1,
-    lip: float = 1.0,
-    lip_cross: float = 0.1,
-    seed: int = 2442,
-    min_eig: float = 1e-12,
-) -> BilevelProblem:
-    """benchopt's ``simulated`` quadratic (module docstring), sampled by benchopt's fixed batches; x0 = -2."""
-    draw = _benchopt_samples, (n_inner, n_outer, dim_z, dim_x, mu, lip, lip_cross), seed, min_eig
-    dataset = f"benchopt-simulated-{dim_z}x{dim_x}-n{n_inner}-m{n_outer}"
-    return _problem("quadratic-benchopt", dataset, *draw, x0=-2.0, sampling="batches")

@@ -105,8 +105,8 @@ class BilevelTask(Task):
         "beyond every budget (it does on the synthetic sets); the race check between SABA and SOBA measures, "
         "as the paper does, from the lowest h the run reached. Every solver's step size and outer ratio are tuned "
         "first on a held-apart seed, within the same budget of grid points for all (the chosen values and the grid "
-        "are in each case's note); quadratic-benchopt is benchmark_bilevel's simulated quadratic with its starting "
-        "point, grid, sampler and SOBA/SABA step rules."
+        "are in each case's note); quadratic-benchopt is benchmark_bilevel's simulated quadratic: its generator, "
+        "float32 data, starting point, grid, sampler and SOBA/SABA step rules."
     )
     interface = BilevelSolver
     step = Step("one step (iteration) of the solver, from a freshly init-ed state")
