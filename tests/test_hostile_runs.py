@@ -239,7 +239,8 @@ def _wait_for_journal(out: Path, lines: int, deadline: float = 120) -> Path:
 def test_a_second_identical_run_is_refused_while_the_first_runs(tmp_path, env):
     out, mark = tmp_path / "out", Path(env["HOSTILE_MARK"])
     mark.touch()
-    argv = args(out, "direct", f"{env['HOSTILE']}:Slow")
+    # unsandboxed: the sandbox hides /tmp, where the marker that holds the case lives
+    argv = args(out, "direct", f"{env['HOSTILE']}:Slow", extra=("--sandbox", "off"))
     first = subprocess.Popen([sys.executable, "-m", "ctbench_cli", *argv], env=env, stdout=subprocess.PIPE, text=True)
     _wait_for_journal(out, 2)
     second = ctbench(argv, env)
@@ -342,8 +343,24 @@ def test_a_malformed_record_is_refused_and_the_run_file_still_written(tmp_path, 
 
 def test_repeated_cases_run_once_and_a_spent_budget_is_recorded_not_journalled(tmp_path, env):
     out = tmp_path / "out"
-    argv = ["run", "--task", "tiny", "--param", "n=8,8,16", "--seed", "0", "--seed", "0", "--out", str(out),
-            "--no-report", "--max-run-time", "0.001", "--timeout", "600"]  # fmt: skip  (no timeout under load)
+    argv = [
+        "run",
+        "--task",
+        "tiny",
+        "--param",
+        "n=8,8,16",
+        "--seed",
+        "0",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--no-report",
+        "--max-run-time",
+        "0.001",
+        "--timeout",
+        "600",
+    ]  # fmt: skip  (no timeout under load)
     done = ctbench(argv, env, timeout=900)
     assert done.returncode == 1, done.stdout + done.stderr
     cases = run_file(out)["cases"]
