@@ -126,7 +126,7 @@ def test_an_interrupted_driver_resumes(tmp_path, roots, tiny_env, cluster):
     Path(env["CTBENCH_TEST_SLOW_MARK"]).touch()
     argv = ["run", "--task", "tiny", "--param", "n=8", "--out", str(tmp_path / "out"), "--no-report",
             "--executor", "ray", "--ray-address", cluster[0].address, "--impl", "direct",
-            "--impl", f"{roots / 'slow.py'}:Slow", "--sandbox", "off"]  # fmt: skip  (the sandbox hides the marker in /tmp)
+            "--impl", f"{roots / 'slow.py'}:Slow", "--sandbox", "off"]  # fmt: skip
     driver, lines = _driver(argv, env), []
     _until(driver, "tiny/direct [smoke n=8 seed=0]: ok", lines)
     driver.send_signal(signal.SIGINT)
@@ -144,7 +144,7 @@ def test_a_node_lost_mid_case_costs_a_retry_not_a_case(tmp_path, roots, tiny_env
     Path(env["CTBENCH_TEST_SLOW_MARK"]).touch()
     argv = ["run", "--task", "tiny", "--param", "n=8", "--out", str(tmp_path / "out"), "--no-report",
             "--executor", "ray", "--ray-address", head.address, "--impl", "direct",
-            "--impl", f"{roots / 'slow.py'}:Slow", "--sandbox", "off"]  # fmt: skip  (the sandbox hides the marker in /tmp)
+            "--impl", f"{roots / 'slow.py'}:Slow", "--sandbox", "off"]  # fmt: skip
     driver, lines = _driver(argv, env), []
     placed = _until(driver, "tiny/slow", lines)
     prefix = placed.rsplit("node ", 1)[1].strip()
