@@ -5,7 +5,7 @@ Reads ``OUT_DIR/calibration.json`` (``ctbench.calibrate``) and the run file(s) u
 (small enough to come back from a lent machine) and prints the text: per task a compact table of each case's step
 time, step memory and step energy (cases never started are counted, not listed), then the headline, last so that
 it is what a terminal's screen shows: the GPU's facts, the calibration's readings, the case statuses per task, the
-memory ratios issue 17 asks for, the failed checks and the cases that did not finish. Anything absent (no energy
+memory ratios each task declares, the failed checks and the cases that did not finish. Anything absent (no energy
 counter, no calibration, a task or case a ratio needs) is said so, never an error. Exit 0 when something was
 summarised, 1 when OUT_DIR holds neither a calibration nor a readable run file.
 """

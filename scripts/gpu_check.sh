@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/gpu_check.sh OUT_DIR: prove the GPU path in one prepared check (README "Checking a GPU", issue 17).
+# scripts/gpu_check.sh OUT_DIR: prove the GPU path in one prepared check (README "Checking a GPU").
 #
 # With the machine's own python3 (or $PYTHON), which must already hold a CUDA torch (nothing is installed from a
 # registry; torch is never touched), in at most 8 minutes of GPU time:

@@ -1,5 +1,5 @@
 """``scripts/gpu_check.sh`` and its summary (``ctbench_cli.gpu_summary``), on a CPU: the script says there is no GPU
-and exits 0 in seconds; the summary of a synthetic CUDA run states the calibration, the memory ratios of issue 17,
+and exits 0 in seconds; the summary of a synthetic CUDA run states the calibration, the memory ratios,
 the energy and the failed checks; and a rehearsal runs the script's whole logic on a CPU with the template task."""
 
 from __future__ import annotations

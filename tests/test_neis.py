@@ -325,7 +325,7 @@ def test_eg2_trains_with_the_authors_eg2_schedule_and_the_rest_keep_eg1s():
 
 
 def test_neis_mlp_on_eg2_at_smoke_reaches_the_modes():
-    """The case of issue 16: with eg1's assisted start the flow avoided the four modes (mean 0.012 Z)."""
+    """A regression case: with eg1's assisted start the flow avoided the four modes (mean 0.012 Z)."""
     result = smoke.run_case("neis", "neis_mlp", {"target": "eg2"})
     assert result.invalid_reason is None, result.invalid_reason
     assert result.metrics["variance_reduction"] >= NEISTask.scales["smoke"].config["min_variance_reduction"]

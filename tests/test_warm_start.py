@@ -1,4 +1,4 @@
-"""Warm start (issue 14): a case forked from the template gives the record a fresh interpreter gives, except its
+"""Warm start: a case forked from the template gives the record a fresh interpreter gives, except its
 timings; a case that crashes its process leaves the same template serving the next case; the template leaves when
 the runner closes it, by itself (not killed after a timeout). Cases are the template task's (``tests/template``)."""
 

@@ -16,11 +16,11 @@
     are taken at reconstructed activations O(h) away from the true ones, and a smooth Jacobian is then O(h) off,
     so the error is O(h). The band 0.25 separates first order from its neighbours: ReLU's measured -0.5 and a
     second-order -2 (the midpoints are -0.75 and -1.5). Measured at smoke scale: -0.83 on depths 32..128 (the
-    sweep since issue 14), about -0.91 on 64..256 (the local slopes above);
+    sweep), about -0.91 on 64..256 (the local slopes above);
   * Euler with ReLU: informative. Where a pre-activation lies within O(h) of its kink the reconstructed point
     sits on the other side and that unit's Jacobian is off by O(1), so first order holds only where the flow is
     smooth. Measured: -0.99 at smoke scale (width 8, depths 32..128; -0.97 on 64..256), -0.70 at the small
-    scale (width 16, depths 8..512); issue 16: about -0.5. It passes while the error still falls
+    scale (width 16, depths 8..512). It passes while the error still falls
     (p <= ``RELU_CONVERGES``); the value is the order measured;
   * Heun, either activation: second order at least, p <= -2 + ``HEUN_BAND`` (the same fit tolerance as Euler's:
     a second-order method's slope is -2 only in the limit, and a fit over two or three depths moves by about

@@ -13,7 +13,7 @@ The activation decides the order of Euler's adjoint. The adjoint's vector-Jacobi
 reconstructed x~_n, O(h) away from x_n; with softplus the Jacobian is Lipschitz in x, so each product is off by
 O(h) and the gradient error is O(h) = O(N^-1). ReLU's Jacobian jumps where a pre-activation crosses 0: the units
 within O(h) of their kink flip, each by O(1), so the error is no longer O(h) (measured, N = 8..512: about
-N^-0.7 at the small scale's width 16, N^-1 at smoke's width 8; issue 16: about N^-0.5).
+N^-0.7 at the small scale's width 16, N^-1 at smoke's width 8).
 """
 
 from __future__ import annotations

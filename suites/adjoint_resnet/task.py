@@ -10,7 +10,7 @@ across depths in ``checks.py``.
 The activation axis (relu, softplus) is there because it decides the order of Euler's adjoint: the gradient error
 is O(h) = O(N^-1) when the residual function is smooth (softplus), while ReLU's kinks can lower it (the Jacobian
 at the reconstructed point differs by O(1) on the units that cross their kink; measured for N = 8..512: about
-N^-0.7 at the small scale, N^-1 at smoke; issue 16: about N^-0.5). Heun's error falls about as N^-3 with either.
+N^-0.7 at the small scale, N^-1 at smoke). Heun's error falls about as N^-3 with either.
 The run checks measure both orders; gradient errors are measured in float64 (see ``protocol.grad_rel_error``).
 """
 
@@ -62,7 +62,7 @@ class AdjointResNet(Task):
         "(Euler, Heun) against backprop, checkpointing and torchdiffeq's continuous adjoint. The gradient error of "
         "Euler's adjoint is first order (about N^-1) with a smooth activation (softplus); with ReLU its order is not "
         "guaranteed, as the Jacobian jumps at the kinks the reconstructed activations cross (measured for N = 8..512: "
-        "about N^-0.7 at the small scale, N^-1 at smoke; issue 16: N^-0.5). Heun's falls about as N^-3 with either. "
+        "about N^-0.7 at the small scale, N^-1 at smoke). Heun's falls about as N^-3 with either. "
         "Gradient errors are measured in float64."
     )
     interface = StageGradient
@@ -86,7 +86,7 @@ class AdjointResNet(Task):
     scales = {
         "smoke": Scale(
             "smoke",
-            # depths to 128 (256 before issue 14: half the suite's time went to the deepest cases); the orders
+            # depths to 128 (deeper cases would take most of the suite's time); the orders
             # are fitted on 32..128 (Euler, softplus: -0.83; Heun, ReLU: -2.51, measured 2026-11-30)
             grid={"depth": [8, 32, 128], "activation": ACTIVATION},
             config={
