@@ -26,10 +26,10 @@ class Harness:
         self.tmp = Path(tempfile.mkdtemp(prefix="ctbench-harness-"))
         shutil.copytree(TEMPLATE, self.tmp / "tasks")
         os.environ["CTBENCH_PATH"] = str(self.tmp / "tasks")  # read when ``suites`` is first imported, below
-        from ctbench import registry
-        from ctbench.cases import expand
-        from ctbench.implementation import reference_impls
-        from ctbench.runner import RunSettings
+        from ctbench.api.implementation import reference_impls
+        from ctbench.catalog import registry
+        from ctbench.run.cases import expand
+        from ctbench.run.runner import RunSettings
 
         task = registry.get_task("tiny")
         refs = reference_impls("tiny", task.interface)
@@ -42,7 +42,7 @@ class Harness:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def time_per_case(self, start):
-        from ctbench.runner import run
+        from ctbench.run.runner import run
 
         shutil.rmtree(self.settings.out_dir, ignore_errors=True)
         run(self.cases, self.settings, say=lambda message: None)
@@ -51,7 +51,7 @@ class Harness:
         """Wall time per case minus the cases' own recorded durations: process start and harness."""
         import time
 
-        from ctbench.runner import run
+        from ctbench.run.runner import run
 
         shutil.rmtree(self.settings.out_dir, ignore_errors=True)
         begin = time.perf_counter()

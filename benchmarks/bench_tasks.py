@@ -8,8 +8,8 @@ metric. Adding a task adds its benchmarks here with no edit.
 
 from __future__ import annotations
 
-from ctbench import process, smoke
-from ctbench.registry import get_task
+from ctbench.catalog.registry import get_task
+from ctbench.run import process, smoke
 
 CASES = {c.id: c for c in smoke.bench_cases()}
 

@@ -1,17 +1,30 @@
-"""ctbench: benchmarks and leaderboards for memory-efficient and continuous-time deep learning."""
+"""ctbench: benchmarks and leaderboards for memory-efficient and continuous-time deep learning.
 
-from ctbench.implementation import Manifest
-from ctbench.measure import Policy
-from ctbench.task import (
+The engine's parts, each a subpackage that imports only those listed before it:
+
+- ``store``: run files (one versioned JSON document per run), their schema, text made safe to show;
+- ``machine``: the environment record, NVML, memory calibration;
+- ``api``: what a task author and a submitter import (re-exported here);
+- ``boards``: leaderboards, ranks, Pareto layers, boards and their cells, for ``show`` and the report alike;
+- ``figures``: plots drawn from run files, one palette;
+- ``catalog``: tasks found through the ``ctbench.tasks`` entry points and ``CTBENCH_PATH``, their descriptions,
+  submissions resolved in isolation;
+- ``isolation``: the sandbox, containment, the case's channel and the runner's outside view of it;
+- ``run``: cases, the runner, executors (local, Ray), a case's process, the journal.
+"""
+
+from ctbench.api import (
     CaseResult,
     Check,
     Context,
     Invalid,
     LinePlot,
+    Manifest,
     Metric,
     Paper,
     PaperNumber,
     Phase,
+    Policy,
     Prepared,
     RunCheck,
     Scale,
@@ -19,7 +32,7 @@ from ctbench.task import (
     Task,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.2.0"  # the one version: pyproject.toml reads it from here
 
 __all__ = [
     "CaseResult",

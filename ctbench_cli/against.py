@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctbench.cases import Case
-from ctbench.env import environment, hardware_label, node
-from ctbench.implementation import ImplRef, reference_impls
-from ctbench.registry import UsageError, description, get_task
-from ctbench.results import Skipped, load_runs
+from ctbench.api.implementation import ImplRef, task_references
+from ctbench.catalog.registry import UsageError, description, get_task
+from ctbench.machine.env import environment, hardware_label, node
+from ctbench.run.cases import Case
+from ctbench.store.results import Skipped, load_runs
 from ctbench_cli.show import show
 
 REFERENCE = "reference"
@@ -200,7 +200,7 @@ def board_runs(doc: Mapping[str, Any], stored: Sequence[tuple[dict[str, Any], di
 def _expected(task_name: str, sub_cases: Sequence[Case]) -> dict[Point, list[str]]:
     """At each of the submission's points, the installed references the task would run there."""
     task = get_task(task_name)
-    refs = reference_impls(task.name, task.interface)
+    refs = task_references(task)
     expected: dict[Point, list[str]] = {}
     for c in sub_cases:
         scale = task.scales[c.scale]
@@ -218,7 +218,7 @@ def _retimed(m: Match, say: Say) -> list[Case]:
         task_name, scale, params, seed = p
         if task_name not in by_task:
             task = get_task(task_name)
-            by_task[task_name] = {r.name: r for r in reference_impls(task.name, task.interface)}
+            by_task[task_name] = {r.name: r for r in task_references(task)}
         for impl in by_impl:
             if impl not in by_task[task_name]:
                 say(f"against: cannot rerun {impl} at {point_label(p)}: it is not installed here")

@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.env import hardware_label
-from ctbench.table import TaskSpecs, cases_frame, compare, task_specs
+from ctbench.boards.cells import number, percent
+from ctbench.boards.table import TaskSpecs, cases_frame, compare, task_specs
+from ctbench.machine.env import hardware_label
 from ctbench_cli.terminal import Col, render, say, width
-from report.fmt import number, percent
 
 VERDICTS = ("better", "worse", "within noise", "changed", "missing")
 

@@ -1,13 +1,13 @@
 """``python -m ctbench_cli.gpu_summary OUT_DIR``: the summary of ``scripts/gpu_check.sh``.
 
-Reads ``OUT_DIR/calibration.json`` (``ctbench.calibrate``) and the run file(s) under ``OUT_DIR/runs`` (through
-``ctbench.results.load_runs``: no task code is imported), writes ``OUT_DIR/summary.txt`` and ``OUT_DIR/summary.json``
-(small enough to come back from a lent machine) and prints the text: per task a compact table of each case's step
-time, step memory and step energy (cases never started are counted, not listed), then the headline, last so that
-it is what a terminal's screen shows: the GPU's facts, the calibration's readings, the case statuses per task, the
-memory ratios each task declares, the failed checks and the cases that did not finish. Anything absent (no energy
-counter, no calibration, a task or case a ratio needs) is said so, never an error. Exit 0 when something was
-summarised, 1 when OUT_DIR holds neither a calibration nor a readable run file.
+Reads ``OUT_DIR/calibration.json`` (``ctbench.run.calibrate``) and the run file(s) under ``OUT_DIR/runs`` (through
+``ctbench.store.results.load_runs``: no task code is imported), writes ``OUT_DIR/summary.txt`` and
+``OUT_DIR/summary.json`` (small enough to come back from a lent machine) and prints the text: per task a compact table
+of each case's step time, step memory and step energy (cases never started are counted, not listed), then the
+headline, last so that it is what a terminal's screen shows: the GPU's facts, the calibration's readings, the case
+statuses per task, the memory ratios each task declares, the failed checks and the cases that did not finish. Anything
+absent (no energy counter, no calibration, a task or case a ratio needs) is said so, never an error. Exit 0 when
+something was summarised, 1 when OUT_DIR holds neither a calibration nor a readable run file.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctbench.results import load_runs
+from ctbench.store.results import load_runs
 
 MIB, GIB = 2**20, 2**30
 STEP_METRICS = ("step_time_s", "step_peak_memory_bytes", "step_energy_j", "device_used_bytes")

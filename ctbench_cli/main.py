@@ -12,9 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from ctbench.implementation import ImplementationError
-from ctbench.registry import UsageError
-from ctbench.runner import SANDBOX_MODES
+from ctbench.api.implementation import ImplementationError
+from ctbench.catalog.registry import UsageError
+from ctbench.run.runner import SANDBOX_MODES
 from ctbench_cli import options, run, view
 from ctbench_cli.run import CACHE
 

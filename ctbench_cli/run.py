@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from ctbench.cases import Case, SkippedPoint, parse_param, plan, unique
-from ctbench.executors import LocalExecutor
-from ctbench.implementation import ImplRef, reference_impls, unavailable_references
-from ctbench.registry import UsageError, broken_tasks, get_task, tasks
-from ctbench.resolver import resolve_isolated
-from ctbench.runner import RunSettings, run
-from ctbench.sandbox import bwrap
+from ctbench.api.implementation import ImplRef, task_references, unavailable_references
+from ctbench.catalog.registry import UsageError, broken_tasks, get_task, tasks
+from ctbench.catalog.resolver import resolve_isolated
+from ctbench.isolation.sandbox import bwrap
+from ctbench.run.cases import Case, SkippedPoint, parse_param, plan, unique
+from ctbench.run.executors import LocalExecutor
+from ctbench.run.runner import RunSettings, run
 from ctbench_cli import against
 from ctbench_cli.summary import summarise
 from ctbench_cli.terminal import printable
@@ -58,7 +58,7 @@ def impls_for(
     submission resolved in its own process, sandboxed unless ``--sandbox off`` (or no bubblewrap with ``auto``):
     the runner never imports a submission's code."""
     task = get_task(task_name)
-    refs = reference_impls(task.name, task.interface)
+    refs = task_references(task)
     by_name = {r.name: r for r in refs}
     names = [s for s in selectors if s in by_name]
     specs = [s for s in selectors if s not in by_name]
@@ -109,7 +109,7 @@ def _executor(args: argparse.Namespace, settings: RunSettings, say: Callable[[st
     if not args.ray_address:
         raise UsageError("--executor ray needs --ray-address HOST:PORT (the head node: `ray start --head`)")
     try:
-        from ctbench.ray_executor import RayExecutor
+        from ctbench.run.ray_executor import RayExecutor
     except ImportError as exc:
         raise UsageError(f"--executor ray needs Ray: pip install 'ctbench[ray]' ({exc})") from None
     return RayExecutor(settings, args.ray_address, args.cases_per_node, say)

@@ -12,12 +12,13 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.ranking import objectives, rank_text
-from ctbench.registry import UsageError
-from ctbench.table import METRIC, TaskSpecs, cases_frame, latest, leaderboard, task_specs
+from ctbench.boards.cells import is_missing, number
+from ctbench.boards.groups import board_groups, board_title
+from ctbench.boards.ranking import objectives, rank_text
+from ctbench.boards.spreadsheet import CSV_LINES, csv_frame
+from ctbench.boards.table import METRIC, TaskSpecs, cases_frame, latest, leaderboard, task_specs
+from ctbench.catalog.registry import UsageError
 from ctbench_cli.terminal import Col, render, say, width
-from report.fmt import CSV_LINES, csv_frame, is_missing, number
-from report.views import board_groups, board_title
 
 FORMATS = ("table", "csv", "json")
 

@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ctbench.cases import SkippedPoint
-from ctbench.table import params_label
-from ctbench.text import printable
+from ctbench.boards.table import params_label
+from ctbench.run.cases import SkippedPoint
+from ctbench.store.text import printable
 
 Say = Callable[[str], None]
 STATUSES = ("ok", "invalid as expected", "invalid", "failed", "timeout", "oom", "suspect")

@@ -1,7 +1,7 @@
 """Tables for the terminal that never run wider than it: the columns that fit, in priority order, the others named
 below the table; long cells cut with an ellipsis.
 
-Everything printed here passes ``printable`` (``ctbench.text``): a name or an error text from a run file cannot
+Everything printed here passes ``printable`` (``ctbench.store.text``): a name or an error text from a run file cannot
 start an escape sequence, move the cursor or break a line (a ``\n`` in a name is shown as ``\n``, never as a
 line of its own), and a lone surrogate is shown as an escape instead of failing to encode.
 """
@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ctbench.text import printable
+from ctbench.store.text import printable
 
 __all__ = ["Col", "clip", "printable", "render", "say", "width"]
 

@@ -7,9 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ctbench.implementation import reference_impls, unavailable_references
-from ctbench.registry import broken_tasks, description, tasks
-from ctbench.results import load_runs
+from ctbench.api.implementation import task_references, unavailable_references
+from ctbench.catalog.registry import broken_tasks, description, tasks
+from ctbench.store.results import load_runs
 from ctbench_cli.compare_text import print_compare
 from ctbench_cli.show import show
 
@@ -25,7 +25,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         better = "higher" if task.metrics[task.primary_metric].higher_is_better else "lower"
         print(f"  primary metric: {task.primary_metric} ({better} is better)")
         print(f"  step:    {task.step.what}")
-        for ref in reference_impls(task.name, task.interface):
+        for ref in task_references(task):
             print(f"  impl:    {ref.name}  ({ref.spec})")
         for module, why in unavailable_references(task.name).items():
             print(f"  impl:    {module}  NOT AVAILABLE: {why}")

@@ -27,8 +27,9 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.plotting import plain_text
-from report.fmt import number, slug
+from ctbench.boards.cells import number
+from ctbench.figures.plotting import plain_text
+from report.fmt import slug
 
 THRESHOLD = 0.05  # asv's default ``regressions_thresholds``
 MAX_TICKS = 24  # commit labels on an axis; more commits are labelled every k-th

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ctbench.results import SCHEMA, write_run
+from ctbench.store.results import SCHEMA, write_run
 
 TASK = "adjoint_resnet"
 IMPLS = (
@@ -50,7 +50,7 @@ def _vs_depth(name: str, metric: str) -> dict[str, Any]:
     return {"name": name, "x": "param.depth", "y": metric, "xlog": True, "ylog": True, "where": {}}
 
 
-# the description a run file of the task carries (``ctbench.describe``), written out: no task code is imported
+# the description a run file of the task carries (``ctbench.catalog.describe``), written out: no task code is imported
 DESCRIPTION = {
     "summary": "synthetic cases, to time the report",
     "paper": {"title": "synthetic", "authors": "synthetic", "venue": "-", "url": ""},

@@ -18,19 +18,19 @@ from typing import Any
 import pandas as pd
 
 from ctbench import __version__
-from ctbench.env import hardware_label
-from ctbench.plotting import report_styles
-from ctbench.results import Describe, Skipped, load_runs
-from ctbench.table import METRIC, cases_frame, direction, latest, leaderboard, task_specs
-from ctbench.text import printable, shown
+from ctbench.boards.groups import board_groups, board_title
+from ctbench.boards.spreadsheet import CSV_LINES, csv_frame
+from ctbench.boards.table import METRIC, cases_frame, direction, latest, leaderboard, task_specs
+from ctbench.figures.plotting import report_styles
+from ctbench.machine.env import hardware_label
+from ctbench.store.results import Describe, Skipped, load_runs
+from ctbench.store.text import printable, shown
 from report import asv_history, comparison, pybench
-from report.fmt import CSV_LINES, csv_frame, safe_url
+from report.fmt import safe_url
 from report.plots import CustomPlots, save_all
 from report.site import Site
 from report.views import (
     TaskMeta,
-    board_groups,
-    board_title,
     boards,
     case_checks,
     environments,

@@ -1,4 +1,4 @@
-"""The compare page: which two runs, and the verdict of ``ctbench.table.compare`` for every shared case.
+"""The compare page: which two runs, and the verdict of ``ctbench.boards.table.compare`` for every shared case.
 
 By default the report compares the most recent run that has an earlier run sharing at least one case with it,
 to the most recent such earlier run; ``build_report(compare=(A, B))`` (``ctbench report --compare A B``) picks
@@ -15,11 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.env import hardware_label
-from ctbench.results import Describe, Skipped, load_runs
-from ctbench.table import CASE, cases_frame, compare, params_label, task_specs
-from ctbench.text import shown
-from report.fmt import number, percent
+from ctbench.boards.cells import number, percent
+from ctbench.boards.table import CASE, cases_frame, compare, params_label, task_specs
+from ctbench.machine.env import hardware_label
+from ctbench.store.results import Describe, Skipped, load_runs
+from ctbench.store.text import shown
 from report.views import TaskMeta
 
 VERDICTS = ("worse", "better", "changed", "within noise", "missing")
@@ -37,7 +37,7 @@ class Comparison:
 
 
 def _keys(run: Mapping[str, Any]) -> set[tuple]:
-    """The run's cases up to their seed, as ``ctbench.table.compare`` matches them."""
+    """The run's cases up to their seed, as ``ctbench.boards.table.compare`` matches them."""
     return {
         (c["task"], c["impl"], c["submission"], c["scale"], c["dataset"], params_label(c["params"]))
         for c in run["cases"]

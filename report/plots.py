@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.pareto_plot import pareto_figures
-from ctbench.plotting import DPI, draw_all, plain_text
-from ctbench.styles import Style, using
+from ctbench.figures.palette import Style, using
+from ctbench.figures.pareto import pareto_figures
+from ctbench.figures.plotting import DPI, draw_all, plain_text
 from report.fmt import slug
 
 # task name, its cases frame and records -> named figures (``Task.plots``), supplied by the command line

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctbench.results import Skipped
-from report.fmt import number
+from ctbench.boards.cells import number
+from ctbench.store.results import Skipped
 
 CI_JSON = Path(".ci/out/pytest-benchmark.json")  # where .ci/run writes it, relative to the repository root
 STATS = ("median", "iqr", "mean", "stddev", "min", "max")

@@ -1,4 +1,4 @@
-"""What the templates show, computed from the run documents and ``ctbench.table``'s frames.
+"""What the templates show, computed from the run documents and ``ctbench.boards.table``'s frames.
 
 Everything here turns pandas frames and run records into plain rows (dicts and dataclasses) with their display
 text already formatted; the templates only lay them out (and escape them).
@@ -6,7 +6,6 @@ text already formatted; the templates only lay them out (and escape them).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
@@ -14,19 +13,13 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.env import hardware_label
-from ctbench.ranking import objectives, rank_text
-from ctbench.table import GROUP, METRIC, params_label, params_order
-from ctbench.text import shown
-from report.fmt import header_unit, is_missing, number, safe_url, slug
-
-SCALE_ORDER = {"smoke": 0, "small": 1, "full": 2}
-KEYS = [c for c in GROUP if c != "task"]  # what tells one board of a task from another
-
-
-def natural(text: Any) -> tuple:
-    """Sort key that puts ``depth=16`` before ``depth=128``."""
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(text)))
+from ctbench.boards.cells import header_unit, is_missing, number
+from ctbench.boards.groups import KEYS, SCALE_ORDER, board_groups, natural
+from ctbench.boards.ranking import objectives, rank_text
+from ctbench.boards.table import METRIC, params_label
+from ctbench.machine.env import hardware_label
+from ctbench.store.text import shown
+from report.fmt import safe_url, slug
 
 
 @dataclass(frozen=True)
@@ -46,7 +39,7 @@ class Column:
 
 @dataclass
 class TaskMeta:
-    """A task as the pages need it, from the description its run files carry (``ctbench.describe``); ``spec`` is
+    """A task as the pages need it, from the description its run files carry (``ctbench.catalog.describe``); ``spec`` is
     None for a run file that carries none (an old file of a task this installation does not know)."""
 
     name: str
@@ -124,29 +117,6 @@ def _cell(value: Any, column: Column) -> dict[str, Any]:
     return {"text": number(value, column.unit), "sort": "" if is_missing(value) else repr(float(value))}
 
 
-def _group_key(key: tuple, order: Mapping[str, int]) -> tuple:
-    """Scale first (smoke, small, full), then dataset, parameters by value (depth 8 < 64 < 256), hardware."""
-    named = dict(zip(KEYS, key, strict=True))
-    return (SCALE_ORDER.get(named["scale"], 9), natural(named["scale"]), natural(named["dataset"]),
-            order.get(named["params"], 0), natural(named["hardware"]))  # fmt: skip
-
-
-def board_groups(board: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
-    """``ctbench.table.leaderboard``'s frame cut into one frame per board, smoke before small, depth 16 before 128."""
-    if board.empty:
-        return []
-    by_params = board.drop_duplicates("params").set_index("params")["params_json"]
-    order = {p: i for i, p in enumerate(sorted(by_params.index, key=lambda p: params_order(by_params[p])))}
-    grouped = board.groupby(KEYS, sort=False, dropna=False)
-    return sorted(((key, group) for key, group in grouped), key=lambda kv: _group_key(kv[0], order))
-
-
-def board_title(key: tuple) -> str:
-    """``scale | params | dataset | hardware`` of a board's key."""
-    named = dict(zip(KEYS, key, strict=True))
-    return " | ".join(str(named[k]) for k in ("scale", "params", "dataset", "hardware"))
-
-
 def key_columns(meta: TaskMeta, rank_by: str, present: Sequence[str]) -> list[str]:
     """The metrics a board shows first: the one it is ranked by, then the task's objectives."""
     names = [rank_by] if rank_by else []
@@ -206,7 +176,7 @@ def _unranked(rows: list[dict[str, Any]], meta: TaskMeta, rank_by: str) -> str:
 
 
 def boards(board: pd.DataFrame, meta: TaskMeta, hardware_links: Mapping[str, str]) -> list[Board]:
-    """``ctbench.table.leaderboard``'s frame cut into one board per group, smoke before small, depth 16
+    """``ctbench.boards.table.leaderboard``'s frame cut into one board per group, smoke before small, depth 16
     before 128; the key metrics first, the rest apart."""
     out = []
     for key, group in board_groups(board):

@@ -77,7 +77,7 @@ EOF
 
 # 2. The memory calibration (exit 1 on a failed reading).
 echo "gpu_check: calibration on $DEVICE"
-"$PY" -m ctbench.calibrate --device "$DEVICE" --out "$OUT/calibration.json"
+"$PY" -m ctbench.run.calibrate --device "$DEVICE" --out "$OUT/calibration.json"
 calibration_rc=$?
 
 # 3. Every task that has the scale (GPU_CHECK_TASKS: those only), one run, one run file. --max-run-time stops
@@ -87,7 +87,7 @@ if [ -n "${GPU_CHECK_TASKS:-}" ]; then
 else
     tasks=$("$PY" - "$SCALE" <<'EOF'
 import sys
-from ctbench.registry import broken_tasks, tasks
+from ctbench.catalog.registry import broken_tasks, tasks
 for name, task in tasks().items():
     if sys.argv[1] in task.scales:
         print(name)

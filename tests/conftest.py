@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ctbench.data import install_debian_fashion_mnist
+from ctbench.api.data import install_debian_fashion_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "template"

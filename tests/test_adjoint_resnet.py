@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from ctbench import smoke
-from ctbench.data import import_torchvision, load_torchvision, synthetic_images
-from ctbench.measure import Meter, peak_memory
-from ctbench.registry import get_task
-from ctbench.task import Context
+from ctbench.api.data import import_torchvision, load_torchvision, synthetic_images
+from ctbench.api.measure import Meter, peak_memory
+from ctbench.api.task import Context
+from ctbench.catalog.registry import get_task
+from ctbench.run import smoke
 from reference_impls.adjoint_resnet.adjoint_euler import AdjointEuler
 from reference_impls.adjoint_resnet.adjoint_heun import AdjointHeun
 from reference_impls.adjoint_resnet.backprop import Backprop

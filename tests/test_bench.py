@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from ctbench import smoke
+from ctbench.run import smoke
 
 CASES = smoke.bench_cases()
 

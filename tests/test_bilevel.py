@@ -16,11 +16,11 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import suites.bilevel.exact as exact
-from ctbench import smoke
-from ctbench.describe import all_metrics
-from ctbench.measure import Meter
-from ctbench.protocol import run_case
-from ctbench.registry import get_task
+from ctbench.api.measure import Meter
+from ctbench.catalog.describe import all_metrics
+from ctbench.catalog.registry import get_task
+from ctbench.run import smoke
+from ctbench.run.protocol import run_case
 from reference_impls.bilevel.amigo import AmIGO
 from reference_impls.bilevel.fsla import FSLA
 from reference_impls.bilevel.full_batch import FullBatch

@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ctbench import cgroup, containment, procfs
-from ctbench.footprint import footprint, host_shm_device
+from ctbench.isolation import cgroup, containment, procfs
+from ctbench.isolation.footprint import footprint, host_shm_device
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 

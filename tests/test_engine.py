@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ctbench import Metric, Phase, Step, process
-from ctbench.cache import cached, key
-from ctbench.describe import all_metrics, engine_metrics
-from ctbench.measure import Memory, Meter, StepStats, Timing
-from ctbench.sweeps import flat, grows, loglog_slope, ratio, settings, slope, sweeps
+from ctbench import Metric, Phase, Step
+from ctbench.api.cache import cached, key
+from ctbench.api.measure import Memory, Meter, StepStats, Timing
+from ctbench.api.sweeps import flat, grows, loglog_slope, ratio, settings, slope, sweeps
+from ctbench.catalog.describe import all_metrics, engine_metrics
+from ctbench.run import process
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -155,7 +156,9 @@ def test_layers_point_one_way():
         assert not bad, f"{path.name} imports {bad}"
     for path in [*(REPO / "report").glob("*.py"), REPO / "ctbench" / "table.py", REPO / "ctbench" / "plotting.py"]:
         bad = {m for m in _imports(path) if m.split(".")[0] in ("suites", "reference_impls", "ctbench_cli")}
-        bad |= {m for m in _imports(path) if m in ("ctbench.registry", "ctbench.smoke", "ctbench.worker")}
+        bad |= {
+            m for m in _imports(path) if m in ("ctbench.catalog.registry", "ctbench.run.smoke", "ctbench.run.worker")
+        }
         assert not bad, f"{path} imports {bad}"
 
 

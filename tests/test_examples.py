@@ -1,8 +1,8 @@
 """``examples/``: one small worked submission per task, each run through its task's smoke protocol.
 
-Each example is loaded as a submission is (``ctbench.implementation.resolve``: the task's interface checked, a
+Each example is loaded as a submission is (``ctbench.api.implementation.resolve``: the task's interface checked, a
 manifest required, no reference's name taken) and run in-process at the cheapest smoke point of its task through
-the same engine as ``ctbench run`` (``ctbench.smoke.run_case``): it must complete as ``ok`` would (not invalid,
+the same engine as ``ctbench run`` (``ctbench.run.smoke.run_case``): it must complete as ``ok`` would (not invalid,
 every metric finite) with every case check passing. One goes through the command line too.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from ctbench import smoke
-from ctbench.implementation import load_class, reference_impls, resolve
-from ctbench.registry import get_task, tasks
+from ctbench.api.implementation import load_class, reference_impls, resolve
+from ctbench.catalog.registry import get_task, tasks
+from ctbench.run import smoke
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

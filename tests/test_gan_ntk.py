@@ -12,11 +12,12 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ctbench import Invalid, smoke
-from ctbench.describe import all_metrics
-from ctbench.protocol import run_case
-from ctbench.registry import get_task
-from ctbench.worker import execute
+from ctbench import Invalid
+from ctbench.catalog.describe import all_metrics
+from ctbench.catalog.registry import get_task
+from ctbench.run import smoke
+from ctbench.run.protocol import run_case
+from ctbench.run.worker import execute
 from reference_impls.gan_ntk._kernel_flow import ode_coefficients, training_set
 from reference_impls.gan_ntk.finite_width import FiniteWidth
 from reference_impls.gan_ntk.ipm import IPM

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ctbench.results import SCHEMA, write_run
+from ctbench.store.results import SCHEMA, write_run
 from ctbench_cli import gpu_summary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -198,7 +198,7 @@ def test_a_cpu_rehearsal_runs_the_whole_script(tmp_path):
 
 
 def test_gan_ntk_gpu_smoke_is_a_short_subset_of_small():
-    from ctbench.registry import get_task
+    from ctbench.catalog.registry import get_task
 
     task = get_task("gan_ntk")
     gpu, small = task.scales["gpu-smoke"], task.scales["small"]

@@ -26,9 +26,9 @@ import pandas as pd
 import pytest
 from test_report import METHODS, case, run_doc
 
-from ctbench import results, schema
-from ctbench.results import ResultFileError, load_run, load_runs, validate, write_run
-from ctbench.table import cases_frame, leaderboard, task_specs
+from ctbench.boards.table import cases_frame, leaderboard, task_specs
+from ctbench.store import results, schema
+from ctbench.store.results import ResultFileError, load_run, load_runs, validate, write_run
 from report import build_report
 from report.fmt import bdi
 

@@ -19,11 +19,11 @@ import pytest
 from test_hostile_files import REPO, TASK, deadline, good_doc, write
 from test_report import METHODS, case, run_doc
 
-from ctbench.cases import parse_param
-from ctbench.journal import Journal
-from ctbench.registry import UsageError
-from ctbench.results import load_run, write_run
-from ctbench.text import printable
+from ctbench.catalog.registry import UsageError
+from ctbench.run.cases import parse_param
+from ctbench.run.journal import Journal
+from ctbench.store.results import load_run, write_run
+from ctbench.store.text import printable
 from ctbench_cli.summary import summarise
 from report import build_report
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ctbench.launch import PREFIX
+from ctbench.run.launch import PREFIX
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 
@@ -116,7 +116,7 @@ class ClaimsAnotherMachine(Solver):
     manifest = Manifest(name="claims")
 
     def solve(self, a, b):
-        import ctbench.worker as w
+        import ctbench.run.worker as w
         w.host_facts = lambda: {"host": "gpu-box", "hardware": "NVIDIA H200 (141 GiB)", "expected_invalid": "yes"}
         return torch.linalg.solve(a, b)
 
@@ -126,7 +126,7 @@ class Malformed(Solver):
     manifest = Manifest(name="malformed")
 
     def solve(self, a, b):
-        import ctbench.worker as w
+        import ctbench.run.worker as w
         w.host_facts = lambda: {"series": {"curve": [[1, "a"]]}}
         return torch.linalg.solve(a, b)
 
@@ -370,6 +370,6 @@ def test_repeated_cases_run_once_and_a_spent_budget_is_recorded_not_journalled(t
 
 
 def test_the_run_key_changes_with_the_settings():
-    from ctbench.cases import run_key
+    from ctbench.run.cases import run_key
 
     assert run_key([], {"device": "cpu"}) != run_key([], {"device": "cuda"}) and run_key([], {}) == run_key([])

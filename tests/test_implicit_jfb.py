@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from ctbench import Invalid
-from ctbench.describe import all_metrics
-from ctbench.measure import peak_memory
-from ctbench.protocol import run_case as engine_run_case
-from ctbench.registry import get_task
-from ctbench.smoke import case_state, context, reference, run_case
-from ctbench.worker import execute
+from ctbench.api.measure import peak_memory
+from ctbench.catalog.describe import all_metrics
+from ctbench.catalog.registry import get_task
+from ctbench.run.protocol import run_case as engine_run_case
+from ctbench.run.smoke import case_state, context, reference, run_case
+from ctbench.run.worker import execute
 from suites.implicit_jfb import checks, training
 from suites.implicit_jfb.exact import cosine, flat, implicit_gradient
 from suites.implicit_jfb.layer import Layer
@@ -478,7 +478,7 @@ def test_speed_checks_compare_each_cases_backward_against_its_own_one_step_backw
 
 
 def test_plots_from_case_records():
-    from ctbench.table import cases_frame
+    from ctbench.boards.table import cases_frame
 
     metrics = {
         "step_peak_memory_bytes": 1e7,

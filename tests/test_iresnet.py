@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from ctbench import smoke
-from ctbench.measure import Memory, peak_memory
-from ctbench.registry import get_task
+from ctbench.api.measure import Memory, peak_memory
+from ctbench.catalog.registry import get_task
+from ctbench.run import smoke
 from reference_impls.iresnet.exact import Exact
 from reference_impls.iresnet.iresnet import IResNet
 from reference_impls.iresnet.normflows_residual import NormflowsResidual
@@ -487,9 +487,9 @@ def test_run_checks_flag_memory_shape_and_speed_ratios():
 
 
 def test_plots_from_smoke_records(smoke_results):
-    from ctbench.describe import all_metrics
-    from ctbench.plotting import draw
-    from ctbench.table import cases_frame
+    from ctbench.boards.table import cases_frame
+    from ctbench.catalog.describe import all_metrics
+    from ctbench.figures.plotting import draw
 
     task = get_task(TASK)
     records = []

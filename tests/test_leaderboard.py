@@ -21,13 +21,13 @@ import pytest
 from test_report import METHODS, case, run_doc
 
 from ctbench import Metric, Paper, Scale, Step, Task
-from ctbench.cases import plan
-from ctbench.describe import describe
-from ctbench.implementation import ImplRef, Manifest
-from ctbench.ranking import default_objectives, objectives, pareto_layers, rank_text, tied_ranks
-from ctbench.registry import description
-from ctbench.styles import REFERENCE_COLOURS, assign, complete
-from ctbench.table import cases_frame, compare, latest, leaderboard, task_specs
+from ctbench.api.implementation import ImplRef, Manifest
+from ctbench.boards.ranking import default_objectives, objectives, pareto_layers, rank_text, tied_ranks
+from ctbench.boards.table import cases_frame, compare, latest, leaderboard, task_specs
+from ctbench.catalog.describe import describe
+from ctbench.catalog.registry import description
+from ctbench.figures.palette import REFERENCE_COLOURS, assign, complete
+from ctbench.run.cases import plan
 from ctbench_cli.summary import exit_status, skipped_lines, summarise
 
 REPO = Path(__file__).resolve().parent.parent
@@ -267,9 +267,9 @@ def _line_colours(figure) -> dict[str, str]:
 def test_plots_share_the_report_styles_mark_submissions_and_use_plain_ticks():
     import matplotlib.pyplot as plt
 
-    from ctbench.pareto_plot import pareto_figures
-    from ctbench.plotting import DPI, draw, entries, plain
-    from report.views import board_groups, board_title
+    from ctbench.boards.groups import board_groups, board_title
+    from ctbench.figures.pareto import pareto_figures
+    from ctbench.figures.plotting import DPI, draw, entries, plain
 
     cases = [case(m, d, accuracy=0.7 + 0.01 * i) for i, m in enumerate(METHODS) for d in (8, 64, 256)]
     cases += [mine(0.9, 1e-6, "h", depth=d) for d in (8, 64, 256)]

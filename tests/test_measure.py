@@ -4,8 +4,8 @@ import time as clock
 
 import torch
 
-from ctbench.env import environment
-from ctbench.measure import Policy, measure_step, peak_memory, time_call
+from ctbench.api.measure import Policy, measure_step, peak_memory, time_call
+from ctbench.machine.env import environment
 
 CPU = torch.device("cpu")
 

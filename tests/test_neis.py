@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
-from ctbench import Manifest, smoke
-from ctbench.describe import all_metrics
-from ctbench.plotting import draw
+from ctbench import Manifest
+from ctbench.catalog.describe import all_metrics
+from ctbench.figures.plotting import draw
+from ctbench.run import smoke
 from reference_impls.neis.ais import AIS
 from reference_impls.neis.neis_gradient import GradientField, NEISGradient
 from reference_impls.neis.neis_linear import LinearField, NEISLinear
@@ -294,7 +295,7 @@ def test_run_checks_flag_what_they_should():
 
 
 def test_plots_draw_the_per_target_dimension_and_training_figures():
-    from ctbench.table import cases_frame
+    from ctbench.boards.table import cases_frame
 
     cases = []
     for impl, factor in (("neis_gradient", 1.0), ("ais", 30.0)):

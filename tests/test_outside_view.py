@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ctbench import outside
-from ctbench.channel import NO_SECRET, Reader, Writer
-from ctbench.results import load_runs
-from ctbench.table import cases_frame, leaderboard, task_specs
+from ctbench.boards.table import cases_frame, leaderboard, task_specs
+from ctbench.isolation import outside
+from ctbench.isolation.channel import NO_SECRET, Reader, Writer
+from ctbench.store.results import load_runs
 
 FAKERS = '''
 import time
@@ -27,7 +27,7 @@ from suites.tiny.interface import Solver
 
 def slow_clocks(factor=1000.0):
     """The process's clocks run ``factor`` times slower than real time, from now on."""
-    for name in ("perf_counter", "process_time"):  # the engine's clocks (ctbench.measure)
+    for name in ("perf_counter", "process_time"):  # the engine's clocks (ctbench.api.measure)
         real = getattr(time, name)
         start = real()
         setattr(time, name, lambda real=real, start=start: start + (real() - start) / factor)
@@ -52,7 +52,7 @@ class HidesMemory(Solver):
     manifest = Manifest(name="hides_memory")
 
     def solve(self, a, b):
-        import ctbench.measure as m
+        import ctbench.api.measure as m
         m._proc_status_kb = lambda field: 4
         scratch = torch.ones(2**26)
         return torch.linalg.solve(a, b) + 0 * scratch[0]
@@ -131,11 +131,11 @@ def test_honest_cases_beside_a_busy_loop_are_never_suspect(tmp_path, env):
 
 
 def test_a_stop_record_carries_outside_figures_too(tmp_path, env):
-    from ctbench.cases import Case
-    from ctbench.implementation import ImplRef, Manifest
-    from ctbench.records import stop_record
-    from ctbench.schema import CASE
-    from ctbench.settings import RunSettings
+    from ctbench.api.implementation import ImplRef, Manifest
+    from ctbench.run.cases import Case
+    from ctbench.run.records import stop_record
+    from ctbench.run.settings import RunSettings
+    from ctbench.store.schema import CASE
 
     impl = ImplRef(Manifest("direct", ("ctbench",)), "reference_impls.tiny.direct:Direct", "reference")
     settings = RunSettings(tmp_path, tmp_path, tmp_path, "cpu")

@@ -164,7 +164,7 @@ def test_a_case_on_a_ray_node_gets_the_drivers_thread_variables(monkeypatch, dri
     """Ray sets OMP_NUM_THREADS=1 in a worker whose task asks no CPU (a GPU case); the case's process must see the
     driver's value instead (unset, or what the driver set), so that torch's default thread count is the same as in a
     local run."""
-    from ctbench import ray_executor
+    from ctbench.run import ray_executor
 
     for name in ray_executor.THREAD_VARS:
         monkeypatch.delenv(name, raising=False)

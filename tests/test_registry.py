@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import suites
-from ctbench import registry
+from ctbench.catalog import registry
 
 
 @pytest.fixture
@@ -18,9 +18,9 @@ def extra_suites(tmp_path, monkeypatch):
     (tmp_path / "zz_empty").mkdir()
     (tmp_path / "zz_empty" / "__init__.py").write_text("x = 1\n")
     monkeypatch.setattr(suites, "__path__", [*suites.__path__, str(tmp_path)])
-    registry._load.cache_clear()
+    registry.refresh()
     yield
-    registry._load.cache_clear()
+    registry.refresh()
     for name in ("suites.zz_broken", "suites.zz_empty"):
         sys.modules.pop(name, None)
 

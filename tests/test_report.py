@@ -1,7 +1,7 @@
 """The HTML report: pages, escaping, skipped files, CSV, ranking groups, failed rows, compare, benchmarks.
 
-The run documents below are test fixtures written here (valid against ``ctbench.results.validate``); they
-carry the real ``adjoint_resnet`` task's description (``ctbench.describe``) so its metrics, units and plots are
+The run documents below are test fixtures written here (valid against ``ctbench.store.results.validate``); they
+carry the real ``adjoint_resnet`` task's description (``ctbench.catalog.describe``) so its metrics, units and plots are
 used, plus a run of a task whose run file describes nothing.
 """
 
@@ -20,10 +20,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from ctbench.registry import description
-from ctbench.results import SCHEMA, validate
+from ctbench.boards.cells import number
+from ctbench.catalog.registry import description
+from ctbench.store.results import SCHEMA, validate
 from report import Built, build_report
-from report.fmt import number, safe_url
+from report.fmt import safe_url
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -428,8 +429,8 @@ def test_paper_numbers_beside_ours_on_the_same_data_first(site):
     from dataclasses import asdict
 
     from ctbench import PaperNumber
-    from ctbench.results import load_runs
-    from ctbench.table import cases_frame
+    from ctbench.boards.table import cases_frame
+    from ctbench.store.results import load_runs
     from report.views import paper_rows, task_meta
 
     _, _, paths = site

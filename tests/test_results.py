@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ctbench.results import SCHEMA, ResultFileError, load_run, load_runs, validate, write_run
+from ctbench.store.results import SCHEMA, ResultFileError, load_run, load_runs, validate, write_run
 
 
 def _case(**over):

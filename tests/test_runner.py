@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from ctbench.results import load_runs
-from ctbench.table import cases_frame, compare, task_specs
+from ctbench.boards.table import cases_frame, compare, task_specs
+from ctbench.store.results import load_runs
 
 SUBMISSIONS = """
 import os, time

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ctbench.sandbox import sandbox_args
+from ctbench.isolation.sandbox import sandbox_args
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 
@@ -47,7 +47,7 @@ def forge():
             case["metrics"] = {k: 123.0 for k in case["metrics"]}
         path.write_text(json.dumps(doc))
 atexit.register(forge)
-import ctbench.results as results
+import ctbench.store.results as results
 results.write_run = lambda *a, **k: None
 """,
     "drops_files_into_out": """

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from ctbench import Invalid
-from ctbench.tuning import Grid, Tuning, declared_grid, search
+from suites.bilevel.tuning import Grid, Tuning, declared_grid, search
 
 CRITERION = "final loss"
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ctbench.cases import Case
-from ctbench.implementation import ImplRef, Manifest
-from ctbench.launch import Limits, launch
-from ctbench.records import exit_reason
-from ctbench.template import Template
+from ctbench.api.implementation import ImplRef, Manifest
+from ctbench.run.cases import Case
+from ctbench.run.launch import Limits, launch
+from ctbench.run.records import exit_reason
+from ctbench.run.template import Template
 
 CRASHES = """
 import os, signal

@@ -7,7 +7,7 @@
 - ``grad_rel_error`` of the memory-free methods falls from the shallowest to the deepest depth (weights smooth in
   depth: the tied initialisation);
 - the order of the adjoints' gradient error, the slope p of log ``grad_rel_error`` against log N (error ~ N^p),
-  fitted (``ctbench.sweeps.slope``) over the sweep's depths but the shallowest. The order is a statement about
+  fitted (``ctbench.api.sweeps.slope``) over the sweep's depths but the shallowest. The order is a statement about
   h = 1/N -> 0; at N = 8 the step times the residual function's Lipschitz constant is not small (measured at
   smoke scale, Euler with softplus: local slopes -0.26 from 8 to 16, -0.59, -0.78, -0.88, -0.94, -0.97 from 256
   to 512; a fit from 8 to 256 gives -0.68). Claims:
@@ -42,7 +42,7 @@ from dataclasses import replace
 from typing import Any
 
 from ctbench import Check, RunCheck
-from ctbench.sweeps import Record, Sweep, flat, grows, ratio, settings, slope, speed_metric, sweeps
+from ctbench.api.sweeps import Record, Sweep, flat, grows, ratio, settings, slope, speed_metric, sweeps
 
 FLAT_MEMORY_TOLERANCE = 0.15  # deepest within 15% of shallowest, plus the readings' spread
 GROWTH_FACTOR = 2.0  # backprop's step memory at the deepest case at least twice the shallowest's

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ctbench.data import Split, load_torchvision, synthetic_images
+from ctbench.api.data import Split, load_torchvision, synthetic_images
 
 
 def load(data_root: Path, config: dict[str, Any], log: Any = print) -> tuple[Split, Split]:

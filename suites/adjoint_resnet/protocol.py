@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from ctbench import CaseResult, Context, Prepared, Scale
-from ctbench.cache import cached, key
-from ctbench.measure import paired_ratio
+from ctbench.api.cache import cached, key
+from ctbench.api.measure import paired_ratio
 from suites.adjoint_resnet import data
 from suites.adjoint_resnet.interface import StageGradient
 from suites.adjoint_resnet.model import Net

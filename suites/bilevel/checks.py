@@ -3,7 +3,7 @@
 Per case: h - h* at the end of the race at most its value at the start.
 
 Across a run, per scale and problem (medians over seeds, so cases are grouped by scale and problem, seeds
-together, rather than one record per implementation as ``ctbench.sweeps.settings`` does):
+together, rather than one record per implementation as ``ctbench.api.sweeps.settings`` does):
 - on the PL quadratic, SABA reaches the scale's ``quadratic_target`` with a linear rate (R^2 of log10(h - h*)
   against samples at least 0.9) and SOBA, whose steps decrease, does not reach it;
 - on hyperparameter selection, SABA comes within ``TARGET`` of the lowest h of the run before SOBA (the paper's

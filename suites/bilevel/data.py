@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ctbench.data import DEBIAN_FASHION_MNIST, install_debian_fashion_mnist, load_torchvision, synthetic_images
+from ctbench.api.data import DEBIAN_FASHION_MNIST, install_debian_fashion_mnist, load_torchvision, synthetic_images
 
 DATA_SEED = 32  # benchopt's random_state for the hyper-cleaning split (and covtype's)
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ctbench import CaseResult, Context, Invalid, Prepared, Scale
-from ctbench.measure import StepStats, paired_ratio
+from ctbench.api.measure import StepStats, paired_ratio
 from suites.bilevel.checks import TARGET, case_checks
 from suites.bilevel.interface import BilevelSolver
 from suites.bilevel.problem import BilevelProblem
@@ -68,7 +68,7 @@ def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: C
 
 
 def cost_ratio(step: Callable[[], Any], sgd: Callable[[], Any], clock: Clock, rounds: int = COST_ROUNDS) -> float:
-    """Median over ``rounds`` interleaved pairs of t(step) / t(sgd) (``ctbench.measure.paired_ratio``)."""
+    """Median over ``rounds`` interleaved pairs of t(step) / t(sgd) (``ctbench.api.measure.paired_ratio``)."""
     return paired_ratio(step, sgd, clock, rounds)[0]
 
 

@@ -29,12 +29,12 @@ from typing import Any
 import torch
 
 from ctbench import Context
-from ctbench.cache import cached, key
-from ctbench.tuning import Grid, Tuning, declared_grid, search
+from ctbench.api.cache import cached, key
 from suites.bilevel.interface import BilevelSolver
 from suites.bilevel.problem import BilevelProblem
 from suites.bilevel.problems import fingerprint
 from suites.bilevel.race import Evaluator, run_solver
+from suites.bilevel.tuning import Grid, Tuning, declared_grid, search
 
 FLOOR = 1e-12  # h - h* below this is float64 rounding: the criterion stops rewarding it
 CRITERION = "mean log10(h - h*) over the race's evaluations (area under the curve against samples)"

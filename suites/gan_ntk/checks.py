@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench import Check, RunCheck
-from ctbench.sweeps import slope, sweeps
+from ctbench.api.sweeps import slope, sweeps
 from suites.gan_ntk.data import Problem
 
 MIN_SINKHORN_REDUCTION = 10.0

@@ -68,7 +68,7 @@ def _two_d(name: str, n: int, g: torch.Generator) -> torch.Tensor:
 
 
 def _fashion_mnist(n: int, data_root: Path) -> torch.Tensor:
-    from ctbench.data import install_debian_fashion_mnist, load_torchvision
+    from ctbench.api.data import install_debian_fashion_mnist, load_torchvision
 
     install_debian_fashion_mnist(data_root)
     try:

@@ -12,7 +12,7 @@ Per run:
   the iterations (unrolled) must keep at least the iterate of every iteration, L >= 1; a method whose memory
   does not depend on the iterations (JFB, IFT) has L ~ 0. Both checks draw the line at one latent per iteration
   plus the readings' spread, U = (range_tight + range_loose) / ((k_tight - k_loose) b): unrolled's memory grows
-  when L >= 1 + U (beyond the noise), JFB's and IFT's stay flat when L <= 1 + U (as ``ctbench.sweeps.flat``,
+  when L >= 1 + U (beyond the noise), JFB's and IFT's stay flat when L <= 1 + U (as ``ctbench.api.sweeps.flat``,
   noise counts for flatness). Skipped when the sweep moves the iterations by less than ``MIN_ITERATIONS``.
 - the paper's speed claims: JFB's backward at least ``BACKWARD_SPEEDUP`` times faster than IFT's at the same
   forward, measured as the ratio of their ``backward_time_vs_one_step`` (each case's backward against the task's
@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench import Check, RunCheck
-from ctbench.sweeps import Record, Sweep, ratio, settings, sweeps
+from ctbench.api.sweeps import Record, Sweep, ratio, settings, sweeps
 from suites.implicit_jfb.configs import PAIRS
 from suites.implicit_jfb.interface import ImplicitBackward
 

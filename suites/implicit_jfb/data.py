@@ -1,7 +1,7 @@
 """Data for the task: torchvision's real loaders from the data root; offline, Debian's real Fashion-MNIST;
 else a learnable synthetic stand-in, said loudly and named as such in every case.
 
-The subsample a scale uses is cached in ``cache_dir`` by ``ctbench.cache.cached`` (the same tensors, loaded
+The subsample a scale uses is cached in ``cache_dir`` by ``ctbench.api.cache.cached`` (the same tensors, loaded
 without importing torchvision, written atomically).
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from ctbench.cache import cached
-from ctbench.data import Split, install_debian_fashion_mnist, load_torchvision, synthetic_images
+from ctbench.api.cache import cached
+from ctbench.api.data import Split, install_debian_fashion_mnist, load_torchvision, synthetic_images
 
 # dataset name -> (torchvision class, image shape)
 DATASETS = {

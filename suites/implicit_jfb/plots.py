@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.plotting import setting
+from ctbench.figures.plotting import setting
 
 
 def plots(cases: pd.DataFrame) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from ctbench import CaseResult, Context, Invalid, Prepared, Scale
-from ctbench.measure import StepStats, paired_ratio
+from ctbench.api.measure import StepStats, paired_ratio
 from suites.implicit_jfb import data
 from suites.implicit_jfb.checks import case_checks
 from suites.implicit_jfb.configs import PAIRS

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ctbench.data import Split
+from ctbench.api.data import Split
 from suites.implicit_jfb import data
 from suites.implicit_jfb.interface import ImplicitBackward
 from suites.implicit_jfb.layer import Layer

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench import RunCheck
-from ctbench.sweeps import flat, grows, ratio, settings, sweeps
+from ctbench.api.sweeps import flat, grows, ratio, settings, sweeps
 
 GROWTH = 1.5  # iresnet: step memory at the most terms / at the fewest (>= 4x the terms)
 FLAT = 0.25  # Neumann gradient: at most 25% more memory at the most terms

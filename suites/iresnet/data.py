@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ctbench.data import Split, install_debian_fashion_mnist, load_torchvision
+from ctbench.api.data import Split, install_debian_fashion_mnist, load_torchvision
 from suites.iresnet import toy2d
 
 TORCHVISION = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST", "cifar10": "CIFAR10"}

@@ -34,7 +34,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from ctbench import CaseResult, Check, Context, Prepared, Scale
-from ctbench.measure import StepStats
+from ctbench.api.measure import StepStats
 from suites.iresnet import measures
 from suites.iresnet.experiments import Setup, setup
 from suites.iresnet.interface import ResidualLogDet

@@ -34,8 +34,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench import Check, RunCheck
-from ctbench.results import STATUSES
-from ctbench.sweeps import settings
+from ctbench.api.sweeps import settings
+from ctbench.store.results import STATUSES
 from suites.neis.stats import Estimates
 from suites.neis.targets import make_target
 

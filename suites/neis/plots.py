@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.plotting import line_panels
+from ctbench.figures.plotting import line_panels
 
 VANILLA_EXACT = "vanilla (exact)"
 FAMILY = "gmm_d"

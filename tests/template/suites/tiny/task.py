@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench import Check, LinePlot, Metric, Paper, Phase, Policy, Prepared, RunCheck, Scale, Step, Task
-from ctbench.sweeps import sweeps
+from ctbench.api.sweeps import sweeps
 from suites.tiny import protocol
 from suites.tiny.interface import Solver
 

@@ -1,0 +1,41 @@
+"""What a task author and a submitter import: the task API (``task``), the engine's measurement policy (``measure``),
+implementations and their manifests (``implementation``), and the helpers tasks share (``data``, ``cache``,
+``sweeps`` for run checks). ``ctbench`` re-exports the names below."""
+
+from ctbench.api.implementation import Manifest
+from ctbench.api.measure import Policy
+from ctbench.api.task import (
+    CaseResult,
+    Check,
+    Context,
+    Invalid,
+    LinePlot,
+    Metric,
+    Paper,
+    PaperNumber,
+    Phase,
+    Prepared,
+    RunCheck,
+    Scale,
+    Step,
+    Task,
+)
+
+__all__ = [
+    "CaseResult",
+    "Check",
+    "Context",
+    "Invalid",
+    "LinePlot",
+    "Manifest",
+    "Metric",
+    "Paper",
+    "PaperNumber",
+    "Phase",
+    "Policy",
+    "Prepared",
+    "RunCheck",
+    "Scale",
+    "Step",
+    "Task",
+]

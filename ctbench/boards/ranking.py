@@ -1,0 +1,123 @@
+"""Ranks that mean something: the Pareto layer of each leaderboard row over its task's objectives, and the rank by
+one metric with ties declared where two rows differ by no more than their measured spread.
+
+Plain functions over numbers; ``ctbench.boards.table.leaderboard`` applies them per board. Nothing here imports a task:
+a task's objectives come from its description (``objectives`` there, else ``default_objectives``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+OBJECTIVE_KINDS = ("quality", "memory", "time")
+STEP_OBJECTIVES = {"step_peak_memory_bytes": "memory", "step_time_s": "time"}
+
+
+def _kind(spec: Any) -> str:
+    """What a metric measures, from its unit (a ``Metric`` or its description as a dict)."""
+    unit = spec.get("unit") if isinstance(spec, Mapping) else getattr(spec, "unit", "")
+    return {"s": "time", "bytes": "memory"}.get(unit, "quality")
+
+
+def default_objectives(primary: str | None, metrics: Mapping[str, Any]) -> dict[str, str]:
+    """The primary metric (a quality, or a time or memory by its unit), and the engine's step memory and step time
+    where ``metrics`` has them."""
+    found = {primary: _kind(metrics.get(primary))} if primary else {}
+    for name, kind in STEP_OBJECTIVES.items():
+        if name in metrics and name not in found:
+            found[name] = kind
+    return found
+
+
+def objectives(spec: Mapping[str, Any] | None) -> dict[str, str]:
+    """A task's objectives from its description: metric -> kind, only metrics it declares with a direction.
+
+    A description without ``objectives`` (older run files), or with none usable, gets ``default_objectives``.
+    """
+    if not isinstance(spec, Mapping):
+        return {}
+    metrics = spec.get("metrics") if isinstance(spec.get("metrics"), Mapping) else {}
+
+    def ranked(name: Any) -> bool:
+        m = metrics.get(name) if isinstance(name, str) else None
+        return isinstance(m, Mapping) and isinstance(m.get("higher_is_better"), bool)
+
+    declared = spec.get("objectives")
+    if isinstance(declared, Mapping):
+        found = {k: v for k, v in declared.items() if ranked(k) and v in OBJECTIVE_KINDS}
+        if found:
+            return found
+    primary = spec.get("primary_metric") if isinstance(spec.get("primary_metric"), str) else None
+    return {k: v for k, v in default_objectives(primary, metrics).items() if ranked(k)}
+
+
+def _clean(noise: float) -> float:
+    return 0.0 if noise is None or math.isnan(noise) else abs(float(noise))
+
+
+def beats(a: float, b: float, noise: float, higher: bool) -> bool:
+    """``a`` better than ``b`` by more than ``noise``."""
+    return (a - b if higher else b - a) > _clean(noise)
+
+
+def tied_ranks(values: Sequence[float], noise: Sequence[float], higher: bool) -> list[int]:
+    """Competition ranks (1 = best) where a row's rank is 1 + the number of rows better than it by more than the
+    larger of the two rows' noise; a row never ranks above a row with a better value (it ties with it instead)."""
+    n = len(values)
+    order = sorted(range(n), key=lambda i: -values[i] if higher else values[i])
+    ranks = [0] * n
+    previous = 1
+    for i in order:
+        better = sum(
+            beats(values[j], values[i], max(_clean(noise[i]), _clean(noise[j])), higher) for j in range(n) if j != i
+        )
+        ranks[i] = previous = max(1 + better, previous)
+    return ranks
+
+
+def dominates(a: Sequence[float], b: Sequence[float], tolerance: Sequence[float], higher: Sequence[bool]) -> bool:
+    """``a`` no worse than ``b`` beyond the tolerance on every objective, and better beyond it on one."""
+    better = False
+    for va, vb, tol, up in zip(a, b, tolerance, higher, strict=True):
+        if beats(vb, va, tol, up):
+            return False
+        better = better or beats(va, vb, tol, up)
+    return better
+
+
+def pareto_layers(
+    values: Sequence[Sequence[float]], noise: Sequence[Sequence[float]], higher: Sequence[bool]
+) -> list[int]:
+    """The Pareto layer of each row (1: no other row dominates it; 2: only rows of layer 1 do; ...).
+
+    ``values[i][k]`` is row i's objective k and ``noise[i][k]`` its spread; differences within the larger spread of
+    two rows are no difference. Rows caught in a cycle of domination (possible only through the tolerance) share
+    a layer.
+    """
+    layers = [0] * len(values)
+    remaining = set(range(len(values)))
+    layer = 1
+    while remaining:
+
+        def tolerance(i: int, j: int) -> list[float]:
+            return [max(_clean(x), _clean(y)) for x, y in zip(noise[i], noise[j], strict=True)]
+
+        front = {
+            i
+            for i in remaining
+            if not any(dominates(values[j], values[i], tolerance(i, j), higher) for j in remaining if j != i)
+        } or set(remaining)
+        for i in front:
+            layers[i] = layer
+        remaining -= front
+        layer += 1
+    return layers
+
+
+def rank_text(rank: Any, tied: Any) -> str:
+    """``1``, ``1=`` for a rank shared within noise, ``—`` for no rank."""
+    if rank is None or (isinstance(rank, float) and math.isnan(rank)):
+        return "—"
+    return f"{int(rank)}{'=' if tied else ''}"

@@ -1,0 +1,374 @@
+"""Aggregation with pandas: run files -> one table of cases -> leaderboards and comparisons.
+
+Everything here reads the run documents alone: units, directions, primary metrics and objectives come from the
+task descriptions each run file carries (``ctbench.catalog.describe``), never from the tasks' code, so a run of an older
+commit or of a task that is not installed renders the same.
+
+A leaderboard ranks rows within one *board* (task, dataset, scale, params, hardware): rows of different datasets or
+scales are never ranked together. A *row* is one implementation's code: (impl, submission, code), where ``code`` is
+the content hash of the implementation's files (its spec in run files older than the hash), so runs of different
+code never merge. A row summarises its cases (seeds, and repeated runs of the same code) by their median and says
+which runs they came from; failed, timed-out and invalid rows stay in the table with their reason but get no rank.
+Each ranked row gets its rank by one metric (ties within the measured spread, ``ctbench.boards.ranking``) and its Pareto
+layer over the task's objectives.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ctbench.boards import ranking
+from ctbench.machine.env import hardware_label
+from ctbench.store.text import shown
+
+METRIC = "metric."  # prefix of metric columns
+SPREAD = "spread."  # prefix of spread columns
+NOISE = "noise."  # prefix of a leaderboard row's noise columns (its spread, else the std over its seeds)
+PARAM = "param."  # prefix of parameter columns
+GROUP = ["task", "dataset", "scale", "params", "hardware"]  # never ranked across these
+ROW = [*GROUP, "impl", "submission", "code"]  # one leaderboard row: an implementation's code on one board
+CASE = ["task", "impl", "submission", "scale", "dataset", "params"]  # a case up to its seed
+# the columns of every ``cases_frame`` (metric, spread and param columns follow), even one of no case
+FRAME_COLUMNS = "run_id run_path created hardware task impl submission reference url scale dataset params".split()
+FRAME_COLUMNS += "params_json seed status error expected_invalid checks_failed checks_total".split()
+FRAME_COLUMNS += "impl_hash impl_spec code label".split()
+DERIVED = re.compile(r"^(?:(?P<phase>.+)_)?throughput_.+_s$")  # a rate the engine derives from a timing
+
+TaskSpecs = Mapping[str, Mapping[str, Any]]  # task name -> its description (``ctbench.catalog.describe``)
+
+
+def params_label(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"
+
+
+def params_order(params_json: str) -> tuple:
+    """Sort key of a case's parameters: numbers by value (depth 8 < 64 < 256), names by text, None first."""
+    try:
+        params = json.loads(params_json)
+    except (TypeError, ValueError):
+        return ((2, str(params_json)),)
+    if not isinstance(params, dict):
+        return ((2, str(params_json)),)
+
+    def value(v: Any) -> tuple:
+        if v is None:
+            return (0, 0.0, "")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return (1, float(v), "")
+        return (2, 0.0, json.dumps(v) if not isinstance(v, str) else v)
+
+    return tuple((k, value(v)) for k, v in sorted(params.items()))
+
+
+def task_specs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each task's description, from the newest run that carries one."""
+    specs: dict[str, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: (r["created"], r["run_id"])):
+        specs.update({name: dict(spec) for name, spec in (run.get("tasks") or {}).items()})
+    return specs
+
+
+def direction(specs: TaskSpecs, task: str, metric: str) -> bool | None:
+    """True if higher is better, False if lower, None when informative or unknown."""
+    spec = specs.get(task, {}).get("metrics", {}).get(metric)
+    return spec.get("higher_is_better") if isinstance(spec, Mapping) else None
+
+
+def primary_metric(specs: TaskSpecs, task: str) -> str | None:
+    return specs.get(task, {}).get("primary_metric")
+
+
+def derived_from(metric: str) -> str | None:
+    """The timing a rate derives from: ``throughput_<u>_s`` from ``step_time_s``, ``<phase>_throughput_<u>_s`` from
+    ``<phase>_time_s``; None for a measured metric."""
+    match = DERIVED.match(metric)
+    if not match:
+        return None
+    return f"{match['phase']}_time_s" if match["phase"] else "step_time_s"
+
+
+def _param_value(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
+
+
+def _labels(df: pd.DataFrame) -> pd.Series:
+    """A row's display name: its implementation, ``impl [submission]`` where the submission's label differs, and
+    ``@<hash>`` where the same name ran with different code among these runs."""
+    base = df["impl"].where(
+        df["reference"] | (df["submission"] == df["impl"]), df["impl"] + " [" + df["submission"] + "]"
+    )
+    versions = df.groupby(base)["code"].transform("nunique")
+    short = df["code"].map(lambda c: c if ":" in c else c[:8])  # a spec (older files) whole: tails may collide
+    return base.where(versions <= 1, base + " @" + short)
+
+
+def _derived_spreads(df: pd.DataFrame) -> pd.DataFrame:
+    """A rate with no recorded spread (run files older than the engine's) gets its timing's, relative:
+    ``rate * spread(t) / t``."""
+    for column in [c for c in df.columns if c.startswith(METRIC)]:
+        source = derived_from(column[len(METRIC) :])
+        if source is None or METRIC + source not in df or SPREAD + source not in df:
+            continue
+        relative = df[SPREAD + source] / df[METRIC + source]
+        derived = (df[column] * relative).abs()
+        target = SPREAD + column[len(METRIC) :]
+        df[target] = df[target].fillna(derived) if target in df else derived
+    return df
+
+
+def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per case of every run: metrics, spreads and parameters as columns. A case's hardware is the one it
+    ran on (cases of one run may run on several machines), else its run's."""
+    rows = []
+    for run in runs:
+        run_hardware = hardware_label(run["env"])
+        for case in run["cases"]:
+            hardware = case.get("hardware") if isinstance(case.get("hardware"), str) else run_hardware
+            impl_hash = case.get("impl_hash") if isinstance(case.get("impl_hash"), str) else ""
+            impl_spec = case.get("impl_spec") if isinstance(case.get("impl_spec"), str) else ""
+            row = {
+                "run_id": run["run_id"],
+                "run_path": shown(run.get("_path", "")),
+                "created": run["created"],
+                "hardware": hardware,
+                "task": case["task"],
+                "impl": case["impl"],
+                "submission": case["submission"],
+                "reference": case["submission"] == "reference",
+                "url": (case.get("manifest") or {}).get("url") or "",
+                "scale": case["scale"],
+                "dataset": case["dataset"],
+                "params": params_label(case["params"]),
+                "params_json": json.dumps(case["params"], sort_keys=True),
+                "seed": case["seed"],
+                "status": case["status"],
+                "error": (case.get("error") or "").strip().splitlines()[0] if case.get("error") else "",
+                "expected_invalid": case.get("expected_invalid") or "",
+                "checks_failed": sum(not c["passed"] for c in case.get("checks", {}).values()),
+                "checks_total": len(case.get("checks", {})),
+                "impl_hash": impl_hash,
+                "impl_spec": impl_spec,
+                "code": impl_hash or impl_spec,
+            }
+            row.update({PARAM + k: _param_value(v) for k, v in case["params"].items()})
+            row.update({METRIC + k: (np.nan if v is None else v) for k, v in case["metrics"].items()})
+            row.update({SPREAD + k: (np.nan if v is None else v) for k, v in case.get("spread", {}).items()})
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=FRAME_COLUMNS)
+    df = pd.DataFrame(rows)
+    df["label"] = _labels(df)
+    return _derived_spreads(df)
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith(METRIC)]
+
+
+def latest(df: pd.DataFrame) -> pd.DataFrame:
+    """Only the newest run's cases of each leaderboard row (``--latest``)."""
+    if df.empty:
+        return df
+    stamp = df["created"].astype(str) + " " + df["run_id"].astype(str)
+    newest = stamp.groupby([df[c] for c in ROW], sort=False).transform("max")
+    return df[stamp == newest]
+
+
+def _row_noise(ok: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Per row, for each metric column in ``metrics``: the median recorded spread, else the std over the row's seeds
+    (of per-seed medians); as ``noise.<metric>`` columns, computed for all metrics at once."""
+    per_seed = ok.groupby([*ROW, "seed"], sort=False, dropna=False)[metrics].median()
+    noise = per_seed.groupby(level=list(range(len(ROW))), sort=False).std()
+    noise.columns = [NOISE + c[len(METRIC) :] for c in metrics]
+    spreads = [SPREAD + c[len(METRIC) :] for c in metrics if SPREAD + c[len(METRIC) :] in ok]
+    if spreads:
+        spread = ok.groupby(ROW, sort=False, dropna=False)[spreads].median()
+        spread.columns = [NOISE + c[len(SPREAD) :] for c in spreads]
+        noise[spread.columns] = spread.reindex(noise.index).fillna(noise[spread.columns])
+    return noise
+
+
+def _joined(values: pd.Series) -> str:
+    return " ".join(dict.fromkeys(str(v) for v in values))
+
+
+def _rows(sub: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per (board, impl, submission, code): medians of its ok cases, or the status of its failed ones."""
+    ok = sub[sub["status"] == "ok"]
+    counts = sub.groupby(ROW, sort=False, dropna=False).agg(cases=("seed", "size"), runs=("run_id", _joined))
+    grouped = ok.groupby(ROW, sort=False, dropna=False)
+    good = grouped.agg(
+        seeds=("seed", "nunique"),
+        ok_cases=("seed", "size"),
+        url=("url", "first"),
+        label=("label", "first"),
+        impl_spec=("impl_spec", "first"),
+        params_json=("params_json", "first"),
+    )
+    good = good.assign(status="ok", reason="", expected_invalid="")
+    good = pd.concat([good, grouped[metrics].median()], axis=1)  # all metric columns at once: a case may have many
+    bad_cases = sub[(sub["status"] != "ok") & ~sub.set_index(ROW).index.isin(good.index)]
+    bad = bad_cases.groupby(ROW, sort=False, dropna=False).agg(
+        seeds=("seed", "nunique"),
+        url=("url", "first"),
+        label=("label", "first"),
+        impl_spec=("impl_spec", "first"),
+        params_json=("params_json", "first"),
+        status=("status", "first"),
+        reason=("error", "first"),
+        expected_invalid=("expected_invalid", lambda s: s.iloc[0] if (s != "").all() else ""),
+    )
+    bad["ok_cases"] = 0
+    rows = pd.concat([good, bad]).join(counts)
+    if not ok.empty and metrics:
+        rows = rows.join(_row_noise(ok, metrics))
+    return rows.reset_index()
+
+
+def _rank_board(board: pd.DataFrame, metric: str | None, higher: bool | None) -> None:
+    """Rank the ok rows of one board by ``metric`` with ties within noise (in place)."""
+    column = METRIC + (metric or "")
+    if metric is None or higher is None or column not in board:
+        return
+    ranked = board.index[(board["status"] == "ok") & board[column].notna()]
+    if len(ranked) == 0:
+        return
+    noise = board.loc[ranked, NOISE + metric] if NOISE + metric in board else pd.Series(0.0, index=ranked)
+    ranks = ranking.tied_ranks(board.loc[ranked, column].tolist(), noise.fillna(0.0).tolist(), higher)
+    board.loc[ranked, "rank"] = ranks
+    board.loc[ranked, "tied"] = pd.Series(ranks, index=ranked).duplicated(keep=False)
+
+
+def _pareto_board(board: pd.DataFrame, objectives: Mapping[str, bool]) -> None:
+    """The Pareto layer of the board's ok rows over the objectives every one of them has (in place)."""
+    ok = board.index[board["status"] == "ok"]
+    used = [m for m in objectives if METRIC + m in board and len(ok) and board.loc[ok, METRIC + m].notna().all()]
+    board.loc[:, "objectives"] = ", ".join(used)
+    if not used or len(ok) == 0:
+        return
+    values = board.loc[ok, [METRIC + m for m in used]].to_numpy(dtype=float).tolist()
+    noise_columns = [board[NOISE + m] if NOISE + m in board else pd.Series(0.0, index=board.index) for m in used]
+    noise = pd.concat(noise_columns, axis=1).loc[ok].fillna(0.0).to_numpy(dtype=float).tolist()
+    board.loc[ok, "pareto"] = ranking.pareto_layers(values, noise, [objectives[m] for m in used])
+
+
+def leaderboard(
+    df: pd.DataFrame, task: str, specs: TaskSpecs, rank_by: str | None = None, latest_only: bool = False
+) -> pd.DataFrame:
+    """Per board (dataset, scale, params, hardware): one row per implementation's code, ranked by ``rank_by``
+    (default: the primary metric) with ties within noise, and its Pareto layer over the task's objectives."""
+    sub = df[df["task"] == task]
+    if latest_only:
+        sub = latest(sub)
+    if sub.empty:
+        return sub
+    columns = metric_columns(sub)
+    metrics = [c for c, present in zip(columns, sub[columns].notna().any().to_numpy(), strict=True) if present]
+    rows = _rows(sub, metrics)
+    metric = rank_by or primary_metric(specs, task)
+    higher = direction(specs, task, metric) if metric else None
+    directions = {m: direction(specs, task, m) for m in ranking.objectives(specs.get(task))}
+    rows = rows.assign(rank=np.nan, tied=False, pareto=np.nan, rank_by=metric if higher is not None else "")
+    rows = rows.assign(objectives="")
+    boards = []
+    for _, board in rows.groupby(GROUP, sort=False, dropna=False):
+        board = board.copy()
+        _rank_board(board, metric, higher)
+        _pareto_board(board, {m: up for m, up in directions.items() if up is not None})
+        boards.append(board)
+    out = pd.concat(boards)
+    order = {p: i for i, p in enumerate(sorted(out["params_json"].unique(), key=params_order))}
+    out["params_order"] = out["params_json"].map(order)
+    keys = ["task", "dataset", "scale", "params_order", "params", "hardware", "rank", "pareto", "label"]
+    return out.sort_values(keys, na_position="last").drop(columns="params_order").reset_index(drop=True)
+
+
+def _noise(ra: pd.Series, rb: pd.Series, metric: str) -> float:
+    """The larger measured spread of the two sides: the repeated-measurement spread, else the std over seeds."""
+    spreads = []
+    for side in (ra, rb):
+        for col in (SPREAD + metric, METRIC + metric + "#std"):
+            value = side.get(col)
+            if value is not None and not pd.isna(value):
+                spreads.append(float(value))
+                break
+    return max(spreads, default=0.0)
+
+
+def _verdict(higher: bool | None, a: float, b: float, noise: float) -> str:
+    if math.isnan(a) or math.isnan(b):
+        return "missing"
+    if abs(b - a) <= 2 * noise + 1e-12 * max(abs(a), abs(b)):
+        return "within noise"
+    if higher is None:
+        return "changed"
+    return "better" if (b > a) == higher else "worse"
+
+
+def _by_case(df: pd.DataFrame) -> pd.DataFrame:
+    """Median over seeds per case key; the std over seeds of each metric kept for the noise estimate."""
+    key = CASE
+    cols = metric_columns(df) + [c for c in df.columns if c.startswith(SPREAD)]
+    med = df[df["status"] == "ok"].groupby(key)[cols].median()
+    std = df[df["status"] == "ok"].groupby(key)[metric_columns(df)].std().add_suffix("#std")
+    status = df.groupby(key)["status"].agg(lambda s: "ok" if (s == "ok").all() else s[s != "ok"].iloc[0])
+    return med.join(std).join(status, how="outer")
+
+
+def _value(row: pd.Series, metric: str) -> float:
+    value = row.get(METRIC + metric, np.nan)
+    return np.nan if value is None or pd.isna(value) else float(value)
+
+
+def _case_verdict(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: pd.Series) -> tuple[str, float]:
+    """The verdict on one metric of one case, and the noise it used. A rate derived from a timing is within noise
+    exactly when its timing is: the two never disagree."""
+    va, vb = _value(ra, metric), _value(rb, metric)
+    noise = _noise(ra, rb, metric)
+    verdict = _verdict(direction(specs, task, metric), va, vb, noise)
+    source = derived_from(metric)
+    if source and verdict != "missing" and not (math.isnan(_value(ra, source)) or math.isnan(_value(rb, source))):
+        timing = _verdict(False, _value(ra, source), _value(rb, source), _noise(ra, rb, source))
+        if timing == "within noise":
+            verdict = timing
+        elif verdict == "within noise":
+            verdict = _verdict(direction(specs, task, metric), va, vb, 0.0)
+    return verdict, noise
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Metric-by-metric change from run(s) ``a`` to run(s) ``b`` for every shared case, and the unshared cases."""
+    ca, cb = _by_case(a), _by_case(b)
+    shared = ca.index.intersection(cb.index)
+    rows = []
+    for key in shared:
+        ra, rb = ca.loc[key], cb.loc[key]
+        for col in sorted(set(metric_columns(a)) | set(metric_columns(b))):
+            metric = col[len(METRIC) :]
+            va, vb = _value(ra, metric), _value(rb, metric)
+            if math.isnan(va) and math.isnan(vb):
+                continue
+            verdict, noise = _case_verdict(specs, key[0], metric, ra, rb)
+            rows.append(
+                dict(
+                    zip(CASE, key, strict=True),
+                    metric=metric,
+                    a=va,
+                    b=vb,
+                    change=(vb - va) / abs(va) if va else np.nan,
+                    noise=noise,
+                    status_a=ra["status"],
+                    status_b=rb["status"],
+                    verdict=verdict,
+                )
+            )
+    only = [("a", k) for k in ca.index.difference(cb.index)] + [("b", k) for k in cb.index.difference(ca.index)]
+    unshared = pd.DataFrame([dict(zip(CASE, k, strict=True), only_in=s) for s, k in only])
+    return pd.DataFrame(rows), unshared

@@ -1,0 +1,85 @@
+"""The Pareto scatter of a task's leaderboards: per board, each ok row's quality (its primary metric) against its
+step's peak memory, the marker's area growing with its step time, rows of Pareto layer 1 ringed. Drawn from a
+``ctbench.boards.table.leaderboard`` frame alone (the run files), in the report's styles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ctbench.boards.table import METRIC
+from ctbench.figures.palette import Style
+from ctbench.figures.plotting import MAX_PANELS, grid, labels, legend, plain_text, plain_ticks, styles_for
+from ctbench.figures.plotting import title as panel_title
+from ctbench.store.text import printable
+
+MEMORY, TIME = METRIC + "step_peak_memory_bytes", METRIC + "step_time_s"
+AREA = (30.0, 500.0)  # marker area (points^2) of the fastest and the slowest row of a panel
+
+
+def _areas(times: pd.Series) -> np.ndarray:
+    """Marker areas growing with step time within a panel (constant where a row has none)."""
+    t = times.to_numpy(dtype=float)
+    if np.isnan(t).all() or np.nanmax(t) <= 0 or np.nanmin(t) == np.nanmax(t):
+        return np.full(len(t), 120.0)
+    low, high = np.nanmin(t), np.nanmax(t)
+    scaled = (t - low) / (high - low)
+    return np.where(np.isnan(scaled), 120.0, AREA[0] + scaled * (AREA[1] - AREA[0]))
+
+
+def _panel(ax: Any, rows: pd.DataFrame, quality: str, styles: Mapping[str, Style]) -> None:
+    areas = _areas(rows[TIME] if TIME in rows else pd.Series(np.nan, index=rows.index))
+    memory = rows[MEMORY].to_numpy(dtype=float) / 2**20
+    for i, (label, value, front) in enumerate(
+        zip(labels(rows), rows[METRIC + quality], rows["pareto"] == 1, strict=True)
+    ):
+        s = styles[str(label)]
+        edge = "black" if s.submission or front else "none"
+        ax.scatter(memory[i], value, s=areas[i], color=s.colour, marker=s.marker, zorder=s.zorder + 1,
+                   edgecolors=edge, linewidths=2.2 if front else 1.0)  # fmt: skip
+    if memory.max() > 20 * max(memory.min(), 1e-9):
+        ax.set_xscale("log")
+    ax.margins(0.15)  # room for the largest markers
+    plain_ticks(ax)
+    ax.grid(True, alpha=0.3)
+
+
+def pareto_figures(
+    boards: Sequence[tuple[str, pd.DataFrame]],
+    quality: str,
+    *,
+    quality_label: str = "",
+    higher: bool | None = None,
+    styles: Mapping[str, Style] | None = None,
+) -> list[Any]:
+    """One panel per board (title, its leaderboard rows) with ok rows carrying ``quality`` and step memory;
+    ``MAX_PANELS`` panels a figure; none when no board has such rows."""
+    panels = []
+    for title, board in boards:
+        if METRIC + quality not in board or MEMORY not in board:
+            continue
+        rows = board[(board["status"] == "ok") & board[METRIC + quality].notna() & board[MEMORY].notna()]
+        if not rows.empty:
+            panels.append((title, rows))
+    if not panels:
+        return []
+    chosen = styles_for(pd.concat([rows for _, rows in panels]), styles)
+    better = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
+    figures = []
+    with plain_text():  # names are drawn as they are, never as mathtext
+        for start in range(0, len(panels), MAX_PANELS):
+            chunk = panels[start : start + MAX_PANELS]
+            figure, axes = grid(len(chunk))
+            for ax, (name, rows) in zip(axes, chunk, strict=True):
+                _panel(ax, rows, quality, chosen)
+                ax.set_title(panel_title(name, len(chunk)), fontsize=9, parse_math=False)
+                ax.set_xlabel("step peak memory (MiB)")
+                ax.set_ylabel(printable(quality_label or quality) + better, parse_math=False)
+            shown = sorted({str(lb) for _, rows in chunk for lb in labels(rows)})
+            note = "marker area: step time (larger is slower); ringed: Pareto layer 1 over the task's objectives"
+            legend(figure, chosen, shown, note)
+            figures.append(figure)
+    return figures

@@ -1,0 +1,305 @@
+"""Plots drawn from a cases frame alone: the renderer of the tasks' declarative ``LinePlot``s, the Pareto scatter of
+a leaderboard, and the helpers custom plot hooks share (one line per implementation, one panel per setting).
+
+Every plot draws each implementation in its report-wide style (``ctbench.figures.palette``): references in a fixed
+palette, submissions dark, thick and starred, the legend saying which are submissions. Figures are about 1000 px
+wide at the report's 110 dpi, with plain tick labels (8, 64, 256; 0.001; 2e7), never ``6x10^1``.
+
+A *setting* is what must never be mixed in one curve: scale, dataset and hardware.
+
+Text from run files (names, titles, labels) is drawn as plain text: never read as mathtext (a name such as
+``$\\undefined{x}$`` would fail the whole figure), with its control characters written as escapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ctbench.boards.table import METRIC, PARAM
+from ctbench.figures import palette
+from ctbench.figures.palette import Style
+from ctbench.store.text import printable
+
+DPI = 110
+WIDTH_IN = 1000 / DPI  # figures about 1000 px wide
+MAX_PANELS = 9  # per figure; more boards make more figures
+SCALES = {"smoke": 0, "small": 1, "full": 2}
+
+
+@contextlib.contextmanager
+def plain_text() -> Iterator[None]:
+    """Within the block, matplotlib draws every text it creates as it is, never as mathtext (``$...$``): wrap both
+    the drawing of a figure and its saving (tick labels are made when it is saved)."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        yield
+
+
+def setting(cases: pd.DataFrame) -> pd.Series:
+    """``scale | dataset | hardware`` for every row of a cases frame."""
+    return cases["scale"] + " | " + cases["dataset"] + " | " + cases["hardware"]
+
+
+def labels(frame: pd.DataFrame) -> pd.Series:
+    """Each row's implementation label: ``label`` (``ctbench.boards.table``: impl, submission, code) else ``impl``."""
+    return frame["label"] if "label" in frame else frame["impl"]
+
+
+def entries(frame: pd.DataFrame) -> list[tuple[str, bool]]:
+    """``(label, is_submission)`` of every implementation in ``frame``."""
+    submission = frame["submission"] != "reference" if "submission" in frame else pd.Series(False, index=frame.index)
+    return sorted(set(zip(labels(frame).astype(str), submission.astype(bool), strict=True)))
+
+
+def groups(frame: pd.DataFrame) -> list[set[str]]:
+    """The labels of each task in ``frame``: implementations drawn together, which must differ in colour."""
+    if "task" not in frame:
+        return [set(labels(frame).astype(str))]
+    return [set(labels(sub).astype(str)) for _, sub in frame.groupby("task", sort=True)]
+
+
+def report_styles(frame: pd.DataFrame) -> dict[str, Style]:
+    """One style per implementation label of a whole report (``ctbench.figures.palette.assign``)."""
+    return palette.assign(entries(frame), groups(frame))
+
+
+def styles_for(frame: pd.DataFrame, styles: Mapping[str, Style] | None = None) -> dict[str, Style]:
+    """The report's styles (``styles``, else those in use), completed for labels they lack."""
+    return palette.complete(palette.current() if styles is None else styles, entries(frame))
+
+
+def plain(value: float, _position: Any = None) -> str:
+    """A tick label: 8, 256, 0.001, 12.5, 2e7; never a power written as 10^k."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else ""
+    if 1e-3 <= abs(value) < 1e6:
+        return f"{value:.6g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def plain_ticks(ax: Any, xvalues: Sequence[float] | None = None, categorical: bool = False) -> None:
+    """Plain labels on the numeric axes; on a numeric x with few values, a tick at each (depth 8, 64, 256)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    numeric = [(ax.yaxis, ax.get_ylim())] if categorical else [(ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())]
+    for axis, limits in numeric:
+        if axis.get_scale() == "log":  # 1, 2, 5 per decade over a short range; decades only over a long one
+            low, high = sorted(abs(v) for v in limits)
+            decades = math.log10(high / low) if low > 0 else 99.0
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)))
+        axis.set_major_formatter(FuncFormatter(plain))
+        axis.set_minor_formatter(NullFormatter())
+    if xvalues is not None and 0 < len(xvalues) <= 12:
+        ax.set_xticks(sorted(xvalues))
+        ax.xaxis.set_minor_locator(NullLocator())
+
+
+def _natural(value: Any) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(value)))
+
+
+def _panel_order(name: str) -> tuple:
+    """Panels of the smoke scale first, then small, then full; the rest in natural order."""
+    return (SCALES.get(name.split(" | ")[0], 9), _natural(name))
+
+
+def title(text: str, count: int) -> str:
+    """A panel's title, wrapped to the panel's width (three lines at most)."""
+    width = {1: 110, 2: 62}.get(count, 38)
+    lines = textwrap.wrap(printable(text), width) or [""]
+    return "\n".join(lines[:3]) + ("…" if len(lines) > 3 else "")
+
+
+def grid(count: int, height: float | None = None) -> tuple[Any, list[Any]]:
+    """A figure ``WIDTH_IN`` wide with ``count`` panels, two or three to a row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 1 if count == 1 else 2 if count in (2, 4) else 3
+    rows = math.ceil(count / cols)
+    panel_height = height or (4.2 if cols == 1 else 3.5 if cols == 2 else 3.0)
+    figure, axes = plt.subplots(rows, cols, figsize=(WIDTH_IN, panel_height * rows), squeeze=False, dpi=DPI)
+    flat = list(axes.flat)
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return figure, flat[:count]
+
+
+def legend(figure: Any, styles: Mapping[str, Style], shown: Sequence[str], note: str = "") -> None:
+    """One legend under the panels: submissions first (marked), then references, in their style."""
+    from matplotlib.lines import Line2D
+
+    order = sorted(shown, key=lambda label: (not styles[label].submission, label))
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=styles[lb].colour,
+            marker=styles[lb].marker,
+            linestyle=styles[lb].linestyle,
+            linewidth=styles[lb].linewidth,
+            markersize=styles[lb].markersize * 0.8,
+        )  # fmt: skip
+        for lb in order
+    ]
+    figure.tight_layout()
+    drawn = figure.legend(
+        handles,
+        [palette.legend_text(lb, styles[lb]) for lb in order],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(4, max(1, len(order))),
+        frameon=False,
+        title=printable(note) if note else None,
+        title_fontsize=9,
+    )
+    for text in [*drawn.get_texts(), drawn.get_title()]:
+        text.set_parse_math(False)
+
+
+def _x_positions(values: pd.Series, categories: bool = False) -> tuple[pd.Series, list[Any] | None]:
+    """Numeric x as it is; categories (names, booleans, or any x of a bar plot) at 0, 1, 2... in natural order,
+    with their names."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if not categories and numeric.notna().all() and not values.map(lambda v: isinstance(v, bool)).any():
+        return numeric.astype(float), None
+    if numeric.notna().all():
+        order = [str(v) for v in sorted(values.unique(), key=float)]
+    else:
+        order = sorted(values.astype(str).unique(), key=_natural)
+    return values.astype(str).map({v: i for i, v in enumerate(order)}).astype(float), order
+
+
+def _draw_lines(ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[str, Style], kind: str) -> None:
+    xs, names = _x_positions(panel[x], categories=kind == "bar")
+    panel = panel.assign(_x=xs, _label=labels(panel).astype(str))
+    shown = sorted(panel["_label"].unique(), key=lambda lb: (styles[lb].submission, lb))
+    for i, label in enumerate(shown):
+        s = styles[label]
+        points = panel[panel["_label"] == label].groupby("_x")[y].median().sort_index()
+        if kind == "bar":
+            width = 0.8 / len(shown)
+            ax.bar(points.index + (i - (len(shown) - 1) / 2) * width, points.values, width, color=s.colour,
+                   edgecolor="black" if s.submission else "none", linewidth=1.5 if s.submission else 0,
+                   hatch="//" if s.submission else None, zorder=s.zorder)  # fmt: skip
+        else:
+            ax.plot(points.index, points.values, color=s.colour, marker=s.marker, linestyle=s.linestyle,
+                    linewidth=s.linewidth, markersize=s.markersize, zorder=s.zorder)  # fmt: skip
+    if names is not None:
+        names = [printable(n) for n in names]
+        ax.set_xticks(range(len(names)), names, rotation=30 if max(map(len, names)) > 6 else 0, parse_math=False)
+    plain_ticks(ax, None if names is not None else sorted(set(xs)), categorical=names is not None)
+
+
+def line_panels(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    xlabel: str,
+    ylabel: str,
+    xscale: str = "linear",
+    yscale: str = "linear",
+    col: str = "setting",
+    kind: str = "line",
+    styles: Mapping[str, Style] | None = None,
+) -> Any:
+    """``y`` against ``x``: a line (or bars) per implementation (median over seeds), a panel per ``col``.
+
+    ``frame`` needs ``impl`` (or ``label``) and the ``col`` column (``setting`` by default, see ``setting``); each
+    implementation keeps its own colour and marker. Returns the first figure when the panels need more than one
+    (``line_figures`` returns them all).
+    """
+    return line_figures(frame, x, y, xlabel=xlabel, ylabel=ylabel, xscale=xscale, yscale=yscale, col=col,
+                        kind=kind, styles=styles)[0]  # fmt: skip
+
+
+def line_figures(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    xlabel: str,
+    ylabel: str,
+    xscale: str = "linear",
+    yscale: str = "linear",
+    col: str = "setting",
+    kind: str = "line",
+    styles: Mapping[str, Style] | None = None,
+) -> list[Any]:
+    """``line_panels``' figures, ``MAX_PANELS`` panels each."""
+    chosen = styles_for(frame, styles)
+    names = sorted(frame[col].astype(str).unique(), key=_panel_order)
+    figures = []
+    with plain_text():
+        for start in range(0, len(names), MAX_PANELS):
+            chunk = names[start : start + MAX_PANELS]
+            figure, axes = grid(len(chunk))
+            for ax, name in zip(axes, chunk, strict=True):
+                panel = frame[frame[col].astype(str) == name]
+                if kind != "bar":
+                    ax.set_xscale(xscale)
+                ax.set_yscale(yscale)
+                _draw_lines(ax, panel, x, y, chosen, kind)
+                ax.set_title(title(name, len(chunk)), fontsize=9, parse_math=False)
+                ax.set_xlabel(printable(xlabel), parse_math=False)
+                ax.set_ylabel(printable(ylabel), parse_math=False)
+                ax.grid(True, alpha=0.3)
+            legend(figure, chosen, sorted(set(labels(frame).astype(str))))
+            figures.append(figure)
+    return figures
+
+
+def _column(name: str) -> str:
+    return name if name.startswith(PARAM) else METRIC + name
+
+
+def draw(plot: Mapping[str, Any], cases: pd.DataFrame, styles: Mapping[str, Style] | None = None) -> Any | None:
+    """The figure a ``LinePlot`` description (a dict, as stored in run files) asks for, or None when no ok case
+    carries both of its axes."""
+    figures = draw_all(plot, cases, styles)
+    return figures[0] if figures else None
+
+
+def draw_all(plot: Mapping[str, Any], cases: pd.DataFrame, styles: Mapping[str, Style] | None = None) -> list[Any]:
+    """``draw``'s figures, ``MAX_PANELS`` panels each (none when no ok case carries both axes)."""
+    x, y = _column(plot["x"]), _column(plot["y"])
+    frame = cases[cases["status"] == "ok"]
+    for name, value in (plot.get("where") or {}).items():
+        column = PARAM + name
+        frame = frame[frame[column] == value] if column in frame else frame.iloc[0:0]
+    if x not in frame or y not in frame:
+        return []
+    frame = frame.dropna(subset=[x, y]).assign(value=lambda d: d[y] * float(plot.get("scale_y", 1.0)))
+    if plot.get("xlog"):
+        frame = frame[pd.to_numeric(frame[x], errors="coerce") > 0]
+    if plot.get("ylog"):
+        frame = frame[frame["value"] > 0]
+    if frame.empty:
+        return []
+    frame = frame.assign(setting=setting(frame))
+    facet = plot.get("facet")
+    if facet and PARAM + facet in frame:
+        frame["setting"] = frame["setting"] + " | " + facet + "=" + frame[PARAM + facet].astype(str)
+    return line_figures(
+        frame,
+        x,
+        "value",
+        xlabel=plot.get("xlabel") or plot["x"],
+        ylabel=plot.get("ylabel") or plot["y"],
+        xscale="log" if plot.get("xlog") else "linear",
+        yscale="log" if plot.get("ylog") else "linear",
+        kind=plot.get("kind", "line"),
+        styles=styles,
+    )

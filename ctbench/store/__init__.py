@@ -1,0 +1,2 @@
+"""Run files: one versioned JSON document per run (``results``), its schema as checks (``schema``), and text from
+them made safe to show (``text``)."""
