@@ -2,7 +2,7 @@
 
 Reads ``OUT_DIR/calibration.json`` (``ctbench.run.calibrate``) and the run file(s) under ``OUT_DIR/runs`` (through
 ``ctbench.store.results.load_runs``: no task code is imported), writes ``OUT_DIR/summary.txt`` and
-``OUT_DIR/summary.json`` (small enough to come back from a lent machine) and prints the text: per task a compact table
+``OUT_DIR/summary.json`` (small enough to copy back from a remote machine) and prints the text: per task a compact table
 of each case's step time, step memory and step energy (cases never started are counted, not listed), then the
 headline, last so that it is what a terminal's screen shows: the GPU's facts, the calibration's readings, the case
 statuses per task, the memory ratios each task declares, the failed checks and the cases that did not finish. Anything
@@ -31,7 +31,8 @@ MAX_ERROR_CHARS = 110
 @dataclass(frozen=True)
 class Ratio:
     """``impl`` against each of ``against`` on ``metric`` at the param points both finished; with ``deepest``,
-    only at the largest value of that axis (and the growth of each along it)."""
+    only at the largest value of that axis (and the growth of each along it). Each task declares its own
+    (``ctbench.Ratio``); the run files carry them in the task's description."""
 
     task: str
     title: str
@@ -41,11 +42,24 @@ class Ratio:
     deepest: str | None = None
 
 
-RATIOS = (
-    Ratio("adjoint_resnet", "backprop vs adjoint", "backprop", ("adjoint_euler", "adjoint_heun"), deepest="depth"),
-    Ratio("implicit_jfb", "IFT vs JFB", "ift", ("jfb",)),
-    Ratio("iresnet", "i-ResNet truncated series vs Residual Flows", "iresnet", ("residual_flow",)),
-)
+def declared_ratios(runs: Sequence[Mapping[str, Any]]) -> list[Ratio]:
+    """The headline ratios the tasks of ``runs`` declare, from the descriptions the run files carry (the newest
+    run's description of a task wins)."""
+    found: dict[str, list[Ratio]] = {}
+    for run in runs:
+        for task, spec in (run.get("tasks") or {}).items():
+            found[task] = [
+                Ratio(
+                    task,
+                    r["title"],
+                    r["impl"],
+                    tuple(r["against"]),
+                    r.get("metric") or "step_peak_memory_bytes",
+                    r.get("deepest"),
+                )  # fmt: skip
+                for r in spec.get("headline_ratios") or []
+            ]
+    return [r for ratios in found.values() for r in ratios]
 
 
 # ---- formatting -------------------------------------------------------------------------------------------------
@@ -279,8 +293,11 @@ def summarise(out_dir: Path) -> tuple[str, dict[str, Any]]:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses[task].items(), key=lambda t: t[0] != "ok"))
         head.append(f"{task}: {counts} ({seconds:.0f} s of cases)")
     ratios: list[dict[str, Any]] = []
-    head.append("memory ratios (step_peak_memory_bytes; the same point, both cases ok):")
-    for spec in RATIOS:
+    head.append("headline ratios (each task's own; the same point, both cases ok):")
+    declared = declared_ratios(runs)
+    if not declared:
+        head.append("  none: no task of the run declares one")
+    for spec in declared:
         lines, entries = ratio_lines(spec, by_task.get(spec.task, []))
         head += lines
         ratios += entries

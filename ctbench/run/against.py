@@ -1,0 +1,146 @@
+"""``--against``: run only the submission, rank it against stored reference cases (``ctbench.store.matching``).
+
+The stored cases are the reference cases (``submission == "reference"``) of the run files under ``--against`` at
+the submission's own points: same task, scale, parameters and seed (and, once the submission has run, the same
+dataset). Where several runs hold the same case, the newest is used. The run file written holds the submission's
+cases only; the report built at the end reads it beside the stored runs that hold a match. References the task
+would run at a point but the store lacks are listed. ``retime`` reruns the matching reference cases on this
+machine, in the same run as the submission, instead of using the stored numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ctbench.api.implementation import ImplRef, task_references
+from ctbench.catalog.registry import UsageError, description, get_task
+from ctbench.machine.env import environment, hardware_label, node
+from ctbench.run.cases import Case
+from ctbench.store.matching import Match, Point, board_runs, dataset_mismatches, differences, match, point, point_label
+from ctbench.store.results import Skipped, load_runs
+from ctbench.store.schema import REFERENCE
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Against:
+    """What ``--against`` found before the run, and what it adds to the run's end."""
+
+    paths: list[str]
+    match: Match
+    retime: bool
+    submissions: list[str]
+    skipped: list[Skipped]
+    differs: list[str] = field(default_factory=list)
+    cases: list[Case] = field(default_factory=list)  # what to run: the submission's, and retimed references
+
+    def report_inputs(self, out: Path | str) -> list[str]:
+        """The stored run files the report reads beside the run's folder ``out`` (none when the references were
+        retimed; none twice: a stored run inside ``out`` is read with it)."""
+        if self.retime:
+            return []
+        inside = Path(out).resolve()
+        paths = [run["_path"] for run in self.match.runs()]
+        return [p for p in paths if not Path(p).resolve().is_relative_to(inside)]
+
+    def banners(self) -> list[str]:
+        n = len(self.match.pairs())
+        who = ", ".join(self.submissions)
+        if self.retime:
+            n = sum(c.impl.submission == REFERENCE for c in self.cases)
+            head = (
+                f"{who}: the {n} reference cases stored at its points in {', '.join(self.paths)} were rerun on this "
+                "machine in the same run (--retime-references)."
+            )
+            return [head]
+        runs = ", ".join(r["run_id"] for r in self.match.runs()) or "none"
+        head = (
+            f"{who} is ranked against {n} stored reference cases from {', '.join(self.paths)} (runs {runs}), "
+            "not rerun here."
+        )
+        return [head, *(f"Not comparable: {line}." for line in self.differs)]
+
+    def report_options(self) -> dict[str, Any]:
+        return {"banners": self.banners()}
+
+    def board_runs(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The runs the submission's boards are built from: the run just made, with the stored matches."""
+        return board_runs(doc, [] if self.retime else self.match.pairs())
+
+    def mismatches(self, doc: Mapping[str, Any]) -> list[str]:
+        """Points where a stored reference ran on another dataset than the submission (another board)."""
+        return dataset_mismatches([c for c in doc["cases"] if c.get("submission") != REFERENCE], self.match)
+
+
+def _expected(task_name: str, sub_cases: Sequence[Case]) -> dict[Point, list[str]]:
+    """At each of the submission's points, the installed references the task would run there."""
+    task = get_task(task_name)
+    refs = task_references(task)
+    expected: dict[Point, list[str]] = {}
+    for c in sub_cases:
+        scale = task.scales[c.scale]
+        expected[point(c.task, c.scale, c.params, c.seed)] = [
+            r.name for r in refs if task.skip(r.name, scale, c.params) is None
+        ]
+    return expected
+
+
+def _retimed(m: Match, say: Say) -> list[Case]:
+    """The matched stored cases as reference cases to run here (those whose reference is installed)."""
+    cases = []
+    by_task: dict[str, dict[str, ImplRef]] = {}
+    for p, by_impl in m.cases.items():
+        task_name, scale, params, seed = p
+        if task_name not in by_task:
+            task = get_task(task_name)
+            by_task[task_name] = {r.name: r for r in task_references(task)}
+        for impl in by_impl:
+            if impl not in by_task[task_name]:
+                say(f"against: cannot rerun {impl} at {point_label(p)}: it is not installed here")
+                continue
+            cases.append(Case(task_name, by_task[task_name][impl], scale, json.loads(params), seed))
+    return cases
+
+
+def plan(paths: Sequence[str], cases: Sequence[Case], retime: bool, say: Say = print) -> Against:
+    """Split ``cases`` (from ``--impl``) into the submission's and the references named there (which narrow the
+    stored references used), find the stored cases, say what matched, what is missing and what differs."""
+    subs = [c for c in cases if c.impl.submission != REFERENCE]
+    if not subs:
+        raise UsageError("--against ranks a submission: name one with --impl FILE.py[:Class] (or a folder)")
+    named = {c.impl.name for c in cases if c.impl.submission == REFERENCE}
+    runs, skipped = load_runs(paths, description)
+    for s in skipped:
+        print(f"against: skipped {s.reason}", file=sys.stderr)
+    if not runs:
+        raise UsageError(f"--against {' '.join(paths)}: no readable run file there")
+    expected: dict[Point, list[str]] = {}
+    for task_name in dict.fromkeys(c.task for c in subs):
+        expected.update(_expected(task_name, [c for c in subs if c.task == task_name]))
+    m = match(expected, runs, named or None)
+    submissions = sorted({c.impl.submission for c in subs})
+    env = environment()
+    here = hardware_label(node())
+    result = Against(list(map(str, paths)), m, retime, submissions, skipped)
+    if not retime:
+        result.differs = differences(m.pairs(), env.get("git_commit"), here)
+    result.cases = (_retimed(m, say) if retime else []) + subs
+    n_points = len(expected)
+    say(
+        f"against: {len(m.pairs())} stored reference cases match {len(m.cases)} of the submission's {n_points} "
+        f"points, from {len(m.runs())} run(s) under {', '.join(map(str, paths))}"
+        + ("; they are rerun here (--retime-references)" if retime else "; they are not rerun")
+    )
+    if not m.cases:
+        say("WARNING: against: no stored reference case matches the submission's points: it is ranked alone")
+    for p, names in m.missing.items():
+        say(f"against: missing stored cases at {point_label(p)}: {', '.join(names)}")
+    for line in result.differs:
+        say(f"WARNING: against: {line}")
+    return result
