@@ -44,6 +44,19 @@ class PaperNumber:
 
 
 @dataclass(frozen=True)
+class Ratio:
+    """A headline ratio of the task: ``impl`` against each of ``against`` on ``metric`` at the points where both
+    finished (``scripts/gpu_check.sh``'s summary prints it); with ``deepest``, only at the largest value of that
+    grid axis, with the growth of each along it."""
+
+    title: str
+    impl: str
+    against: tuple[str, ...]
+    metric: str = "step_peak_memory_bytes"
+    deepest: str | None = None
+
+
+@dataclass(frozen=True)
 class Metric:
     """A metric's unit and ranking direction (``None``: informative, never ranked)."""
 
@@ -226,6 +239,7 @@ class Task:
     phases: ClassVar[Mapping[str, Phase]] = {}
     paper_numbers: ClassVar[Sequence[PaperNumber]] = ()
     line_plots: ClassVar[Sequence[LinePlot]] = ()
+    headline_ratios: ClassVar[Sequence[Ratio]] = ()  # the ratios a summary of a run leads with
     bench_params: ClassVar[Sequence[Mapping[str, Any]]] = ()  # smoke grid points benchmarks time (default: first)
     # the metrics the task is about, each a kind: "quality", "memory" or "time"; leaderboards show them first
     # and rank rows by Pareto layer over them. Empty: the primary metric (quality), step_peak_memory_bytes and

@@ -80,4 +80,5 @@ def describe(task: Task) -> dict[str, Any]:
         "objectives": task_objectives(task, metrics),
         "paper_numbers": [asdict(pn) for pn in task.paper_numbers],
         "plots": [{**asdict(p), "where": dict(p.where)} for p in task.line_plots],
+        "headline_ratios": [{**asdict(r), "against": list(r.against)} for r in task.headline_ratios],
     }

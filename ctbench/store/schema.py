@@ -17,10 +17,12 @@ from typing import Any
 MAX_DEPTH = 64  # a run file nests about 6 deep (cases[i].series.name[j][k])
 MAX_INT_DIGITS = 40
 MAX_METRICS = 1000  # entries of a case's metrics (or spread): a case with more is refused by name
-_INT_BOUND = 10**MAX_INT_DIGITS
+_INT_BOUND: int = 10**MAX_INT_DIGITS  # int ** int is typed Any (a negative power is a float)
 STATUSES = ("ok", "failed", "invalid", "timeout", "oom", "suspect")
 
 Check = Callable[[Any, str], None]
+
+REFERENCE = "reference"  # a case's ``submission`` for the shipped implementations: no submission may take it
 
 
 class Problem(Exception):
@@ -288,6 +290,7 @@ PLOT = record(
         "kind": one_of("line", "bar"),
     },
 )
+RATIO = record({"title": text, "impl": text, "against": listing(text), "metric": text}, {"deepest": TEXT_OR_NULL})
 TASK = record(
     {"summary": text, "paper": PAPER, "metrics": mapping(METRIC)},
     {
@@ -296,6 +299,7 @@ TASK = record(
         "paper_numbers": listing(PAPER_NUMBER),
         "plots": listing(PLOT),
         "objectives": mapping(one_of("quality", "memory", "time")),
+        "headline_ratios": listing(RATIO),
     },
 )
 RUN = record(

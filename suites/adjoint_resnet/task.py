@@ -27,6 +27,7 @@ from ctbench import (
     Phase,
     Policy,
     Prepared,
+    Ratio,
     RunCheck,
     Scale,
     Step,
@@ -86,8 +87,7 @@ class AdjointResNet(Task):
     scales = {
         "smoke": Scale(
             "smoke",
-            # depths to 128 (deeper cases would take most of the suite's time); the orders
-            # are fitted on 32..128 (Euler, softplus: -0.83; Heun, ReLU: -2.51, measured 2026-11-30)
+            # depths to 128 (deeper cases would take most of the suite's time); the orders are fitted on 32..128
             grid={"depth": [8, 32, 128], "activation": ACTIVATION},
             config={
                 **_COMMON,
@@ -103,8 +103,8 @@ class AdjointResNet(Task):
                 "lr": 1e-2,
                 "lr_milestones": [],
                 "augment": False,
-                # torchdiffeq's adjoint visits every block's parameters at each of the N steps (O(N^2));
-                # measured here: 3.8 s per step at depth 256 against backprop's 0.13 s
+                # torchdiffeq's adjoint visits every block's parameters at each of the N steps (O(N^2) per step),
+                # so past depth 64 its cases alone would take most of the smoke run
                 "max_depth": {"torchdiffeq": 64},
                 # softplus only where a claim needs it: Euler's first order (Heun's order is checked with relu)
                 "impls_for": {"softplus": ["adjoint_euler"]},
@@ -155,7 +155,7 @@ class AdjointResNet(Task):
             timeout_s=6 * 3600,
             policy=Policy(repeat=10, memory_repeat=1),
         ),
-        # one H200 without network (scripts/gpu_check.sh): the depth sweep at the full scale's width (64 channels,
+        # one GPU, no network needed (scripts/gpu_check.sh): the depth sweep at the full scale's width (64 channels,
         # 32x32 inputs, 8x8 maps in the stage, batch 128), where backprop stores 4 MiB per block (x_n and the
         # activation's output, 2 MiB each; counted tensor by tensor on a CPU): 1 GiB at depth 256, 4 GiB at 1024,
         # while the adjoint's live tensors stay at about 15 MiB; tiny pretraining and two fine-tuning steps.
@@ -180,11 +180,12 @@ class AdjointResNet(Task):
                 "download": False,  # no network there: straight to the synthetic stand-in
                 "max_depth": {"torchdiffeq": 8, "checkpoint": 256, "adjoint_heun": 256},
             },
-            # expected on an H200 (launch-bound, about 0.5 ms per block and step): at most about 20 s a case
+            # launch-bound on a data-centre GPU: well under the timeout a case
             timeout_s=90,
             policy=Policy(repeat=3, memory_repeat=1, energy_block_s=0.2, energy_blocks=1),
         ),
     }
+    headline_ratios = (Ratio("backprop vs adjoint", "backprop", ("adjoint_euler", "adjoint_heun"), deepest="depth"),)
     line_plots = (
         _vs_depth("step_memory_vs_depth", "step_peak_memory_bytes", "step working memory (MB)", 1e-6),
         _vs_depth("step_time_vs_depth", "step_time_s", "step time (s)"),

@@ -25,6 +25,7 @@ from ctbench import (
     Phase,
     Policy,
     Prepared,
+    Ratio,
     RunCheck,
     Scale,
     Step,
@@ -87,7 +88,7 @@ class ImplicitJFB(Task):
             timeout_s=120,
             policy=Policy(repeat=5, memory_repeat=5),
         ),
-        # scripts/gpu_check.sh on one H200: the tolerance sweep (memory and backward speed-up against forward
+        # scripts/gpu_check.sh on one GPU: the tolerance sweep (memory and backward speed-up against forward
         # iterations) with plain iteration; smoke's model, one short epoch (configs.GPU_SMOKE), a few seconds a case
         "gpu-smoke": Scale(
             "gpu-smoke",
@@ -129,6 +130,7 @@ class ImplicitJFB(Task):
             for metric, value in (("epoch_time_s", seconds), ("test_accuracy", accuracy))
         ],
     )
+    headline_ratios = (Ratio("IFT vs JFB", "ift", ("jfb",)),)
     line_plots = (
         LinePlot(
             "memory_vs_forward_iterations",

@@ -17,7 +17,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ctbench import Context, LinePlot, Metric, Paper, PaperNumber, Phase, Policy, Prepared, RunCheck, Scale, Step, Task
+from ctbench import (
+    Context,
+    LinePlot,
+    Metric,
+    Paper,
+    PaperNumber,
+    Phase,
+    Policy,
+    Prepared,
+    Ratio,
+    RunCheck,
+    Scale,
+    Step,
+    Task,
+)
 from suites.iresnet import checks, configs, protocol
 from suites.iresnet.data import DATASETS
 from suites.iresnet.interface import ResidualLogDet
@@ -84,7 +98,7 @@ class IResNetTask(Task):
             policy=Policy(warmup=2, repeat=20, memory_repeat=configs.MEMORY_READINGS),
             threads=1,
         ),
-        # scripts/gpu_check.sh on one H200: small's 2-D setting, briefly (configs.GPU_SMOKE): the throughput
+        # scripts/gpu_check.sh on one GPU: small's 2-D setting, briefly (configs.GPU_SMOKE): the throughput
         # against normflows at n = 5, the memory sweep n = 5 -> 20, the non-contractive control (c = 1.5)
         "gpu-smoke": Scale(
             "gpu-smoke",
@@ -120,6 +134,7 @@ class IResNetTask(Task):
             policy=Policy(warmup=2, repeat=20, memory_repeat=configs.MEMORY_READINGS),
         ),
     }
+    headline_ratios = (Ratio("i-ResNet truncated series vs Residual Flows", "iresnet", ("residual_flow",)),)
     line_plots = (
         LinePlot(
             "test_nll_vs_terms",
