@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from ctbench.catalog.registry import description
 from ctbench.store.results import SCHEMA, write_run
 from ctbench_cli import gpu_summary
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "gpu_check.sh"
-TEMPLATE = Path(__file__).resolve().parent / "template"
+TEMPLATE = REPO / "tests" / "template"
 MIB, GIB = 2**20, 2**30
 
 
@@ -99,6 +100,7 @@ def synthetic_cuda_run(out: Path) -> None:
         "env": {"torch": "2.11.0+cu130", "cuda": "13.0", "cuda_runtime": "13.0", "gpus": [gpu], "python": "3.12.3"},
         "settings": {"device": "cuda", "left_out": ["iresnet/freia_iresnet: needs FrEIA, which is not installed"]},
         "cases": adjoint + jfb,  # no iresnet at all
+        "tasks": {name: description(name) for name in ("adjoint_resnet", "implicit_jfb", "iresnet")},
         "checks": [
             dict(task="adjoint_resnet", name="memory_flat_in_depth", scope={"impl": "backprop"}, value=127.0)
             | dict(threshold=0.15, passed=False, description="step memory growth")
@@ -149,7 +151,10 @@ def test_the_summary_of_an_empty_folder_says_what_is_missing(tmp_path, capsys):
     assert gpu_summary.main([str(tmp_path)]) == 1
     printed = capsys.readouterr().out
     assert "run file: none" in printed and "calibration: not run (no readable calibration.json)" in printed
-    assert "backprop vs adjoint (adjoint_resnet): not measured (no case of adjoint_resnet in the run)" in printed
+    assert (
+        "headline ratios (each task's own; the same point, both cases ok):\n  none: no task of the run declares one"
+        in printed
+    )
 
 
 def _fake_wheel(folder: Path, name: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[2] / "ctbench"
 # each subpackage may import only itself and the ones before it
-LAYERS = ["store", "machine", "api", "boards", "figures", "isolation", "catalog", "run"]
+LAYERS = ["machine", "store", "api", "boards", "figures", "isolation", "catalog", "run"]
 OUTSIDE = ("ctbench_cli", "report", "suites", "reference_impls", "benchmarks", "tests")
 
 

@@ -22,7 +22,7 @@ from report import build_report
 from report.asv_history import build
 from report.benchmark_build import synthetic_runs
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b",
            "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples", "profile"]  # fmt: skip
 CASES = ["'tiny:direct[n=8]'", "'tiny:direct[n=64]'"]

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_report import INJECTION, case, fixture_site, run_doc
+from runfiles import INJECTION, case, fixture_site, run_doc
 
 from report import build_report
 
@@ -42,7 +42,7 @@ PAGES = (
     "env.html",
     "benchmarks.html",
 )
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from test_report import METHODS, case, run_doc
+from runfiles import METHODS, case, run_doc
 
 from ctbench import Metric, Paper, Scale, Step, Task
 from ctbench.api.implementation import ImplRef, Manifest
@@ -30,7 +30,7 @@ from ctbench.figures.palette import REFERENCE_COLOURS, assign, complete
 from ctbench.run.cases import plan
 from ctbench_cli.summary import exit_status, skipped_lines, summarise
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 TASK = "adjoint_resnet"
 
 

@@ -21,7 +21,7 @@ from ctbench.api.implementation import load_class, reference_impls, resolve
 from ctbench.catalog.registry import get_task, tasks
 from ctbench.run import smoke
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
 # task -> (file:Class, its cheapest smoke point)
 CASES = {

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ctbench_cli.against import dataset_mismatches, differences, match, point
+from ctbench.store.matching import dataset_mismatches, differences, match, point
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 SUBMISSION = """
 import torch
 from ctbench import Manifest
@@ -83,7 +83,7 @@ def test_a_stored_case_on_another_dataset_is_named():
 
 
 def test_the_report_reads_each_stored_run_once_and_none_when_retimed(tmp_path):
-    from ctbench_cli.against import Against
+    from ctbench.run.against import Against
 
     at8 = point("tiny", "smoke", {"n": 8}, 0)
     inside = {**_run("r1", "2025-01-01", [_case("direct", 8)]), "_path": str(tmp_path / "out" / "r1.json")}
@@ -183,7 +183,7 @@ def test_the_banners_in_a_browser(tmp_path):
     """The page says where the stored references came from, above everything; a screenshot is kept."""
     from playwright.sync_api import sync_playwright
 
-    from ctbench_cli.against import Against
+    from ctbench.run.against import Against
     from report import build_report
     from report.benchmark_build import synthetic_runs
 

@@ -18,7 +18,7 @@ from ctbench.api.sweeps import flat, grows, loglog_slope, ratio, settings, slope
 from ctbench.catalog.describe import all_metrics, engine_metrics
 from ctbench.run import process
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 CPU = torch.device("cpu")
 
 SUBMISSIONS = """
@@ -149,16 +149,12 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def test_layers_point_one_way():
-    """The engine never imports the report or the command line; the report and the tables never import a task."""
-    for path in (REPO / "ctbench").glob("*.py"):
-        bad = {m for m in _imports(path) if m.split(".")[0] in ("report", "ctbench_cli")}
-        assert not bad, f"{path.name} imports {bad}"
-    for path in [*(REPO / "report").glob("*.py"), REPO / "ctbench" / "table.py", REPO / "ctbench" / "plotting.py"]:
+def test_the_report_never_imports_a_task_or_the_runner():
+    """The report reads run files: no task, no command line, no registry, no case process (the engine's own layers
+    are checked in ``tests/engine/test_layers.py``)."""
+    for path in (REPO / "report").glob("*.py"):
         bad = {m for m in _imports(path) if m.split(".")[0] in ("suites", "reference_impls", "ctbench_cli")}
-        bad |= {
-            m for m in _imports(path) if m in ("ctbench.catalog.registry", "ctbench.run.smoke", "ctbench.run.worker")
-        }
+        bad |= {m for m in _imports(path) if m.startswith(("ctbench.catalog", "ctbench.run"))}
         assert not bad, f"{path} imports {bad}"
 
 

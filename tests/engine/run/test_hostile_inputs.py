@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_hostile_files import REPO, TASK, deadline, good_doc, write
-from test_report import METHODS, case, run_doc
+from runfiles import METHODS, REPO, TASK, case, deadline, good_doc, run_doc, write
 
 from ctbench.catalog.registry import UsageError
 from ctbench.run.cases import parse_param

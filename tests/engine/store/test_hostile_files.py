@@ -10,12 +10,10 @@ written 0644 less the umask.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
 import re
-import signal
 import stat
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from test_report import METHODS, case, run_doc
+from runfiles import METHODS, RLO, TASK, case, deadline, good_doc, run_doc, write
 
 from ctbench.boards.table import cases_frame, leaderboard, task_specs
 from ctbench.store import results, schema
@@ -32,21 +30,7 @@ from ctbench.store.results import ResultFileError, load_run, load_runs, validate
 from report import build_report
 from report.fmt import bdi
 
-REPO = Path(__file__).resolve().parent.parent
-TASK = "adjoint_resnet"
-RLO = "\u202e"
-
-
-def good_doc(run_id: str = "20250101T000000Z-good", created: str = "2025-01-01T00:00:00+00:00", **over: Any) -> dict:
-    cases = [case(impl, 8, accuracy=0.70 + 0.04 * i, **over) for i, impl in enumerate(METHODS)]
-    return run_doc(run_id, created, cases)
-
-
-def write(folder: Path, name: str, doc: Any) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
-    return path
+REPO = Path(__file__).resolve().parents[3]
 
 
 def mutated(mutate) -> dict:
@@ -109,22 +93,6 @@ RAW = [  # files a json.dumps of a dict cannot produce
     ("minus-infinity", GOOD_TEXT.replace('"test_accuracy": 0.7,', '"test_accuracy": -Infinity,', 1), "<file>"),
     ("overflow", GOOD_TEXT.replace('"test_accuracy": 0.7,', '"test_accuracy": 1e999,', 1), "<file>"),
 ]
-
-
-@contextlib.contextmanager
-def deadline(seconds: int):
-    """Fail (instead of hanging the suite) if the block takes longer than ``seconds``."""
-
-    def expire(*_):
-        raise TimeoutError(f"took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
