@@ -19,5 +19,6 @@ fi
 mkdir -p .ci/out
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null
+.venv/bin/mypy  # the engine, ctbench/ (config in pyproject.toml)
 CTBENCH_SCREENSHOTS=1 .venv/bin/python -m pytest -q -p no:cacheprovider --benchmark-json .ci/out/pytest-benchmark.json "$@"
 echo "test output: .ci/out/ (pytest-benchmark.json, screenshots/)"

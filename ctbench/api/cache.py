@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -22,7 +22,7 @@ def key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _write(path: Path, write: Callable[[Path], None]) -> None:
+def _write(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -39,7 +39,8 @@ def cached(path: Path, build: Callable[[], T]) -> T:
     stored there atomically (where the cache can be written) and returned."""
     json_file = path.suffix == ".json"
     if path.exists():
-        return json.loads(path.read_text()) if json_file else torch.load(path, map_location="cpu", weights_only=False)
+        stored = json.loads(path.read_text()) if json_file else torch.load(path, map_location="cpu", weights_only=False)
+        return cast(T, stored)  # what ``build`` returned when it was stored
     value = build()
     try:
         if json_file:

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any, cast
 
 import torch
 
@@ -39,7 +40,7 @@ def import_torchvision() -> ModuleType:
         for name in [m for m in sys.modules if m.startswith("torchvision")]:
             del sys.modules[name]
         import torchvision
-    return torchvision
+    return cast(ModuleType, torchvision)  # untyped: no stubs, no py.typed
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Split:
         return Split(self.x[:n], self.y[:n], self.dataset)
 
 
-def _to_split(ds, name: str) -> Split:
+def _to_split(ds: Any, name: str) -> Split:
     data = torch.as_tensor(ds.data)
     x = data.float().div(255)
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)

@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
+
+from ctbench.store.schema import REFERENCE
 
 
 class ImplementationError(ValueError):
@@ -42,7 +44,7 @@ class ImplRef:
 
     manifest: Manifest
     spec: str  # "<module or file>:<ClassName>", enough for a subprocess to load it again
-    submission: str  # "reference" for ours, else the submission's label
+    submission: str  # REFERENCE for ours, else the submission's label
     content_hash: str = ""  # sha256 of the source that defines it: runs of different code never share a row
 
     @property
@@ -168,7 +170,7 @@ def resolve(spec: str, interface: type, submission: str | None = None) -> list[I
         if not inspect.isclass(cls):
             found = ", ".join(c.__name__ for c in _classes_in(module)) or "none"
             raise ImplementationError(f"{target} has no class {class_name!r} (implementation classes: {found})")
-        classes = [cls]
+        classes: list[type[Any]] = [cls]
     else:
         classes = _classes_in(module)
     refs = []
@@ -187,7 +189,7 @@ def resolve(spec: str, interface: type, submission: str | None = None) -> list[I
 def load_class(spec: str) -> type:
     """Re-import the class an ``ImplRef.spec`` names (in the case's subprocess)."""
     target, _, class_name = spec.partition(":")
-    return getattr(_import(target), class_name)
+    return cast(type, getattr(_import(target), class_name))
 
 
 def _missing_library(exc: ImplementationError, package: str) -> str | None:
@@ -225,7 +227,7 @@ def reference_impls(task_name: str, interface: type, package: str | None = None)
         if path.name.startswith("_"):
             continue
         try:
-            refs += resolve(f"{package}.{path.stem}", interface, submission="reference")
+            refs += resolve(f"{package}.{path.stem}", interface, submission=REFERENCE)
         except ImplementationError as exc:
             library = _missing_library(exc, package)
             if library is None:

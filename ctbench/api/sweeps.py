@@ -25,7 +25,7 @@ def _scope(record: Record, keys: Sequence[str], params: Sequence[str]) -> dict[s
     return scope
 
 
-def _sort_key(value: Any) -> tuple:
+def _sort_key(value: Any) -> tuple[bool, float | str]:
     return (value is None, value if isinstance(value, (int, float)) else str(value))
 
 

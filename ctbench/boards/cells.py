@@ -27,9 +27,9 @@ def number(value: Any, unit: str = "") -> str:
     if unit == "fraction":
         return f"{100 * value:.4g}%"
     if unit in _SECONDS:
-        for scale, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-            if abs(value) >= scale:
-                return f"{value / scale:.3g} {suffix}"
+        for seconds, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+            if abs(value) >= seconds:
+                return f"{value / seconds:.3g} {suffix}"
         return f"{value * 1e9:.3g} ns" if value else "0 s"
     return f"{value:.4g}"
 

@@ -17,7 +17,7 @@ STEP_OBJECTIVES = {"step_peak_memory_bytes": "memory", "step_time_s": "time"}
 
 def _kind(spec: Any) -> str:
     """What a metric measures, from its unit (a ``Metric`` or its description as a dict)."""
-    unit = spec.get("unit") if isinstance(spec, Mapping) else getattr(spec, "unit", "")
+    unit: Any = spec.get("unit") if isinstance(spec, Mapping) else getattr(spec, "unit", "")
     return {"s": "time", "bytes": "memory"}.get(unit, "quality")
 
 
@@ -38,7 +38,8 @@ def objectives(spec: Mapping[str, Any] | None) -> dict[str, str]:
     """
     if not isinstance(spec, Mapping):
         return {}
-    metrics = spec.get("metrics") if isinstance(spec.get("metrics"), Mapping) else {}
+    declared_metrics = spec.get("metrics")
+    metrics: Mapping[str, Any] = declared_metrics if isinstance(declared_metrics, Mapping) else {}
 
     def ranked(name: Any) -> bool:
         m = metrics.get(name) if isinstance(name, str) else None

@@ -65,7 +65,7 @@ def _ref(item: Any, spec: str) -> ImplRef:
     manifest, found, digest = item.get("manifest"), item.get("spec"), item.get("content_hash", "")
     if not isinstance(manifest, dict) or not isinstance(found, str) or not isinstance(digest, str):
         raise ImplementationError(f"{spec}: resolving it gave a malformed answer")
-    fields = {k: manifest.get(k) for k in ("name", "authors", "url", "description")}
+    fields: dict[str, Any] = {k: manifest.get(k) for k in ("name", "authors", "url", "description")}
     fields["authors"] = tuple(fields["authors"]) if isinstance(fields["authors"], list) else fields["authors"]
     problem = manifest_problem(fields)
     if problem:
@@ -121,7 +121,7 @@ def resolve_isolated(
             ) from None
         _kill_group(proc)  # whatever it left in its session
         reader.join(timeout=10)
-        log = _tail(log_path)
+        tail = _tail(log_path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if len(answer) > MAX_ANSWER_BYTES:
@@ -132,7 +132,9 @@ def resolve_isolated(
         reply = None
     if returncode != 0 or not isinstance(reply, dict):
         why = f"exit status {returncode}" if returncode else "no answer"
-        raise ImplementationError(f"{spec}: its process ended while being resolved ({why}){': ' + log if log else ''}")
+        raise ImplementationError(
+            f"{spec}: its process ended while being resolved ({why}){': ' + tail if tail else ''}"
+        )
     if "error" in reply:
         raise ImplementationError(str(reply["error"]))
     items = reply.get("refs")

@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ctbench.store.text import printable
+
+if TYPE_CHECKING:  # matplotlib is imported only where a figure is drawn
+    from matplotlib.typing import LineStyleType
 
 # matplotlib's tab10 without its grey (kept for submissions), then three more distinct colours
 REFERENCE_COLOURS = (
@@ -31,7 +35,7 @@ REFERENCE_COLOURS = (
 )
 REFERENCE_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 and 12 are coprime: 84 distinct pairs
 SUBMISSION_COLOURS = ("#000000", "#555555", "#2f2f6f", "#5c2a00")
-SUBMISSION_LINES = ("-", "--", "-.", ":")
+SUBMISSION_LINES: tuple[LineStyleType, ...] = ("-", "--", "-.", ":")
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class Style:
     colour: str
     marker: str
     submission: bool = False
-    linestyle: str = "-"
+    linestyle: LineStyleType = "-"
 
     @property
     def linewidth(self) -> float:

@@ -59,7 +59,7 @@ def calibrate(device: torch.device, sizes: Sequence[int] = SIZES) -> list[dict[s
     for nbytes in sizes:
         stats = measure_step(allocating_step(nbytes, device), device, Policy(warmup=1, repeat=3, memory_repeat=3))
         measured = stats.memory.step_bytes
-        reading = {
+        reading: dict[str, Any] = {
             "device": str(device),
             "allocated_bytes": nbytes,
             "measured_bytes": measured,

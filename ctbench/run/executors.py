@@ -29,7 +29,8 @@ class Templates:
     when the run is cold, and from the first time a template fails to start (the run goes on cold)."""
 
     def __init__(self, warm: bool):
-        self.warm, self.current, self.failed = warm, None, False
+        self.warm, self.failed = warm, False
+        self.current: Template | None = None
 
     def get(self, task_names: list[str]) -> Template | None:
         if not self.warm or self.failed:

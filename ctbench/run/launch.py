@@ -284,7 +284,7 @@ def launch(
     command = [sys.executable, "-m", "ctbench.run.worker", *argv]
     if sandbox:
         spec_file = case["impl"]["spec"].rpartition(":")[0]
-        shown = [*worker_args[1:3], *([Path(spec_file).parent] if spec_file.endswith(".py") else [])]
+        shown: list[Path | str] = [*worker_args[1:3], *([Path(spec_file).parent] if spec_file.endswith(".py") else [])]
         command = [*sandbox_args(case_dir, hidden, device, expose=shown), *command]
     if group is not None:  # a fresh process joins it before it runs anything (the sandbox cannot write to it)
         command = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group.procs), *command]

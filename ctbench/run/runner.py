@@ -50,7 +50,7 @@ class RunOutcome:
 def _run_checks(cases: Sequence[Case], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each task's checks across its cases; a task whose checks raise gets one failed check saying so (the run
     file is still written)."""
-    checks = []
+    checks: list[dict[str, Any]] = []
     for task_name in dict.fromkeys(c.task for c in cases):
         task_records = [r for r in records if r["task"] == task_name]
         try:
@@ -140,8 +140,8 @@ def _run(
             continue
         _settle(record, case)
         journal.add(case.key, record)  # first: what the terminal says is done is in the journal
-        error = (record.get("error") or "").strip().splitlines()
-        detail = f": {error[0]}" if error else f" [{record['dataset']}]"
+        error_lines = (record.get("error") or "").strip().splitlines()
+        detail = f": {error_lines[0]}" if error_lines else f" [{record['dataset']}]"
         where = f" on {record['host']}" if executor.name != "local" and record.get("host") else ""
         say(f"        {case.label()}: {record['status']} in {record.get('duration_s', 0):.1f} s{where}{detail}")
     records = [journal.records.get(c.key) or not_run[c.key] for c in cases]

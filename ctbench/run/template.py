@@ -23,13 +23,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 _LENGTH = struct.Struct("!I")
 
 
-def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] = ()) -> None:
+def _send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
     body = json.dumps(message).encode()
     socket.send_fds(sock, [_LENGTH.pack(len(body)) + body], list(fds))
 
@@ -244,7 +245,8 @@ class Forked:
     """A case forked by the template, with ``subprocess.Popen``'s ``pid``, ``wait`` and ``returncode``."""
 
     def __init__(self, template: Template, pid: int):
-        self.template, self.pid, self.returncode = template, pid, None
+        self.template, self.pid = template, pid
+        self.returncode: int | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -255,7 +257,8 @@ class Forked:
         if self.returncode is None:
             self.returncode = self.template.wait(self.pid, 1e9 if timeout is None else timeout)
         if self.returncode is None:
-            raise subprocess.TimeoutExpired(f"case {self.pid}", timeout)
+            # timeout is None here only after 1e9 s; TimeoutExpired formats None, typeshed wants a float
+            raise subprocess.TimeoutExpired(f"case {self.pid}", timeout)  # type: ignore[arg-type]
         return self.returncode
 
 

@@ -26,7 +26,7 @@ import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ctbench.store import schema
 from ctbench.store.schema import MAX_DEPTH, MAX_INT_DIGITS
@@ -73,7 +73,7 @@ def _check_version(doc: Any, path: Path) -> None:
         )
 
 
-def validate(doc: Any, path: Path | str = "<run>") -> dict:
+def validate(doc: Any, path: Path | str = "<run>") -> dict[str, Any]:
     """Check ``doc`` against the run schema (``ctbench.store.schema``); return it unchanged or raise
     ``ResultFileError``."""
     path = Path(path)
@@ -83,7 +83,7 @@ def validate(doc: Any, path: Path | str = "<run>") -> dict:
         schema.RUN(doc, "")
     except schema.Problem as exc:
         raise ResultFileError(path, exc.field, exc.problem) from None
-    return doc
+    return cast("dict[str, Any]", doc)  # _check_version refused anything but an object
 
 
 def _who(case: Any) -> str:
@@ -97,7 +97,7 @@ def _who(case: Any) -> str:
     return printable(f"{name}{scale}{seed}")[:200]
 
 
-def _usable_cases(doc: dict, path: Path) -> list[Skipped]:
+def _usable_cases(doc: dict[str, Any], path: Path) -> list[Skipped]:
     """Leave out (in place) every case record of ``doc`` that fails the schema; one ``Skipped`` each, naming it."""
     cases = doc.get("cases")
     if not isinstance(cases, list):
@@ -206,7 +206,7 @@ def _cut_places(doc: Any) -> list[tuple[str, str]]:
     return sorted(places)
 
 
-def write_run(doc: dict, out_dir: Path) -> Path:
+def write_run(doc: dict[str, Any], out_dir: Path) -> Path:
     """Validate and store a run document as ``<out_dir>/<run_id>.json``; strings over ``MAX_TEXT`` characters are
     stored cut (the document passed in is not changed)."""
     stored = _jsonable(doc)
@@ -325,7 +325,7 @@ def parse(text: str, path: Path | str = "<run>") -> Any:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def _load(path: Path) -> tuple[dict, list[Skipped]]:
+def _load(path: Path) -> tuple[dict[str, Any], list[Skipped]]:
     """The usable run in ``path`` (its unusable cases left out) and what was left out or cut, case by case."""
     data = _read_regular(path)
     try:
@@ -350,7 +350,7 @@ def _load(path: Path) -> tuple[dict, list[Skipped]]:
     return validate(doc, path), notes
 
 
-def load_run(path: Path | str) -> dict:
+def load_run(path: Path | str) -> dict[str, Any]:
     """The validated run document in ``path``; ``ResultFileError`` for anything that is not a usable run file. Its
     unusable case records are left out (``load_runs`` names them)."""
     return _load(Path(path))[0]
@@ -370,7 +370,7 @@ def run_files(paths: Iterable[Path | str]) -> list[Path]:
 Describe = Callable[[str], "dict[str, Any] | None"]
 
 
-def _describe_missing(doc: dict, describe: Describe | None) -> None:
+def _describe_missing(doc: dict[str, Any], describe: Describe | None) -> None:
     """A version-1 run carries no task descriptions: take them from ``describe`` (the installed tasks) where
     it knows the task; a task it does not know is rendered without units or ranks."""
     tasks = doc.setdefault("tasks", {})
@@ -381,7 +381,9 @@ def _describe_missing(doc: dict, describe: Describe | None) -> None:
             tasks[name] = spec
 
 
-def load_runs(paths: Iterable[Path | str], describe: Describe | None = None) -> tuple[list[dict], list[Skipped]]:
+def load_runs(
+    paths: Iterable[Path | str], describe: Describe | None = None
+) -> tuple[list[dict[str, Any]], list[Skipped]]:
     """Every readable run among ``paths``, and what was skipped with the reason: whole files, and single cases of
     files whose other cases were read (``Skipped.case``). ``describe`` (task name -> description, or None) fills in
     the descriptions that version-1 run files lack. ``_path`` is the file as found (a non-UTF-8 byte of its name as
