@@ -5,7 +5,7 @@
 # registry; torch is never touched), in at most 8 minutes of GPU time:
 #   1. the memory calibration: 64 and 256 MiB steps read back within 1%, seen by NVML  -> OUT_DIR/calibration.json
 #   2. every task at its gpu-smoke scale on cuda, within a time budget                -> OUT_DIR/runs/<run_id>.json
-#   3. the summary (printed; small enough to come back from a lent machine)           -> OUT_DIR/summary.{txt,json}
+#   3. the summary (printed; small enough to copy back from a remote machine)           -> OUT_DIR/summary.{txt,json}
 # Without a GPU it says so and exits 0 in seconds. Exit 0 when the calibration passed and the run file was
 # written, else 1. The run file then goes to results/reference/.
 #

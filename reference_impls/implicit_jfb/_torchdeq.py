@@ -7,8 +7,9 @@ default (``torchdeq.core.DEQBase``, ``torchdeq.utils.add_deq_args``, torchdeq 0.
 regularisation (m = 6, lam = 1e-4), and for implicit differentiation the backward solver ``fixed_point_iter``
 stopped at an absolute residual ||J^T w + g - w|| <= 1e-6 per sample within 40 iterations (torchdeq's defaults
 solve the backward three orders of magnitude tighter than the forward, 1e-6 against 1e-3). ``BACKWARD`` spells
-these out, so that a change of torchdeq's defaults shows in the tests (``tests/test_implicit_jfb.py`` compares
-them with torchdeq's signature) rather than silently here. Imported only when a case uses it.
+these out, so that a change of torchdeq's defaults shows in the tests
+(``tests/tasks/implicit_jfb/test_implicit_jfb.py`` compares them with torchdeq's signature) rather than silently
+here. Imported only when a case uses it.
 """
 
 from __future__ import annotations

@@ -66,9 +66,9 @@ _FULL = {
                      "batch_size": 64, "budget_samples": 20_000_000, "n_evals": 100, "max_time_s": 1800.0},
     "hstar_max_iter": {"hyperparam": 1000, "datacleaning": 300}, "quadratic_target": 1e-6, "tuning": _TUNING,
 }  # fmt: skip
-# The lent GPU's check (scripts/gpu_check.sh): two problems of the small grid at smoke sizes, fewer samples (half
+# The GPU check (scripts/gpu_check.sh): two problems of the small grid at smoke sizes, fewer samples (half
 # the quadratic's, 1/12 of hyperparameter selection's), 3 tuning points (the step size only): 12 cases of a few
-# seconds each (32 s in all on this CPU). It checks that the suite runs on CUDA; its races are too short for the
+# seconds each. It checks that the suite runs on CUDA; its races are too short for the
 # paper's race claim on hyperparameter selection (SABA needs about 1M samples to pass tuned SOBA), which fails there.
 _GPU_SMOKE = {
     **_SMOKE,

@@ -1,4 +1,4 @@
-"""Tuning every solver's steps before its case, the same way for all (``ctbench.tuning``).
+"""Tuning every solver's steps before its case, the same way for all (``suites.bilevel.tuning``).
 
 The grid of a solver on a problem is, in this order:
 1. the grid its class declares in ``tuning_grid`` (keyed by problem name, kind, or ``"default"``; at most the

@@ -135,7 +135,7 @@ class GanNTK(Task):
         ),
         # scripts/gpu_check.sh: a subset of small's grid (the paper's eight Gaussians: every loss's dynamics, and
         # the empirical NTK at three widths for the slope check) with small's config over fewer iterations;
-        # about 7 cases, 45-60 s of H200 time with each case's start-up
+        # about 7 cases of a few seconds each
         "gpu-smoke": Scale(
             "gpu-smoke",
             grid={

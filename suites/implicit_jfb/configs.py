@@ -32,10 +32,9 @@ SMOKE = {
     "epochs": 1,  # the epoch's time is what smoke checks (against torchdeq's IFT); accuracy is checked above smoke
     "lr": 3e-3,
 }
-# gpu-smoke (scripts/gpu_check.sh, one H200 without network): smoke's model on synthetic Fashion-MNIST-shaped
+# gpu-smoke (scripts/gpu_check.sh, one GPU, no network needed): smoke's model on synthetic Fashion-MNIST-shaped
 # data (no Debian package, no download there), one epoch on half the images. Each T evaluation is a few kernel
-# launches (launch-bound, about 0.1 ms), so a case's work is a few seconds: about 8 cases (10 with torchdeq),
-# 45-60 s of H200 time with each case's start-up.
+# launches (launch-bound), so a case's work is a few seconds: about 8 cases (10 with torchdeq).
 GPU_SMOKE = {**SMOKE, "n_train": 1000, "n_test": 500, "epochs": 1}
 SMALL = {
     **MNIST_LIKE,

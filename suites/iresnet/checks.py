@@ -6,8 +6,8 @@
   scale's ``memory_repeat`` readings, five). The flat check has power: at smoke the Neumann method's bound is
   about 1 MB (1.7 MB at 4 terms, 25% plus readings ranging over 0.3-0.4 MB), while the same roulette
   differentiated through its products grows by about 0.5 MB per term, 4.3 MB from 4 to 12 terms
-  (``tests/test_iresnet.py`` measures such a method and sees the check fail);
-- the issue's speed targets, recorded so the page shows the measured ratio: training throughput of iresnet and
+  (``tests/tasks/iresnet/test_iresnet.py`` measures such a method and sees the check fail);
+- speed targets, recorded so the page shows the measured ratio: training throughput of iresnet and
   residual_flow (the engine's ``throughput_samples_s`` = batch / step time, and the training phase's) at least
   normflows' at equal architecture and series length (iresnet: at short series, see ``SHORT_SERIES``); log-det
   evaluation throughput of iresnet at least FrEIA's at equal series length. Each case is timed in its own process,

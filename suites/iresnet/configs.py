@@ -60,10 +60,10 @@ SMALL = {
     "classification": _classifier([[2, 32], [2, 64]], 1000, 128, 60000, 10000),
 }
 
-# scripts/gpu_check.sh on one H200 without network: small's 2-D setting (8 blocks of width 128, batch 256) with
+# scripts/gpu_check.sh on one GPU, no network needed: small's 2-D setting (8 blocks of width 128, batch 256) with
 # 100 training steps, 5000 test points and 40 draws of the estimator. Toy 2-D data needs no download. There every
-# step is launch-bound (a few thousand small kernels: about 10 ms at n = 5, 40 ms at n = 20), so a case is a few
-# seconds: 9 cases (fewer without FrEIA and normflows), about 60 s with each case's start-up.
+# step is launch-bound (a few thousand small kernels), so a case is a few seconds: 9 cases (fewer without
+# FrEIA and normflows).
 GPU_SMOKE = {
     **SMALL,
     "estimator_draws": 40,

@@ -6,7 +6,7 @@ but its samples missed part of the target's mass, so ``bias_reason`` marks it no
 Per (scale, seed, target) of a run, for eg1 and eg2:
 
 - ``neis_variance_reduction``: after training, ``neis_gradient`` reduces the variance against vanilla IS at equal
-  cost by at least the scale's ``min_variance_reduction`` (1e3 at small and full, the issue's claim; smoke's
+  cost by at least the scale's ``min_variance_reduction`` (1e3 at small and full; smoke's
   budget cannot train that far, so its threshold is 10). A case that is not ``ok`` counts as 0.
 - ``neis_beats_ais``: each NEIS estimator beats AIS at equal cost. The value is AIS's rel_var x cost / NEIS's; it
   passes when the NEIS case is ``ok`` and either the ratio is >= 1 or the AIS case is ``invalid`` (its mean more

@@ -163,7 +163,7 @@ class NEISTask(Task):
             timeout_s=4 * 3600,
             policy=Policy(warmup=1, repeat=5, memory_repeat=3),
         ),
-        # one H200 without network (scripts/gpu_check.sh): smoke's targets and steps (these tiny tensors are
+        # one GPU, no network needed (scripts/gpu_check.sh): smoke's targets and steps (these tiny tensors are
         # launch-bound: the time goes with the steps, not the batch) with small's samples and temperatures and the
         # paper's 1000 training samples; targets are synthetic. neis_mlp's training step on eg2 makes about 35k aten
         # calls (profiled on the CPU), ~0.1-0.2 s if launch-bound: about 1-20 s a case, 10 cases.
