@@ -164,7 +164,8 @@ def write_results(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     docs = {
         "old": run_doc("20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", smoke_cases(), checks=RUN_CHECKS),
-        # heun's accuracy up by 0.1 (better), backprop 3x slower (worse), the rest unchanged (within noise)
+        # heun's accuracy up by 0.1 (no spread: one seed), backprop 3x slower (worse), the rest unchanged (within
+        # noise where timed, else no spread)
         "new": run_doc("20250102T000000Z-aaaa", "2025-01-02T00:00:00+00:00", smoke_cases(0.1, 3.0), checks=RUN_CHECKS),
         "gpu": run_doc(
             "20250103T000000Z-bbbb",

@@ -143,7 +143,8 @@ class CaseResult:
     """What a protocol's evaluation returns for one case (the engine adds the step's measurements).
 
     ``series`` maps a curve's name to its points ``[[x, y], ...]``; ``spread`` maps a metric to the spread (IQR or
-    standard deviation) of its repeated measurements, which ``compare`` uses to tell change from noise. A case whose
+    standard deviation) of its repeated measurements, which ``compare`` uses to tell change from noise (a metric
+    with no spread and one seed is never judged better or worse: record 0 for an exact one). A case whose
     ``invalid_reason`` is set ran, but its numbers must not be ranked (e.g. a mean far from the known value).
     """
 

@@ -290,22 +290,34 @@ def leaderboard(
     return out.sort_values(keys, na_position="last").drop(columns="params_order").reset_index(drop=True)
 
 
+def _spread(side: pd.Series, metric: str) -> float | None:
+    """One side's spread of ``metric``: its repeated-measurement spread, else the std over its seeds; None when it
+    has neither (one seed, nothing repeated)."""
+    for col in (SPREAD + metric, METRIC + metric + "#std"):
+        value = side.get(col)
+        if value is not None and not pd.isna(value):
+            return float(value)
+    return None
+
+
 def _noise(ra: pd.Series, rb: pd.Series, metric: str) -> float:
-    """The larger measured spread of the two sides: the repeated-measurement spread, else the std over seeds."""
-    spreads = []
-    for side in (ra, rb):
-        for col in (SPREAD + metric, METRIC + metric + "#std"):
-            value = side.get(col)
-            if value is not None and not pd.isna(value):
-                spreads.append(float(value))
-                break
-    return max(spreads, default=0.0)
+    """The noise a change of ``metric`` must exceed to count: the sum of the two sides' spreads; NaN when either
+    side has none, since a side without spread says nothing about how far its value would move on a rerun."""
+    spreads = [_spread(side, metric) for side in (ra, rb)]
+    if any(s is None for s in spreads):
+        return np.nan
+    return float(sum(s for s in spreads if s is not None))
 
 
 def _verdict(higher: bool | None, a: float, b: float, noise: float) -> str:
+    """``missing`` without a value on both sides; ``no spread`` without a noise (NaN); ``within noise`` when
+    |b - a| is at most ``noise`` (the sum of the sides' spreads); beyond it ``better`` or ``worse`` by the metric's
+    direction, ``changed`` for a metric with none."""
     if math.isnan(a) or math.isnan(b):
         return "missing"
-    if abs(b - a) <= 2 * noise + 1e-12 * max(abs(a), abs(b)):
+    if math.isnan(noise):
+        return "no spread"
+    if abs(b - a) <= noise + 1e-12 * max(abs(a), abs(b)):
         return "within noise"
     if higher is None:
         return "changed"
@@ -328,23 +340,32 @@ def _value(row: pd.Series, metric: str) -> float:
 
 
 def _case_verdict(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: pd.Series) -> tuple[str, float]:
-    """The verdict on one metric of one case, and the noise it used. A rate derived from a timing is within noise
-    exactly when its timing is: the two never disagree."""
+    """The verdict on one metric of one case, and the noise it used. A rate derived from a timing follows its
+    timing: within noise or without spread exactly when the timing is, else judged beyond noise like it (the two
+    never disagree)."""
     va, vb = _value(ra, metric), _value(rb, metric)
     noise = _noise(ra, rb, metric)
     verdict = _verdict(direction(specs, task, metric), va, vb, noise)
     source = derived_from(metric)
     if source and verdict != "missing" and not (math.isnan(_value(ra, source)) or math.isnan(_value(rb, source))):
         timing = _verdict(False, _value(ra, source), _value(rb, source), _noise(ra, rb, source))
-        if timing == "within noise":
+        if timing in ("within noise", "no spread"):
             verdict = timing
-        elif verdict == "within noise":
+        elif verdict in ("within noise", "no spread"):
             verdict = _verdict(direction(specs, task, metric), va, vb, 0.0)
     return verdict, noise
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Metric-by-metric change from run(s) ``a`` to run(s) ``b`` for every shared case, and the unshared cases."""
+    """Metric-by-metric change from run(s) ``a`` to run(s) ``b`` for every shared case, and the unshared cases.
+
+    A case is its medians over seeds. The verdict on a metric is ``better`` or ``worse`` (``changed`` for a metric
+    with no direction) only when |b - a| exceeds the sum of the two sides' spreads (each side's repeated-measurement
+    spread, e.g. the IQR of its timings, else the std of its values over seeds); ``within noise`` when it does not;
+    ``no spread`` when either side has no spread at all (one seed, nothing repeated), whatever the change: such a
+    value says nothing about how far a rerun would move it. No metric is taken as exact by its unit: a metric known
+    to be exact records a spread of 0, and is then judged exactly. ``missing`` when a side lacks the value. A rate
+    derived from a timing follows its timing (``_case_verdict``)."""
     ca, cb = _by_case(a), _by_case(b)
     shared = ca.index.intersection(cb.index)
     rows = []

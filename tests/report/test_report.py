@@ -153,9 +153,21 @@ def test_compare_picks_the_two_newest_runs_sharing_cases(site):
     assert "20250103T000000Z-bbbb" not in page  # newest run, but shares no case
     changes = pd.read_csv(site_dir / "compare.csv")
     verdict = changes.set_index(["impl", "params", "metric"])["verdict"]
-    assert verdict["adjoint_heun", "depth=8", "test_accuracy"] == "better"
+    assert verdict["adjoint_heun", "depth=8", "test_accuracy"] == "no spread"  # +0.1, but one seed and no spread
     assert verdict["backprop", "depth=8", "step_time_s"] == "worse"
     assert verdict["checkpoint", "depth=8", "step_time_s"] == "within noise"
+    assert pd.isna(
+        changes.set_index(["impl", "params", "metric"]).loc[("adjoint_heun", "depth=8", "test_accuracy"), "noise"]
+    )
+
+
+def test_compare_the_other_way_round(tmp_path, site, no_plots):
+    """From the slower run to the faster: backprop's step time is better, its rate with it."""
+    _, _, paths = site
+    build_report([paths["new"], paths["old"]], tmp_path / "r", compare=[paths["new"], paths["old"]])
+    changes = pd.read_csv(tmp_path / "r" / "compare.csv").set_index(["impl", "params", "metric"])["verdict"]
+    assert changes["backprop", "depth=8", "step_time_s"] == changes["backprop", "depth=8", "throughput_samples_s"]
+    assert changes["backprop", "depth=8", "step_time_s"] == "better"
 
 
 def test_compare_named_runs_and_unreadable_ones(tmp_path, site, no_plots):
