@@ -15,7 +15,7 @@ from ctbench.boards.table import TaskSpecs, cases_frame, compare, task_specs
 from ctbench.machine.env import hardware_label
 from ctbench_cli.terminal import Col, render, say, width
 
-VERDICTS = ("better", "worse", "within noise", "changed", "missing")
+VERDICTS = ("better", "worse", "within noise", "changed", "no spread", "missing")
 
 
 def _runs_line(side: str, runs: Sequence[Mapping[str, Any]]) -> str:
@@ -77,12 +77,7 @@ def change_lines(changes: pd.DataFrame, specs: TaskSpecs, limit: int) -> list[st
         Col("A", [number(r["a"], u) for r, u in zip(rows, units, strict=True)], 1, right=True),
         Col("B", [number(r["b"], u) for r, u in zip(rows, units, strict=True)], 1, right=True),
         Col("change", [percent(r["change"]) for r in rows], 2, right=True),
-        Col(
-            "noise",
-            [number(r["noise"], u) if r["noise"] else "—" for r, u in zip(rows, units, strict=True)],
-            4,
-            right=True,
-        ),  # fmt: skip
+        Col("noise", [number(r["noise"], u) for r, u in zip(rows, units, strict=True)], 4, right=True),  # —: no spread
         Col("verdict", [r["verdict"] for r in rows], 0),
     ]
     lines, left_out = render(cols, limit)
@@ -98,11 +93,9 @@ def counts_line(changes: pd.DataFrame, unshared: pd.DataFrame) -> str:
     return f"summary: {verdicts}; cases only in A: {only['a']}, only in B: {only['b']}"
 
 
-def print_compare(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> None:
+def _print(header: list[str], changes: pd.DataFrame, unshared: pd.DataFrame, specs: TaskSpecs, only: str) -> None:
     limit = width()
-    specs = task_specs([*a, *b])
-    changes, unshared = compare(cases_frame(a), cases_frame(b), specs)
-    say([_runs_line("A", a), _runs_line("B", b), *submission_lines(a, b)], limit)
+    say(header, limit)
     if not changes.empty:
         verdicts = {v: i for i, v in enumerate(VERDICTS)}
         points = {p: i for i, p in enumerate(sorted(changes["params"].unique(), key=_natural))}  # depth 8 < 64
@@ -111,5 +104,12 @@ def print_compare(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> N
         say(["", *change_lines(changes, specs, limit)], limit)
     if not unshared.empty:
         cols = [Col(c, [str(v) for v in unshared[c]], i) for i, c in enumerate(unshared.columns)]
-        say(["", "cases in only one run:", *render(cols, limit)[0]], limit)
+        say(["", only, *render(cols, limit)[0]], limit)
     say(["", counts_line(changes, unshared)], limit)
+
+
+def print_compare(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> None:
+    specs = task_specs([*a, *b])
+    changes, unshared = compare(cases_frame(a), cases_frame(b), specs)
+    header = [_runs_line("A", a), _runs_line("B", b), *submission_lines(a, b)]
+    _print(header, changes, unshared, specs, "cases in only one run:")

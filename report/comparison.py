@@ -22,7 +22,7 @@ from ctbench.store.results import Describe, Skipped, load_runs
 from ctbench.store.text import shown
 from report.views import TaskMeta
 
-VERDICTS = ("worse", "better", "changed", "within noise", "missing")
+VERDICTS = ("worse", "better", "changed", "within noise", "no spread", "missing")
 
 
 @dataclass
@@ -122,7 +122,7 @@ def build(
                 "b_sort": repr(float(r["b"])),
                 "change": percent(r["change"]),
                 "change_sort": "" if pd.isna(r["change"]) else repr(float(r["change"])),
-                "noise": number(r["noise"], unit) if r["noise"] else "",
+                "noise": "" if pd.isna(r["noise"]) else number(r["noise"], unit),  # "": a side without spread
                 "verdict": r["verdict"],
             }
         )

@@ -159,6 +159,7 @@ def test_compare_picks_the_two_newest_runs_sharing_cases(site):
     assert pd.isna(
         changes.set_index(["impl", "params", "metric"]).loc[("adjoint_heun", "depth=8", "test_accuracy"), "noise"]
     )
+    assert 'class="verdict v-no-spread"' in page and "the change is not judged" in page
 
 
 def test_compare_the_other_way_round(tmp_path, site, no_plots):
