@@ -1,5 +1,6 @@
 """``ctbench compare A B`` in the terminal: which runs, which submission code (its file and content hash) on each
-side, the metric-by-metric verdicts (as wide as the terminal, human units), and the counts at the end."""
+side, the metric-by-metric verdicts (as wide as the terminal, human units), and the counts at the end.
+``ctbench compare RUN --impl a --impl b`` prints the same table with implementation a as side A, b as side B."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ctbench.boards.cells import number, percent
-from ctbench.boards.table import TaskSpecs, cases_frame, compare, task_specs
+from ctbench.boards.table import TaskSpecs, cases_frame, compare, impl_sides, task_specs
 from ctbench.machine.env import hardware_label
 from ctbench_cli.terminal import Col, render, say, width
 
@@ -113,3 +114,20 @@ def print_compare(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> N
     changes, unshared = compare(cases_frame(a), cases_frame(b), specs)
     header = [_runs_line("A", a), _runs_line("B", b), *submission_lines(a, b)]
     _print(header, changes, unshared, specs, "cases in only one run:")
+
+
+def _code_line(side: str, name: str, cases: pd.DataFrame) -> str:
+    codes = sorted(dict.fromkeys(zip(cases["impl_spec"].astype(str), cases["impl_hash"].astype(str), strict=True)))
+    shown = "; ".join(
+        f"{spec or '?'}  " + (f"hash {digest}" if digest else "no hash recorded") for spec, digest in codes
+    )
+    return f"{side}: implementation {name} ({shown or 'no case'})"
+
+
+def print_impl_compare(runs: Sequence[dict[str, Any]], a: str, b: str) -> None:
+    """Implementation ``a`` (side A) against ``b`` (side B), their cases in ``runs`` paired by ``impl_sides``."""
+    specs = task_specs(runs)
+    side_a, side_b = impl_sides(cases_frame(runs), a, b)
+    header = [_runs_line("run", runs), _code_line("A", a, side_a), _code_line("B", b, side_b)]
+    changes, unshared = compare(side_a, side_b, specs)
+    _print(header, changes, unshared, specs, "cases of only one implementation (only_in a: the first --impl):")

@@ -393,3 +393,54 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.Data
     only = [("a", k) for k in ca.index.difference(cb.index)] + [("b", k) for k in cb.index.difference(ca.index)]
     unshared = pd.DataFrame([dict(zip(CASE, k, strict=True), only_in=s) for s, k in only])
     return pd.DataFrame(rows), unshared
+
+
+class PairingError(ValueError):
+    """Two implementations that cannot be paired: a name that no case or several versions of code carry."""
+
+
+PAIR = ["task", "scale", "dataset", "params_json"]  # two implementations' cases are paired at these (and the seed)
+
+
+def _impl_cases(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The cases of the implementation ``name``: by its label (``impl [submission]``, ``impl @hash``), else by its
+    name where that names one version of code."""
+    by_label = df[df["label"] == name]
+    if not by_label.empty:
+        return by_label
+    cases = df[df["impl"] == name]
+    if cases.empty:
+        found = ", ".join(sorted(dict.fromkeys(df["label"]))) or "none"
+        raise PairingError(f"--impl {name}: no case of that implementation in these runs; implementations: {found}")
+    labels = sorted(dict.fromkeys(cases["label"]))
+    if len(labels) > 1:
+        raise PairingError(f"--impl {name}: {len(labels)} versions in these runs ({', '.join(labels)}); name one")
+    return cases
+
+
+def impl_sides(df: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cases of implementation ``a`` and of ``b`` (each named by its name or label) as two frames that
+    ``compare`` pairs at the same task, scale, dataset, parameters and seed: both sides carry the implementation
+    ``"a vs b"``, so the impl no longer keys them. Where both sides ran a point, a seed that only one side ran
+    gets its own key (``depth=8, seed 1``), so no median is over seeds the other side lacks and ``compare`` lists
+    it as unshared, like a point that only one side ran."""
+    if a == b:
+        raise PairingError(f"--impl {a} twice: name two different implementations")
+    sides = [_impl_cases(df, a), _impl_cases(df, b)]
+    seeds = [set(map(tuple, side[[*PAIR, "seed"]].astype(str).to_numpy().tolist())) for side in sides]
+    points = [{key[:-1] for key in keys} for keys in seeds]
+    both_points, both_seeds = points[0] & points[1], seeds[0] & seeds[1]
+    submissions = ["/".join(dict.fromkeys(side["submission"].astype(str))) for side in sides]
+    paired = []
+    for side in sides:
+        keys = [tuple(k) for k in side[[*PAIR, "seed"]].astype(str).to_numpy().tolist()]
+        alone = pd.Series([k[:-1] in both_points and k not in both_seeds for k in keys], index=side.index)
+        params = side["params"].where(~alone, side["params"] + ", seed " + side["seed"].astype(str))
+        paired.append(
+            side.assign(
+                impl=f"{a} vs {b}",
+                submission="reference" if submissions == ["reference"] * 2 else " vs ".join(submissions),
+                params=params,
+            )
+        )
+    return paired[0], paired[1]

@@ -19,17 +19,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from runfiles import METHODS, case, run_doc
+from runfiles import METHODS, case, run_doc, write
 
 from ctbench import Metric, Paper, Scale, Step, Task
 from ctbench.api.implementation import ImplRef, Manifest
 from ctbench.api.measure import iqr
 from ctbench.boards.ranking import default_objectives, objectives, pareto_layers, rank_text, tied_ranks
-from ctbench.boards.table import cases_frame, compare, latest, leaderboard, task_specs
+from ctbench.boards.table import cases_frame, compare, impl_sides, latest, leaderboard, task_specs
 from ctbench.catalog.describe import describe
 from ctbench.catalog.registry import description
 from ctbench.figures.palette import REFERENCE_COLOURS, assign, complete
 from ctbench.run.cases import plan
+from ctbench_cli.main import main as cli_main
 from ctbench_cli.summary import exit_status, skipped_lines, summarise
 
 REPO = Path(__file__).resolve().parents[3]
@@ -332,6 +333,59 @@ def test_a_real_2x_change_is_judged_beyond_noise():
     assert (changes.loc["test_accuracy", "verdict"] == "better").all()
     rest = changes.loc[["grad_rel_error", "reconstruction_error"], "verdict"]
     assert rest.isin(["better", "worse"]).mean() <= FALSE_VERDICT_BOUND
+
+
+def two_impls(tmp_path: Path) -> Path:
+    """A run of backprop and checkpoint: checkpoint twice as slow at depths 8 and 64, with the same accuracy;
+    backprop alone at depth 256; backprop's seed 1 at depth 8 has no checkpoint partner."""
+    cases = [case(m, d, time_s=0.2 if m == "checkpoint" else 0.1) for m in ("backprop", "checkpoint") for d in (8, 64)]
+    cases += [case("backprop", 256), case("backprop", 8, seed=1, time_s=5.0)]
+    return write(tmp_path, "run.json", doc("r", 1, cases))
+
+
+def test_compare_two_implementations_of_one_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert cli_main(["compare", str(two_impls(tmp_path)), "--impl", "backprop", "--impl", "checkpoint"]) == 0
+    out = capsys.readouterr().out
+    assert "A: implementation backprop" in out and "B: implementation checkpoint" in out
+    rows = [line.split() for line in out.splitlines() if " step_time_s " in f" {line} "]
+    assert len(rows) == 2 and all(r[-1] == "worse" and "+100.0%" in r for r in rows), out  # seed 1 left out
+    assert "cases of only one implementation" in out and "depth=256" in out and "depth=8, seed 1" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("summary: ") and "4 worse" in last and "no spread" in last and "only in A: 2," in last
+    frame = cases_frame([doc("r", 1, [case("backprop", 8), case("checkpoint", 8, seed=1)])])
+    changes, unshared = compare(*impl_sides(frame, "backprop", "checkpoint"), {})  # no seed in common: not paired
+    assert changes.empty and sorted(unshared["params"] + " " + unshared["only_in"]) == [
+        "depth=8, seed 0 a",
+        "depth=8, seed 1 b",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--impl", "backprop"], "exactly two implementations, got 1"),
+        (["--impl", "backprop", "--impl", "checkpoint", "--impl", "adjoint_euler"], "exactly two"),
+        (["--impl", "backprop", "--impl", "backprop"], "twice"),
+        (["--impl", "backprop", "--impl", "nope"], "--impl nope: no case"),
+        (["RUN", "--impl", "backprop", "--impl", "checkpoint"], "takes one run"),
+        ([], "needs two runs A and B, or one run and --impl twice"),
+    ],
+)
+def test_compare_usage_errors(tmp_path, capsys, args, message):
+    run = str(two_impls(tmp_path))
+    assert cli_main(["compare", run, *[run if a == "RUN" else a for a in args]]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_compare_impl_names_one_version_of_code(tmp_path, capsys):
+    path = write(tmp_path, "run.json", doc("r", 1, [mine(0.9, 1e-6, "aaaa1111"), mine(0.8, 1e-6, "bbbb2222", seed=1),
+                                                     case("backprop", 8)]))  # fmt: skip
+    assert cli_main(["compare", str(path), "--impl", "mine", "--impl", "backprop"]) == 2
+    assert "2 versions" in capsys.readouterr().err
+    assert cli_main(["compare", str(path), "--impl", "mine @aaaa1111", "--impl", "backprop"]) == 0
+    assert "A: implementation mine @aaaa1111" in capsys.readouterr().out
 
 
 # -- styles and plots -----------------------------------------------------------------------------------------------
