@@ -37,7 +37,7 @@ from ctbench import Manifest
 from reference_impls.bilevel._common import Iterates, Once
 from reference_impls.bilevel._scalar_table import ScalarTable
 from suites.bilevel.interface import Directions
-from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.problem import INNER, OUTER_GRAD, BilevelProblem
 from suites.bilevel.sampling import FixedBatches
 
 INIT_CHUNK = 1024  # samples per oracle call when filling the tables
@@ -162,6 +162,9 @@ class SABA(Iterates):
         self.scalars = None
         if model is not None:
             self.scalars = ScalarTable(model, self.vz, problem.n_inner, min(batch_size, problem.n_inner), zero)
+            if not zero:  # the fill: every sample's scalars, formed here rather than by the problem's oracles
+                problem.count(problem.n_inner, *INNER)
+                problem.count(problem.n_outer, OUTER_GRAD)
         elif self.joint:
             rows = torch.cat([self._rows(self._inner_rows, problem.n_inner, zero),
                               self._rows(self._joint_outer_rows, problem.n_outer, zero)])  # fmt: skip
@@ -260,7 +263,8 @@ class SABA(Iterates):
         i, j = self.draw("inner"), self.draw("outer")
         if self.scalars is not None:
             d_vz, d_x = self.scalars.estimate(self.x, i, j, update=True)
-            self.problem.samples += len(i) + len(j)
+            self.problem.count(len(i), *INNER)  # the batch's d_z g, d2_zz g v, d2_xz g v (its part R_x) and d_z f
+            self.problem.count(len(j), OUTER_GRAD)
             self.x.add_(d_x, alpha=-self.gamma)
             self.vz.add_(d_vz, alpha=-self.rho)
             return

@@ -29,7 +29,8 @@ from reference_impls.bilevel.soba import SOBA
 from reference_impls.bilevel.stocbio import StocBiO
 from suites.bilevel.data import IJCNN1, Labelled, LibsvmFormatError, hyperparam_data, synthetic_classification
 from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
-from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.problem import INNER, OUTER_GRAD, BilevelProblem
+from suites.bilevel.problem import ORACLES as KINDS
 from suites.bilevel.problems import build, settings
 from suites.bilevel.protocol import cost_ratio, state_bytes
 from suites.bilevel.quadratic import quadratic_problem
@@ -232,6 +233,36 @@ def test_oracles_count_samples():
     before = problem.samples
     solver.step()
     assert problem.samples - before == 6  # 3 inner + 3 outer
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "hyperparam", "datacleaning"])
+@pytest.mark.parametrize("generic", [False, True], ids=["closed", "generic"])
+def test_oracles_count_their_calls_and_samples_by_kind(kind, generic):
+    """Each oracle counts one call of each quantity it returns and its batch's samples (all of them when idx is
+    None), batch means and per-sample rows alike; a copy of the problem starts its own counts."""
+    problem = tiny(kind).generic() if generic else tiny(kind)
+    z, x, idx = problem.z0, problem.x0, torch.tensor([0, 3, 3])
+    calls = {
+        "inner_grad": (lambda: problem.inner_grad(z, x, idx), ("inner_grad",), 3),
+        "inner_hvp": (lambda: problem.inner_hvp(z, x, z, idx), ("inner_hvp",), 3),
+        "inner_cross": (lambda: problem.inner_cross(z, x, z, None), ("inner_cross",), N),
+        "inner_oracles": (lambda: problem.inner_oracles(z, x, z, idx), INNER, 3),
+        "inner_per_sample": (lambda: problem.inner_per_sample(z, x, z, idx), INNER, 3),
+        "outer_grad": (lambda: problem.outer_grad(z, x, None), (OUTER_GRAD,), N),
+        "outer_per_sample": (lambda: problem.outer_per_sample(z, x, idx), (OUTER_GRAD,), 3),
+        "inner_value": (lambda: problem.inner_value(z, x, idx), ("inner_value",), 3),
+        "outer_value": (lambda: problem.outer_value(z, x), ("outer_value",), N),
+    }
+    for name, (call, kinds, batch) in calls.items():
+        before, samples = problem.oracles.copy(), problem.samples
+        call()
+        counted = problem.oracles.since(before)
+        assert counted.calls == {k: int(k in kinds) for k in KINDS}, name
+        assert counted.samples == {k: batch * (k in kinds) for k in KINDS}, name
+        assert problem.samples - samples == batch, name  # the samples axis counts a batch once
+    assert sum(problem.oracles.calls.values()) > 0
+    for copy in (problem.to("cpu"), problem.generic()):
+        assert sum(copy.oracles.calls.values()) == 0 and copy.samples == 0
 
 
 def write_libsvm(path, rows: list[str]) -> None:
@@ -549,7 +580,7 @@ def test_saba_scalar_table_gives_a_plain_sagas_iterates_on_the_generic_rows():
     for got, expected in zip((saba.z, saba.v, saba.x), want, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)
     torch.testing.assert_close(saba.scalars.total, saba.scalars._total())
-    assert problem.samples == 2 * N + 30 * 14 - 2 * N  # 7 inner + 7 outer per step (the fill is not counted)
+    assert problem.samples == 2 * N + 30 * 14  # the fill (every sample), then 7 inner + 7 outer per step
 
 
 def test_saba_scalar_table_is_smaller_than_the_rows():
