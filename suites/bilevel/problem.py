@@ -140,6 +140,8 @@ class BilevelProblem:
     sampling: str = "iid"
     samples: int = field(default=0, compare=False)
     oracles: OracleCounts = field(default_factory=OracleCounts, compare=False)
+    # linear_model()'s layout of the data, built once: the problem's data, shared by every init of every solver
+    _linear: list[LinearModel | None] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -183,8 +185,14 @@ class BilevelProblem:
         )
 
     def linear_model(self) -> LinearModel | None:
-        """The problem's generalised-linear-model form (two scalars per sample), where its specialised path has one."""
-        return None if self.closed is None else self.closed.linear_model(self.inner_data, self.outer_data)
+        """The problem's generalised-linear-model form (two scalars per sample), where its specialised path has one.
+        Its data (laid out for one gather) is built on the first call and kept by the problem: it is the problem's
+        data, as its other tensors, and every later call returns the same model."""
+        if not self._linear:
+            self._linear.append(
+                None if self.closed is None else self.closed.linear_model(self.inner_data, self.outer_data)
+            )
+        return self._linear[0]
 
     def generic(self) -> BilevelProblem:
         """The same problem on the generic (autograd) oracles, without its specialised path."""

@@ -134,13 +134,21 @@ def sgd_step(problem: BilevelProblem, batch_size: int) -> Callable[[], None]:
 
 
 def state_bytes(solver: BilevelSolver, problem: BilevelProblem) -> int:
-    """Bytes of the tensors a solver holds between steps (iterates, tables, momentum), the problem's data
-    excluded; each storage counted once."""
+    """Bytes of the tensors a solver holds between steps (iterates, tables, momentum), each storage counted once;
+    the problem's data excluded: any storage the problem holds (its data, starting point, the layout of its data
+    that ``linear_model()`` built and keeps), whether the solver refers to it or not."""
+    problems = _storages(problem, lambda obj: False)
+    return sum(size for ptr, size in _storages(solver, lambda obj: obj is problem).items() if ptr not in problems)
+
+
+def _storages(root: Any, skip: Callable[[Any], bool]) -> dict[int, int]:
+    """The storages of the tensors reachable from ``root`` through attributes, mappings, sequences and optimiser
+    state (objects for which ``skip`` is true not entered): {data pointer: bytes}."""
     seen: set[int] = set()
     storages: dict[int, int] = {}
 
     def walk(obj: Any) -> None:
-        if id(obj) in seen or obj is problem:
+        if id(obj) in seen or skip(obj):
             return
         seen.add(id(obj))
         if isinstance(obj, Tensor):
@@ -157,5 +165,5 @@ def state_bytes(solver: BilevelSolver, problem: BilevelProblem) -> int:
         elif hasattr(obj, "__dict__") and not isinstance(obj, OPAQUE):
             walk(vars(obj))
 
-    walk(solver)
-    return sum(storages.values())
+    walk(root)
+    return storages

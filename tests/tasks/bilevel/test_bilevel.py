@@ -584,8 +584,9 @@ def test_saba_scalar_table_gives_a_plain_sagas_iterates_on_the_generic_rows():
 
 
 def test_saba_scalar_table_is_smaller_than_the_rows():
-    """Two numbers per sample against 3 p (p = 22 features): with its copy of the data (features and label, laid
-    out for one gather per step), which counts as its state, the scalar path holds less than half the rows' bytes."""
+    """Two numbers per sample against 3 p (p = 22 features): the scalar path holds less than half the rows' bytes.
+    The layout of the data it gathers from (features and label, ``linear_model()``) is the problem's: built once,
+    kept by the problem for every init, and left out of the state as the problem's other data."""
     (x, y), (xv, yv) = synthetic_classification(IJCNN1, 200, 1), synthetic_classification(IJCNN1, 100, 2)
     problem = hyperparam_problem(Labelled(x, y, "t"), Labelled(xv, yv, "t"))
     glm, rows = SABA(), SABA()
@@ -594,6 +595,22 @@ def test_saba_scalar_table_is_smaller_than_the_rows():
     assert rows.scalars is None and rows.joint
     assert glm.scalars.rows.numel() == 300 * 2 and rows.table.rows.numel() == 300 * 3 * 22
     assert state_bytes(glm, problem) < state_bytes(rows, problem) / 2
+    assert problem.linear_model() is glm.scalars.model and glm.scalars.data.untyped_storage().nbytes() > 0
+    again = SABA()
+    again.init(problem, 4, 0)
+    assert again.scalars.data is glm.scalars.data  # one layout, however many inits
+    assert state_bytes(glm, problem) < glm.scalars.data.untyped_storage().nbytes()  # not counted as SABA's
+
+
+def test_saba_zero_memory_calls_no_oracle_to_fill_it():
+    """benchopt's zero-initialised memory (the default on its quadratic) is zeros: no pass over the data in init."""
+    for kind in ("quadratic", "quadratic-benchopt", "hyperparam", "datacleaning"):
+        problem = tiny(kind)
+        saba = SABA(init_memory="zero")
+        saba.init(problem, 5, 0)
+        assert problem.samples == 0 and sum(problem.oracles.calls.values()) == 0, kind
+        saba.step()
+        assert problem.oracles.calls == {k: int(k in (*INNER, OUTER_GRAD)) for k in KINDS}, kind
 
 
 # --- benchopt's quadratic, its sampler and its SOBA/SABA step rules ----------------------------------------------
@@ -872,6 +889,19 @@ def test_saba_per_batch_memory_is_benchopts_variance_reduction():
         z, v, x = z - 0.05 * d["gz"], v - 0.05 * (d["hv"] + d["fz"]), x - 0.025 * (d["cross"] + d["fx"])
         torch.testing.assert_close(saba.x, x, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(saba.z, z, rtol=1e-10, atol=1e-12)
+
+
+def test_saba_full_batch_memory_starts_from_the_sampler_s_batches():
+    """Filled per fixed batch, each row is the batch the sampler returns, the last one clamped inside the data
+    (benchopt's full init draws its batches from the sampler): 12 samples in batches 0-4, 5-9 and 7-11."""
+    problem = tiny("quadratic-benchopt")
+    saba = SABA(init_memory="full")
+    saba.init(problem, 5, 0)
+    z, v, x = problem.z0, torch.zeros_like(problem.z0), problem.x0
+    for b, batch in enumerate([torch.arange(0, 5), torch.arange(5, 10), torch.arange(7, 12)]):
+        torch.testing.assert_close(saba.inner.rows[b], torch.cat(problem.inner_oracles(z, x, v, batch)))
+        fz, fx = problem.outer_grad(z, x, batch)
+        torch.testing.assert_close(saba.outer.rows[b], torch.cat([torch.zeros_like(fz), fz, fx]))
 
 
 # --- tuning in the protocol --------------------------------------------------------------------------------------
