@@ -32,7 +32,7 @@ from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
 from suites.bilevel.problem import INNER, OUTER_GRAD, BilevelProblem
 from suites.bilevel.problem import ORACLES as KINDS
 from suites.bilevel.problems import build, settings
-from suites.bilevel.protocol import cost_ratio, state_bytes
+from suites.bilevel.protocol import COUNT_MIN_STEPS, cost_ratio, oracle_counts, saga_table, state_bytes
 from suites.bilevel.quadratic import quadratic_problem
 from suites.bilevel.quadratic import split as split_vectors
 from suites.bilevel.race import Evaluator, run_solver
@@ -265,6 +265,18 @@ def test_oracles_count_their_calls_and_samples_by_kind(kind, generic):
         assert sum(copy.oracles.calls.values()) == 0 and copy.samples == 0
 
 
+def test_oracle_counts_are_per_iteration_over_at_least_a_pass():
+    """The protocol's window: at least COUNT_MIN_STEPS steps and one pass over the inner and outer samples."""
+    problem = tiny("quadratic")
+    soba = SOBA()
+    soba.init(problem, batch_size=2, seed=0)
+    steps: list[None] = []
+    counts = oracle_counts(lambda: steps.append(soba.step()), problem)
+    assert len(steps) == 2 * N // 4 > COUNT_MIN_STEPS  # 12 + 12 samples, 2 + 2 per step
+    assert counts == {**{f"oracle_calls_{k}": float(k in (*INNER, OUTER_GRAD)) for k in KINDS},
+                      **{f"oracle_samples_{k}": 2.0 * (k in (*INNER, OUTER_GRAD)) for k in KINDS}}  # fmt: skip
+
+
 def write_libsvm(path, rows: list[str]) -> None:
     path.write_text("".join(row + "\n" for row in rows))
 
@@ -410,6 +422,26 @@ def test_run_checks_and_plots_from_smoke_records():
     )
     figures = task.plots(_frame(records), records)
     assert {"suboptimality_vs_time", "suboptimality_vs_samples", "time_to_run_best_s"} <= set(figures)
+
+
+def test_the_table_the_paper_needs_by_formula():
+    """saga_table on the smoke instances: iterates (2 dz + dx) and n inner entries of 2 dz + dx_g, m outer of
+    dz + dx_f numbers; scalars (2 per sample) on the generalised linear model; batch means per fixed batch."""
+    config = get_task("bilevel").scales["smoke"].config
+
+    def table(name: str) -> dict[str, float]:
+        return saga_table(build(name, config, smoke.CACHE / "data", smoke.CACHE), settings(name, config)["batch_size"])
+
+    # n = m = 128, dz = dx = 10, float64: 30 + 128 * 30 + 128 * 20 numbers
+    assert table("quadratic") == {"saga_state_bytes": (30 + 128 * 30 + 128 * 20) * 8, "saga_table_entries": 256}
+    # 8 fixed batches of 16 in each sum, float32
+    assert table("quadratic-benchopt") == {"saga_state_bytes": (30 + 8 * 30 + 8 * 20) * 4, "saga_table_entries": 16}
+    # 2000 + 1000 samples, 22 features: 2 scalars each
+    assert table("hyperparam") == {"saga_state_bytes": (66 + 2 * 3000) * 4, "saga_table_entries": 3000}
+    # 500 + 200 samples, z of 14 * 14 * 10, one x per training sample (dx_g = 1), F without x (dx_f = 0)
+    dz = 14 * 14 * 10
+    assert table("datacleaning") == {"saga_state_bytes": (2 * dz + 500 + 500 * (2 * dz + 1) + 200 * dz) * 4,
+                                     "saga_table_entries": 700}  # fmt: skip
 
 
 def _frame(records):
