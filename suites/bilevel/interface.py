@@ -65,7 +65,8 @@ class BilevelSolver(ABC):
       variance-reduced method keep two numbers per sample instead of rows (the reference SABA does; it then counts
       the oracles it forms itself with ``problem.count(batch, *kinds)``, as the oracles count themselves).
 
-    Every oracle counts its calls and samples per kind (``problem.oracles``).
+    Every oracle counts its calls and samples per kind (``problem.oracles``); the protocol records them per
+    iteration, and the task checks that SABA's equal SOBA's.
 
     ``init`` may be called more than once on the same instance (tuning races, the engine's measured steps, the
     case's race): each call starts afresh. Between ``step`` calls the task reads ``outer_variable()`` (and

@@ -147,7 +147,9 @@ class BilevelTask(Task):
                           "close to 1 for linear convergence"),
         "cost_ratio_vs_sgd": Metric("x", False, "time of a solver step / time of an inner SGD step: the median over "
                                     "60 interleaved pairs timed after the race (the load of a shared machine "
-                                    "affects both alike)"),
+                                    "affects both alike). A measurement, not a claim, and not checked: it depends "
+                                    "on the machine's cost of dispatching a tensor operation, which dominates "
+                                    "small steps on a CPU; the oracle counts state the paper's claim"),
         "state_bytes": Metric("bytes", False, "tensors the solver keeps between steps: iterates, SABA's SAGA "
                               "tables, momentum, L-BFGS history (the problem's data excluded)"),
         "saga_state_bytes": Metric("bytes", None, "what SABA must hold between steps on this problem: its iterates "
