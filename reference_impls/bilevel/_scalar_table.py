@@ -33,10 +33,11 @@ class ScalarTable:
         self.model, self.data, self.n_inner = model, model.data, n_inner
         self.width, n = self.data.shape[1] - 1, self.data.shape[0]
         self.vz, self.zv = vz, vz.T  # views of the solver's iterate [z; v], made once
-        self.rows = torch.cat([model.scalars(self.data[s : s + CHUNK, :-1] @ self.zv, self.data[s : s + CHUNK, -1:])
-                               for s in range(0, n, CHUNK)])  # fmt: skip
         if zero:
-            self.rows.zero_()
+            self.rows = self.data.new_zeros(n, 2)
+        else:
+            chunks = [self.data[s : s + CHUNK] for s in range(0, n, CHUNK)]
+            self.rows = torch.cat([model.scalars(chunk[:, :-1] @ self.zv, chunk[:, -1:]) for chunk in chunks])
         self.once = Once(n, self.data.device)
         self.refresh_every, self.updates = max(1, n_inner // batch_inner), 0
         self._layouts: dict[tuple[int, int], tuple[Tensor, ...]] = {}

@@ -37,7 +37,7 @@ from ctbench import Manifest
 from reference_impls.bilevel._common import Iterates, Once
 from reference_impls.bilevel._scalar_table import ScalarTable
 from suites.bilevel.interface import Directions
-from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.problem import INNER, OUTER_GRAD, BilevelProblem
 from suites.bilevel.sampling import FixedBatches
 
 INIT_CHUNK = 1024  # samples per oracle call when filling the tables
@@ -158,13 +158,19 @@ class SABA(Iterates):
         self.memory, zero = hp.get("memory", "sample"), hp.get("init_memory", "full") == "zero"
         model = problem.linear_model() if self.memory == "sample" else None
         self.joint = self.memory == "sample" and not problem.per_sample_x and model is None
-        self._init_theta(problem, row_tables=model is None)
+        # zero blocks for outer rows in theta's layout: a step's outer batch (joint table), one batch mean (per batch)
+        self._init_theta(problem, min(batch_size, problem.n_outer) if self.joint else int(self.memory == "batch"))
         self.scalars = None
+        dz, dx = self.z.numel(), self.x.numel()
+        inner_width = 2 * dz + (1 if problem.per_sample_x else dx)  # [d_z g_i | d2_zz g_i v | d2_xz g_i v]
         if model is not None:
             self.scalars = ScalarTable(model, self.vz, problem.n_inner, min(batch_size, problem.n_inner), zero)
+            if not zero:  # the fill: every sample's scalars, formed here rather than by the problem's oracles
+                problem.count(problem.n_inner, *INNER)
+                problem.count(problem.n_outer, OUTER_GRAD)
         elif self.joint:
-            rows = torch.cat([self._rows(self._inner_rows, problem.n_inner, zero),
-                              self._rows(self._joint_outer_rows, problem.n_outer, zero)])  # fmt: skip
+            rows = torch.cat([self._rows(self._inner_rows, problem.n_inner, inner_width, zero),
+                              self._rows(self._joint_outer_rows, problem.n_outer, 2 * dz + dx, zero)])  # fmt: skip
             self.table = JointTable(rows, problem.n_inner, min(self.batch_size, problem.n_inner))
         elif self.memory == "batch":
             samplers = self.samplers["inner"], self.samplers["outer"]
@@ -173,21 +179,22 @@ class SABA(Iterates):
             self.inner = BatchTable(self._batch_rows(self._inner_mean, samplers[0], zero), samplers[0])
             self.outer = BatchTable(self._batch_rows(self._outer_mean, samplers[1], zero), samplers[1])
         else:
-            self.inner = SagaTable(self._rows(self._inner_rows, problem.n_inner, zero), batch_size)
-            self.outer = SagaTable(self._rows(self._outer_rows, problem.n_outer, zero), batch_size)
+            outer_width = dz + (dx if problem.outer_uses_x else 0)  # [d_z f_j | d_x f_j]
+            self.inner = SagaTable(self._rows(self._inner_rows, problem.n_inner, inner_width, zero), batch_size)
+            self.outer = SagaTable(self._rows(self._outer_rows, problem.n_outer, outer_width, zero), batch_size)
         return hp
 
-    def _init_theta(self, problem: BilevelProblem, row_tables: bool) -> None:
-        """theta = [z | v | x] with z, v, x its views, and the per-coordinate steps [rho | rho | gamma]; with
-        ``row_tables``, zero blocks that put an outer row in theta's layout [0 | d_z f | d_x f]."""
+    def _init_theta(self, problem: BilevelProblem, zero_rows: int) -> None:
+        """theta = [z | v | x] with z, v, x its views, and the per-coordinate steps [rho | rho | gamma]; ``zero_rows``
+        rows of zero blocks that put an outer row in theta's layout [0 | d_z f | d_x f] (a longer batch, as the
+        table's fill, makes its own)."""
         dz, dx = self.z.numel(), self.x.numel()
         self.theta = torch.cat([self.z, self.v, self.x])
         self.z, self.v, self.x = self.theta[:dz], self.theta[dz : 2 * dz], self.theta[2 * dz :]
         self.vz = self.theta[: 2 * dz].view(2, dz)  # [z; v]
         self.steps = torch.cat([self.theta.new_full((2 * dz,), self.rho), self.theta.new_full((dx,), self.gamma)])
-        rows = 0 if not row_tables else max(self.batch_size, min(INIT_CHUNK, problem.n_outer))
-        self.zeros_z = self.theta.new_zeros(rows, dz)
-        self.zeros_x = self.theta.new_zeros(rows, 0 if problem.outer_uses_x else dx)
+        self.zeros_z = self.theta.new_zeros(zero_rows, dz)
+        self.zeros_x = self.theta.new_zeros(zero_rows, 0 if problem.outer_uses_x else dx)
 
     # --- the quantities, as rows [d_z g | d2_zz g v | d2_xz g v] and [d_z f | d_x f] ------------------------
     def _inner_rows(self, idx: Tensor) -> Tensor:
@@ -200,7 +207,10 @@ class SABA(Iterates):
         """Outer rows in theta's layout: [0 | d_z f_j | d_x f_j] (0 for d_x f when F does not depend on x)."""
         fz, fx = self.problem.outer_per_sample(self.z, self.x, idx)
         k = fz.shape[0]
-        return torch.cat([self.zeros_z[:k], fz, fx if self.problem.outer_uses_x else self.zeros_x[:k]], 1)
+        zeros_z, zeros_x = self.zeros_z, self.zeros_x
+        if k > zeros_z.shape[0]:  # longer than a step's batch (the table's fill): zeros for this call only
+            zeros_z, zeros_x = fz.new_zeros(k, zeros_z.shape[1]), fz.new_zeros(k, zeros_x.shape[1])
+        return torch.cat([zeros_z[:k], fz, fx if self.problem.outer_uses_x else zeros_x[:k]], 1)
 
     def _joint_rows(self, i: Tensor, j: Tensor) -> tuple[Tensor, Tensor]:
         """The batch's rows, inner then outer, and their rows in the joint table."""
@@ -214,18 +224,21 @@ class SABA(Iterates):
         fz, fx = self.problem.outer_grad(self.z, self.x, idx)
         return torch.cat([self.zeros_z[0], fz, fx if self.problem.outer_uses_x else self.zeros_x[0]])
 
-    def _rows(self, oracle: Callable[[Tensor], Tensor], n: int, zero: bool) -> Tensor:
+    def _rows(self, oracle: Callable[[Tensor], Tensor], n: int, width: int, zero: bool) -> Tensor:
+        """The table's n rows of ``width``: zeros (no oracle called), or every sample's, by chunks."""
+        if zero:
+            return self.theta.new_zeros(n, width)
         device = self.z.device
-        rows = torch.cat(
+        return torch.cat(
             [oracle(torch.arange(s, min(s + INIT_CHUNK, n), device=device)) for s in range(0, n, INIT_CHUNK)]
         )
-        return rows.zero_() if zero else rows
 
     def _batch_rows(self, oracle: Callable[[Tensor], Tensor], sampler: FixedBatches, zero: bool) -> Tensor:
-        size, n, device = sampler.batch_size, sampler.n, self.z.device
-        rows = torch.stack([oracle(torch.arange(b * size, min(n, (b + 1) * size), device=device))
-                            for b in range(sampler.n_batches)])  # fmt: skip
-        return rows.zero_() if zero else rows
+        """One row per fixed batch, of the batch means in theta's layout: zeros (no oracle called), or each
+        batch's, over the samples the sampler returns for it (the last one clamped inside the data)."""
+        if zero:
+            return self.theta.new_zeros(sampler.n_batches, self.theta.numel())
+        return torch.stack([oracle(sampler.indices(b)) for b in range(sampler.n_batches)])
 
     # --- the estimates ---------------------------------------------------------------------------------------
     def _directions(self, inner: Tensor, outer: Tensor, change_in: Tensor, i: Tensor) -> Directions:
@@ -260,7 +273,8 @@ class SABA(Iterates):
         i, j = self.draw("inner"), self.draw("outer")
         if self.scalars is not None:
             d_vz, d_x = self.scalars.estimate(self.x, i, j, update=True)
-            self.problem.samples += len(i) + len(j)
+            self.problem.count(len(i), *INNER)  # the batch's d_z g, d2_zz g v, d2_xz g v (its part R_x) and d_z f
+            self.problem.count(len(j), OUTER_GRAD)
             self.x.add_(d_x, alpha=-self.gamma)
             self.vz.add_(d_vz, alpha=-self.rho)
             return

@@ -63,7 +63,10 @@ class BilevelSolver(ABC):
     - ``linear_model()``: where the problem is a generalised linear model (hyperparameter selection), its data laid
       out for one gather and its per-sample scalars (``suites.bilevel.closed.LinearModel``), else None: what lets a
       variance-reduced method keep two numbers per sample instead of rows (the reference SABA does; it then counts
-      its samples itself by adding to ``problem.samples``).
+      the oracles it forms itself with ``problem.count(batch, *kinds)``, as the oracles count themselves).
+
+    Every oracle counts its calls and samples per kind (``problem.oracles``); the protocol records them per
+    iteration, and the task checks that SABA's equal SOBA's.
 
     ``init`` may be called more than once on the same instance (tuning races, the engine's measured steps, the
     case's race): each call starts afresh. Between ``step`` calls the task reads ``outer_variable()`` (and

@@ -21,7 +21,11 @@ at these sizes it was measured 2-3x slower, its overhead per call dominating.)
 A problem whose g_i depends on x only through x[i] (data hyper-cleaning: one weight per training sample) says
 so with ``per_sample_x``: its per-sample cross terms are scalars, stored as one column, scattered into x.
 Every oracle call adds its batch size to ``samples`` (one sample = one g_i or f_j evaluated with its
-derivatives), which the protocol reads as the cost axis "samples processed".
+derivatives), which the protocol reads as the cost axis "samples processed", and counts itself in ``oracles``
+(``OracleCounts``): one call and its batch size in samples for each kind of quantity it returns (``ORACLES``:
+d_z g, d2_zz g v, d2_xz g v, (d_z f, d_x f), g, f), batch means and per-sample rows alike; a call on all samples
+counts n. ``inner_oracles`` is one call of each of the three inner kinds. A solver that forms these quantities
+itself (from ``linear_model()``) counts them with ``count``. The protocol reads the counts per iteration.
 
 Specialised path: a problem whose losses have a known closed form (a generalised linear model: the quadratic,
 logistic regression) carries ``closed``, an object computing the same oracles by their formulas without autograd
@@ -47,6 +51,37 @@ from suites.bilevel.closed import ClosedOracles, LinearModel
 from suites.bilevel.sampling import SAMPLINGS, FixedBatches
 
 Loss = Callable[..., Tensor]  # loss(z, x, *sample) -> scalar for one sample, (B,) for a batch of them
+
+# The kinds of oracle a call is counted as: the quantity it returns (a batch mean or per-sample rows alike).
+INNER_GRAD, INNER_HVP, INNER_CROSS = "inner_grad", "inner_hvp", "inner_cross"  # d_z g, d2_zz g v, d2_xz g v
+OUTER_GRAD = "outer_grad"  # (d_z f, d_x f), one call
+INNER_VALUE, OUTER_VALUE = "inner_value", "outer_value"  # g, f
+INNER = (INNER_GRAD, INNER_HVP, INNER_CROSS)  # what ``inner_oracles`` and ``inner_per_sample`` return
+ORACLES = (*INNER, OUTER_GRAD, INNER_VALUE, OUTER_VALUE)
+QUANTITY = {INNER_GRAD: "d_z g", INNER_HVP: "d2_zz g v (Hessian-vector product)", INNER_CROSS: "d2_xz g v (cross "
+            "derivative times v)", OUTER_GRAD: "(d_z f, d_x f)", INNER_VALUE: "g", OUTER_VALUE: "f"}  # fmt: skip
+
+
+@dataclass
+class OracleCounts:
+    """Calls of each oracle kind (``ORACLES``) and the samples they processed (a call on a batch of b samples
+    counts b): integer increments, cheap enough to stay on in every step."""
+
+    calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ORACLES, 0))
+    samples: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ORACLES, 0))
+
+    def add(self, batch: int, kinds: tuple[str, ...]) -> None:
+        for kind in kinds:
+            self.calls[kind] += 1
+            self.samples[kind] += batch
+
+    def copy(self) -> OracleCounts:
+        return OracleCounts(dict(self.calls), dict(self.samples))
+
+    def since(self, before: OracleCounts) -> OracleCounts:
+        """The calls and samples counted after ``before`` (a ``copy`` taken then)."""
+        return OracleCounts({k: v - before.calls[k] for k, v in self.calls.items()},
+                            {k: v - before.samples[k] for k, v in self.samples.items()})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -104,6 +139,9 @@ class BilevelProblem:
     closed: ClosedOracles | None = None
     sampling: str = "iid"
     samples: int = field(default=0, compare=False)
+    oracles: OracleCounts = field(default_factory=OracleCounts, compare=False)
+    # linear_model()'s layout of the data, built once: the problem's data, shared by every init of every solver
+    _linear: list[LinearModel | None] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -143,15 +181,22 @@ class BilevelProblem:
             x0=move(self.x0),
             test=move_all(self.test),
             samples=0,
+            oracles=OracleCounts(),
         )
 
     def linear_model(self) -> LinearModel | None:
-        """The problem's generalised-linear-model form (two scalars per sample), where its specialised path has one."""
-        return None if self.closed is None else self.closed.linear_model(self.inner_data, self.outer_data)
+        """The problem's generalised-linear-model form (two scalars per sample), where its specialised path has one.
+        Its data (laid out for one gather) is built on the first call and kept by the problem: it is the problem's
+        data, as its other tensors, and every later call returns the same model."""
+        if not self._linear:
+            self._linear.append(
+                None if self.closed is None else self.closed.linear_model(self.inner_data, self.outer_data)
+            )
+        return self._linear[0]
 
     def generic(self) -> BilevelProblem:
         """The same problem on the generic (autograd) oracles, without its specialised path."""
-        return replace(self, closed=None, samples=0)
+        return replace(self, closed=None, samples=0, oracles=OracleCounts())
 
     # --- sampling -------------------------------------------------------------------------------------------
     def draw(self, which: str, batch_size: int, generator: torch.Generator) -> Tensor:
@@ -172,8 +217,14 @@ class BilevelProblem:
     def _select(data: tuple[Tensor, ...], idx: Tensor | None) -> tuple[Tensor, ...]:
         return data if idx is None else tuple(t[idx] for t in data)
 
-    def _count(self, n: int, idx: Tensor | None) -> None:
-        self.samples += n if idx is None else idx.shape[0]
+    def count(self, batch: int, *kinds: str) -> None:
+        """Count one call of each of ``kinds`` on ``batch`` samples, and the samples once (what every oracle does;
+        for a solver that forms the oracles' quantities itself, e.g. from ``linear_model()``)."""
+        self.samples += batch
+        self.oracles.add(batch, kinds)
+
+    def _count(self, n: int, idx: Tensor | None, *kinds: str) -> None:
+        self.count(n if idx is None else idx.shape[0], *kinds)
 
     def _x_local(self, x: Tensor, idx: Tensor | None) -> Tensor:
         return x if (idx is None or not self.per_sample_x) else x[idx]
@@ -198,18 +249,18 @@ class BilevelProblem:
 
     def inner_value(self, z: Tensor, x: Tensor, idx: Tensor | None = None) -> Tensor:
         """G_B(z, x): the mean of g_i over the batch ``idx`` (all samples when None)."""
-        self._count(self.n_inner, idx)
+        self._count(self.n_inner, idx, INNER_VALUE)
         return self._inner_mean(z, x, idx)
 
     def outer_value(self, z: Tensor, x: Tensor, idx: Tensor | None = None) -> Tensor:
         """F_B(z, x): the mean of f_j over the batch ``idx``."""
-        self._count(self.n_outer, idx)
+        self._count(self.n_outer, idx, OUTER_VALUE)
         return self._outer_mean(z, x, idx)
 
     # --- batch-mean oracles (reverse mode on the batched loss) ----------------------------------------------
     def inner_grad(self, z: Tensor, x: Tensor, idx: Tensor | None) -> Tensor:
         """d_z G_B(z, x)."""
-        self._count(self.n_inner, idx)
+        self._count(self.n_inner, idx, INNER_GRAD)
         if self.closed is not None:
             return self.closed.inner_grad(z, x, self.inner_data, idx)
         with torch.enable_grad():
@@ -218,7 +269,7 @@ class BilevelProblem:
 
     def inner_hvp(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> Tensor:
         """d2_zz G_B(z, x) v."""
-        self._count(self.n_inner, idx)
+        self._count(self.n_inner, idx, INNER_HVP)
         if self.closed is not None:
             return self.closed.inner_hvp(z, x, v, self.inner_data, idx)
         with torch.enable_grad():
@@ -233,7 +284,7 @@ class BilevelProblem:
 
     def inner_cross(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> Tensor:
         """d2_xz G_B(z, x) v, in x's space."""
-        self._count(self.n_inner, idx)
+        self._count(self.n_inner, idx, INNER_CROSS)
         if self.closed is not None:
             return self.closed.inner_cross(z, x, v, self.inner_data, idx)
         with torch.enable_grad():
@@ -243,7 +294,7 @@ class BilevelProblem:
 
     def inner_oracles(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """(d_z G_B, d2_zz G_B v, d2_xz G_B v): a gradient, then one double-backward with v."""
-        self._count(self.n_inner, idx)
+        self._count(self.n_inner, idx, *INNER)
         if self.closed is not None:
             return self.closed.inner_oracles(z, x, v, self.inner_data, idx)
         with torch.enable_grad():
@@ -254,7 +305,7 @@ class BilevelProblem:
 
     def outer_grad(self, z: Tensor, x: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor]:
         """(d_z F_B, d_x F_B)."""
-        self._count(self.n_outer, idx)
+        self._count(self.n_outer, idx, OUTER_GRAD)
         if self.closed is not None:
             return self.closed.outer_grad(z, x, self.outer_data, idx)
         with torch.enable_grad():
@@ -265,7 +316,7 @@ class BilevelProblem:
     # --- per-sample oracles (reverse mode on one copy of the variables per sample) -------------------------
     def inner_per_sample(self, z: Tensor, x: Tensor, v: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample (d_z g_i, d2_zz g_i v, d2_xz g_i v) as rows; cross rows are (B, 1) when ``per_sample_x``."""
-        self._count(self.n_inner, idx)
+        self._count(self.n_inner, idx, *INNER)
         if self.closed is not None:
             return self.closed.inner_per_sample(z, x, v, self.inner_data, idx)
         data = self._select(self.inner_data, idx)
@@ -279,7 +330,7 @@ class BilevelProblem:
 
     def outer_per_sample(self, z: Tensor, x: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor]:
         """Per-sample (d_z f_j, d_x f_j) as rows; the x rows have width 0 when F does not depend on x."""
-        self._count(self.n_outer, idx)
+        self._count(self.n_outer, idx, OUTER_GRAD)
         if self.closed is not None:
             return self.closed.outer_per_sample(z, x, self.outer_data, idx)
         data = self._select(self.outer_data, idx)

@@ -6,9 +6,11 @@ solver at the chosen values; the engine measures ``solver.step`` on that fresh s
 ``evaluate`` then runs the race (``race.run_solver``: ``init`` again, which resets the solver, then steps under
 the sample budget on ``ctx.meter.clock``, evaluations off the clock), times one inner SGD step at the same batch
 size, through the same oracles as the solvers (closed form where the problem has it), as the phase ``sgd_step``,
-times solver steps and SGD steps in interleaved pairs (the cost ratio) and returns the per-case metrics: time and
-samples to h - h* <= 1e-3, final h - h*, ||grad h||^2, test accuracy, the rate's R^2, the cost of a step against
-an SGD step, the solver's state, the tuned values (``tuned_*``, with the grid, the scores and the choice in the
+counts the solver's oracle calls per iteration in its steady state (``oracle_counts``), times solver steps and SGD
+steps in interleaved pairs (the cost ratio, a measurement) and returns the per-case metrics: time and samples to
+h - h* <= 1e-3, final h - h*, ||grad h||^2, test accuracy, the rate's R^2, the oracle calls and samples of each
+kind per iteration, the cost of a step against an SGD step, the solver's state and what a SAGA table must hold on
+this problem (``saga_table``), the tuned values (``tuned_*``, with the grid, the scores and the choice in the
 case's note and its series ``tuning_scores``). A race that diverges raises ``ctbench.Invalid`` with what it
 measured before.
 """
@@ -27,7 +29,7 @@ from ctbench import CaseResult, Context, Invalid, Prepared, Scale
 from ctbench.api.measure import StepStats, paired_ratio
 from suites.bilevel.checks import TARGET, case_checks
 from suites.bilevel.interface import BilevelSolver
-from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.problem import ORACLES, BilevelProblem
 from suites.bilevel.problems import build, optimal_value, settings
 from suites.bilevel.race import Clock, Evaluator, Trace, run_solver
 from suites.bilevel.tune import tune
@@ -35,6 +37,8 @@ from suites.bilevel.tune import tune
 FLOOR = 1e-12  # suboptimality below which float64 rounding dominates: left out of rate fits
 COST_ROUNDS = 60  # interleaved (solver step, SGD step) pairs of the cost ratio
 SGD_STEP_SIZE = 1e-3  # of the reference inner SGD step (its cost does not depend on it)
+COUNT_MIN_STEPS = 5  # the oracle counts' window: at least these steps and one pass over the inner and outer
+COUNT_MAX_STEPS = 10_000  # samples, at most these steps
 OPAQUE = (type, types.ModuleType, types.FunctionType, types.MethodType, torch.Generator)  # not walked for tensors
 
 
@@ -54,6 +58,8 @@ def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: C
     def evaluate(stats: StepStats | None) -> CaseResult:
         trace = run_solver(impl, problem, Evaluator(evaluator, h_star), s, ctx.meter.clock, ctx.seed)
         metrics = {**trace_metrics(trace, h_star, problem), **tuned}
+        if trace.diverged_at is None:
+            metrics.update(oracle_counts(impl.step, problem))
         sgd = sgd_step(problem, s["batch_size"])
         ctx.meter.phase("sgd_step", sgd, repeat=20, warmup=2)
         if stats is not None and trace.diverged_at is None:
@@ -62,9 +68,61 @@ def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: C
         if trace.diverged_at is not None:
             raise Invalid(f"diverged at iteration {trace.diverged_at}", problem.dataset, metrics, curves)
         metrics["state_bytes"] = float(state_bytes(impl, problem))
+        metrics.update(saga_table(problem, s["batch_size"]))
         return CaseResult(metrics, problem.dataset, checks=case_checks(trace), series=curves, note=tuning.note())
 
     return Prepared(impl.step, evaluate)
+
+
+def oracle_counts(step: Callable[[], Any], problem: BilevelProblem) -> dict[str, float]:
+    """The solver's oracle calls and samples of each kind (``suites.bilevel.problem.ORACLES``) per iteration, in its
+    steady state: counted over a window after the race (so after ``init`` and SABA's fill of its table, and past
+    SABA's first pass, where benchopt's variant fills it at zero cost), of at least ``COUNT_MIN_STEPS`` steps that
+    process one pass over the inner and outer samples (at most ``COUNT_MAX_STEPS``): once-per-pass work is in it.
+    ``oracle_calls_<kind>`` and ``oracle_samples_<kind>`` (a call on b samples counts b)."""
+    before, samples, steps = problem.oracles.copy(), problem.samples, 0
+    one_pass = problem.n_inner + problem.n_outer
+    while steps < COUNT_MIN_STEPS or (problem.samples - samples < one_pass and steps < COUNT_MAX_STEPS):
+        step()
+        steps += 1
+    counted = problem.oracles.since(before)
+    return {
+        **{f"oracle_calls_{kind}": counted.calls[kind] / steps for kind in ORACLES},
+        **{f"oracle_samples_{kind}": counted.samples[kind] / steps for kind in ORACLES},
+    }
+
+
+def saga_table(problem: BilevelProblem, batch_size: int) -> dict[str, float]:
+    """What SABA must hold between steps on this problem: its iterates z, v, x (2 dz + dx numbers) and a SAGA table
+    of one entry per sample of each finite sum (per fixed batch, under the problem's fixed-batch sampling, as
+    benchopt's SABA), each entry the quantities the estimates are made of:
+
+    - per sample, rows: inner 2 dz + dx_g numbers (d_z g_i, d2_zz g_i v, d2_xz g_i v; dx_g = 1 where g_i depends on
+      x only through x_i, else dx), outer dz + dx_f (d_z f_j, d_x f_j; dx_f = dx where F depends on x, else 0);
+    - per sample, on a generalised linear model (``linear_model()``: each row a scalar times the sample's features
+      plus a part no sample changes): 2 numbers for every inner and outer sample (the scalars; an outer sample's
+      second one is unused, kept so that one gather serves both sums);
+    - per fixed batch (ceil(n / b) inner, ceil(m / b) outer entries): the batch means, inner 2 dz + dx (the cross
+      term in x's space), outer dz + dx_f.
+
+    ``saga_state_bytes`` = (iterates + table numbers) x the problem's element size; ``saga_table_entries`` = the
+    entries."""
+    p, dz, dx = problem, problem.z0.numel(), problem.x0.numel()
+    dx_f = dx if p.outer_uses_x else 0
+    if p.sampling == "batches":
+        b = min(batch_size, p.n_inner), min(batch_size, p.n_outer)
+        entries = -(-p.n_inner // b[0]), -(-p.n_outer // b[1])
+        numbers = entries[0] * (2 * dz + dx) + entries[1] * (dz + dx_f)
+    elif p.linear_model() is not None:
+        entries = p.n_inner, p.n_outer
+        numbers = 2 * (p.n_inner + p.n_outer)
+    else:
+        entries = p.n_inner, p.n_outer
+        numbers = p.n_inner * (2 * dz + (1 if p.per_sample_x else dx)) + p.n_outer * (dz + dx_f)
+    return {
+        "saga_state_bytes": float((2 * dz + dx + numbers) * p.z0.element_size()),
+        "saga_table_entries": float(sum(entries)),
+    }
 
 
 def cost_ratio(step: Callable[[], Any], sgd: Callable[[], Any], clock: Clock, rounds: int = COST_ROUNDS) -> float:
@@ -134,13 +192,21 @@ def sgd_step(problem: BilevelProblem, batch_size: int) -> Callable[[], None]:
 
 
 def state_bytes(solver: BilevelSolver, problem: BilevelProblem) -> int:
-    """Bytes of the tensors a solver holds between steps (iterates, tables, momentum), the problem's data
-    excluded; each storage counted once."""
+    """Bytes of the tensors a solver holds between steps (iterates, tables, momentum), each storage counted once;
+    the problem's data excluded: any storage the problem holds (its data, starting point, the layout of its data
+    that ``linear_model()`` built and keeps), whether the solver refers to it or not."""
+    problems = _storages(problem, lambda obj: False)
+    return sum(size for ptr, size in _storages(solver, lambda obj: obj is problem).items() if ptr not in problems)
+
+
+def _storages(root: Any, skip: Callable[[Any], bool]) -> dict[int, int]:
+    """The storages of the tensors reachable from ``root`` through attributes, mappings, sequences and optimiser
+    state (objects for which ``skip`` is true not entered): {data pointer: bytes}."""
     seen: set[int] = set()
     storages: dict[int, int] = {}
 
     def walk(obj: Any) -> None:
-        if id(obj) in seen or obj is problem:
+        if id(obj) in seen or skip(obj):
             return
         seen.add(id(obj))
         if isinstance(obj, Tensor):
@@ -157,5 +223,5 @@ def state_bytes(solver: BilevelSolver, problem: BilevelProblem) -> int:
         elif hasattr(obj, "__dict__") and not isinstance(obj, OPAQUE):
             walk(vars(obj))
 
-    walk(solver)
-    return sum(storages.values())
+    walk(root)
+    return storages

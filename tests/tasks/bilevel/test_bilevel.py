@@ -1,6 +1,7 @@
 """bilevel: unbiased stochastic directions, exact oracles against the closed form, the closed-form (specialised) path
-against the generic one, SABA's tables against a plain SAGA, benchopt's quadratic and sampler, tuning in the
-protocol, convergence, bad input."""
+against the generic one, SABA's tables against a plain SAGA, the oracle counts and the table size of the paper's
+cost statement (with failing controls), benchopt's quadratic and sampler, tuning in the protocol, convergence, bad
+input."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
+import suites.bilevel.checks as checks_module
 import suites.bilevel.exact as exact
+from ctbench import RunCheck
 from ctbench.api.measure import Meter
 from ctbench.catalog.describe import all_metrics
 from ctbench.catalog.registry import get_task
@@ -29,9 +32,10 @@ from reference_impls.bilevel.soba import SOBA
 from reference_impls.bilevel.stocbio import StocBiO
 from suites.bilevel.data import IJCNN1, Labelled, LibsvmFormatError, hyperparam_data, synthetic_classification
 from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
-from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.problem import INNER, OUTER_GRAD, BilevelProblem
+from suites.bilevel.problem import ORACLES as KINDS
 from suites.bilevel.problems import build, settings
-from suites.bilevel.protocol import cost_ratio, state_bytes
+from suites.bilevel.protocol import COUNT_MIN_STEPS, cost_ratio, oracle_counts, saga_table, state_bytes
 from suites.bilevel.quadratic import quadratic_problem
 from suites.bilevel.quadratic import split as split_vectors
 from suites.bilevel.race import Evaluator, run_solver
@@ -234,6 +238,48 @@ def test_oracles_count_samples():
     assert problem.samples - before == 6  # 3 inner + 3 outer
 
 
+@pytest.mark.parametrize("kind", ["quadratic", "hyperparam", "datacleaning"])
+@pytest.mark.parametrize("generic", [False, True], ids=["closed", "generic"])
+def test_oracles_count_their_calls_and_samples_by_kind(kind, generic):
+    """Each oracle counts one call of each quantity it returns and its batch's samples (all of them when idx is
+    None), batch means and per-sample rows alike; a copy of the problem starts its own counts."""
+    problem = tiny(kind).generic() if generic else tiny(kind)
+    z, x, idx = problem.z0, problem.x0, torch.tensor([0, 3, 3])
+    calls = {
+        "inner_grad": (lambda: problem.inner_grad(z, x, idx), ("inner_grad",), 3),
+        "inner_hvp": (lambda: problem.inner_hvp(z, x, z, idx), ("inner_hvp",), 3),
+        "inner_cross": (lambda: problem.inner_cross(z, x, z, None), ("inner_cross",), N),
+        "inner_oracles": (lambda: problem.inner_oracles(z, x, z, idx), INNER, 3),
+        "inner_per_sample": (lambda: problem.inner_per_sample(z, x, z, idx), INNER, 3),
+        "outer_grad": (lambda: problem.outer_grad(z, x, None), (OUTER_GRAD,), N),
+        "outer_per_sample": (lambda: problem.outer_per_sample(z, x, idx), (OUTER_GRAD,), 3),
+        "inner_value": (lambda: problem.inner_value(z, x, idx), ("inner_value",), 3),
+        "outer_value": (lambda: problem.outer_value(z, x), ("outer_value",), N),
+    }
+    for name, (call, kinds, batch) in calls.items():
+        before, samples = problem.oracles.copy(), problem.samples
+        call()
+        counted = problem.oracles.since(before)
+        assert counted.calls == {k: int(k in kinds) for k in KINDS}, name
+        assert counted.samples == {k: batch * (k in kinds) for k in KINDS}, name
+        assert problem.samples - samples == batch, name  # the samples axis counts a batch once
+    assert sum(problem.oracles.calls.values()) > 0
+    for copy in (problem.to("cpu"), problem.generic()):
+        assert sum(copy.oracles.calls.values()) == 0 and copy.samples == 0
+
+
+def test_oracle_counts_are_per_iteration_over_at_least_a_pass():
+    """The protocol's window: at least COUNT_MIN_STEPS steps and one pass over the inner and outer samples."""
+    problem = tiny("quadratic")
+    soba = SOBA()
+    soba.init(problem, batch_size=2, seed=0)
+    steps: list[None] = []
+    counts = oracle_counts(lambda: steps.append(soba.step()), problem)
+    assert len(steps) == 2 * N // 4 > COUNT_MIN_STEPS  # 12 + 12 samples, 2 + 2 per step
+    assert counts == {**{f"oracle_calls_{k}": float(k in (*INNER, OUTER_GRAD)) for k in KINDS},
+                      **{f"oracle_samples_{k}": 2.0 * (k in (*INNER, OUTER_GRAD)) for k in KINDS}}  # fmt: skip
+
+
 def write_libsvm(path, rows: list[str]) -> None:
     path.write_text("".join(row + "\n" for row in rows))
 
@@ -367,18 +413,157 @@ def test_run_checks_and_plots_from_smoke_records():
             "task": "bilevel", "impl": impl, "scale": "smoke", "params": {"problem": "quadratic"}, "seed": 0,
             "status": "ok", "metrics": result.metrics, "series": result.series, "dataset": result.dataset,
         })  # fmt: skip
-    names = {c.name: c.check.passed for c in task.run_checks(records)}
+    checks = task.run_checks(records)
+    names = {c.name: c.check.passed for c in checks}
     assert names["saba_reaches_quadratic_target"] and names["soba_does_not_reach_quadratic_target"]
     assert "saba_linear_rate" in names
-    costs = [c for c in task.run_checks(records) if c.name == "cost_within_3x_sgd"]
-    assert {c.scope["impl"] for c in costs} == {"soba", "saba"}
-    assert all(c.check.value == r["metrics"]["cost_ratio_vs_sgd"] for c, r in zip(costs, records, strict=True))
-    (saba_cost,) = [c for c in costs if c.scope["impl"] == "saba"]  # SOBA's ratio beside SABA's, same seed
-    assert f"SOBA's (the same loop without tables): {records[0]['metrics']['cost_ratio_vs_sgd']:.2f}" in (
-        saba_cost.check.description
-    )
+    assert names["saba_oracles_equal_soba"] and names["saba_table_size"]
+    (oracles,) = [c for c in checks if c.name == "saba_oracles_equal_soba"]
+    assert oracles.check.value == 0 and oracles.scope == {"impl": "saba", "scale": "smoke", "problem": "quadratic",
+                                                          "seed": 0}  # fmt: skip
+    assert "d2_zz g v 1 x 16" in oracles.check.description  # one Hessian-vector product on one batch of 16
+    # the wall-clock ratio is a measurement, recorded and plotted, not a check
+    assert not any("cost" in c.name for c in checks)
+    assert all(r["metrics"]["cost_ratio_vs_sgd"] > 0 for r in records)
     figures = task.plots(_frame(records), records)
     assert {"suboptimality_vs_time", "suboptimality_vs_samples", "time_to_run_best_s"} <= set(figures)
+
+
+# --- the paper's statement of SABA's cost: SOBA's oracles per iteration, a table of one entry per sample -----------
+class ExtraHessianVector(SABA):
+    """Broken: one more Hessian-vector product per iteration, on another minibatch."""
+
+    def step(self) -> None:
+        super().step()
+        self.problem.inner_hvp(self.z, self.x, self.v, self.draw("inner"))
+
+
+class FullBatchGradient(SABA):
+    """Broken: a full-batch gradient of g every iteration (as a periodic full pass would, amortised)."""
+
+    def step(self) -> None:
+        super().step()
+        self.problem.inner_grad(self.z, self.x, None)
+
+
+class DoubleTable(SABA):
+    """Broken: keeps a second copy of its table, twice the memory it must hold."""
+
+    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> dict:
+        hp = super().init(problem, batch_size, seed)
+        held = [self.scalars.rows] if self.scalars is not None else [self.table.rows] if self.joint else [
+            self.inner.rows, self.outer.rows]  # fmt: skip
+        self.spare = [t.clone() for t in held]
+        return hp
+
+
+SMOKE_PROBLEMS = ["quadratic", "quadratic-benchopt", "hyperparam", "datacleaning"]
+
+
+def counted_record(solver, name: str, warm_steps: int = 3) -> dict:
+    """A run record of ``solver`` on the smoke instance of ``name`` with the metrics the cost checks read, measured
+    by the protocol's own functions (its oracle counts after a few steps, its state, the table it must hold)."""
+    config = get_task("bilevel").scales["smoke"].config
+    problem, batch = build(name, config, smoke.CACHE / "data", smoke.CACHE), settings(name, config)["batch_size"]
+    solver.init(problem, batch, 0)
+    for _ in range(warm_steps):
+        solver.step()
+    metrics = {**oracle_counts(solver.step, problem), **saga_table(problem, batch)}
+    metrics["state_bytes"] = float(state_bytes(solver, problem))
+    return {"task": "bilevel", "impl": solver.manifest.name, "scale": "smoke", "params": {"problem": name},
+            "seed": 0, "status": "ok", "metrics": metrics, "series": {}}  # fmt: skip
+
+
+def cost_checks(records: list[dict]) -> dict[str, RunCheck]:
+    """The two checks of the paper's cost statement, by name, from the records of one problem and seed."""
+    found = checks_module.oracle_checks("bilevel", records) + checks_module.table_checks("bilevel", records)
+    assert len(found) == 2, found
+    return {c.name: c for c in found}
+
+
+@pytest.mark.parametrize("name", SMOKE_PROBLEMS)
+def test_saba_calls_soba_s_oracles_and_holds_one_table_entry_per_sample(name):
+    """The reference SABA on every smoke problem (joint rows, per-batch memory, scalars, per-sum rows): per
+    iteration one d_z g, one d2_zz g v, one d2_xz g v and one (d_z f, d_x f) on one batch, as SOBA; its state is its
+    table's size within the stated slack."""
+    soba, saba = counted_record(SOBA(), name), counted_record(SABA(), name)
+    batch = settings(name, get_task("bilevel").scales["smoke"].config)["batch_size"]
+    for record in (soba, saba):
+        m = record["metrics"]
+        assert [m[f"oracle_calls_{k}"] for k in KINDS] == [1, 1, 1, 1, 0, 0], record["impl"]
+        assert [m[f"oracle_samples_{k}"] for k in KINDS] == [batch] * 4 + [0, 0], record["impl"]
+    checks = cost_checks([soba, saba])
+    assert checks["saba_oracles_equal_soba"].check.passed and checks["saba_oracles_equal_soba"].check.value == 0
+    table = checks["saba_table_size"].check
+    assert table.passed, table
+
+
+def test_the_table_the_paper_needs_by_formula():
+    """saga_table on the smoke instances: iterates (2 dz + dx) and n inner entries of 2 dz + dx_g, m outer of
+    dz + dx_f numbers; scalars (2 per sample) on the generalised linear model; batch means per fixed batch."""
+    config = get_task("bilevel").scales["smoke"].config
+
+    def table(name: str) -> dict[str, float]:
+        return saga_table(build(name, config, smoke.CACHE / "data", smoke.CACHE), settings(name, config)["batch_size"])
+
+    # n = m = 128, dz = dx = 10, float64: 30 + 128 * 30 + 128 * 20 numbers
+    assert table("quadratic") == {"saga_state_bytes": (30 + 128 * 30 + 128 * 20) * 8, "saga_table_entries": 256}
+    # 8 fixed batches of 16 in each sum, float32
+    assert table("quadratic-benchopt") == {"saga_state_bytes": (30 + 8 * 30 + 8 * 20) * 4, "saga_table_entries": 16}
+    # 2000 + 1000 samples, 22 features: 2 scalars each
+    assert table("hyperparam") == {"saga_state_bytes": (66 + 2 * 3000) * 4, "saga_table_entries": 3000}
+    # 500 + 200 samples, z of 14 * 14 * 10, one x per training sample (dx_g = 1), F without x (dx_f = 0)
+    dz = 14 * 14 * 10
+    assert table("datacleaning") == {"saga_state_bytes": (2 * dz + 500 + 500 * (2 * dz + 1) + 200 * dz) * 4,
+                                     "saga_table_entries": 700}  # fmt: skip
+
+
+@pytest.mark.parametrize("broken", [ExtraHessianVector, FullBatchGradient], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("name", ["quadratic", "hyperparam", "datacleaning"])
+def test_a_saba_with_an_extra_oracle_call_fails_the_oracle_check(broken, name):
+    saba = counted_record(broken(), name)
+    saba["impl"] = "saba"
+    checks = cost_checks([counted_record(SOBA(), name), saba])
+    check = checks["saba_oracles_equal_soba"].check
+    assert not check.passed and check.value >= 1  # twice SOBA's calls of a kind, or n + b samples against b
+    assert "largest at oracle_" in check.description
+    assert checks["saba_table_size"].check.passed  # its table is right
+
+
+@pytest.mark.parametrize("name", SMOKE_PROBLEMS)
+def test_a_saba_with_twice_its_table_fails_the_table_check(name):
+    saba = counted_record(DoubleTable(), name)
+    saba["impl"] = "saba"
+    checks = cost_checks([counted_record(SOBA(), name), saba])
+    assert not checks["saba_table_size"].check.passed, checks["saba_table_size"].check
+    assert checks["saba_oracles_equal_soba"].check.passed  # its oracles are right
+
+
+def test_a_table_smaller_than_one_entry_per_sample_fails():
+    record = counted_record(SABA(), "quadratic")
+    record["metrics"]["state_bytes"] = record["metrics"]["saga_state_bytes"] - 8
+    (check,) = checks_module.table_checks("bilevel", [record])
+    assert not check.check.passed
+
+
+class ExtraHessianVectorSpareTable(ExtraHessianVector, DoubleTable):
+    """Broken both ways, for one run through the real protocol."""
+
+
+def test_a_broken_saba_fails_both_checks_through_the_protocol():
+    """The smoke quadratic through the task's protocol (race, counts after it, state), untuned (both values
+    given), for SOBA and a SABA with an extra Hessian-vector product and a spare table."""
+    records = []
+    for impl, solver in (("soba", SOBA(step_size=0.1, outer_ratio=1.0)),
+                         ("saba", ExtraHessianVectorSpareTable(step_size=0.1, outer_ratio=1.0))):  # fmt: skip
+        result = smoke.run_case("bilevel", solver, {"problem": "quadratic"})
+        assert result.invalid_reason is None and result.metrics["tuning_points"] == 0
+        records.append({"task": "bilevel", "impl": impl, "scale": "smoke", "params": {"problem": "quadratic"},
+                        "seed": 0, "status": "ok", "metrics": result.metrics, "series": result.series})  # fmt: skip
+    checks = {c.name: c.check for c in get_task("bilevel").run_checks(records)}
+    assert not checks["saba_oracles_equal_soba"].passed and checks["saba_oracles_equal_soba"].value == 1
+    assert records[1]["metrics"]["oracle_calls_inner_hvp"] == 2 and records[0]["metrics"]["oracle_calls_inner_hvp"] == 1
+    assert not checks["saba_table_size"].passed
 
 
 def _frame(records):
@@ -549,12 +734,13 @@ def test_saba_scalar_table_gives_a_plain_sagas_iterates_on_the_generic_rows():
     for got, expected in zip((saba.z, saba.v, saba.x), want, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)
     torch.testing.assert_close(saba.scalars.total, saba.scalars._total())
-    assert problem.samples == 2 * N + 30 * 14 - 2 * N  # 7 inner + 7 outer per step (the fill is not counted)
+    assert problem.samples == 2 * N + 30 * 14  # the fill (every sample), then 7 inner + 7 outer per step
 
 
 def test_saba_scalar_table_is_smaller_than_the_rows():
-    """Two numbers per sample against 3 p (p = 22 features): with its copy of the data (features and label, laid
-    out for one gather per step), which counts as its state, the scalar path holds less than half the rows' bytes."""
+    """Two numbers per sample against 3 p (p = 22 features): the scalar path holds less than half the rows' bytes.
+    The layout of the data it gathers from (features and label, ``linear_model()``) is the problem's: built once,
+    kept by the problem for every init, and left out of the state as the problem's other data."""
     (x, y), (xv, yv) = synthetic_classification(IJCNN1, 200, 1), synthetic_classification(IJCNN1, 100, 2)
     problem = hyperparam_problem(Labelled(x, y, "t"), Labelled(xv, yv, "t"))
     glm, rows = SABA(), SABA()
@@ -563,6 +749,22 @@ def test_saba_scalar_table_is_smaller_than_the_rows():
     assert rows.scalars is None and rows.joint
     assert glm.scalars.rows.numel() == 300 * 2 and rows.table.rows.numel() == 300 * 3 * 22
     assert state_bytes(glm, problem) < state_bytes(rows, problem) / 2
+    assert problem.linear_model() is glm.scalars.model and glm.scalars.data.untyped_storage().nbytes() > 0
+    again = SABA()
+    again.init(problem, 4, 0)
+    assert again.scalars.data is glm.scalars.data  # one layout, however many inits
+    assert state_bytes(glm, problem) < glm.scalars.data.untyped_storage().nbytes()  # not counted as SABA's
+
+
+def test_saba_zero_memory_calls_no_oracle_to_fill_it():
+    """benchopt's zero-initialised memory (the default on its quadratic) is zeros: no pass over the data in init."""
+    for kind in ("quadratic", "quadratic-benchopt", "hyperparam", "datacleaning"):
+        problem = tiny(kind)
+        saba = SABA(init_memory="zero")
+        saba.init(problem, 5, 0)
+        assert problem.samples == 0 and sum(problem.oracles.calls.values()) == 0, kind
+        saba.step()
+        assert problem.oracles.calls == {k: int(k in (*INNER, OUTER_GRAD)) for k in KINDS}, kind
 
 
 # --- benchopt's quadratic, its sampler and its SOBA/SABA step rules ----------------------------------------------
@@ -841,6 +1043,19 @@ def test_saba_per_batch_memory_is_benchopts_variance_reduction():
         z, v, x = z - 0.05 * d["gz"], v - 0.05 * (d["hv"] + d["fz"]), x - 0.025 * (d["cross"] + d["fx"])
         torch.testing.assert_close(saba.x, x, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(saba.z, z, rtol=1e-10, atol=1e-12)
+
+
+def test_saba_full_batch_memory_starts_from_the_sampler_s_batches():
+    """Filled per fixed batch, each row is the batch the sampler returns, the last one clamped inside the data
+    (benchopt's full init draws its batches from the sampler): 12 samples in batches 0-4, 5-9 and 7-11."""
+    problem = tiny("quadratic-benchopt")
+    saba = SABA(init_memory="full")
+    saba.init(problem, 5, 0)
+    z, v, x = problem.z0, torch.zeros_like(problem.z0), problem.x0
+    for b, batch in enumerate([torch.arange(0, 5), torch.arange(5, 10), torch.arange(7, 12)]):
+        torch.testing.assert_close(saba.inner.rows[b], torch.cat(problem.inner_oracles(z, x, v, batch)))
+        fz, fx = problem.outer_grad(z, x, batch)
+        torch.testing.assert_close(saba.outer.rows[b], torch.cat([torch.zeros_like(fz), fz, fx]))
 
 
 # --- tuning in the protocol --------------------------------------------------------------------------------------
