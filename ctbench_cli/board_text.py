@@ -110,6 +110,8 @@ def board_lines(task: str, group: pd.DataFrame, specs: TaskSpecs, limit: int) ->
     lines.append("runs: " + " · ".join(f"{letter[r]} {r}" for r in runs))
     if any(r["submission"] != "reference" for r in rows):
         lines.append("* submission")
+    if len(rows) > 1 and any(r.get("no_spread") is True for r in rows):
+        lines.append(f"=: ranks shared where a row has no spread for {rank_by} (one seed, nothing repeated)")
     if left_out:
         lines.append(f"{len(left_out)} more column(s) at a wider terminal or with --format csv: {', '.join(left_out)}")
     return lines

@@ -60,7 +60,7 @@ def check_owner(check: Mapping[str, Any], cases: Sequence[Mapping[str, Any]]) ->
 
 def exit_status(doc: Mapping[str, Any]) -> int:
     cases = doc["cases"]
-    bad_check = any(not c["passed"] and check_owner(c, cases) == "reference" for c in doc.get("checks") or [])
+    bad_check = any(c["passed"] is False and check_owner(c, cases) == "reference" for c in doc.get("checks") or [])
     return 0 if all(case_ok(c) for c in cases) and not bad_check else 1
 
 
@@ -78,15 +78,24 @@ def _number(value: Any) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
-def check_lines(doc: Mapping[str, Any]) -> list[str]:
+def _interval(check: Mapping[str, Any]) -> str:
+    interval = check.get("interval")
+    return f" [{_number(interval[0])}, {_number(interval[1])}]" if isinstance(interval, list) else ""
+
+
+def check_lines(doc: Mapping[str, Any], outcome: bool | None = False) -> list[str]:
+    """The run checks whose ``passed`` is ``outcome``: False (failed) or None (inconclusive)."""
     lines = []
     for c in doc.get("checks") or []:
-        if c["passed"]:
+        if c["passed"] is not outcome:
             continue
         owner = check_owner(c, doc["cases"])
         scope = params_label(dict(c.get("scope") or {}))
-        whose = "a reference's or the run's: the run fails" if owner == "reference" else "the submission's"
-        value = f"{_number(c.get('value'))} against {_number(c.get('threshold'))}"
+        if outcome is None:
+            whose = "undecided: the interval holds the threshold; the run does not fail"
+        else:
+            whose = "a reference's or the run's: the run fails" if owner == "reference" else "the submission's"
+        value = f"{_number(c.get('value'))}{_interval(c)} against {_number(c.get('threshold'))}"
         lines.append(f"{c['task']}/{c['name']} [{scope}]: {value} ({whose})"
                      f"{': ' + c['description'] if c.get('description') else ''}")  # fmt: skip
     return lines
@@ -120,5 +129,6 @@ def summarise(doc: Mapping[str, Any], skipped: Sequence[SkippedPoint] = (), say:
     ]
     _listed("not ok", errors, say)
     _listed("failed run checks", check_lines(doc), say)
+    _listed("inconclusive run checks", check_lines(doc, None), say)
     _listed("skipped grid points", skipped_lines(skipped), say)
     return exit_status(doc)

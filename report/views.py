@@ -196,6 +196,9 @@ def boards(board: pd.DataFrame, meta: TaskMeta, hardware_links: Mapping[str, str
         declared = [m for m in objectives(meta.spec) if m in meta.columns and meta.columns[m].better]
         if declared and objectives_text != ", ".join(declared):
             caption.append(("Pareto over", objectives_text or "nothing: an objective is missing in every row", ""))
+        if "no_spread" in group and len(group) > 1 and group["no_spread"].fillna(False).astype(bool).any():
+            caption.append(("ranks", f"shared where a row has no spread for {rank_by} (one seed, nothing repeated): "
+                            "its difference from another row cannot be told from noise", ""))  # fmt: skip
         out.append(Board(caption, key_cols, rows, _unranked(rows, meta, rank_by), "hardware" not in KEYS, more,
                          rank_by, objectives_text))  # fmt: skip
     return out
@@ -205,13 +208,28 @@ def _scope(scope: Mapping[str, Any]) -> str:
     return params_label(dict(scope))
 
 
+OUTCOME_ORDER = {"fail": 0, "inconclusive": 1, "pass": 2}
+
+
+def check_outcome(check: Mapping[str, Any]) -> str:
+    """``pass``, ``fail`` or ``inconclusive`` (``passed`` null: the measured interval holds the threshold)."""
+    passed = check.get("passed")
+    return "inconclusive" if passed is None else "pass" if passed else "fail"
+
+
 def _check_row(name: str, check: Mapping[str, Any], **where: Any) -> dict[str, Any]:
+    interval = check.get("interval")
+    value = number(check.get("value"))
+    if isinstance(interval, list) and len(interval) == 2:
+        value += f" [{number(interval[0])}, {number(interval[1])}]"
+    outcome = check_outcome(check)
     return {
         **where,
         "name": name,
-        "value": number(check.get("value")),
+        "value": value,
         "threshold": number(check.get("threshold")),
-        "passed": bool(check.get("passed")),
+        "outcome": outcome,
+        "passed": outcome == "pass",
         "description": check.get("description") or "",
     }
 
@@ -224,7 +242,7 @@ def run_checks(runs: Sequence[Mapping[str, Any]], task: str) -> list[dict[str, A
         for c in run.get("checks", [])
         if isinstance(c, dict) and c.get("task") == task and "name" in c
     ]
-    return sorted(rows, key=lambda r: r["passed"])
+    return sorted(rows, key=lambda r: OUTCOME_ORDER[r["outcome"]])
 
 
 def case_checks(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -241,7 +259,7 @@ def case_checks(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for r in records
         for name, check in r["checks"].items()
     ]
-    return sorted(rows, key=lambda r: r["passed"])
+    return sorted(rows, key=lambda r: OUTCOME_ORDER[r["outcome"]])
 
 
 def failures(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

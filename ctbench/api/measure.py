@@ -33,7 +33,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -301,16 +301,69 @@ def measure_step(fn: Callable[[], Any], device: torch.device, policy: Policy) ->
     return StepStats(timing, memory, energy(fn, device, policy, timing.median))
 
 
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval of the median of ``values``: the order statistics x_(k) and
+    x_(n+1-k), with k the largest rank such that P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2 (the sign test's
+    interval). With too few values for that confidence (fewer than 6 at 95%) it is their whole range, which then
+    holds the median with less confidence than asked."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        return math.nan, math.nan
+    tail, below, k = (1 - confidence) / 2, 0.0, 0
+    while k < n // 2:
+        below += math.comb(n, k) / 2**n  # P(Binomial(n, 1/2) <= k)
+        if below > tail:
+            break
+        k += 1
+    k = max(k, 1)  # ranks are 1-based: k = 1 is the range
+    return ordered[k - 1], ordered[n - k]
+
+
+@dataclass(frozen=True)
+class PairedRatio:
+    """t(fn) / t(baseline) over interleaved pairs: the median, its IQR, the median's 95% confidence interval
+    (``median_interval``) and how many pairs were timed."""
+
+    median: float
+    iqr: float
+    interval: tuple[float, float]
+    pairs: int
+
+
+def paired_interval(
+    fn: Callable[[], Any],
+    baseline: Callable[[], Any],
+    clock: Callable[[Callable[[], Any]], tuple[Any, float]],
+    rounds: int,
+    bound: float | None = None,
+    max_rounds: int | None = None,
+) -> PairedRatio:
+    """Interleaved pairs of t(fn) / t(baseline), each call timed once on ``clock``: the machine's speed and load,
+    which drift over seconds and between cases, weigh on both calls of a pair alike.
+
+    ``rounds`` pairs are timed; while the median's 95% interval still holds ``bound`` (the threshold a check will
+    compare the ratio with), ``rounds`` more are added, up to ``max_rounds`` pairs (default 4 x ``rounds``), as
+    pyperf and asv add repeats until a measurement settles. An interval that still holds the bound then makes the
+    check inconclusive, never a pass or a fail decided by noise."""
+    limit = max(rounds, max_rounds if max_rounds is not None else 4 * rounds)
+    ratios: list[float] = []
+    while True:
+        ratios += [clock(fn)[1] / max(clock(baseline)[1], 1e-9) for _ in range(rounds)]
+        low, high = median_interval(ratios)
+        if bound is None or not low <= bound <= high or len(ratios) >= limit:
+            return PairedRatio(statistics.median(ratios), iqr(ratios), (low, high), len(ratios))
+
+
 def paired_ratio(
     fn: Callable[[], Any],
     baseline: Callable[[], Any],
     clock: Callable[[Callable[[], Any]], tuple[Any, float]],
     rounds: int,
 ) -> tuple[float, float]:
-    """(median, IQR) over ``rounds`` interleaved pairs of t(fn) / t(baseline), each call timed once on ``clock``: the
-    machine's speed and load, which drift over seconds and between cases, weigh on both calls of a pair alike."""
-    ratios = [clock(fn)[1] / max(clock(baseline)[1], 1e-9) for _ in range(rounds)]
-    return statistics.median(ratios), iqr(ratios)
+    """(median, IQR) over ``rounds`` interleaved pairs of t(fn) / t(baseline) (``paired_interval`` with no bound)."""
+    found = paired_interval(fn, baseline, clock, rounds, max_rounds=rounds)
+    return found.median, found.iqr
 
 
 class Meter:
@@ -340,11 +393,19 @@ class Meter:
             raise KeyError(f"phase {name!r} is not declared in the task's phases ({', '.join(self.declared)})")
         result: list[Any] = []
         timing = time_call(lambda: result.append(fn()), self.device, repeat, warmup)
-        self.metrics[f"{name}_time_s"], self.spread[f"{name}_time_s"] = timing.median, timing.iqr
+        spread = repeat >= 2  # one timing has no spread: it is unknown, not zero
+        self._record(f"{name}_time_s", timing.median, timing.iqr if spread else None)
+        if timing.cpu_times:  # on a CPU: the process's own time, which other processes' load does not inflate
+            self._record(f"{name}_cpu_time_s", timing.cpu_median, iqr(timing.cpu_times) if spread else None)
         for unit, amount in (work or {}).items():
-            key = f"{name}_throughput_{unit}_s"
-            self.metrics[key], self.spread[key] = throughput(amount, timing.median), rate_spread(amount, timing)
+            rate = rate_spread(amount, timing) if spread else None
+            self._record(f"{name}_throughput_{unit}_s", throughput(amount, timing.median), rate)
         return result[-1]
+
+    def _record(self, key: str, value: float, spread: float | None) -> None:
+        self.metrics[key] = value
+        if spread is not None:
+            self.spread[key] = spread
 
     def clock(self, fn: Callable[[], Any]) -> tuple[Any, float]:
         """(result, seconds) of one CUDA-synchronised call, recorded nowhere: for a protocol's own clock (a

@@ -109,6 +109,33 @@ def grows(sweep: Sweep, metric: str, factor: float, what: str = "") -> Check | N
     return Check.at_least(ratio, factor, f"{what or metric} ratio, {xs[0]} -> {xs[-1]}")
 
 
+def interval_of(record: Record, metric: str, floor: float = 0.0) -> tuple[float, float] | None:
+    """The interval a record's measured ``metric`` lies in: its recorded confidence interval (``intervals``), else
+    its value +- its spread (an IQR: for the median of 5 or more repeats, wider than the median's 95% interval),
+    widened to +- ``floor`` x value where ``floor`` (a relative noise floor the check states) is larger; None for a
+    metric with neither (an exact value)."""
+    value = record["metrics"][metric]
+    recorded = (record.get("intervals") or {}).get(metric)
+    if recorded is not None:
+        low, high = float(recorded[0]), float(recorded[1])
+    else:
+        spread = (record.get("spread") or {}).get(metric)
+        if spread is None and not floor:
+            return None
+        half = float(spread or 0.0)
+        low, high = value - half, value + half
+    margin = floor * abs(value)
+    return min(low, value - margin), max(high, value + margin)
+
+
+def quotient_interval(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """The interval of x / y for x in ``a`` and y in ``b`` (both positive quantities): unbounded above where ``b``
+    reaches zero."""
+    low = a[0] / b[1] if b[1] > 0 else math.inf
+    high = a[1] / b[0] if b[0] > 0 else math.inf
+    return max(low, 0.0), high
+
+
 def ratio(
     records: Mapping[str, Record],
     metric: str,
@@ -116,21 +143,32 @@ def ratio(
     denominator: str,
     threshold: float,
     at_least: bool = True,
+    floor: float = 0.0,
 ) -> Check | None:
     """``metric`` of ``numerator`` / ``metric`` of ``denominator`` against ``threshold`` (a named peer); None when
-    either lacks the metric."""
+    either lacks the metric. Where both values are measured (``interval_of``: a recorded interval or spread, or the
+    relative noise ``floor`` the caller states), the check is decided by the quotient's interval and is
+    inconclusive while that interval holds the threshold; exact values are decided by the ratio itself."""
     a, b = records.get(numerator), records.get(denominator)
     if a is None or b is None or metric not in a["metrics"] or metric not in b["metrics"]:
         return None
     value = a["metrics"][metric] / b["metrics"][metric] if b["metrics"][metric] else math.inf
     description = f"{metric}: {numerator} / {denominator}"
+    ia, ib = interval_of(a, metric, floor), interval_of(b, metric, floor)
+    if ia is not None and ib is not None:
+        interval = quotient_interval(ia, ib)
+        if at_least:
+            return Check.interval_at_least(value, interval, threshold, description)
+        return Check.interval_at_most(value, interval, threshold, description)
     return Check.at_least(value, threshold, description) if at_least else Check.at_most(value, threshold, description)
 
 
-def speed_metric(records: Sequence[Record]) -> str:
-    """The clock that speed checks across cases compare: ``step_cpu_time_s`` where every record has it (CPU cases:
-    cases run minutes apart, and the machine's load in between does not count), else ``step_time_s``."""
-    return "step_cpu_time_s" if all("step_cpu_time_s" in r["metrics"] for r in records) else "step_time_s"
+def speed_metric(records: Sequence[Record], phase: str = "step") -> str:
+    """The clock that speed checks across cases compare for ``phase`` (the step, or a timed phase such as
+    ``epoch``): ``<phase>_cpu_time_s`` where every record has it (CPU cases: cases run minutes apart, and the
+    machine's load in between does not count), else ``<phase>_time_s``."""
+    cpu = f"{phase}_cpu_time_s"
+    return cpu if all(cpu in r["metrics"] for r in records) else f"{phase}_time_s"
 
 
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:

@@ -112,12 +112,25 @@ class Scale:
 
 @dataclass(frozen=True)
 class Check:
-    """A validity check: ``value`` compared with ``threshold``; ``passed`` says whether it held."""
+    """A check: ``value`` compared with ``threshold``. ``passed`` is True or False, or None when the check cannot
+    decide: a measured value whose confidence ``interval`` (low, high) holds the threshold is *inconclusive*.
+
+    An exact value (a count, a deterministic error) is decided by itself (``at_most``, ``at_least``). A measured one
+    (a timing, a ratio of timings) is decided by its interval (``interval_at_most``, ``interval_at_least``): it
+    passes when the whole interval is on the right side of the threshold, fails when the whole interval is on the
+    wrong side, and is inconclusive otherwise. An inconclusive check is shown and counted, and never fails a run.
+    """
 
     value: float
     threshold: float
-    passed: bool
+    passed: bool | None
     description: str = ""
+    interval: tuple[float, float] | None = None
+
+    @property
+    def outcome(self) -> str:
+        """``pass``, ``fail`` or ``inconclusive``."""
+        return {True: "pass", False: "fail", None: "inconclusive"}[self.passed]
 
     @classmethod
     def at_most(cls, value: float, threshold: float, description: str = "") -> Check:
@@ -126,6 +139,24 @@ class Check:
     @classmethod
     def at_least(cls, value: float, threshold: float, description: str = "") -> Check:
         return cls(float(value), float(threshold), bool(value >= threshold), description)
+
+    @classmethod
+    def interval_at_most(
+        cls, value: float, interval: tuple[float, float], threshold: float, description: str = ""
+    ) -> Check:
+        """Pass when the interval's upper end is at most ``threshold``, fail when its lower end is above it."""
+        low, high = float(interval[0]), float(interval[1])
+        passed = True if high <= threshold else False if low > threshold else None
+        return cls(float(value), float(threshold), passed, description, (low, high))
+
+    @classmethod
+    def interval_at_least(
+        cls, value: float, interval: tuple[float, float], threshold: float, description: str = ""
+    ) -> Check:
+        """Pass when the interval's lower end is at least ``threshold``, fail when its upper end is below it."""
+        low, high = float(interval[0]), float(interval[1])
+        passed = True if low >= threshold else False if high < threshold else None
+        return cls(float(value), float(threshold), passed, description, (low, high))
 
 
 @dataclass(frozen=True)
@@ -144,7 +175,9 @@ class CaseResult:
 
     ``series`` maps a curve's name to its points ``[[x, y], ...]``; ``spread`` maps a metric to the spread (IQR or
     standard deviation) of its repeated measurements, which ``compare`` uses to tell change from noise (a metric
-    with no spread and one seed is never judged better or worse: record 0 for an exact one). A case whose
+    with no spread and one seed is never judged better or worse: record 0 for an exact one); ``intervals`` maps a
+    measured metric to its 95% confidence interval (e.g. a paired ratio's,
+    ``ctbench.api.measure.paired_interval``), which checks on it are decided by. A case whose
     ``invalid_reason`` is set ran, but its numbers must not be ranked (e.g. a mean far from the known value).
     """
 
@@ -153,6 +186,7 @@ class CaseResult:
     checks: dict[str, Check] = field(default_factory=dict)
     series: dict[str, list[list[float]]] = field(default_factory=dict)
     spread: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95% confidence interval per metric
     invalid_reason: str | None = None
     note: str | None = None  # shown on the task page beside the case, e.g. why a peer lacks some metrics
 

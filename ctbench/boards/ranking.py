@@ -54,34 +54,49 @@ def objectives(spec: Mapping[str, Any] | None) -> dict[str, str]:
     return {k: v for k, v in default_objectives(primary, metrics).items() if ranked(k)}
 
 
-def _clean(noise: float) -> float:
-    return 0.0 if noise is None or math.isnan(noise) else abs(float(noise))
+def known(noise: float | None) -> bool:
+    """A spread was measured (a number, not None or NaN): zero is a spread, missing is not."""
+    return noise is not None and not math.isnan(noise)
 
 
-def beats(a: float, b: float, noise: float, higher: bool) -> bool:
-    """``a`` better than ``b`` by more than ``noise``."""
-    return (a - b if higher else b - a) > _clean(noise)
+def tolerance(x: float | None, y: float | None) -> float | None:
+    """The larger of two rows' spreads, or None where either row has none (its difference cannot be judged)."""
+    return max(abs(float(x)), abs(float(y))) if known(x) and known(y) else None  # type: ignore[arg-type]
 
 
-def tied_ranks(values: Sequence[float], noise: Sequence[float], higher: bool) -> list[int]:
+def beats(a: float, b: float, noise: float | None, higher: bool) -> bool:
+    """``a`` better than ``b`` by more than ``noise``; never where the noise is unknown (None or NaN)."""
+    if noise is None or math.isnan(noise):
+        return False
+    return (a - b if higher else b - a) > abs(noise)
+
+
+def tied_ranks(values: Sequence[float], noise: Sequence[float | None], higher: bool) -> list[int]:
     """Competition ranks (1 = best) where a row's rank is 1 + the number of rows better than it by more than the
-    larger of the two rows' noise; a row never ranks above a row with a better value (it ties with it instead)."""
+    larger of the two rows' spreads; two rows of which either has no spread are never ordered (they tie), and a
+    row never ranks above a row with a better value (it ties with it instead)."""
     n = len(values)
     order = sorted(range(n), key=lambda i: -values[i] if higher else values[i])
     ranks = [0] * n
     previous = 1
     for i in order:
-        better = sum(
-            beats(values[j], values[i], max(_clean(noise[i]), _clean(noise[j])), higher) for j in range(n) if j != i
-        )
+        better = sum(beats(values[j], values[i], tolerance(noise[i], noise[j]), higher) for j in range(n) if j != i)
         ranks[i] = previous = max(1 + better, previous)
     return ranks
 
 
-def dominates(a: Sequence[float], b: Sequence[float], tolerance: Sequence[float], higher: Sequence[bool]) -> bool:
-    """``a`` no worse than ``b`` beyond the tolerance on every objective, and better beyond it on one."""
+def dominates(
+    a: Sequence[float], b: Sequence[float], tolerances: Sequence[float | None], higher: Sequence[bool]
+) -> bool:
+    """``a`` no worse than ``b`` beyond the tolerance on every objective, and better beyond it on one. An objective
+    whose tolerance is unknown (a row without spread) establishes nothing: unless the two values are equal there,
+    ``a`` does not dominate."""
     better = False
-    for va, vb, tol, up in zip(a, b, tolerance, higher, strict=True):
+    for va, vb, tol, up in zip(a, b, tolerances, higher, strict=True):
+        if tol is None or math.isnan(tol):
+            if va != vb:
+                return False
+            continue
         if beats(vb, va, tol, up):
             return False
         better = better or beats(va, vb, tol, up)
@@ -89,26 +104,27 @@ def dominates(a: Sequence[float], b: Sequence[float], tolerance: Sequence[float]
 
 
 def pareto_layers(
-    values: Sequence[Sequence[float]], noise: Sequence[Sequence[float]], higher: Sequence[bool]
+    values: Sequence[Sequence[float]], noise: Sequence[Sequence[float | None]], higher: Sequence[bool]
 ) -> list[int]:
     """The Pareto layer of each row (1: no other row dominates it; 2: only rows of layer 1 do; ...).
 
-    ``values[i][k]`` is row i's objective k and ``noise[i][k]`` its spread; differences within the larger spread of
-    two rows are no difference. Rows caught in a cycle of domination (possible only through the tolerance) share
-    a layer.
+    ``values[i][k]`` is row i's objective k and ``noise[i][k]`` its spread (None or NaN: none measured);
+    differences within the larger spread of two rows are no difference, and a difference where either row has no
+    spread is not judged. Rows caught in a cycle of domination (possible only through the tolerance) share a
+    layer.
     """
     layers = [0] * len(values)
     remaining = set(range(len(values)))
     layer = 1
     while remaining:
 
-        def tolerance(i: int, j: int) -> list[float]:
-            return [max(_clean(x), _clean(y)) for x, y in zip(noise[i], noise[j], strict=True)]
+        def tolerances(i: int, j: int) -> list[float | None]:
+            return [tolerance(x, y) for x, y in zip(noise[i], noise[j], strict=True)]
 
         front = {
             i
             for i in remaining
-            if not any(dominates(values[j], values[i], tolerance(i, j), higher) for j in remaining if j != i)
+            if not any(dominates(values[j], values[i], tolerances(i, j), higher) for j in remaining if j != i)
         } or set(remaining)
         for i in front:
             layers[i] = layer

@@ -151,7 +151,7 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "status": case["status"],
                 "error": (case.get("error") or "").strip().splitlines()[0] if case.get("error") else "",
                 "expected_invalid": case.get("expected_invalid") or "",
-                "checks_failed": sum(not c["passed"] for c in case.get("checks", {}).values()),
+                "checks_failed": sum(c["passed"] is False for c in case.get("checks", {}).values()),
                 "checks_total": len(case.get("checks", {})),
                 "impl_hash": impl_hash,
                 "impl_spec": impl_spec,
@@ -182,8 +182,9 @@ def latest(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _row_noise(ok: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Per row, for each metric column in ``metrics``: the median recorded spread, else the std over the row's seeds
-    (of per-seed medians); as ``noise.<metric>`` columns, computed for all metrics at once."""
+    """Per row, for each metric column in ``metrics``: the larger of the median recorded spread and the std over the
+    row's seeds (of per-seed medians), whichever are known; NaN where neither is (one seed, nothing recorded). As
+    ``noise.<metric>`` columns, computed for all metrics at once."""
     per_seed = ok.groupby([*ROW, "seed"], sort=False, dropna=False)[metrics].median()
     noise = per_seed.groupby(level=list(range(len(ROW))), sort=False).std()
     noise.columns = [NOISE + c[len(METRIC) :] for c in metrics]
@@ -191,7 +192,7 @@ def _row_noise(ok: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     if spreads:
         spread = ok.groupby(ROW, sort=False, dropna=False)[spreads].median()
         spread.columns = [NOISE + c[len(SPREAD) :] for c in spreads]
-        noise[spread.columns] = spread.reindex(noise.index).fillna(noise[spread.columns])
+        noise[spread.columns] = np.fmax(spread.reindex(noise.index), noise[spread.columns])
     return noise
 
 
@@ -240,10 +241,11 @@ def _rank_board(board: pd.DataFrame, metric: str | None, higher: bool | None) ->
     ranked = board.index[(board["status"] == "ok") & board[column].notna()]
     if len(ranked) == 0:
         return
-    noise = board.loc[ranked, NOISE + metric] if NOISE + metric in board else pd.Series(0.0, index=ranked)
-    ranks = ranking.tied_ranks(board.loc[ranked, column].tolist(), noise.fillna(0.0).tolist(), higher)
+    noise = board.loc[ranked, NOISE + metric] if NOISE + metric in board else pd.Series(np.nan, index=ranked)
+    ranks = ranking.tied_ranks(board.loc[ranked, column].tolist(), noise.tolist(), higher)
     board.loc[ranked, "rank"] = ranks
     board.loc[ranked, "tied"] = pd.Series(ranks, index=ranked).duplicated(keep=False)
+    board.loc[ranked, "no_spread"] = noise.isna()  # such a row ties with every row whose value it does not equal
 
 
 def _pareto_board(board: pd.DataFrame, objectives: Mapping[str, bool]) -> None:
@@ -254,8 +256,8 @@ def _pareto_board(board: pd.DataFrame, objectives: Mapping[str, bool]) -> None:
     if not used or len(ok) == 0:
         return
     values = board.loc[ok, [METRIC + m for m in used]].to_numpy(dtype=float).tolist()
-    noise_columns = [board[NOISE + m] if NOISE + m in board else pd.Series(0.0, index=board.index) for m in used]
-    noise = pd.concat(noise_columns, axis=1).loc[ok].fillna(0.0).to_numpy(dtype=float).tolist()
+    noise_columns = [board[NOISE + m] if NOISE + m in board else pd.Series(np.nan, index=board.index) for m in used]
+    noise = pd.concat(noise_columns, axis=1).loc[ok].to_numpy(dtype=float).tolist()
     board.loc[ok, "pareto"] = ranking.pareto_layers(values, noise, [objectives[m] for m in used])
 
 
@@ -275,7 +277,8 @@ def leaderboard(
     metric = rank_by or primary_metric(specs, task)
     higher = direction(specs, task, metric) if metric else None
     directions = {m: direction(specs, task, m) for m in ranking.objectives(specs.get(task))}
-    rows = rows.assign(rank=np.nan, tied=False, pareto=np.nan, rank_by=metric if higher is not None else "")
+    rows = rows.assign(rank=np.nan, tied=False, no_spread=False, pareto=np.nan)
+    rows = rows.assign(rank_by=metric if higher is not None else "")
     rows = rows.assign(objectives="")
     boards = []
     for _, board in rows.groupby(GROUP, sort=False, dropna=False):

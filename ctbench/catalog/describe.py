@@ -39,6 +39,12 @@ def engine_metrics(step: Step, phases: dict[str, Phase]) -> dict[str, Metric]:
     metrics["device_used_bytes"] = Metric("bytes", None, "device memory in use after the step, as NVML sees it")
     for name, phase in phases.items():
         metrics[f"{name}_time_s"] = Metric("s", phase.higher_is_better, f"wall time of {phase.what}")
+        metrics[f"{name}_cpu_time_s"] = Metric(
+            "s",
+            None,
+            f"CPU time of the case's process during {phase.what} (CPU cases: the clock of speed checks "
+            "across cases, which other processes' load does not inflate)",
+        )
         for unit, meaning in phase.work.items():
             direction = None if phase.higher_is_better is None else True
             metrics[f"{name}_throughput_{unit}_s"] = Metric(

@@ -27,6 +27,7 @@ from ctbench.run.journal import Journal
 from ctbench.run.launch import remove_stale_folders
 from ctbench.run.records import stop_record
 from ctbench.run.settings import SANDBOX_MODES, RunSettings
+from ctbench.run.worker import finite_interval
 from ctbench.store.results import SCHEMA, write_run
 
 __all__ = ["SANDBOX_MODES", "RunOutcome", "RunSettings", "run"]
@@ -70,6 +71,7 @@ def _run_checks(cases: Sequence[Case], records: list[dict[str, Any]]) -> list[di
                     "threshold": rc.check.threshold,
                     "passed": rc.check.passed,
                     "description": rc.check.description,
+                    "interval": finite_interval(rc.check.interval),
                 }
             )
     return checks

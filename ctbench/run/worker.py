@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import sys
 import time
@@ -54,9 +55,17 @@ def blank_record(case: dict[str, Any], impl: ImplRef) -> dict[str, Any]:
         "checks": {},
         "series": {},
         "spread": {},
+        "intervals": {},
         "error": None,
         "note": None,
     }
+
+
+def finite_interval(interval: tuple[float, float] | None) -> list[float] | None:
+    """An interval as the record holds it: ``[low, high]``, or None where it is missing or not finite."""
+    if interval is None or not all(math.isfinite(v) for v in interval):
+        return None
+    return [float(interval[0]), float(interval[1])]
 
 
 def _fill(record: dict[str, Any], result: CaseResult) -> None:
@@ -64,11 +73,18 @@ def _fill(record: dict[str, Any], result: CaseResult) -> None:
         dataset=result.dataset,
         metrics={k: float(v) for k, v in result.metrics.items()},
         checks={
-            k: {"value": c.value, "threshold": c.threshold, "passed": c.passed, "description": c.description}
+            k: {
+                "value": c.value,
+                "threshold": c.threshold,
+                "passed": c.passed,
+                "description": c.description,
+                "interval": finite_interval(c.interval),
+            }
             for k, c in result.checks.items()
         },
         series=result.series,
         spread=result.spread,
+        intervals={k: pair for k, v in result.intervals.items() if (pair := finite_interval(v)) is not None},
         note=result.note,
     )
     bad = result.nonfinite_metrics()

@@ -205,12 +205,26 @@ OUTSIDE = record(
         "marks": TEXT_OR_NULL,
     },
 )
+
+
+def interval(value: Any, where: str) -> None:
+    """A confidence interval: two finite numbers, low <= high."""
+    if not isinstance(value, list) or len(value) != 2:
+        raise Problem(where, "expected [low, high]")
+    for i, end in enumerate(value):
+        number(end, _child(where, str(i)))
+    if value[0] > value[1]:
+        raise Problem(where, f"low {value[0]!r:.40} above high {value[1]!r:.40}")
+
+
+# passed: true, false, or null for an inconclusive check (its interval holds the threshold)
 CASE_CHECK = record(
-    {"value": NUMBER_OR_NULL, "threshold": NUMBER_OR_NULL, "passed": boolean}, {"description": TEXT_OR_NULL}
+    {"value": NUMBER_OR_NULL, "threshold": NUMBER_OR_NULL, "passed": nullable(boolean)},
+    {"description": TEXT_OR_NULL, "interval": nullable(interval)},
 )
 RUN_CHECK = record(
-    {"task": text, "name": text, "value": NUMBER_OR_NULL, "threshold": NUMBER_OR_NULL, "passed": boolean},
-    {"scope": mapping(), "description": TEXT_OR_NULL},
+    {"task": text, "name": text, "value": NUMBER_OR_NULL, "threshold": NUMBER_OR_NULL, "passed": nullable(boolean)},
+    {"scope": mapping(), "description": TEXT_OR_NULL, "interval": nullable(interval)},
 )
 MANIFEST = record({}, {"name": text, "authors": listing(text), "url": TEXT_OR_NULL})
 CASE = record(
@@ -232,6 +246,7 @@ CASE = record(
         "manifest": MANIFEST,
         "series": mapping(points),
         "spread": measured(MAX_METRICS, spread=True),
+        "intervals": mapping(interval),
         "error": TEXT_OR_NULL,
         "note": TEXT_OR_NULL,
         "duration_s": NUMBER_OR_NULL,

@@ -42,7 +42,7 @@ from dataclasses import replace
 from typing import Any
 
 from ctbench import Check, RunCheck
-from ctbench.api.sweeps import Record, Sweep, flat, grows, ratio, settings, slope, speed_metric, sweeps
+from ctbench.api.sweeps import Record, Sweep, flat, grows, interval_of, ratio, settings, slope, speed_metric, sweeps
 
 FLAT_MEMORY_TOLERANCE = 0.15  # deepest within 15% of shallowest, plus the readings' spread
 GROWTH_FACTOR = 2.0  # backprop's step memory at the deepest case at least twice the shallowest's
@@ -117,5 +117,8 @@ def speed_check(pair: Mapping[str, Record], impl: str) -> Check | None:
     paired = pair[impl]["metrics"].get(PAIRED)
     if paired is not None:
         what = f"{PAIRED}: {impl}'s step / autograd's, timed in alternating pairs within its case"
-        return Check.at_most(paired, SPEED_TARGETS[impl], what)
+        interval = interval_of(pair[impl], PAIRED)
+        if interval is None:
+            return Check.at_most(paired, SPEED_TARGETS[impl], what)
+        return Check.interval_at_most(paired, interval, SPEED_TARGETS[impl], f"{what}; decided by its 95% interval")
     return ratio(pair, speed_metric(list(pair.values())), impl, "backprop", SPEED_TARGETS[impl], at_least=False)

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from ctbench import CaseResult, Context, Invalid, Prepared, Scale
-from ctbench.api.measure import StepStats, paired_ratio
+from ctbench.api.measure import StepStats, paired_interval
 from suites.implicit_jfb import data
 from suites.implicit_jfb.checks import case_checks
 from suites.implicit_jfb.configs import PAIRS
@@ -100,10 +100,10 @@ def prepare(impl: ImplicitBackward, scale: Scale, params: Mapping[str, Any], ctx
                     metrics, residual, "on the test split after training", solver, train.dataset, series
                 )
             metrics.update(residual=residual, converged=1.0)
-        gradient, spread = gradient_metrics(model, impl, x, y, solver, ctx, scale.policy.repeat)
+        gradient, spread, intervals = gradient_metrics(model, impl, x, y, solver, ctx, scale.policy.repeat)
         metrics.update(gradient)
         checks = case_checks(impl, metrics, solver.tol)
-        return CaseResult(metrics, train.dataset, checks=checks, series=series, spread=spread)
+        return CaseResult(metrics, train.dataset, checks=checks, series=series, spread=spread, intervals=intervals)
 
     return Prepared(measured.hot_step(), evaluate, work={"samples": cfg["batch"]})
 
@@ -124,8 +124,8 @@ def gradient_metrics(
     solver: FixedPointSolver,
     ctx: Context,
     repeat: int,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(metrics, spreads) on one batch, in training mode with T's weights fixed: the Jacobian products of T
+) -> tuple[dict[str, float], dict[str, float], dict[str, tuple[float, float]]]:
+    """(metrics, spreads, intervals) on one batch, in training mode with T's weights fixed: the Jacobian products of T
     spent by the method's backward, the cosine of its gradient of Q's and T's parameters with the exact implicit
     gradient (methods that find a fixed point), the same backward timed ``repeat`` times on the retained graph,
     then its time over the one-step backward's, timed alternately (steps 6 and 7 of the protocol)."""
@@ -145,9 +145,9 @@ def gradient_metrics(
     ctx.meter.phase("backward", method, repeat=repeat, warmup=1)
     one_step = retained_backward(loss_of(model, model.latent_map(model.inject(x))(z.detach()), y), model)
     one_step()  # warm-up
-    ratio, spread = paired_ratio(method, one_step, ctx.meter.clock, PAIRS)
-    metrics["backward_time_vs_one_step"] = ratio
-    return metrics, {"backward_time_vs_one_step": spread}
+    paired = paired_interval(method, one_step, ctx.meter.clock, PAIRS)
+    metrics["backward_time_vs_one_step"] = paired.median
+    return metrics, {"backward_time_vs_one_step": paired.iqr}, {"backward_time_vs_one_step": paired.interval}
 
 
 def retained_backward(loss: torch.Tensor, model: ImplicitNet) -> Callable[[], None]:

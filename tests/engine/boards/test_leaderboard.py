@@ -117,6 +117,24 @@ def test_tied_ranks_within_the_larger_spread():
     assert [rank_text(1, True), rank_text(3, False), rank_text(float("nan"), False)] == ["1=", "3", "—"]
 
 
+def test_rows_without_a_spread_are_never_ordered():
+    # one seed and no recorded spread: a difference, however large, is not known to exceed the noise
+    assert tied_ranks([10.0, 9.0, 8.0], [float("nan")] * 3, higher=True) == [1, 1, 1]
+    assert tied_ranks([10.0, 9.0, 8.0], [None, 0.1, 0.1], higher=True) == [1, 1, 2]  # only 9 is known to beat 8
+    # the control: the same values with spreads are ordered
+    assert tied_ranks([10.0, 9.0, 8.0], [0.1, 0.1, 0.1], higher=True) == [1, 2, 3]
+    # on a board: single-seed accuracies without a recorded spread share a rank and say why
+    cases = [case(m, 8, accuracy=a) for m, a in (("backprop", 0.9), ("checkpoint", 0.8))]
+    for c in cases:
+        c["spread"].pop("test_accuracy", None)
+    ranked = board([doc("a", 1, cases)]).set_index("impl")
+    assert ranked["rank"].tolist() == [1, 1] and ranked["no_spread"].all()
+    # pareto: a row without spread on an objective is never dominated through it
+    nan = float("nan")
+    assert pareto_layers([[0.9, 10.0], [0.5, 20.0]], [[nan, 0.0], [nan, 0.0]], [True, False]) == [1, 1]
+    assert pareto_layers([[0.9, 10.0], [0.5, 20.0]], [[0.0, 0.0], [0.0, 0.0]], [True, False]) == [1, 2]
+
+
 def test_leaderboard_ties_use_the_spread_columns_or_the_std_over_seeds():
     # step_time_s: 0.100 and 0.103 with a spread of 0.005: tied; 0.2 is not
     cases = [case(m, 8, time_s=t) for m, t in (("backprop", 0.1), ("checkpoint", 0.103), ("adjoint_euler", 0.2))]
@@ -535,6 +553,17 @@ def test_exit_status_negative_controls_and_failed_checks():
     assert exit_status(doc("a", 1, ok, [run_check("backprop", False)])) == 1  # a reference's
     assert exit_status(doc("a", 1, ok, [run_check(None, False)])) == 1  # the run's
     assert exit_status(doc("a", 1, ok, [run_check("backprop", True)])) == 0
+    # a reference's check whose interval holds its threshold is inconclusive: shown, never failing the run
+    assert exit_status(doc("a", 1, ok, [run_check("backprop", None)])) == 0
+
+
+def test_the_summary_lists_inconclusive_checks_apart_from_failed_ones():
+    undecided = dict(run_check("backprop", None), interval=[0.8, 1.3])
+    lines: list[str] = []
+    assert summarise(doc("a", 1, [case("backprop", 8)], [undecided]), (), lines.append) == 0
+    text = "\n".join(lines)
+    assert "inconclusive run checks" in text and "2 [0.8, 1.3] against 1 (undecided" in text
+    assert "failed run checks" not in text
 
 
 def test_the_summary_lists_controls_failures_checks_and_skips():
