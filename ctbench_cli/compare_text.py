@@ -16,7 +16,7 @@ from ctbench.boards.table import TaskSpecs, cases_frame, compare, impl_sides, ta
 from ctbench.machine.env import hardware_label
 from ctbench_cli.terminal import Col, render, say, width
 
-VERDICTS = ("better", "worse", "within noise", "changed", "no spread", "missing")
+VERDICTS = ("better", "worse", "within noise", "machine", "changed", "no spread", "missing")
 
 
 def _runs_line(side: str, runs: Sequence[Mapping[str, Any]]) -> str:
@@ -90,7 +90,8 @@ def change_lines(changes: pd.DataFrame, specs: TaskSpecs, limit: int) -> list[st
 def counts_line(changes: pd.DataFrame, unshared: pd.DataFrame) -> str:
     counts = Counter(changes["verdict"]) if not changes.empty else Counter()
     only = Counter(unshared["only_in"]) if not unshared.empty else Counter()
-    verdicts = ", ".join(f"{counts[v]} {v}" for v in VERDICTS)
+    always = ("better", "worse", "within noise", "no spread")  # the rest only where some change has them
+    verdicts = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in always or counts[v])
     return f"summary: {verdicts}; cases only in A: {only['a']}, only in B: {only['b']}"
 
 

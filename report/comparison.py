@@ -22,7 +22,7 @@ from ctbench.store.results import Describe, Skipped, load_runs
 from ctbench.store.text import shown
 from report.views import TaskMeta
 
-VERDICTS = ("worse", "better", "changed", "within noise", "no spread", "missing")
+VERDICTS = ("worse", "better", "changed", "machine", "within noise", "no spread", "missing")
 
 
 @dataclass

@@ -327,6 +327,34 @@ def _verdict(higher: bool | None, a: float, b: float, noise: float) -> str:
     return "better" if (b > a) == higher else "worse"
 
 
+PROBE = "probe_time_s"  # the engine's machine probe (``ctbench.run.probe``)
+
+
+def _unit(specs: TaskSpecs, task: str, metric: str) -> str | None:
+    spec = specs.get(task, {}).get("metrics", {}).get(metric)
+    return spec.get("unit") if isinstance(spec, Mapping) else None
+
+
+def machine_explains(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: pd.Series) -> bool:
+    """Whether the machine probe accounts for a timing's change: the probe itself moved beyond the sum of its two
+    spreads, and the timing (unit ``s``; a rate derived from one is rescaled the other way), divided by the probe's
+    ratio b / a, is within the timing's noise plus the probe's relative noise. Such a change is the machine's."""
+    pa, pb = _value(ra, PROBE), _value(rb, PROBE)
+    rate = derived_from(metric) is not None
+    if metric == PROBE or math.isnan(pa) or math.isnan(pb) or pa <= 0 or pb <= 0:
+        return False
+    if not rate and _unit(specs, task, metric) != "s":
+        return False
+    spread_a, spread_b = _spread(ra, PROBE), _spread(rb, PROBE)
+    noise = _noise(ra, rb, metric)
+    if spread_a is None or spread_b is None or math.isnan(noise) or abs(pb - pa) <= spread_a + spread_b:
+        return False
+    va, vb = _value(ra, metric), _value(rb, metric)
+    factor = pb / pa  # above 1: the machine was slower for run b
+    adjusted = vb * factor if rate else vb / factor
+    return abs(adjusted - va) <= noise + (spread_a / pa + spread_b / pb) * abs(va)
+
+
 def _by_case(df: pd.DataFrame) -> pd.DataFrame:
     """Median over seeds per case key; the std over seeds of each metric kept for the noise estimate."""
     key = CASE
@@ -356,19 +384,22 @@ def _case_verdict(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: p
             verdict = timing
         elif verdict in ("within noise", "no spread"):
             verdict = _verdict(direction(specs, task, metric), va, vb, 0.0)
+    if verdict in ("better", "worse", "changed") and machine_explains(specs, task, metric, ra, rb):
+        verdict = "machine"
     return verdict, noise
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Metric-by-metric change from run(s) ``a`` to run(s) ``b`` for every shared case, and the unshared cases.
 
-    A case is its medians over seeds. The verdict on a metric is ``better`` or ``worse`` (``changed`` for a metric
-    with no direction) only when |b - a| exceeds the sum of the two sides' spreads (each side's repeated-measurement
-    spread, e.g. the IQR of its timings, else the std of its values over seeds); ``within noise`` when it does not;
-    ``no spread`` when either side has no spread at all (one seed, nothing repeated), whatever the change: such a
-    value says nothing about how far a rerun would move it. No metric is taken as exact by its unit: a metric known
-    to be exact records a spread of 0, and is then judged exactly. ``missing`` when a side lacks the value. A rate
-    derived from a timing follows its timing (``_case_verdict``)."""
+        A case is its medians over seeds. The verdict on a metric is ``better`` or ``worse`` (``changed`` for a metric
+        with no direction) only when |b - a| exceeds the sum of the two sides' spreads (each side's repeated-measurement
+        spread, e.g. the IQR of its timings, else the std of its values over seeds); ``within noise`` when it does not;
+        ``no spread`` when either side has no spread at all (one seed, nothing repeated), whatever the change: such a
+        value says nothing about how far a rerun would move it; ``machine`` for a timing whose change the machine probe
+    shows as well (``machine_explains``). No metric is taken as exact by its unit: a metric known
+        to be exact records a spread of 0, and is then judged exactly. ``missing`` when a side lacks the value. A rate
+        derived from a timing follows its timing (``_case_verdict``)."""
     ca, cb = _by_case(a), _by_case(b)
     shared = ca.index.intersection(cb.index)
     rows = []

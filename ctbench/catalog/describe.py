@@ -37,6 +37,12 @@ def engine_metrics(step: Step, phases: dict[str, Phase]) -> dict[str, Metric]:
         metrics[f"throughput_{unit}_s"] = Metric(f"{unit}/s", True, f"{meaning} per second, from step_time_s")
     metrics["step_energy_j"] = Metric("J", False, f"GPU energy of {what} (NVML's total-energy counter)")
     metrics["device_used_bytes"] = Metric("bytes", None, "device memory in use after the step, as NVML sees it")
+    metrics["probe_time_s"] = Metric(
+        "s",
+        None,
+        "median time of the engine's machine probe (a fixed matmul chain, the same for every task) before and "
+        "after the case: the machine's speed, not the code's; compare divides its change out of the timings",
+    )
     for name, phase in phases.items():
         metrics[f"{name}_time_s"] = Metric("s", phase.higher_is_better, f"wall time of {phase.what}")
         metrics[f"{name}_cpu_time_s"] = Metric(

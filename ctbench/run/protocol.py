@@ -4,7 +4,8 @@
     stats    = measure_step(prepared.step, policy)        # warm-up, timings, memory, energy: one rule for all
     result   = prepared.evaluate(stats)                   # the task's quality metrics
 
-The step's measurements and the phases timed through ``ctx.meter`` are merged into the result under the engine's
+The step's measurements, the phases timed through ``ctx.meter`` and the machine probe timed before and after
+(``ctbench.run.probe``) are merged into the result under the engine's
 names. ``ctbench.Invalid`` raised by ``prepare`` or ``evaluate`` makes an ``invalid`` result that keeps what was
 measured before it.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from ctbench.api.measure import StepStats, measure_step
 from ctbench.api.task import CaseResult, Context, Invalid, Scale, Task
-from ctbench.run import process
+from ctbench.run import probe, process
 
 
 def _merge(result: CaseResult, measured: Mapping[str, float], spread: Mapping[str, float], where: str) -> None:
@@ -35,7 +36,9 @@ def run_case(
     ctx: Context,
     state: process.State | None = None,
 ) -> CaseResult:
-    """Prepare, measure and evaluate one case; ``state``, when given, is verified around the step."""
+    """Prepare, measure and evaluate one case; ``state``, when given, is verified around the step. The machine
+    probe (``ctbench.run.probe``) is timed before and after."""
+    before = probe.timings(ctx.device)
     stats: StepStats | None = None
     work: Mapping[str, float] = {}
     try:
@@ -55,4 +58,5 @@ def run_case(
     if stats is not None:
         _merge(result, *stats.metrics(work), "the engine's step measurement")
     _merge(result, ctx.meter.metrics, ctx.meter.spread, "the engine's phase timing")
+    _merge(result, *probe.metrics(before, probe.timings(ctx.device)), "the engine's machine probe")
     return result

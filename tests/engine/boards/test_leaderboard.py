@@ -269,6 +269,7 @@ def verdicts_of(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> pd.Series:
 
 def spread_case(impl: str, accuracy: float, spread: float | None, seed: int = 0) -> dict[str, Any]:
     record = case(impl, 8, accuracy=accuracy, seed=seed)
+    record["spread"].pop("test_accuracy", None)
     record["spread"].update({} if spread is None else {"test_accuracy": spread})
     return record
 
@@ -285,6 +286,24 @@ def test_no_verdict_without_spread_on_both_sides():
         assert verdict[impl, "test_accuracy"] == "no spread", impl
     assert verdict["adjoint_heun", "test_accuracy"] == "better"
     assert verdict["backprop", "step_time_s"] == "within noise"  # the helper's timings: same value, spread both sides
+
+
+def test_a_timing_change_the_machine_probe_shows_as_well_is_the_machines():
+    # the same code, the machine 2x slower for run b: the step time doubled and so did the probe
+    a, b = case("backprop", 8, time_s=0.1), case("backprop", 8, time_s=0.2)
+    for record, probe in ((a, 0.010), (b, 0.020)):
+        record["metrics"]["probe_time_s"] = probe
+        record["spread"]["probe_time_s"] = 0.0005
+    verdict = verdicts_of([a], [b])
+    assert verdict["backprop", "step_time_s"] == verdict["backprop", "throughput_samples_s"] == "machine"
+    assert verdict["backprop", "test_accuracy"] == "within noise"  # a quality is never divided by the probe
+    # the control: the probe did not move, so the doubled time is the code's
+    b["metrics"]["probe_time_s"] = 0.0101
+    verdict = verdicts_of([a], [b])
+    assert verdict["backprop", "step_time_s"] == verdict["backprop", "throughput_samples_s"] == "worse"
+    # and a probe that moved less than the timing explains only its share: 3x slower code on a 2x slower machine
+    b["metrics"].update(step_time_s=0.3, probe_time_s=0.020)
+    assert verdicts_of([a], [b])["backprop", "step_time_s"] == "worse"
 
 
 def test_a_rate_without_its_timings_spread_is_not_judged_either():
@@ -524,7 +543,7 @@ def test_compare_names_the_submission_code_and_ends_with_counts(results, cli_env
     assert "/home/me/mine.py:Mine  hash aaaa1111" in out and "/home/me/mine.py:Mine  hash bbbb2222" in out
     assert "its code differs between A and B" in out
     last = out.strip().splitlines()[-1]
-    assert last.startswith("summary: ") and all(v in last for v in ("better", "worse", "within noise", "changed"))
+    assert last.startswith("summary: ") and all(v in last for v in ("better", "worse", "within noise", "no spread"))
     assert "only in A: 14" in last and max(map(len, out.splitlines())) <= 100
 
 

@@ -204,8 +204,12 @@ def test_protocol_end_to_end_on_smoke_scale():
     assert 0 < m["grad_rel_error"] < 0.1 and 0 < m["reconstruction_error"] < 0.1
     assert m["step_peak_memory_bytes"] > 0 and m["step_time_s"] > 0 and m["throughput_samples_s"] > 0
     assert m["test_accuracy"] > 0.2, "the synthetic data is learnable: well above the 0.1 of chance"
-    # Heun's step costs about two autograd steps (two evaluations of each block, forward and backward), timed in pairs
-    assert 1.0 < m["step_time_vs_backprop"] < 6.0 and "step_time_vs_backprop" in result.spread
+    # Heun's step against an autograd step, timed in interleaved pairs: a ratio with its spread and 95% interval
+    # (its size is a run check's business, decided by that interval: a test never bounds a real timing)
+    low, high = result.intervals["step_time_vs_backprop"]
+    assert 0 < low <= m["step_time_vs_backprop"] <= high and "step_time_vs_backprop" in result.spread
+    # the engine's machine probe, timed before and after every case, with its spread
+    assert m["probe_time_s"] > 0 and "probe_time_s" in result.spread
     backprop = set(smoke.run_case("adjoint_resnet", "backprop", {"depth": 8}).metrics)
     assert backprop == set(m) - {"reconstruction_error", "step_time_vs_backprop"}
 

@@ -1,0 +1,45 @@
+"""The machine-drift probe: one small fixed workload, the same for every task and every case, timed before and
+after the case (before ``prepare``, after ``evaluate``) on the case's device and threads.
+
+    probe_time_s = median over 2 x ``REPEAT`` timed calls of x <- tanh(x A), ``CHAIN`` times, A fixed (``SIZE``^2)
+
+Its spread is their inter-quartile range. Two runs of the same code whose probe moved as much as a timing did say
+that the machine changed, not the code: ``ctbench.boards.table.compare`` divides the probe's change out of the
+timings before it judges them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ctbench.api.measure import iqr, time_call
+
+SIZE, CHAIN, REPEAT = 192, 4, 5
+METRIC = "probe_time_s"
+
+
+def workload(device: torch.device) -> Callable[[], torch.Tensor]:
+    """The probe's fixed call: the same matrix (seed 0, float32) on every machine."""
+    matrix = (torch.randn(SIZE, SIZE, generator=torch.Generator().manual_seed(0)) / SIZE**0.5).to(device)
+
+    def call() -> torch.Tensor:
+        x = matrix
+        for _ in range(CHAIN):
+            x = torch.tanh(x @ matrix)
+        return x
+
+    return call
+
+
+def timings(device: torch.device, repeat: int = REPEAT) -> list[float]:
+    """``repeat`` timings of the probe's call after one warm-up, on ``device``'s synchronised clock."""
+    with torch.no_grad():
+        return list(time_call(workload(device), device, repeat, warmup=1).times)
+
+
+def metrics(before: Sequence[float], after: Sequence[float]) -> tuple[dict[str, float], dict[str, float]]:
+    """The probe's metric and spread from its timings before and after the case."""
+    both = sorted([*before, *after])
+    return {METRIC: float(both[len(both) // 2])}, {METRIC: iqr(both)}
