@@ -17,9 +17,10 @@ class Compare(Command):
     """Metric-by-metric change from side A to side B for every case both sides hold, with a verdict per metric:
     better or worse (changed for a metric without direction) only when the change exceeds the sum of the two
     sides' spreads, within noise otherwise, no spread when a side measured none (one seed, nothing repeated),
-    machine for a timing whose change the engine's machine probe shows as well. Two runs: A is the earlier run, B the later, a case the same task, implementation, scale, dataset and
-    parameters in both. With --impl a --impl b: one run (or folder of run files), A the cases of implementation a,
-    B those of b, paired at the same task, scale, dataset, parameters and seed."""
+    machine for a timing whose change the engine's machine probe shows as well. Two runs: A is the earlier run,
+    B the later, a case the same task, implementation, scale, dataset and parameters in both. With --impl a
+    --impl b: one run (or folder of run files), A the cases of implementation a, B those of b, paired at the same
+    task, scale, dataset, parameters and seed."""
 
     name = "compare"
     help = "metric-by-metric change between two runs, or two implementations of one run"
