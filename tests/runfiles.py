@@ -144,6 +144,9 @@ def smoke_cases(accuracy_shift: float = 0.0, time_scale: float = 1.0) -> list[di
         for i, impl in enumerate(METHODS)
         for depth in (8, 64)
     ]
+    for c in cases:
+        if accuracy_shift and c["impl"] == "adjoint_heun":
+            c["spread"].pop("test_accuracy")  # the shifted accuracy is one seed's: no spread, so never judged
     cases.append(case(INJECTION, 8, submission=INJECTION, url="javascript:alert(2)", accuracy=0.99))
     cases.append(
         case(
