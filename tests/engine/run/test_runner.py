@@ -58,8 +58,10 @@ def env(tmp_path_factory):
 
 
 def smoke_run(out, *impls: str, options: tuple[str, ...] = ()) -> list[str]:
-    """Arguments of ``ctbench run`` for adjoint_resnet at smoke scale, depth 8, into ``out``."""
+    """Arguments of ``ctbench run`` for adjoint_resnet at smoke scale, depth 8, seed 0 (unless ``options`` names
+    seeds), into ``out``."""
     args = ["run", "--task", "adjoint_resnet", "--scale", "smoke", "--param", "depth=8", "--out", str(out)]
+    args += [] if "--seed" in options else ["--seed", "0"]
     return [*args, "--no-report", *options, *(f"--impl={impl}" for impl in impls)]
 
 
