@@ -192,6 +192,7 @@ def test_recorded_threads_are_those_the_step_ran_with(tmp_path, env):
     it, and a `--threads 2` run records the 1 the step really ran with."""
     out = tmp_path / "out"
     args = ["run", "--task", "bilevel", "--scale", "smoke", "--param", "problem=quadratic", "--impl", "soba"]
+    args += ["--seed", "0"]
     result = ctbench([*args, "--threads", "2", "--out", str(out), "--no-report"], env, timeout=600)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     (case,) = load_runs([out])[0][0]["cases"]
