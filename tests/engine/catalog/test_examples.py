@@ -62,7 +62,7 @@ def test_the_example_runs_ok_at_smoke_scale(task, fashion_mnist_root):
 
 def test_an_example_through_ctbench_run(tmp_path):
     spec = str(EXAMPLES / "neis" / CASES["neis"][0])
-    args = ["run", "--task", "neis", "--impl", spec, "--skip-references", "--param", "target=eg1"]
+    args = ["run", "--task", "neis", "--impl", spec, "--skip-references", "--param", "target=eg1", "--seed", "0"]
     args += ["--scale", "smoke", "--out", str(tmp_path / "out"), "--no-report"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "CTBENCH_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-m", "ctbench_cli", *args], env=env, capture_output=True, text=True,

@@ -58,8 +58,10 @@ def env(tmp_path_factory):
 
 
 def smoke_run(out, *impls: str, options: tuple[str, ...] = ()) -> list[str]:
-    """Arguments of ``ctbench run`` for adjoint_resnet at smoke scale, depth 8, into ``out``."""
+    """Arguments of ``ctbench run`` for adjoint_resnet at smoke scale, depth 8, seed 0 (unless ``options`` names
+    seeds), into ``out``."""
     args = ["run", "--task", "adjoint_resnet", "--scale", "smoke", "--param", "depth=8", "--out", str(out)]
+    args += [] if "--seed" in options else ["--seed", "0"]
     return [*args, "--no-report", *options, *(f"--impl={impl}" for impl in impls)]
 
 
@@ -190,6 +192,7 @@ def test_recorded_threads_are_those_the_step_ran_with(tmp_path, env):
     it, and a `--threads 2` run records the 1 the step really ran with."""
     out = tmp_path / "out"
     args = ["run", "--task", "bilevel", "--scale", "smoke", "--param", "problem=quadratic", "--impl", "soba"]
+    args += ["--seed", "0"]
     result = ctbench([*args, "--threads", "2", "--out", str(out), "--no-report"], env, timeout=600)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     (case,) = load_runs([out])[0][0]["cases"]
