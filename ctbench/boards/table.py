@@ -372,8 +372,8 @@ def _value(row: pd.Series, metric: str) -> float:
 
 def _case_verdict(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: pd.Series) -> tuple[str, float]:
     """The verdict on one metric of one case, and the noise it used. A rate derived from a timing follows its
-    timing: within noise or without spread exactly when the timing is, else judged beyond noise like it (the two
-    never disagree)."""
+    timing: within noise or without spread exactly when the timing is, else judged beyond noise like it, and the
+    machine's exactly when its timing is (the two never disagree)."""
     va, vb = _value(ra, metric), _value(rb, metric)
     noise = _noise(ra, rb, metric)
     verdict = _verdict(direction(specs, task, metric), va, vb, noise)
@@ -384,8 +384,9 @@ def _case_verdict(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: p
             verdict = timing
         elif verdict in ("within noise", "no spread"):
             verdict = _verdict(direction(specs, task, metric), va, vb, 0.0)
-    if verdict in ("better", "worse", "changed") and machine_explains(specs, task, metric, ra, rb):
-        verdict = "machine"
+    judged = source if source and not math.isnan(_value(ra, source)) and not math.isnan(_value(rb, source)) else metric
+    if verdict in ("better", "worse", "changed") and machine_explains(specs, task, judged, ra, rb):
+        verdict = "machine"  # a rate is the machine's exactly when its timing is
     return verdict, noise
 
 
