@@ -66,9 +66,9 @@ def tolerance(x: float | None, y: float | None) -> float | None:
 
 def beats(a: float, b: float, noise: float | None, higher: bool) -> bool:
     """``a`` better than ``b`` by more than ``noise``; never where the noise is unknown (None or NaN)."""
-    if noise is None or math.isnan(noise):
+    if not known(noise):
         return False
-    return (a - b if higher else b - a) > abs(noise)
+    return (a - b if higher else b - a) > abs(noise)  # type: ignore[arg-type]
 
 
 def tied_ranks(values: Sequence[float], noise: Sequence[float | None], higher: bool) -> list[int]:
@@ -93,7 +93,7 @@ def dominates(
     ``a`` does not dominate."""
     better = False
     for va, vb, tol, up in zip(a, b, tolerances, higher, strict=True):
-        if tol is None or math.isnan(tol):
+        if not known(tol):
             if va != vb:
                 return False
             continue

@@ -393,14 +393,14 @@ def _case_verdict(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: p
 def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Metric-by-metric change from run(s) ``a`` to run(s) ``b`` for every shared case, and the unshared cases.
 
-        A case is its medians over seeds. The verdict on a metric is ``better`` or ``worse`` (``changed`` for a metric
-        with no direction) only when |b - a| exceeds the sum of the two sides' spreads (each side's repeated-measurement
-        spread, e.g. the IQR of its timings, else the std of its values over seeds); ``within noise`` when it does not;
-        ``no spread`` when either side has no spread at all (one seed, nothing repeated), whatever the change: such a
-        value says nothing about how far a rerun would move it; ``machine`` for a timing whose change the machine probe
-    shows as well (``machine_explains``). No metric is taken as exact by its unit: a metric known
-        to be exact records a spread of 0, and is then judged exactly. ``missing`` when a side lacks the value. A rate
-        derived from a timing follows its timing (``_case_verdict``)."""
+    A case is its medians over seeds. The verdict on a metric is ``better`` or ``worse`` (``changed`` for a metric
+    with no direction) only when |b - a| exceeds the sum of the two sides' spreads (each side's repeated-measurement
+    spread, e.g. the IQR of its timings, else the std of its values over seeds); ``within noise`` when it does not;
+    ``no spread`` when either side has no spread at all (one seed, nothing repeated), whatever the change: such a
+    value says nothing about how far a rerun would move it; ``machine`` for a timing whose change the machine probe
+    shows as well (``machine_explains``). No metric is taken as exact by its unit: a metric known to be exact
+    records a spread of 0, and is then judged exactly. ``missing`` when a side lacks the value. A rate derived from
+    a timing follows its timing (``_case_verdict``)."""
     ca, cb = _by_case(a), _by_case(b)
     shared = ca.index.intersection(cb.index)
     rows = []

@@ -10,6 +10,7 @@ timings before it judges them.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 
 import torch
@@ -41,5 +42,5 @@ def timings(device: torch.device, repeat: int = REPEAT) -> list[float]:
 
 def metrics(before: Sequence[float], after: Sequence[float]) -> tuple[dict[str, float], dict[str, float]]:
     """The probe's metric and spread from its timings before and after the case."""
-    both = sorted([*before, *after])
-    return {METRIC: float(both[len(both) // 2])}, {METRIC: iqr(both)}
+    both = [*before, *after]
+    return {METRIC: float(statistics.median(both))}, {METRIC: iqr(both)}
