@@ -16,6 +16,7 @@ The engine's parts, each a subpackage that imports only those listed before it:
 from ctbench.api import (
     CaseResult,
     Check,
+    Claim,
     Context,
     Invalid,
     LinePlot,
@@ -38,6 +39,7 @@ __version__ = "0.2.0"  # the one version: pyproject.toml reads it from here
 __all__ = [
     "CaseResult",
     "Check",
+    "Claim",
     "Context",
     "Invalid",
     "LinePlot",

@@ -2,6 +2,7 @@
 implementations and their manifests (``implementation``), and the helpers tasks share (``data``, ``cache``,
 ``sweeps`` for run checks). ``ctbench`` re-exports the names below."""
 
+from ctbench.api.claims import Claim
 from ctbench.api.implementation import Manifest
 from ctbench.api.measure import Policy
 from ctbench.api.task import (
@@ -25,6 +26,7 @@ from ctbench.api.task import (
 __all__ = [
     "CaseResult",
     "Check",
+    "Claim",
     "Context",
     "Invalid",
     "LinePlot",

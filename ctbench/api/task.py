@@ -14,11 +14,14 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from ctbench.api.measure import Meter, Policy, StepStats
+
+if TYPE_CHECKING:
+    from ctbench.api.claims import Claim
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,8 @@ class Task:
     objectives: ClassVar[Mapping[str, str]] = {}
     # the package holding the reference implementations; empty: ``reference_impls.<name>`` (the folder layout)
     references: ClassVar[str] = ""
+    # every check the task records, with the claim it tests and its failing control (``ctbench.api.claims``)
+    claims: ClassVar[Sequence[Claim]] = ()
 
     @property
     def reference_package(self) -> str:

@@ -93,4 +93,5 @@ def describe(task: Task) -> dict[str, Any]:
         "paper_numbers": [asdict(pn) for pn in task.paper_numbers],
         "plots": [{**asdict(p), "where": dict(p.where)} for p in task.line_plots],
         "headline_ratios": [{**asdict(r), "against": list(r.against)} for r in task.headline_ratios],
+        "claims": [claim.describe(task.name) for claim in task.claims],
     }

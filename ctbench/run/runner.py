@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ctbench.api.claims import declared_only
 from ctbench.catalog.describe import describe
 from ctbench.catalog.registry import get_task
 from ctbench.isolation.lifetime import become_subreaper
@@ -55,13 +56,16 @@ def _run_checks(cases: Sequence[Case], records: list[dict[str, Any]]) -> list[di
     for task_name in dict.fromkeys(c.task for c in cases):
         task_records = [r for r in records if r["task"] == task_name]
         try:
-            found = get_task(task_name).run_checks(task_records)
+            task = get_task(task_name)
+            found = task.run_checks(task_records)
         except Exception as exc:
             error = f"the task's run checks raised {type(exc).__name__}: {exc}"
             checks.append({"task": task_name, "name": "run_checks", "scope": {}, "value": None, "threshold": None,
                            "passed": False, "description": error[:2000]})  # fmt: skip
             continue
+        names = [claim.name for claim in task.claims]
         for rc in found:
+            rc = replace(rc, check=declared_only(names, {rc.name: rc.check})[rc.name])
             checks.append(
                 {
                     "task": rc.task,

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ctbench.api import measure
+from ctbench.api.claims import declared_only
 from ctbench.api.implementation import ImplRef, Manifest, load_class
 from ctbench.api.measure import Meter
 from ctbench.api.task import CaseResult, Context, Scale
@@ -131,7 +132,9 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path,
         process.seed_everything(case["seed"])
         dev = torch.device(device)
         ctx = Context(dev, Path(data_root), Path(cache_dir), case["seed"], Meter(dev, task.phases))
-        _fill(record, run_case(task, implementation(), scale, case["params"], ctx, state))
+        result = run_case(task, implementation(), scale, case["params"], ctx, state)
+        result.checks = declared_only((claim.name for claim in task.claims), result.checks)
+        _fill(record, result)
         if record["status"] == "invalid":
             record["expected_invalid"] = task.expected_invalid(impl.name, scale, case["params"])
     except Exception as exc:

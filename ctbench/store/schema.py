@@ -306,6 +306,10 @@ PLOT = record(
     },
 )
 RATIO = record({"title": text, "impl": text, "against": listing(text), "metric": text}, {"deepest": TEXT_OR_NULL})
+CLAIM = record(
+    {"name": text, "claim": text, "source": text, "control": text},
+    {"task": TEXT_OR_NULL, "over": one_of("case", "run")},
+)
 TASK = record(
     {"summary": text, "paper": PAPER, "metrics": mapping(METRIC)},
     {
@@ -315,6 +319,7 @@ TASK = record(
         "plots": listing(PLOT),
         "objectives": mapping(one_of("quality", "memory", "time")),
         "headline_ratios": listing(RATIO),
+        "claims": listing(CLAIM),
     },
 )
 RUN = record(

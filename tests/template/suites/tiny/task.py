@@ -4,9 +4,9 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ctbench import Check, LinePlot, Metric, Paper, Phase, Policy, Prepared, RunCheck, Scale, Step, Task
+from ctbench import Check, Claim, LinePlot, Metric, Paper, Phase, Policy, Prepared, RunCheck, Scale, Step, Task
 from ctbench.api.sweeps import sweeps
-from suites.tiny import protocol
+from suites.tiny import controls, protocol
 from suites.tiny.interface import Solver
 
 
@@ -23,6 +23,10 @@ class Tiny(Task):
         "smoke": Scale("smoke", {"n": [8, 64]}, {"diverged": 1.0}, policy=Policy(repeat=3, memory_repeat=2)),
         "small": Scale("small", {"n": [64, 512]}, {"diverged": 1.0}),
     }
+    claims = (
+        Claim("solved", "A x = b solved to 1e-6", "Trefethen, Bau, Lect. 23", controls.solved, "case"),
+        Claim("solved_at_every_n", "every size solved", "Trefethen, Bau, Lect. 23", controls.solved_at_every_n),
+    )
     line_plots = (LinePlot("time_vs_n", "param.n", "step_time_s", "n", "step time (s)", xlog=True, ylog=True),)
 
     def prepare(self, impl: Solver, scale: Scale, params: Mapping[str, Any], ctx: Any) -> Prepared:
