@@ -46,7 +46,7 @@ def _pareto(spec: Mapping[str, Any] | None, boards: Sequence[tuple[str, pd.DataF
     return _named("Pareto: quality, memory and time per board", figures)
 
 
-def _figures(
+def task_figures(
     task: str,
     spec: Mapping[str, Any] | None,
     cases: pd.DataFrame,
@@ -55,6 +55,8 @@ def _figures(
     styles: Mapping[str, Style] | None,
     boards: Sequence[tuple[str, pd.DataFrame]],
 ) -> tuple[list[tuple[str, Any]], list[str]]:
+    """A task's named figures (Pareto scatters, its ``LinePlot``s, its custom hook's) and the errors of those that
+    failed to draw. Drawn as the report draws them, not yet saved."""
     figures, errors = [], []
     try:
         figures += _pareto(spec, boards, styles)
@@ -98,7 +100,7 @@ def save_plots(
 
     plots: list[Plot] = []
     with plain_text():
-        figures, errors = _figures(task, spec, cases, records, custom, styles, boards)
+        figures, errors = task_figures(task, spec, cases, records, custom, styles, boards)
         for name, fig in figures:
             src = f"plots/{slug(task)}-{slug(name)}-{len(plots)}.png"
             try:

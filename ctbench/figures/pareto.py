@@ -12,9 +12,17 @@ import pandas as pd
 
 from ctbench.boards.table import METRIC
 from ctbench.figures.palette import Style
-from ctbench.figures.plotting import MAX_PANELS, grid, labels, legend, plain_text, plain_ticks, styles_for
+from ctbench.figures.plotting import (
+    MAX_PANELS,
+    axis_label,
+    grid,
+    labels,
+    legend,
+    plain_text,
+    plain_ticks,
+    styles_for,
+)
 from ctbench.figures.plotting import title as panel_title
-from ctbench.store.text import printable
 
 MEMORY, TIME = METRIC + "step_peak_memory_bytes", METRIC + "step_time_s"
 AREA = (30.0, 500.0)  # marker area (points^2) of the fastest and the slowest row of a panel
@@ -77,7 +85,9 @@ def pareto_figures(
                 _panel(ax, rows, quality, chosen)
                 ax.set_title(panel_title(name, len(chunk)), fontsize=9, parse_math=False)
                 ax.set_xlabel("step peak memory (MiB)")
-                ax.set_ylabel(printable(quality_label or quality) + better, parse_math=False)
+                ax.set_ylabel(
+                    axis_label((quality_label or quality) + better, len(chunk), vertical=True), parse_math=False
+                )
             shown = sorted({str(lb) for _, rows in chunk for lb in labels(rows)})
             note = "marker area: step time (larger is slower); ringed: Pareto layer 1 over the task's objectives"
             legend(figure, chosen, shown, note)

@@ -87,20 +87,56 @@ def plain(value: float, _position: Any = None) -> str:
 
 
 def plain_ticks(ax: Any, xvalues: Sequence[float] | None = None, categorical: bool = False) -> None:
-    """Plain labels on the numeric axes; on a numeric x with few values, a tick at each (depth 8, 64, 256)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+    """Plain labels on the numeric axes (an axis labelled with names is left as it is); on a numeric x with few
+    values, a tick at each (depth 8, 64, 256), less those whose labels would touch."""
+    from matplotlib.category import StrCategoryFormatter
+    from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     numeric = [(ax.yaxis, ax.get_ylim())] if categorical else [(ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())]
     for axis, limits in numeric:
-        if axis.get_scale() == "log":  # 1, 2, 5 per decade over a short range; decades only over a long one
+        if isinstance(axis.get_major_formatter(), (FixedFormatter, StrCategoryFormatter)):
+            continue
+        length = ax.bbox.width if axis is ax.xaxis else ax.bbox.height
+        if axis.get_scale() == "log":  # 1, 2, 5 per decade where a decade is wide enough; decades otherwise
             low, high = sorted(abs(v) for v in limits)
             decades = math.log10(high / low) if low > 0 else 99.0
-            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)))
+            dense = length / max(decades, 1e-9) >= (150 if axis is ax.xaxis else 60)  # labels' width, height
+            every = max(1, math.ceil(decades / max(length / 45, 1)))  # a label every 45 px at most
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if dense else (1.0,), numticks=12))
+            if not dense and every > 1:
+                top = math.floor(math.log10(high)) if high > 0 else 0
+                axis.set_major_locator(FixedLocator([10.0**k for k in range(top, top - 40, -every)]))
+        elif axis.get_scale() == "symlog":
+            linear = axis.get_transform().linthresh
+            axis.set_major_locator(FixedLocator(_symlog_ticks(*sorted(limits), linear, length)))
         axis.set_major_formatter(FuncFormatter(plain))
         axis.set_minor_formatter(NullFormatter())
+        axis.set_minor_locator(NullLocator())
     if xvalues is not None and 0 < len(xvalues) <= 12:
-        ax.set_xticks(sorted(xvalues))
+        ax.set_xticks(_apart(sorted(xvalues), ax.xaxis.get_scale() == "log"))
         ax.xaxis.set_minor_locator(NullLocator())
+
+
+def _symlog_ticks(low: float, high: float, linear: float, length: float) -> list[float]:
+    """0 and the powers of ten of either sign within [low, high] outside the linear part (-linear, linear), every
+    k-th decade so that labels are at least 25 px apart."""
+    powers = [10.0**k for k in range(-30, 31) if 10.0**k > 5 * linear]
+    ticks = [-p for p in powers if low <= -p] + ([0.0] if low <= 0 <= high else []) + [p for p in powers if p <= high]
+    every = max(1, math.ceil(len(ticks) / max(length / 25, 1)))
+    keep = [t for t in ticks if t == 0 or round(math.log10(abs(t))) % every == 0]
+    return keep
+
+
+def _apart(values: Sequence[float], log: bool) -> list[float]:
+    """``values`` (sorted) less those within 6% of the range of the previous one kept: ticks whose labels would
+    touch."""
+    where = [math.log10(v) if log and v > 0 else v for v in values]
+    span = (max(where) - min(where)) or 1.0
+    kept: list[int] = []
+    for i, w in enumerate(where):
+        if not kept or w - where[kept[-1]] >= 0.06 * span:
+            kept.append(i)
+    return [values[i] for i in kept]
 
 
 def _natural(value: Any) -> tuple:
@@ -114,9 +150,40 @@ def _panel_order(name: str) -> tuple:
 
 def title(text: str, count: int) -> str:
     """A panel's title, wrapped to the panel's width (three lines at most)."""
-    width = {1: 110, 2: 62}.get(count, 38)
-    lines = textwrap.wrap(printable(text), width) or [""]
+    width = {1: 110, 2: 56}.get(count, 38)
+    lines = textwrap.wrap(printable(" ".join(text.split())), width) or [""]
     return "\n".join(lines[:3]) + ("…" if len(lines) > 3 else "")
+
+
+def axis_label(text: str, count: int, vertical: bool = False) -> str:
+    """An axis label wrapped to its panel (``count`` panels in the figure): a y label to the panel's height, an x
+    label to its width (two lines at most)."""
+    width = (40 if count == 1 else 32) if vertical else {1: 110, 2: 60}.get(count, 38)
+    lines = textwrap.wrap(printable(" ".join(text.split())), width) or [""]
+    return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
+
+
+def finish(figure: Any) -> None:
+    """Make a figure drawn by another library (seaborn) read like the report's own: plain tick labels, titles and
+    axis labels wrapped to their panels, drawn as plain text, then a tight layout."""
+    shown = [ax for ax in figure.axes if ax.get_visible()]
+    for ax in shown:
+        plain_ticks(ax)
+        ax.set_title(title(ax.get_title(), len(shown)), fontsize=9, parse_math=False)
+        ax.set_xlabel(axis_label(ax.get_xlabel(), len(shown)), parse_math=False)
+        ax.set_ylabel(axis_label(ax.get_ylabel(), len(shown), vertical=True), parse_math=False)
+    figure.tight_layout()
+    if figure.legends:  # under the panels, as the report's own legends
+        import seaborn as sns
+
+        sns.move_legend(figure, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)
+
+
+def hue(names: Sequence[str], styles: Mapping[str, Style] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(colour, marker) per implementation name for a seaborn ``hue``: the report's styles (those in use),
+    completed for names they lack (taken as references)."""
+    chosen = palette.complete(palette.current() if styles is None else styles, [(str(n), False) for n in names])
+    return {str(n): chosen[str(n)].colour for n in names}, {str(n): chosen[str(n)].marker for n in names}
 
 
 def grid(count: int, height: float | None = None) -> tuple[Any, list[Any]]:
@@ -182,23 +249,68 @@ def _x_positions(values: pd.Series, categories: bool = False) -> tuple[pd.Series
 
 
 def _draw_lines(ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[str, Style], kind: str) -> None:
+    """A line per implementation through its medians over seeds, with a band from the lowest to the highest seed
+    where several seeds ran; ``kind == "bar"`` (categorical x) draws dots at the medians with whiskers to the
+    lowest and highest seed instead of bars, whose length would mean nothing on a log axis."""
     xs, names = _x_positions(panel[x], categories=kind == "bar")
     panel = panel.assign(_x=xs, _label=labels(panel).astype(str))
     shown = sorted(panel["_label"].unique(), key=lambda lb: (styles[lb].submission, lb))
     for i, label in enumerate(shown):
         s = styles[label]
-        points = panel[panel["_label"] == label].groupby("_x")[y].median().sort_index()
+        values = panel[panel["_label"] == label].groupby("_x")[y]
+        points, low, high = values.median().sort_index(), values.min().sort_index(), values.max().sort_index()
         if kind == "bar":
-            width = 0.8 / len(shown)
-            ax.bar(points.index + (i - (len(shown) - 1) / 2) * width, points.values, width, color=s.colour,
-                   edgecolor="black" if s.submission else "none", linewidth=1.5 if s.submission else 0,
-                   hatch="//" if s.submission else None, zorder=s.zorder)  # fmt: skip
+            offset = (i - (len(shown) - 1) / 2) * min(0.8 / len(shown), 0.25)
+            at = points.index + offset
+            ax.errorbar(
+                at,
+                points.values,
+                yerr=[points.values - low.values, high.values - points.values],
+                fmt="none",
+                ecolor=s.colour,
+                elinewidth=s.linewidth,
+                capsize=3,
+                zorder=s.zorder,
+                gid=label,
+            )
+            ax.plot(
+                at,
+                points.values,
+                linestyle="none",
+                color=s.colour,
+                marker=s.marker,
+                markersize=s.markersize,
+                markeredgecolor="black" if s.submission else s.colour,
+                zorder=s.zorder + 1,
+                gid=label,
+            )
         else:
-            ax.plot(points.index, points.values, color=s.colour, marker=s.marker, linestyle=s.linestyle,
-                    linewidth=s.linewidth, markersize=s.markersize, zorder=s.zorder)  # fmt: skip
+            if (values.size() > 1).any():
+                ax.fill_between(
+                    points.index,
+                    low.values,
+                    high.values,
+                    color=s.colour,
+                    alpha=0.15,
+                    linewidth=0,
+                    zorder=s.zorder - 1,
+                    gid=label,
+                )
+            ax.plot(
+                points.index,
+                points.values,
+                color=s.colour,
+                marker=s.marker,
+                linestyle=s.linestyle,
+                linewidth=s.linewidth,
+                markersize=s.markersize,
+                zorder=s.zorder,
+                gid=label,
+            )
     if names is not None:
         names = [printable(n) for n in names]
         ax.set_xticks(range(len(names)), names, rotation=30 if max(map(len, names)) > 6 else 0, parse_math=False)
+        ax.set_xlim(-0.5, len(names) - 0.5)
     plain_ticks(ax, None if names is not None else sorted(set(xs)), categorical=names is not None)
 
 
@@ -237,8 +349,9 @@ def line_figures(
     col: str = "setting",
     kind: str = "line",
     styles: Mapping[str, Style] | None = None,
+    note: str = "",
 ) -> list[Any]:
-    """``line_panels``' figures, ``MAX_PANELS`` panels each."""
+    """``line_panels``' figures, ``MAX_PANELS`` panels each; ``note`` is shown above the legend."""
     chosen = styles_for(frame, styles)
     names = sorted(frame[col].astype(str).unique(), key=_panel_order)
     figures = []
@@ -253,10 +366,10 @@ def line_figures(
                 ax.set_yscale(yscale)
                 _draw_lines(ax, panel, x, y, chosen, kind)
                 ax.set_title(title(name, len(chunk)), fontsize=9, parse_math=False)
-                ax.set_xlabel(printable(xlabel), parse_math=False)
-                ax.set_ylabel(printable(ylabel), parse_math=False)
+                ax.set_xlabel(axis_label(xlabel, len(chunk)), parse_math=False)
+                ax.set_ylabel(axis_label(ylabel, len(chunk), vertical=True), parse_math=False)
                 ax.grid(True, alpha=0.3)
-            legend(figure, chosen, sorted(set(labels(frame).astype(str))))
+            legend(figure, chosen, sorted(set(labels(frame).astype(str))), note)
             figures.append(figure)
     return figures
 
@@ -273,14 +386,17 @@ def draw(plot: Mapping[str, Any], cases: pd.DataFrame, styles: Mapping[str, Styl
 
 
 def draw_all(plot: Mapping[str, Any], cases: pd.DataFrame, styles: Mapping[str, Style] | None = None) -> list[Any]:
-    """``draw``'s figures, ``MAX_PANELS`` panels each (none when no ok case carries both axes)."""
+    """``draw``'s figures, ``MAX_PANELS`` panels each (none when no ok case carries both axes). Only ok cases are
+    drawn; the legend says how many others there were."""
     x, y = _column(plot["x"]), _column(plot["y"])
-    frame = cases[cases["status"] == "ok"]
+    frame = cases
     for name, value in (plot.get("where") or {}).items():
         column = PARAM + name
         frame = frame[frame[column] == value] if column in frame else frame.iloc[0:0]
     if x not in frame or y not in frame:
         return []
+    left_out = frame["status"] != "ok"
+    frame = frame[~left_out]
     frame = frame.dropna(subset=[x, y]).assign(value=lambda d: d[y] * float(plot.get("scale_y", 1.0)))
     if plot.get("xlog"):
         frame = frame[pd.to_numeric(frame[x], errors="coerce") > 0]
@@ -302,4 +418,12 @@ def draw_all(plot: Mapping[str, Any], cases: pd.DataFrame, styles: Mapping[str, 
         yscale="log" if plot.get("ylog") else "linear",
         kind=plot.get("kind", "line"),
         styles=styles,
+        note=_left_out_note(int(left_out.sum())),
     )
+
+
+def _left_out_note(count: int) -> str:
+    """What a figure says of the cases it does not draw (failed, invalid, timed out: no result to show)."""
+    if not count:
+        return ""
+    return f"{count} case{'s' if count > 1 else ''} not ok (failed, invalid or timed out) not drawn"

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ctbench.figures.plotting import finish, hue
+
 DISTANCES = ("sinkhorn", "mmd", "energy")
 
 
@@ -119,12 +121,15 @@ def task_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dic
     if not curves.empty:
         curves = curves[curves["value"] > 0]
         curves["panel"] = curves["distance"] + " | " + curves["dataset"] + " | " + curves["setting"]
+        names = sorted(curves["impl"].unique())
+        colours = hue(names)[0]
         grid = sns.relplot(
             data=curves,
             x="iteration",
             y="value",
             hue="impl",
-            style="impl",
+            hue_order=names,
+            palette=colours,
             col="panel",
             col_wrap=3,
             kind="line",
@@ -136,6 +141,7 @@ def task_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dic
         )
         grid.set(yscale="log")
         grid.set_titles("{col_name}", size=8)
+        finish(grid.figure)
         figures["distance_curves"] = grid.figure
 
     return figures

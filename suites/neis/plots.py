@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.figures.plotting import line_panels
+from ctbench.figures.plotting import finish, hue, line_panels
 
 VANILLA_EXACT = "vanilla (exact)"
 FAMILY = "gmm_d"
@@ -71,11 +71,14 @@ def neis_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dic
     curves = _curves(records)
     if not curves.empty:
         curves["panel"] = curves["target"] + " | " + curves["setting"]
+        names = sorted(curves["impl"].unique())
         grid = sns.relplot(
             data=curves,
             x="step",
             y="log10_m2",
             hue="impl",
+            hue_order=names,
+            palette=hue(names)[0],
             units="seed",
             estimator=None,
             col="panel",
@@ -87,5 +90,6 @@ def neis_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dic
         )
         grid.set(ylabel="log10 E[Z_hat^2]/Z^2 (training batch)")
         grid.set_titles("{col_name}")
+        finish(grid.figure)
         figures["training_second_moment"] = grid.figure
     return figures
