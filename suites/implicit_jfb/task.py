@@ -209,7 +209,14 @@ class ImplicitJFB(Task):
             controls.jfb_accuracy_near_ift,
         ),
     )
-    headline_ratios = (Ratio("IFT vs JFB", "ift", ("jfb",)),)
+    # the whole training step and epoch first (what JFB saves in training), the backward alone beside them (what it
+    # changes), then the step's memory
+    headline_ratios = (
+        Ratio("IFT vs JFB, training step time", "ift", ("jfb",), "step_time_s"),
+        Ratio("IFT vs JFB, epoch time", "ift", ("jfb",), "epoch_time_s"),
+        Ratio("IFT vs JFB, backward time alone", "ift", ("jfb",), "backward_time_s"),
+        Ratio("IFT vs JFB, step memory", "ift", ("jfb",)),
+    )
     line_plots = (
         LinePlot(
             "memory_vs_forward_iterations",
