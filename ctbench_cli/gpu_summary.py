@@ -5,9 +5,10 @@ Reads ``OUT_DIR/calibration.json`` (``ctbench.run.calibrate``) and the run file(
 ``OUT_DIR/summary.json`` (small enough to copy back from a remote machine) and prints the text: per task a compact table
 of each case's step time, step memory and step energy (cases never started are counted, not listed), then the
 headline, last so that it is what a terminal's screen shows: the GPU's facts, the calibration's readings, the case
-statuses per task, the memory ratios each task declares, the failed checks and the cases that did not finish. Anything
-absent (no energy counter, no calibration, a task or case a ratio needs) is said so, never an error. Exit 0 when
-something was summarised, 1 when OUT_DIR holds neither a calibration nor a readable run file.
+statuses per task, the ratios each task declares (step memory, or any metric its cases record, each in its unit), the
+failed checks and the cases that did not finish. Anything absent (no energy counter, no calibration, a task or case a
+ratio needs) is said so, never an error. Exit 0 when something was summarised, 1 when OUT_DIR holds neither a
+calibration nor a readable run file.
 """
 
 from __future__ import annotations
@@ -98,6 +99,18 @@ def fmt_energy(value: Any) -> str:
     return f"{v:.2f} J" if abs(v) >= 1 else f"{v * 1e3:.1f} mJ"
 
 
+def fmt_metric(metric: str, value: Any) -> str:
+    """``value`` in the unit ``metric``'s name gives (``_bytes``, ``_time_s``, ``_j``), else three digits."""
+    if metric.endswith("_bytes"):
+        return fmt_bytes(value)
+    if metric.endswith("_time_s"):
+        return fmt_time(value)
+    if metric.endswith("_j"):
+        return fmt_energy(value)
+    v = _num(value)
+    return "-" if v is None else f"{v:.3g}"
+
+
 def _first_line(text: Any) -> str:
     line = next((s.strip() for s in str(text or "").splitlines() if s.strip()), "")
     return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
@@ -132,11 +145,12 @@ def varying_axes(cases: Sequence[Mapping[str, Any]]) -> list[str]:
     return [a for a in axes if len({json.dumps(c.get("params", {}).get(a), sort_keys=True) for c in cases}) > 1]
 
 
-def case_row(case: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
+def case_row(case: Mapping[str, Any], axes: Sequence[str], extra: Sequence[str] = ()) -> dict[str, Any]:
+    """The case's table row: its step metrics and the ``extra`` metrics its task's ratios read."""
     metrics = case.get("metrics") or {}
     row = {"impl": case.get("impl"), "params": dict(case.get("params") or {}), "point": _point(case["params"], axes)}
     row["status"] = status_of(case)
-    row.update({m: _num(metrics.get(m)) for m in STEP_METRICS})
+    row.update({m: _num(metrics.get(m)) for m in (*STEP_METRICS, *extra)})
     row["duration_s"] = _num(case.get("duration_s"))
     if row["status"] not in ("ok",):
         row["error"] = _first_line(case.get("error") or case.get("invalid_reason") or case.get("note"))
@@ -177,7 +191,8 @@ def ratio_lines(spec: Ratio, rows: Sequence[Mapping[str, Any]]) -> tuple[list[st
             shown = f"{value:.2f}x" if value is not None else "undefined (zero)"
             where = _point(params, [spec.deepest] if spec.deepest else varying_axes([r for r in rows]))
             at = f" at {where}" if where != "-" else ""
-            lines.append(f"{head}: {spec.impl} / {other}{at}: {shown} ({fmt_bytes(a)} / {fmt_bytes(b)})")
+            amounts = f"{fmt_metric(spec.metric, a)} / {fmt_metric(spec.metric, b)}"
+            lines.append(f"{head}: {spec.impl} / {other}{at}: {shown} ({amounts})")
             entry = {"task": spec.task, "title": spec.title, "metric": spec.metric, "impl": spec.impl, "against": other}
             entries.append({**entry, "params": params, "value": value, "numerator": a, "denominator": b})
     if spec.deepest:
@@ -195,8 +210,8 @@ def growth_lines(spec: Ratio, rows: Sequence[Mapping[str, Any]]) -> list[str]:
         if len(points) >= 2:
             (d0, v0), (d1, v1) = points[0], points[-1]
             lines.append(
-                f"    {impl}: {fmt_bytes(v0)} at {spec.deepest}={d0:g} -> {fmt_bytes(v1)} at {spec.deepest}={d1:g} "
-                f"(+{fmt_bytes(v1 - v0)})"
+                f"    {impl}: {fmt_metric(spec.metric, v0)} at {spec.deepest}={d0:g} -> "
+                f"{fmt_metric(spec.metric, v1)} at {spec.deepest}={d1:g} (+{fmt_metric(spec.metric, v1 - v0)})"
             )
     return lines
 
@@ -259,11 +274,13 @@ def summarise(out_dir: Path) -> tuple[str, dict[str, Any]]:
     cases = [c for r in runs for c in r["cases"]]
     env = runs[-1].get("env", {}) if runs else {}
     settings = runs[-1].get("settings") or {} if runs else {}
+    declared = declared_ratios(runs)
     by_task: dict[str, list[dict[str, Any]]] = {}
     for task in dict.fromkeys(c["task"] for c in cases):
         task_cases = [c for c in cases if c["task"] == task]
         axes = varying_axes(task_cases)
-        by_task[task] = [case_row(c, axes) for c in task_cases]
+        extra = list(dict.fromkeys(r.metric for r in declared if r.task == task and r.metric not in STEP_METRICS))
+        by_task[task] = [case_row(c, axes, extra) for c in task_cases]
 
     table: list[str] = []
     for task, every_row in by_task.items():
@@ -294,7 +311,6 @@ def summarise(out_dir: Path) -> tuple[str, dict[str, Any]]:
         head.append(f"{task}: {counts} ({seconds:.0f} s of cases)")
     ratios: list[dict[str, Any]] = []
     head.append("headline ratios (each task's own; the same point, both cases ok):")
-    declared = declared_ratios(runs)
     if not declared:
         head.append("  none: no task of the run declares one")
     for spec in declared:

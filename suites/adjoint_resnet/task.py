@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench import (
+    Claim,
     Context,
     LinePlot,
     Metric,
@@ -33,7 +34,7 @@ from ctbench import (
     Step,
     Task,
 )
-from suites.adjoint_resnet import checks, protocol
+from suites.adjoint_resnet import checks, controls, protocol
 from suites.adjoint_resnet.interface import StageGradient
 
 # paired_rounds: (method step, autograd step) pairs timed alternately in each case (step_time_vs_backprop), 6 at a
@@ -186,6 +187,53 @@ class AdjointResNet(Task):
             policy=Policy(repeat=3, memory_repeat=1, energy_block_s=0.2, energy_blocks=1),
         ),
     }
+    claims = (
+        Claim(
+            "memory_flat_in_depth",
+            "The memory-free discrete adjoint trains a ResNet without storing its activations, recovering them on the "
+            "fly by a backward pass of the network, so its memory does not grow with depth.",
+            "Sander, Ablin, Peyre 2022: abstract and the adjoint-method section; fine-tuning experiments "
+            "(no memory consumption in the residual layers)",
+            controls.memory_flat_in_depth,
+        ),
+        Claim(
+            "backprop_memory_grows",
+            "Backpropagation stores every block's activations, so its memory grows linearly with depth (the baseline "
+            "the adjoint saves against).",
+            "Sander, Ablin, Peyre 2022: the adjoint-method section (motivation); engine sanity check of the "
+            "memory measurement",
+            controls.backprop_memory_grows,
+        ),
+        Claim(
+            "grad_error_falls_with_depth",
+            "The adjoint method succeeds at large depth: the error of its gradient vanishes as the depth N grows "
+            "when the residual functions are smooth with depth and Lipschitz in the input.",
+            "Sander, Ablin, Peyre 2022: the adjoint-method section (error bound) and its depth experiment",
+            controls.grad_error_falls_with_depth,
+        ),
+        Claim(
+            "grad_error_order",
+            "The gradient error of Euler's adjoint is O(1/N) (first order, checked with a smooth activation), and "
+            "Heun's method, a second-order scheme, gives an O(1/N^2) error when the weights are smooth with depth.",
+            "Sander, Ablin, Peyre 2022: the adjoint-method section, its O(1/N) bound for Euler and the Heun variant",
+            controls.grad_error_order,
+        ),
+        Claim(
+            "heun_error_below_euler",
+            "Heun's method allows for better gradient estimation with the adjoint method than Euler's, and needs "
+            "fewer layers to succeed.",
+            "Sander, Ablin, Peyre 2022: abstract; the Heun section and its experiment (gradient error against depth)",
+            controls.heun_error_below_euler,
+        ),
+        Claim(
+            "step_time_vs_backprop",
+            "Fine-tuning with the adjoint method (or checkpointing) costs a bounded amount of extra time per step "
+            "over backpropagation: adjoint_euler within 1.8x, checkpoint within 1.5x (this benchmark's targets).",
+            "Sander, Ablin, Peyre 2022: fine-tuning experiments (time of the adjoint method against backprop); "
+            "the 1.8x and 1.5x bounds are this benchmark's",
+            controls.step_time_vs_backprop,
+        ),
+    )
     headline_ratios = (Ratio("backprop vs adjoint", "backprop", ("adjoint_euler", "adjoint_heun"), deepest="depth"),)
     line_plots = (
         _vs_depth("step_memory_vs_depth", "step_peak_memory_bytes", "step working memory (MB)", 1e-6),

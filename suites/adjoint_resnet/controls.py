@@ -1,0 +1,122 @@
+"""Failing controls: each run check of the depth sweep on smoke-shaped case records with the defect it exists to
+catch (``record`` builds one case as the runner records it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ctbench import Check
+from ctbench.api.claims import named
+
+DEPTHS = (8, 32, 128)  # the smoke scale's sweep
+MEMORY = "step_peak_memory_bytes"
+
+
+def record(
+    impl: str,
+    depth: int,
+    activation: str = "relu",
+    spread: Mapping[str, float] | None = None,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+    **metrics: float,
+) -> dict[str, Any]:
+    """One smoke-scale case of the depth sweep as the runner records it (``metrics``, their ``spread`` and 95%
+    ``intervals``)."""
+    return {
+        "task": "adjoint_resnet",
+        "impl": impl,
+        "status": "ok",
+        "scale": "smoke",
+        "dataset": "synthetic-3x32x32-10class",
+        "seed": 0,
+        "params": {"depth": depth, "activation": activation},
+        "metrics": dict(metrics),
+        "spread": dict(spread or {}),
+        "intervals": {name: list(bounds) for name, bounds in (intervals or {}).items()},
+    }
+
+
+def adjoint(
+    impl: str,
+    depth: int,
+    memory: float,
+    error: float,
+    activation: str = "relu",
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+    **metrics: float,
+) -> dict[str, Any]:
+    """A memory-free method's case (it reports ``reconstruction_error``): step memory ``memory`` bytes read with a
+    spread of 1%, gradient error ``error``."""
+    return record(
+        impl,
+        depth,
+        activation,
+        spread={MEMORY: 0.01 * memory},
+        intervals=intervals,
+        step_peak_memory_bytes=memory,
+        step_time_s=1e-3 * depth,
+        grad_rel_error=error,
+        reconstruction_error=error,
+        **metrics,
+    )
+
+
+def checks_of(cases: list[dict[str, Any]], name: str) -> list[Check]:
+    from suites.adjoint_resnet.task import AdjointResNet
+
+    return named(AdjointResNet().run_checks(cases), name)
+
+
+def errors(impl: str, law: Callable[[int], float], activation: str = "relu") -> list[dict[str, Any]]:
+    """``impl``'s sweep with flat memory and gradient error ``law(depth)``."""
+    return [adjoint(impl, n, 2.8e6, law(n), activation) for n in DEPTHS]
+
+
+def backprop_memory_grows() -> list[Check]:
+    """A backprop that does not keep its activations: its step memory stays flat in depth (4.4 MB at depth 8,
+    4.5 MB at 128, where storing every block's activations grows it about tenfold)."""
+    cases = [record("backprop", n, step_peak_memory_bytes=4.4e6 + 1e3 * n, step_time_s=1e-3 * n) for n in DEPTHS]
+    return checks_of(cases, "backprop_memory_grows")
+
+
+def memory_flat_in_depth() -> list[Check]:
+    """An adjoint that stores its activations: adjoint_euler's step memory grows with depth like backprop's
+    (2.8 MB at depth 8, 45 MB at 128; readings spread by 1%)."""
+    cases = [adjoint("adjoint_euler", n, 0.35e6 * n, 1.0 / n) for n in DEPTHS]
+    return checks_of(cases, "memory_flat_in_depth")
+
+
+def grad_error_falls_with_depth() -> list[Check]:
+    """An adjoint whose reconstruction drifts further with every block: its gradient error grows with depth
+    (0.05 at depth 8, 0.4 at 128) instead of falling."""
+    return checks_of(errors("adjoint_euler", lambda n: 0.05 * (n / 8) ** 0.75), "grad_error_falls_with_depth")
+
+
+def grad_error_order() -> list[Check]:
+    """Euler's adjoint at half order with a smooth activation (softplus; error ~ N^-0.5, not N^-1), and Heun's at
+    first order (~ N^-1, not N^-2)."""
+    cases = errors("adjoint_euler", lambda n: n**-0.5, "softplus") + errors("adjoint_heun", lambda n: 1.0 / n)
+    return checks_of(cases, "grad_error_order")
+
+
+def heun_error_below_euler() -> list[Check]:
+    """A Heun adjoint no better than Euler's (its corrector step dropped, plus rounding): its gradient error 1.2x
+    Euler's at every depth."""
+    cases = errors("adjoint_euler", lambda n: 1.0 / n) + errors("adjoint_heun", lambda n: 1.2 / n)
+    return checks_of(cases, "heun_error_below_euler")
+
+
+def step_time_vs_backprop() -> list[Check]:
+    """An adjoint step 3x slower than backprop's (paired ratio 3.0, 95% interval 2.9..3.1; target 1.8x) and a
+    checkpointing step 2x (1.95..2.05; target 1.5x), at the deepest depth."""
+    paired = "step_time_vs_backprop"
+    cases = [record("backprop", n, step_peak_memory_bytes=0.35e6 * n, step_time_s=1e-3 * n) for n in DEPTHS]
+    slow = {paired: (2.9, 3.1)}
+    cases += [adjoint("adjoint_euler", n, 2.8e6, 1.0 / n, intervals=slow, **{paired: 3.0}) for n in DEPTHS]
+    slow = {paired: (1.95, 2.05)}
+    cases += [
+        record("checkpoint", n, intervals=slow, step_peak_memory_bytes=4e6, step_time_s=2e-3 * n, **{paired: 2.0})
+        for n in DEPTHS
+    ]
+    return checks_of(cases, "step_time_vs_backprop")
