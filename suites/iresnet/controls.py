@@ -60,7 +60,7 @@ def linear_flow(norm: float, blocks: int = BLOCKS, dim: int = DIM, seed: int = 0
 
 
 @contextmanager
-def _seeded(seed: int = 0) -> Iterator[torch.Tensor]:
+def seeded(seed: int = 0) -> Iterator[torch.Tensor]:
     """The probe batch of the smoke scale's size, with torch's global stream (Hutchinson probes) seeded for the
     block and put back after it."""
     with torch.random.fork_rng(devices=[]):
@@ -72,14 +72,14 @@ def inverse_error() -> list[Check]:
     """Blocks that are not contractive (Lip(g) = 1.1 >= 1): the fixed-point inverse x <- y - g(x) does not
     converge within the smoke scale's budget of evaluations."""
     cfg = configs.SMOKE
-    with _seeded() as x:
+    with seeded() as x:
         inv = measures.invert(linear_flow(1.1), IResNet(), x, cfg["inverse_tol"], cfg["inverse_max_iter"])
     return [protocol.inverse_check(inv, cfg["inverse_max_iter"])]
 
 
 def lipschitz() -> list[Check]:
     """Blocks whose spectral normalisation did not hold: Lip(g) = 1.5 in a case that asks for c = 0.9."""
-    with _seeded() as x:
+    with seeded() as x:
         measured = measures.lipschitz(linear_flow(1.5), x, configs.SMOKE["lipschitz_iterations"])
     return [protocol.lipschitz_check(measured, 0.9)]
 
@@ -88,7 +88,7 @@ def logdet_unbiased() -> list[Check]:
     """A biased estimator declared unbiased: the 2-term truncated series (no roulette, no reweighting) on blocks
     of Lip(g) = 0.9, against the exact log-det over the smoke scale's draws."""
     terms, estimator = 2, TruncatedAsRoulette()
-    with _seeded() as x:
+    with seeded() as x:
         err = measures.estimator_error(linear_flow(0.9), estimator, x, terms, configs.SMOKE["estimator_draws"])
     return list(protocol.estimator_checks(estimator.series, err, terms).values())
 
@@ -97,7 +97,7 @@ def logdet_bias_bound() -> list[Check]:
     """A truncated series without its alternating sign (the series of -log det(I - J_g)), 4 terms on blocks of
     Lip(g) = 0.6: its bias is far beyond Theorem 3's bound for 4 terms."""
     terms, estimator = 4, SignlessSeries()
-    with _seeded() as x:
+    with seeded() as x:
         err = measures.estimator_error(linear_flow(0.6), estimator, x, terms, configs.SMOKE["estimator_draws"])
     return list(protocol.estimator_checks(estimator.series, err, terms).values())
 
