@@ -118,22 +118,16 @@ def _evaluate(
     if s.density and s.dim <= cfg["exact_max_dim"]:
         err = measures.estimator_error(s.flow, impl, s.probe, terms, cfg["estimator_draws"])
         metrics.update(logdet_bias=err.bias, logdet_std=err.std)
-        checks.update(_estimator_checks(impl.series, err, terms))
+        checks.update(estimator_checks(impl.series, err, terms))
     probe_work = {"samples": len(s.probe)}
     ctx.meter.phase("eval", _eval_step(s, impl, terms), repeat=cfg["eval_repeat"], warmup=1, work=probe_work)
 
     inv = measures.invert(s.flow, impl, s.probe, cfg["inverse_tol"], cfg["inverse_max_iter"])
     metrics.update(inverse_error=inv.error, inverse_iterations=inv.iterations, inverse_residual=inv.residual)
-    checks["inverse_error"] = Check.at_most(
-        inv.error,
-        INVERSE_ERROR_MAX,
-        f"relative error of F^-1(F(x)), at most {cfg['inverse_max_iter']} evaluations of g per block",
-    )
+    checks["inverse_error"] = inverse_check(inv, cfg["inverse_max_iter"])
     metrics["lipschitz_measured"] = measures.lipschitz(s.flow, s.probe, cfg["lipschitz_iterations"])
     if c is not None:
-        checks["lipschitz"] = Check.at_most(
-            metrics["lipschitz_measured"], c + LIPSCHITZ_TOL, f"largest ||J_g(x)||_2 at most c + {LIPSCHITZ_TOL}"
-        )
+        checks["lipschitz"] = lipschitz_check(metrics["lipschitz_measured"], c)
     if s.density and s.dim == 2 and trains:
         series["samples"] = _samples(s, impl, cfg)
         series["data"] = s.probe.cpu().tolist()
@@ -147,7 +141,19 @@ def _evaluate(
     return CaseResult(metrics, dataset=s.dataset, checks=checks, series=series, invalid_reason=invalid, note=note)
 
 
-def _estimator_checks(kind: str, err: measures.EstimatorError, terms: int) -> dict[str, Check]:
+def inverse_check(inv: measures.Inversion, max_iter: int) -> Check:
+    """``inverse_error``: the relative error of F^-1(F(x)) at most ``INVERSE_ERROR_MAX``."""
+    return Check.at_most(
+        inv.error, INVERSE_ERROR_MAX, f"relative error of F^-1(F(x)), at most {max_iter} evaluations of g per block"
+    )
+
+
+def lipschitz_check(measured: float, c: float) -> Check:
+    """``lipschitz``: the largest measured ||J_g(x)||_2 at most the case's c plus ``LIPSCHITZ_TOL``."""
+    return Check.at_most(measured, c + LIPSCHITZ_TOL, f"largest ||J_g(x)||_2 at most c + {LIPSCHITZ_TOL}")
+
+
+def estimator_checks(kind: str, err: measures.EstimatorError, terms: int) -> dict[str, Check]:
     """Roulette: |bias| within 3 standard errors (unbiased); truncated: |bias| within the n-term bound + 3 SE."""
     if kind == "roulette":
         return {

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench import (
+    Claim,
     Context,
     LinePlot,
     Metric,
@@ -32,7 +33,7 @@ from ctbench import (
     Step,
     Task,
 )
-from suites.iresnet import checks, configs, protocol
+from suites.iresnet import checks, configs, controls, protocol
 from suites.iresnet.data import DATASETS
 from suites.iresnet.interface import ResidualLogDet
 
@@ -134,6 +135,77 @@ class IResNetTask(Task):
             policy=Policy(warmup=2, repeat=20, memory_repeat=configs.MEMORY_READINGS),
         ),
     }
+    claims = (
+        Claim(
+            "inverse_error",
+            "A residual block x + g(x) with Lip(g) < 1 is invertible, and its inverse is the limit of the "
+            "fixed-point iteration x_{k+1} = y - g(x_k), which converges exponentially (Banach fixed-point theorem).",
+            "Behrmann et al. 2019, Sec. 2, Theorem 1 and Algorithm 1",
+            controls.inverse_error,
+            "case",
+        ),
+        Claim(
+            "lipschitz",
+            "Spectral normalisation of every weight to norm at most c < 1, with 1-Lipschitz activations, makes "
+            "Lip(g) <= c.",
+            "Behrmann et al. 2019, Sec. 2, satisfying the Lipschitz constraint (spectral normalisation)",
+            controls.lipschitz,
+            "case",
+        ),
+        Claim(
+            "logdet_unbiased",
+            "The Russian roulette estimator of the log-det's power series, with terms reweighted by 1 / P(N >= k), "
+            "is unbiased.",
+            "Chen et al. 2019 (Residual Flows), Sec. 3.1, Theorem 1 (unbiased log density estimation)",
+            controls.logdet_unbiased,
+            "case",
+        ),
+        Claim(
+            "logdet_bias_bound",
+            "The log-det's power series truncated after n terms errs by at most "
+            "-d (log(1 - Lip(g)) + sum_{k=1}^n Lip(g)^k / k).",
+            "Behrmann et al. 2019, Sec. 3, Theorem 3 (approximation error of the truncated series)",
+            controls.logdet_bias_bound,
+            "case",
+        ),
+        Claim(
+            "memory_grows_in_terms",
+            "Backpropagating through the truncated power series keeps the graph of every term: training memory "
+            "grows with the number of terms.",
+            "Chen et al. 2019 (Residual Flows), Sec. 3.2, memory-efficient backpropagation",
+            controls.memory_grows_in_terms,
+        ),
+        Claim(
+            "memory_flat_in_terms",
+            "The Neumann-series gradient estimator needs no graph of the power series: training memory stays "
+            "constant in the number of terms.",
+            "Chen et al. 2019 (Residual Flows), Sec. 3.2, Neumann gradient series (memory-efficient backpropagation)",
+            controls.memory_flat_in_terms,
+        ),
+        Claim(
+            "throughput_samples_s_vs_normflows_residual",
+            "A speed target of this benchmark, not a paper claim: the reference's training step processes at "
+            "least as many samples per second as normflows' residual flow at equal architecture and series length "
+            "(i-ResNet at short series only).",
+            "benchmark target; peer: normflows (Stimper et al. 2023, JOSS)",
+            controls.throughput_samples_s_vs_normflows_residual,
+        ),
+        Claim(
+            "training_throughput_samples_s_vs_normflows_residual",
+            "A speed target of this benchmark, not a paper claim: the reference's training run processes at least "
+            "as many samples per second as normflows' residual flow at equal architecture and series length "
+            "(i-ResNet at short series only).",
+            "benchmark target; peer: normflows (Stimper et al. 2023, JOSS)",
+            controls.training_throughput_samples_s_vs_normflows_residual,
+        ),
+        Claim(
+            "eval_throughput_samples_s_vs_freia_iresnet",
+            "A speed target of this benchmark, not a paper claim: i-ResNet's log-det evaluation processes at least "
+            "as many samples per second as FrEIA's i-ResNet block at equal series length.",
+            "benchmark target; peer: FrEIA (Ardizzone et al., Framework for Easily Invertible Architectures)",
+            controls.eval_throughput_samples_s_vs_freia_iresnet,
+        ),
+    )
     headline_ratios = (Ratio("i-ResNet truncated series vs Residual Flows", "iresnet", ("residual_flow",)),)
     line_plots = (
         LinePlot(

@@ -30,6 +30,8 @@ from reference_impls.bilevel.full_batch import FullBatch
 from reference_impls.bilevel.saba import SABA
 from reference_impls.bilevel.soba import SOBA
 from reference_impls.bilevel.stocbio import StocBiO
+from suites.bilevel import controls
+from suites.bilevel.controls import DoubleTable, ExtraHessianVector, FullBatchGradient, race_record
 from suites.bilevel.data import IJCNN1, Labelled, LibsvmFormatError, hyperparam_data, synthetic_classification
 from suites.bilevel.logreg import datacleaning_problem, hyperparam_problem
 from suites.bilevel.problem import INNER, OUTER_GRAD, BilevelProblem
@@ -430,33 +432,6 @@ def test_run_checks_and_plots_from_smoke_records():
 
 
 # --- the paper's statement of SABA's cost: SOBA's oracles per iteration, a table of one entry per sample -----------
-class ExtraHessianVector(SABA):
-    """Broken: one more Hessian-vector product per iteration, on another minibatch."""
-
-    def step(self) -> None:
-        super().step()
-        self.problem.inner_hvp(self.z, self.x, self.v, self.draw("inner"))
-
-
-class FullBatchGradient(SABA):
-    """Broken: a full-batch gradient of g every iteration (as a periodic full pass would, amortised)."""
-
-    def step(self) -> None:
-        super().step()
-        self.problem.inner_grad(self.z, self.x, None)
-
-
-class DoubleTable(SABA):
-    """Broken: keeps a second copy of its table, twice the memory it must hold."""
-
-    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> dict:
-        hp = super().init(problem, batch_size, seed)
-        held = [self.scalars.rows] if self.scalars is not None else [self.table.rows] if self.joint else [
-            self.inner.rows, self.outer.rows]  # fmt: skip
-        self.spare = [t.clone() for t in held]
-        return hp
-
-
 SMOKE_PROBLEMS = ["quadratic", "quadratic-benchopt", "hyperparam", "datacleaning"]
 
 
@@ -546,24 +521,12 @@ def test_a_table_smaller_than_one_entry_per_sample_fails():
     assert not check.check.passed
 
 
-class ExtraHessianVectorSpareTable(ExtraHessianVector, DoubleTable):
-    """Broken both ways, for one run through the real protocol."""
-
-
-def test_a_broken_saba_fails_both_checks_through_the_protocol():
-    """The smoke quadratic through the task's protocol (race, counts after it, state), untuned (both values
-    given), for SOBA and a SABA with an extra Hessian-vector product and a spare table."""
-    records = []
-    for impl, solver in (("soba", SOBA(step_size=0.1, outer_ratio=1.0)),
-                         ("saba", ExtraHessianVectorSpareTable(step_size=0.1, outer_ratio=1.0))):  # fmt: skip
-        result = smoke.run_case("bilevel", solver, {"problem": "quadratic"})
-        assert result.invalid_reason is None and result.metrics["tuning_points"] == 0
-        records.append({"task": "bilevel", "impl": impl, "scale": "smoke", "params": {"problem": "quadratic"},
-                        "seed": 0, "status": "ok", "metrics": result.metrics, "series": result.series})  # fmt: skip
-    checks = {c.name: c.check for c in get_task("bilevel").run_checks(records)}
-    assert not checks["saba_oracles_equal_soba"].passed and checks["saba_oracles_equal_soba"].value == 1
-    assert records[1]["metrics"]["oracle_calls_inner_hvp"] == 2 and records[0]["metrics"]["oracle_calls_inner_hvp"] == 1
-    assert not checks["saba_table_size"].passed
+def test_the_oracle_control_is_one_hessian_vector_product_more_through_the_protocol():
+    """The control of saba_oracles_equal_soba runs SOBA and the broken SABA through the task's protocol (untuned):
+    SABA's calls of d2_zz g v are twice SOBA's, a relative difference of 1."""
+    (check,) = controls.saba_oracles_equal_soba()
+    assert check.passed is False and check.value == 1
+    assert "largest at oracle_calls_inner_hvp: SABA 2, SOBA 1" in check.description
 
 
 def _frame(records):
@@ -576,14 +539,6 @@ def _frame(records):
     return pd.DataFrame(rows)
 
 
-def _race_record(impl: str, series: list[list[float]]) -> dict:
-    return {
-        "task": "bilevel", "impl": impl, "scale": "small", "params": {"problem": "hyperparam"}, "seed": 0,
-        "status": "ok", "metrics": {"run_time_s": series[-1][0], "final_suboptimality": series[-1][1]},
-        "series": {"suboptimality_vs_time": series},
-    }  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("soba", "passed"),
     [
@@ -594,9 +549,9 @@ def _race_record(impl: str, series: list[list[float]]) -> dict:
 def test_race_measures_from_the_lowest_value_of_the_run(soba, passed):
     """The paper's convention: suboptimality from the lowest h any case reached (here full_batch's)."""
     records = [
-        _race_record("saba", [[0, 0.5], [1, 0.3], [2, 0.0505], [4, 0.0502]]),
-        _race_record("soba", soba),
-        _race_record("full_batch", [[0, 0.5], [5, 0.05]]),
+        race_record("saba", [[0, 0.5], [1, 0.3], [2, 0.0505], [4, 0.0502]]),
+        race_record("soba", soba),
+        race_record("full_batch", [[0, 0.5], [5, 0.05]]),
     ]
     (check,) = [c for c in get_task("bilevel").run_checks(records) if c.name == "saba_reaches_1e-3_before_soba"]
     assert check.check.passed is passed

@@ -505,3 +505,20 @@ def test_plots_from_smoke_records(smoke_results):
     for plot in task.line_plots:
         assert plot.y in all_metrics(task) and plot.x.removeprefix("param.") in task.scales["smoke"].grid
         assert draw({**asdict(plot), "where": dict(plot.where)}, frame) is not None, plot.name
+
+
+def test_the_controls_inputs_pass_with_the_reference_methods():
+    """The per-case controls fail by their defect, not by their input: the same linear flows pass each check
+    with the reference methods at Lip(g) = 0.9 (the inversion and Lipschitz controls use 1.1 and 1.5)."""
+    from suites.iresnet import controls, measures, protocol
+
+    cfg = configs.SMOKE
+    with controls.seeded() as x:
+        truncated = estimator_error(controls.linear_flow(0.6), IResNet(), x, 4, cfg["estimator_draws"])
+        roulette = estimator_error(controls.linear_flow(0.9), ResidualFlow(), x, 2, cfg["estimator_draws"])
+        inv = invert(controls.linear_flow(0.9), IResNet(), x, cfg["inverse_tol"], cfg["inverse_max_iter"])
+        lip = measures.lipschitz(controls.linear_flow(0.9), x, cfg["lipschitz_iterations"])
+    assert protocol.estimator_checks("truncated", truncated, 4)["logdet_bias_bound"].passed
+    assert protocol.estimator_checks("roulette", roulette, 2)["logdet_unbiased"].passed
+    assert protocol.inverse_check(inv, cfg["inverse_max_iter"]).passed
+    assert protocol.lipschitz_check(lip, 0.9).passed

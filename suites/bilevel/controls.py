@@ -1,0 +1,145 @@
+"""Failing controls of ``bilevel``'s checks: each runs the task's own check code on a deliberately broken input.
+
+Most run a broken solver through the task's protocol on the smoke quadratic (``ctbench.run.smoke.run_case``, the
+step size and outer ratio given, so no tuning: a fraction of a second), or a reference solver recorded under the
+name of the other, and hand the case records to the task's ``run_checks``. The rate and the race are decided on
+recorded curves with the defect (a smoke race on hyperparameter selection takes a minute).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ctbench import Check
+from ctbench.api.claims import named
+from ctbench.run import smoke
+from reference_impls.bilevel.saba import SABA
+from reference_impls.bilevel.soba import SOBA
+from suites.bilevel.interface import BilevelSolver, Directions
+from suites.bilevel.problem import BilevelProblem
+from suites.bilevel.protocol import fit_r2
+
+TASK = "bilevel"
+QUADRATIC = {"step_size": 0.1, "outer_ratio": 1.0}  # SOBA's and SABA's defaults on the quadratic
+
+
+class ClimbingSOBA(SOBA):
+    """Broken: SOBA with the outer direction's sign flipped, x <- x + gamma_t D_x (it climbs h)."""
+
+    def directions(self, inner_idx: Any, outer_idx: Any) -> Directions:
+        d = super().directions(inner_idx, outer_idx)
+        return Directions(d.z, d.v, -d.x)
+
+
+class ExtraHessianVector(SABA):
+    """Broken: one more Hessian-vector product per iteration, on another minibatch."""
+
+    def step(self) -> None:
+        super().step()
+        self.problem.inner_hvp(self.z, self.x, self.v, self.draw("inner"))
+
+
+class FullBatchGradient(SABA):
+    """Broken: a full-batch gradient of g every iteration (as a periodic full pass would, amortised)."""
+
+    def step(self) -> None:
+        super().step()
+        self.problem.inner_grad(self.z, self.x, None)
+
+
+class DoubleTable(SABA):
+    """Broken: keeps a second copy of its table, twice the memory it must hold."""
+
+    def init(self, problem: BilevelProblem, batch_size: int, seed: int) -> dict:
+        hp = super().init(problem, batch_size, seed)
+        held = [self.scalars.rows] if self.scalars is not None else [self.table.rows] if self.joint else [
+            self.inner.rows, self.outer.rows]  # fmt: skip
+        self.spare = [t.clone() for t in held]
+        return hp
+
+
+def smoke_record(impl: str, solver: BilevelSolver, problem: str = "quadratic") -> dict[str, Any]:
+    """The record of ``solver`` run through the task's protocol on the smoke instance of ``problem``, under the
+    name ``impl``."""
+    result = smoke.run_case(TASK, solver, {"problem": problem})
+    return {"task": TASK, "impl": impl, "scale": "smoke", "params": {"problem": problem}, "seed": 0,
+            "status": "ok" if result.invalid_reason is None else "invalid", "metrics": result.metrics,
+            "series": result.series, "dataset": result.dataset}  # fmt: skip
+
+
+def _run_checks(records: Sequence[dict[str, Any]], name: str) -> list[Check]:
+    from suites.bilevel.task import BilevelTask
+
+    return named(BilevelTask().run_checks(records), name)
+
+
+def suboptimality_decreased() -> list[Check]:
+    """A SOBA that climbs the value function (its outer step along +D_x), through the protocol on the smoke
+    quadratic: h - h* ends above where it started."""
+    return [smoke.run_case(TASK, ClimbingSOBA(**QUADRATIC), {"problem": "quadratic"}).checks["suboptimality_decreased"]]
+
+
+def saba_reaches_quadratic_target() -> list[Check]:
+    """A SABA without its variance reduction (SOBA's minibatch directions and decreasing steps, recorded as
+    SABA) on the smoke quadratic: it stops near 1e-3, far from the target 1e-6."""
+    return _run_checks([smoke_record("saba", SOBA(**QUADRATIC))], "saba_reaches_quadratic_target")
+
+
+def sublinear_record(impl: str, evaluations: int = 40) -> dict[str, Any]:
+    """A record of the quadratic at small scale whose h - h* decays as 1 / k over its ``evaluations`` (the
+    scale's 40; one every 15,000 samples), with the R^2 of its log-linear fit (``protocol.fit_r2``)."""
+    samples = [15_000.0 * k for k in range(1, evaluations + 1)]
+    suboptimality = [1e-2 / k for k in range(1, evaluations + 1)]
+    r2 = fit_r2(samples, [math.log10(s) for s in suboptimality])
+    metrics = {"final_suboptimality": suboptimality[-1], "rate_r2": r2, "samples": samples[-1]}
+    curve = [[s, h] for s, h in zip(samples, suboptimality, strict=True)]
+    return {"task": TASK, "impl": impl, "scale": "small", "params": {"problem": "quadratic"}, "seed": 0,
+            "status": "ok", "metrics": metrics, "dataset": "synthetic",
+            "series": {"suboptimality_vs_samples": curve}}  # fmt: skip
+
+
+def saba_linear_rate() -> list[Check]:
+    """A SABA that converges sublinearly on the quadratic: h - h* = 1e-2 / k over the small scale's 40
+    evaluations, a straight line on log-log axes and a curve on the linear rate's semi-log ones."""
+    return _run_checks([sublinear_record("saba")], "saba_linear_rate")
+
+
+def soba_does_not_reach_quadratic_target() -> list[Check]:
+    """A variance-reduced SOBA (SABA's SAGA tables and constant steps, recorded as SOBA) on the smoke quadratic:
+    it reaches 1e-6, which SOBA's decreasing steps cannot within the budget."""
+    return _run_checks([smoke_record("soba", SABA(**QUADRATIC))], "soba_does_not_reach_quadratic_target")
+
+
+def race_record(impl: str, series: list[list[float]], problem: str = "hyperparam") -> dict[str, Any]:
+    """A small-scale record of ``problem`` with the curve ``series`` of [time (s), h - h*]."""
+    return {
+        "task": TASK, "impl": impl, "scale": "small", "params": {"problem": problem}, "seed": 0,
+        "status": "ok", "metrics": {"run_time_s": series[-1][0], "final_suboptimality": series[-1][1]},
+        "series": {"suboptimality_vs_time": series},
+    }  # fmt: skip
+
+
+def saba_reaches_1e_3_before_soba() -> list[Check]:
+    """SOBA comes within 1e-3 of the run's lowest h (0.05) at t = 1 s, SABA only at t = 2 s: SABA loses the race
+    on hyperparameter selection."""
+    records = [
+        race_record("saba", [[0, 0.5], [1, 0.3], [2, 0.0505], [4, 0.0502]]),
+        race_record("soba", [[0, 0.5], [1, 0.0505], [3, 0.0501]]),
+        race_record("full_batch", [[0, 0.5], [5, 0.05]]),
+    ]
+    return _run_checks(records, "saba_reaches_1e-3_before_soba")
+
+
+def saba_oracles_equal_soba() -> list[Check]:
+    """A SABA that makes one Hessian-vector product more per iteration than SOBA (on another minibatch),
+    through the protocol on the smoke quadratic, with SOBA beside it."""
+    records = [smoke_record("soba", SOBA(**QUADRATIC)), smoke_record("saba", ExtraHessianVector(**QUADRATIC))]
+    return _run_checks(records, "saba_oracles_equal_soba")
+
+
+def saba_table_size() -> list[Check]:
+    """A SABA that keeps a second copy of its SAGA table (twice the memory it must hold), through the protocol on
+    the smoke quadratic."""
+    return _run_checks([smoke_record("saba", DoubleTable(**QUADRATIC))], "saba_table_size")
