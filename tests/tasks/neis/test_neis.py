@@ -20,6 +20,7 @@ from reference_impls.neis.vanilla_is import VanillaIS
 from suites.neis import neis as neis_module
 from suites.neis import protocol
 from suites.neis.checks import paper_checks
+from suites.neis.controls import record
 from suites.neis.interface import Budget, FlowDiverged
 from suites.neis.neis import NEIS, VelocityField
 from suites.neis.problem import NonFinitePotential, Problem
@@ -261,17 +262,6 @@ def test_the_step_draws_n_time_estimates():
     step = smoke.step("neis", "vanilla_is", {"target": "eg1"})
     log_z_hat = step()
     assert log_z_hat.shape == (NEISTask.scales["smoke"].config["n_time"],) and bool(log_z_hat.isfinite().all())
-
-
-def record(impl, target, status="ok", **metrics):
-    return {
-        "impl": impl,
-        "scale": "smoke",
-        "seed": 0,
-        "params": {"target": target},
-        "status": status,
-        "metrics": metrics,
-    }
 
 
 def test_run_checks_flag_what_they_should():
