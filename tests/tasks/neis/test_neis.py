@@ -237,7 +237,7 @@ def test_ode_blow_up_in_training_makes_the_case_invalid_with_its_step():
     assert measured == {"training_steps_done": 0.0} and result.metrics["probe_time_s"] > 0
 
 
-@pytest.mark.parametrize("impl", ["vanilla_is", "ais", "neis_linear", "neis_gradient", "neis_mlp"])
+@pytest.mark.parametrize("impl", ["vanilla_is", "ais", "ais_100", "neis_linear", "neis_gradient", "neis_mlp"])
 def test_smoke_case_measures_everything(impl):
     result = smoke.run_case("neis", impl, {"target": "eg1"})
     m = result.metrics
