@@ -124,8 +124,8 @@ def _with_training(case: Case, against: float) -> str:
 
 def _beats_ais(impl: str, case: Case, ais_impl: str, ais: Case) -> Check:
     """NEIS ``case`` against the AIS case ``ais`` at equal cost (sampling; training in the description)."""
-    ais_cost = ais["metrics"]["rel_var_x_cost"]
-    ratio = ais_cost / case["metrics"]["rel_var_x_cost"]
+    ais_cost, own = ais["metrics"]["rel_var_x_cost"], case["metrics"]["rel_var_x_cost"]
+    ratio = ais_cost / own if own > 0 else 0.0  # no variance measured: the case is invalid, no ratio to report
     label = f"AIS-{ais['metrics']['cost_per_sample'] / 2:.0f}" if "cost_per_sample" in ais["metrics"] else ais_impl
     both = f"{label} ({ais_impl}) rel_var x cost / {impl}'s: {ratio:.3g} at equal sampling cost (decides), "
     both += _with_training(case, ais_cost)

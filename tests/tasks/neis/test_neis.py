@@ -309,6 +309,16 @@ def test_an_invalid_ais_never_makes_neis_win():
         assert check.passed is None, check
 
 
+def test_a_neis_case_without_variance_fails_against_ais():
+    """All its estimates equal (rel_var 0: invalid): a failed check, not a division by zero."""
+    cases = [
+        record("ais", "eg1", rel_var_x_cost=100.0, cost_per_sample=20.0),
+        record("neis_linear", "eg1", "invalid", rel_var_x_cost=0.0),
+    ]
+    (check,) = [c.check for c in paper_checks("neis", cases, {}) if c.name == "neis_beats_ais"]
+    assert check.passed is False and check.value == 0.0, check
+
+
 def test_with_training_counts_the_fit_spread_over_the_estimates():
     target = make_target("eg1")
     est = Estimates(1.0, 4.0, 4.0, 0.0, 2000)
