@@ -1,1 +1,1 @@
-"""Reference estimators of the ``neis`` task: vanilla IS, AIS, and NEIS with three velocity fields."""
+"""Reference estimators of the ``neis`` task: vanilla IS, AIS-10 and AIS-100, and NEIS with three velocity fields."""

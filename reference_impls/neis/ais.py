@@ -67,6 +67,8 @@ class AIS(Estimator):
         description="annealed importance sampling, linear interpolation of potentials, MALA transitions",
     )
 
+    temperatures: int | None = None  # K; None: the budget's (the scale's ``temperatures``, the paper's AIS-10)
+
     def __init__(self) -> None:
         self.budget: Budget | None = None
 
@@ -79,6 +81,5 @@ class AIS(Estimator):
         if self.budget is None:
             raise RuntimeError("AIS.sample before fit")
         b = self.budget
-        return torch.cat(
-            [ais_log_weights(problem, min(b.chunk, n - i), b.temperatures, b.mala_step) for i in range(0, n, b.chunk)]
-        )
+        k = self.temperatures or b.temperatures
+        return torch.cat([ais_log_weights(problem, min(b.chunk, n - i), k, b.mala_step) for i in range(0, n, b.chunk)])

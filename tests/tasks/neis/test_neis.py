@@ -13,6 +13,7 @@ from ctbench.catalog.describe import all_metrics
 from ctbench.figures.plotting import draw
 from ctbench.run import smoke
 from reference_impls.neis.ais import AIS
+from reference_impls.neis.ais_100 import AIS100
 from reference_impls.neis.neis_gradient import GradientField, NEISGradient
 from reference_impls.neis.neis_linear import LinearField, NEISLinear
 from reference_impls.neis.neis_mlp import NEISMLP, MLPField
@@ -20,6 +21,7 @@ from reference_impls.neis.vanilla_is import VanillaIS
 from suites.neis import neis as neis_module
 from suites.neis import protocol
 from suites.neis.checks import paper_checks
+from suites.neis.controls import record
 from suites.neis.interface import Budget, FlowDiverged
 from suites.neis.neis import NEIS, VelocityField
 from suites.neis.problem import NonFinitePotential, Problem
@@ -101,10 +103,13 @@ def test_counter_measures_values_and_gradients():
 
 
 @pytest.mark.parametrize(
-    ("impl", "cost"), [(VanillaIS, 1), (AIS, 2 * 10), (NEISGradient, 20 + 1)], ids=["vanilla", "ais", "neis"]
+    ("impl", "cost"),
+    [(VanillaIS, 1), (AIS, 2 * 10), (AIS100, 2 * 100), (NEISGradient, 20 + 1)],
+    ids=["vanilla", "ais", "ais_100", "neis"],
 )
 def test_cost_per_sample_is_what_the_method_evaluates(impl, cost):
-    """vanilla: one value; AIS (K = 10): value + gradient at x0 and at K - 1 proposals; NEIS (N = 20): N + 1 values."""
+    """vanilla: one value; AIS (K = 10, the scale's; K = 100 for ais_100): value + gradient at x0 and at K - 1
+    proposals; NEIS (N = 20): N + 1 values."""
     torch.manual_seed(0)
     problem, est = Problem(make_target("eg1")), impl()
     est.fit(problem, budget(train_steps=1))
@@ -232,7 +237,7 @@ def test_ode_blow_up_in_training_makes_the_case_invalid_with_its_step():
     assert measured == {"training_steps_done": 0.0} and result.metrics["probe_time_s"] > 0
 
 
-@pytest.mark.parametrize("impl", ["vanilla_is", "ais", "neis_linear", "neis_gradient", "neis_mlp"])
+@pytest.mark.parametrize("impl", ["vanilla_is", "ais", "ais_100", "neis_linear", "neis_gradient", "neis_mlp"])
 def test_smoke_case_measures_everything(impl):
     result = smoke.run_case("neis", impl, {"target": "eg1"})
     m = result.metrics
@@ -263,36 +268,64 @@ def test_the_step_draws_n_time_estimates():
     assert log_z_hat.shape == (NEISTask.scales["smoke"].config["n_time"],) and bool(log_z_hat.isfinite().all())
 
 
-def record(impl, target, status="ok", **metrics):
-    return {
-        "impl": impl,
-        "scale": "smoke",
-        "seed": 0,
-        "params": {"target": target},
-        "status": status,
-        "metrics": metrics,
-    }
-
-
 def test_run_checks_flag_what_they_should():
     cases = [
-        record("ais", "eg1", rel_var_x_cost=100.0),
-        record("neis_gradient", "eg1", rel_var_x_cost=10.0, variance_reduction=2e3),
+        record("ais", "eg1", rel_var_x_cost=100.0, cost_per_sample=20.0),
+        record("neis_gradient", "eg1", rel_var_x_cost=10.0, variance_reduction=2e3, rel_var_x_cost_with_training=50.0),
         record("neis_mlp", "eg1", "invalid", rel_var_x_cost=1.0),
         record("ais", "eg2", "invalid", rel_var_x_cost=1.0),
+        record("ais_100", "eg2", rel_var_x_cost=5.0, cost_per_sample=200.0),
         record("neis_gradient", "eg2", rel_var_x_cost=10.0, variance_reduction=5.0),
         record("neis_linear", "eg2", "failed"),
         record("neis_gradient", "eg3", rel_var_x_cost=10.0, variance_reduction=5.0),
     ]
     checks = paper_checks("neis", cases, {"smoke": 1e3})
-    got = {(c.name, c.scope["target"], c.scope.get("impl")): c.check.passed for c in checks}
+    got = {(c.name, c.scope["target"], c.scope.get("impl"), c.scope.get("ais")): c.check.outcome for c in checks}
     assert got == {
-        ("neis_variance_reduction", "eg1", None): True,
-        ("neis_beats_ais", "eg1", "neis_gradient"): True,
-        ("neis_beats_ais", "eg1", "neis_mlp"): False,  # invalid itself: no win
-        ("neis_variance_reduction", "eg2", None): False,
-        ("neis_beats_ais", "eg2", "neis_gradient"): True,  # AIS invalid at this cost
+        ("neis_variance_reduction", "eg1", None, None): "pass",
+        ("neis_beats_ais", "eg1", "neis_gradient", "ais"): "pass",
+        ("neis_beats_ais", "eg1", "neis_mlp", "ais"): "fail",  # invalid itself: no win
+        ("neis_variance_reduction", "eg2", None, None): "fail",
+        ("neis_beats_ais", "eg2", "neis_gradient", "ais"): "inconclusive",  # AIS invalid: nothing to compare
+        ("neis_beats_ais", "eg2", "neis_gradient", "ais_100"): "fail",  # the paper's AIS-100 wins
     }
+    beats = {
+        (c.scope["target"], c.scope["impl"], c.scope["ais"]): c.check for c in checks if c.name == "neis_beats_ais"
+    }
+    assert "AIS invalid: no variance to compare" in beats["eg2", "neis_gradient", "ais"].description
+    assert "0.5 at equal sampling cost" in beats["eg2", "neis_gradient", "ais_100"].description
+    assert "AIS-10 (ais)" in beats["eg1", "neis_gradient", "ais"].description
+    assert "2 with its training" in beats["eg1", "neis_gradient", "ais"].description  # 100 / 50
+
+
+def test_an_invalid_ais_never_makes_neis_win():
+    """However far below NEIS's its variance is, or above, an invalid AIS leaves the comparison undecided."""
+    for ais_cost in (1e-3, 1e6):
+        cases = [
+            record("ais_100", "eg1", "invalid", rel_var_x_cost=ais_cost, cost_per_sample=200.0),
+            record("neis_gradient", "eg1", rel_var_x_cost=10.0, variance_reduction=2e3),
+        ]
+        (check,) = [c.check for c in paper_checks("neis", cases, {}) if c.name == "neis_beats_ais"]
+        assert check.passed is None, check
+
+
+def test_a_neis_case_without_variance_fails_against_ais():
+    """All its estimates equal (rel_var 0: invalid): a failed check, not a division by zero."""
+    cases = [
+        record("ais", "eg1", rel_var_x_cost=100.0, cost_per_sample=20.0),
+        record("neis_linear", "eg1", "invalid", rel_var_x_cost=0.0),
+    ]
+    (check,) = [c.check for c in paper_checks("neis", cases, {}) if c.name == "neis_beats_ais"]
+    assert check.passed is False and check.value == 0.0, check
+
+
+def test_with_training_counts_the_fit_spread_over_the_estimates():
+    target = make_target("eg1")
+    est = Estimates(1.0, 4.0, 4.0, 0.0, 2000)
+    vanilla = Estimates(1.0, 1.0, 1.0, 0.0, 10)
+    m = protocol.evaluation(target, est, vanilla, 21.0, {"training_cost": 2000 * 79.0}, []).metrics
+    assert m["rel_var_x_cost"] == pytest.approx(4 * 21) and m["rel_var_x_cost_with_training"] == pytest.approx(4 * 100)
+    assert m["variance_reduction"] / m["variance_reduction_with_training"] == pytest.approx(100 / 21)
 
 
 def test_plots_draw_the_per_target_dimension_and_training_figures():
@@ -347,9 +380,11 @@ def test_negative_controls_are_the_cases_the_paper_expects_to_miss_mass():
         assert expected("vanilla_is", scale, "eg3") is None  # no closed form, and valid at small and full
         for impl in ("neis_linear", "neis_gradient", "neis_mlp"):
             assert expected(impl, scale, "eg2") is None
-    assert "AIS with 10 temperatures" in expected("ais", "smoke", "eg2")
-    assert "AIS with 25 temperatures" in expected("ais", "small", "eg3")
-    assert expected("ais", "full", "eg2") is None and expected("ais", "small", "gmm_d10") is None
+    for scale in ("smoke", "small", "full", "gpu-smoke"):
+        assert "AIS with 10 temperatures (20 U1" in expected("ais", scale, "eg2"), scale  # the paper's AIS-10
+    assert "AIS with 100 temperatures on eg1 from 2000 samples" in expected("ais_100", "smoke", "eg1")
+    assert expected("ais_100", "small", "eg2") is None and expected("ais_100", "full", "eg3") is None
+    assert expected("ais", "small", "gmm_d10") is None and expected("ais_100", "smoke", "gmm_d2") is None
 
 
 def test_gpu_smoke_is_smokes_steps_with_smalls_samples():
