@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from ctbench.boards.ranking import objectives
 from ctbench.figures.palette import Style, using
-from ctbench.figures.pareto import pareto_figures
+from ctbench.figures.pareto import MEMORY, TIME, pareto_figures
 from ctbench.figures.plotting import DPI, draw_all, plain_text
 from report.fmt import slug
 
@@ -37,13 +38,17 @@ def _named(name: str, figures: Sequence[Any]) -> list[tuple[str, Any]]:
 
 
 def _pareto(spec: Mapping[str, Any] | None, boards: Sequence[tuple[str, pd.DataFrame]], styles: Any) -> list:
-    quality = (spec or {}).get("primary_metric")
+    """The Pareto scatter over the task's declared objectives (its quality, memory and time metrics)."""
+    declared = objectives(spec)
+    kinds = {kind: metric for metric, kind in reversed(list(declared.items()))}  # the first of each kind
+    quality = kinds.get("quality") or (spec or {}).get("primary_metric")
     if not quality or not boards:
         return []
-    metric = (spec.get("metrics") or {}).get(quality) or {}
+    metric = ((spec or {}).get("metrics") or {}).get(quality) or {}
     higher = metric.get("higher_is_better") if isinstance(metric, Mapping) else None
-    figures = pareto_figures(boards, quality, quality_label=quality, higher=higher, styles=styles)
-    return _named("Pareto: quality, memory and time per board", figures)
+    figures = pareto_figures(boards, quality, memory=kinds.get("memory", MEMORY), time=kinds.get("time", TIME),
+                             quality_label=quality, higher=higher, styles=styles)  # fmt: skip
+    return _named("Pareto: the task's objectives per board", figures)
 
 
 def task_figures(

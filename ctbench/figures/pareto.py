@@ -1,6 +1,7 @@
-"""The Pareto scatter of a task's leaderboards: per board, each ok row's quality (its primary metric) against its
-step's peak memory, the marker's area growing with its step time, rows of Pareto layer 1 ringed. Drawn from a
-``ctbench.boards.table.leaderboard`` frame alone (the run files), in the report's styles."""
+"""The Pareto scatter of a task's leaderboards over its declared objectives: per board, each ok row's quality
+objective against its memory objective, the marker's area growing with its time objective, rows of Pareto layer 1
+ringed. One panel per board, every board: a board whose rows lack the objectives says so in its panel. Drawn from
+a ``ctbench.boards.table.leaderboard`` frame alone (the run files), in the report's styles."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ctbench.figures.plotting import (
 )
 from ctbench.figures.plotting import title as panel_title
 
-MEMORY, TIME = METRIC + "step_peak_memory_bytes", METRIC + "step_time_s"
+MEMORY, TIME = "step_peak_memory_bytes", "step_time_s"  # the objectives a task that declares none is ranked by
 AREA = (30.0, 500.0)  # marker area (points^2) of the fastest and the slowest row of a panel
 
 
@@ -38,9 +39,11 @@ def _areas(times: pd.Series) -> np.ndarray:
     return np.where(np.isnan(scaled), 120.0, AREA[0] + scaled * (AREA[1] - AREA[0]))
 
 
-def _panel(ax: Any, rows: pd.DataFrame, quality: str, styles: Mapping[str, Style]) -> None:
-    areas = _areas(rows[TIME] if TIME in rows else pd.Series(np.nan, index=rows.index))
-    memory = rows[MEMORY].to_numpy(dtype=float) / 2**20
+def _panel(ax: Any, rows: pd.DataFrame, quality: str, memory_metric: str, time_metric: str,
+           styles: Mapping[str, Style]) -> None:  # fmt: skip
+    time = METRIC + time_metric
+    areas = _areas(rows[time] if time in rows else pd.Series(np.nan, index=rows.index))
+    memory = rows[METRIC + memory_metric].to_numpy(dtype=float) / 2**20
     for i, (label, value, front) in enumerate(
         zip(labels(rows), rows[METRIC + quality], rows["pareto"] == 1, strict=True)
     ):
@@ -59,22 +62,25 @@ def pareto_figures(
     boards: Sequence[tuple[str, pd.DataFrame]],
     quality: str,
     *,
+    memory: str = MEMORY,
+    time: str = TIME,
     quality_label: str = "",
     higher: bool | None = None,
     styles: Mapping[str, Style] | None = None,
 ) -> list[Any]:
-    """One panel per board (title, its leaderboard rows) with ok rows carrying ``quality`` and step memory;
-    ``MAX_PANELS`` panels a figure; none when no board has such rows."""
+    """One panel per board (title, its leaderboard rows): the ok rows' ``quality`` against ``memory`` (bytes,
+    drawn in MiB), marker area from ``time``; a board with no ok row carrying both says so in its panel.
+    ``MAX_PANELS`` panels a figure; none without boards."""
     panels = []
     for title, board in boards:
-        if METRIC + quality not in board or MEMORY not in board:
-            continue
-        rows = board[(board["status"] == "ok") & board[METRIC + quality].notna() & board[MEMORY].notna()]
-        if not rows.empty:
-            panels.append((title, rows))
+        wanted = [METRIC + quality, METRIC + memory]
+        carried = all(c in board for c in wanted)
+        rows = board[(board["status"] == "ok") & board[wanted].notna().all(axis=1)] if carried else board.iloc[:0]
+        panels.append((title, rows))
     if not panels:
         return []
-    chosen = styles_for(pd.concat([rows for _, rows in panels]), styles)
+    drawn = [rows for _, rows in panels if not rows.empty]
+    chosen = styles_for(pd.concat(drawn) if drawn else boards[0][1].iloc[:0], styles)
     better = "" if higher is None else (" (higher is better)" if higher else " (lower is better)")
     figures = []
     with plain_text():  # names are drawn as they are, never as mathtext
@@ -82,14 +88,20 @@ def pareto_figures(
             chunk = panels[start : start + MAX_PANELS]
             figure, axes = grid(len(chunk))
             for ax, (name, rows) in zip(axes, chunk, strict=True):
-                _panel(ax, rows, quality, chosen)
                 ax.set_title(panel_title(name, len(chunk)), fontsize=9, parse_math=False)
-                ax.set_xlabel("step peak memory (MiB)")
-                ax.set_ylabel(
-                    axis_label((quality_label or quality) + better, len(chunk), vertical=True), parse_math=False
-                )
+                if rows.empty:
+                    missing = f"no ok row with both {quality} and {memory}"
+                    ax.text(0.5, 0.5, axis_label(missing, len(chunk), vertical=True), ha="center", va="center",
+                            transform=ax.transAxes, fontsize=9, wrap=True, parse_math=False)  # fmt: skip
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    continue
+                _panel(ax, rows, quality, memory, time, chosen)
+                ax.set_xlabel(axis_label(f"{memory} (MiB)", len(chunk)), parse_math=False)
+                ylabel = axis_label((quality_label or quality) + better, len(chunk), vertical=True)
+                ax.set_ylabel(ylabel, parse_math=False)
             shown = sorted({str(lb) for _, rows in chunk for lb in labels(rows)})
-            note = "marker area: step time (larger is slower); ringed: Pareto layer 1 over the task's objectives"
+            note = f"marker area: {time} (larger is slower); ringed: Pareto layer 1 over the task's objectives"
             legend(figure, chosen, shown, note)
             figures.append(figure)
     return figures

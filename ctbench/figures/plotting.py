@@ -158,7 +158,7 @@ def title(text: str, count: int) -> str:
 def axis_label(text: str, count: int, vertical: bool = False) -> str:
     """An axis label wrapped to its panel (``count`` panels in the figure): a y label to the panel's height, an x
     label to its width (two lines at most)."""
-    width = (40 if count == 1 else 32) if vertical else {1: 110, 2: 60}.get(count, 38)
+    width = {1: 40, 2: 32}.get(count, 26) if vertical else {1: 110, 2: 60}.get(count, 38)
     lines = textwrap.wrap(printable(" ".join(text.split())), width) or [""]
     return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
 
