@@ -21,7 +21,7 @@ from reference_impls.neis.vanilla_is import VanillaIS
 from suites.neis import neis as neis_module
 from suites.neis import protocol
 from suites.neis.checks import paper_checks
-from suites.neis.controls import record
+from suites.neis.controls import record, run_checks
 from suites.neis.interface import Budget, FlowDiverged
 from suites.neis.neis import NEIS, VelocityField
 from suites.neis.problem import NonFinitePotential, Problem
@@ -307,6 +307,22 @@ def test_an_invalid_ais_never_makes_neis_win():
         ]
         (check,) = [c.check for c in paper_checks("neis", cases, {}) if c.name == "neis_beats_ais"]
         assert check.passed is None, check
+
+
+def test_neis_against_ais_counts_the_training_and_waits_for_enough_estimates():
+    """A NEIS that wins at equal sampling cost but loses once its training is counted fails at the small scale;
+    at smoke (2000 estimates) the same cases are recorded, not decided, and say why."""
+    checks = {}
+    for scale in ("small", "smoke"):
+        cases = [
+            record("ais_100", "eg2", scale=scale, rel_var_x_cost=100.0, cost_per_sample=200.0),
+            record("neis_gradient", "eg2", scale=scale, rel_var_x_cost=10.0, rel_var_x_cost_with_training=200.0),
+        ]
+        checks[scale] = run_checks(cases, "neis_beats_ais")
+    (small,), (at_smoke,) = checks["small"], checks["smoke"]
+    assert small.passed is False and small.value == pytest.approx(0.5)
+    assert "0.5 with its training" in small.description and "10 at equal sampling cost" in small.description
+    assert at_smoke.passed is None and "not decided from 2000 estimates" in at_smoke.description
 
 
 def test_a_neis_case_without_variance_fails_against_ais():
