@@ -234,12 +234,13 @@ def _rows(sub: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def _rank_board(board: pd.DataFrame, metric: str | None, higher: bool | None) -> None:
-    """Rank the ok rows of one board by ``metric`` with ties within noise (in place)."""
+    """Rank the ok rows of one board by ``metric`` with ties within noise (in place); a row alone on its board
+    has nothing to be ranked against and gets no rank."""
     column = METRIC + (metric or "")
     if metric is None or higher is None or column not in board:
         return
     ranked = board.index[(board["status"] == "ok") & board[column].notna()]
-    if len(ranked) == 0:
+    if len(ranked) < 2:
         return
     noise = board.loc[ranked, NOISE + metric] if NOISE + metric in board else pd.Series(np.nan, index=ranked)
     ranks = ranking.tied_ranks(board.loc[ranked, column].tolist(), noise.tolist(), higher)
@@ -253,7 +254,7 @@ def _pareto_board(board: pd.DataFrame, objectives: Mapping[str, bool]) -> None:
     ok = board.index[board["status"] == "ok"]
     used = [m for m in objectives if METRIC + m in board and len(ok) and board.loc[ok, METRIC + m].notna().all()]
     board.loc[:, "objectives"] = ", ".join(used)
-    if not used or len(ok) == 0:
+    if not used or len(ok) < 2:  # a row alone has no layer to be in
         return
     values = board.loc[ok, [METRIC + m for m in used]].to_numpy(dtype=float).tolist()
     noise_columns = [board[NOISE + m] if NOISE + m in board else pd.Series(np.nan, index=board.index) for m in used]

@@ -5,7 +5,9 @@ the submission's own points: same task, scale, parameters and seed (and, once th
 dataset). Where several runs hold the same case, the newest is used. The run file written holds the submission's
 cases only; the report built at the end reads it beside the stored runs that hold a match. References the task
 would run at a point but the store lacks are listed. ``retime`` reruns the matching reference cases on this
-machine, in the same run as the submission, instead of using the stored numbers.
+machine, in the same run as the submission, instead of using the stored numbers; it is chosen automatically when the
+stored cases ran on other hardware (their times and memory do not compare with this machine's, and rows of
+different hardware never share a board), unless ``keep_stored`` asks for the stored numbers all the same.
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ from ctbench.api.implementation import ImplRef, task_references
 from ctbench.catalog.registry import UsageError, description, get_task
 from ctbench.machine.env import environment, hardware_label, node
 from ctbench.run.cases import Case
-from ctbench.store.matching import Match, Point, board_runs, dataset_mismatches, differences, match, point, point_label
+from ctbench.store.matching import (
+    Match,
+    Point,
+    board_runs,
+    dataset_mismatches,
+    differences,
+    match,
+    other_hardware,
+    point,
+    point_label,
+)
 from ctbench.store.results import Skipped, load_runs
 from ctbench.store.schema import REFERENCE
 
@@ -36,6 +48,7 @@ class Against:
     match: Match
     retime: bool
     submissions: list[str]
+    moved: list[str]  # hardware the stored cases ran on, other than this machine's (why they were rerun)
     skipped: list[Skipped]
     differs: list[str] = field(default_factory=list)
     cases: list[Case] = field(default_factory=list)  # what to run: the submission's, and retimed references
@@ -54,9 +67,15 @@ class Against:
         who = ", ".join(self.submissions)
         if self.retime:
             n = sum(c.impl.submission == REFERENCE for c in self.cases)
+            why = (
+                f"they ran on other hardware ({'; '.join(self.moved)}), so that {who} shares their boards "
+                "(--keep-stored-references ranks it against the stored numbers instead)"
+                if self.moved
+                else "--retime-references"
+            )
             head = (
                 f"{who}: the {n} reference cases stored at its points in {', '.join(self.paths)} were rerun on this "
-                "machine in the same run (--retime-references)."
+                f"machine in the same run ({why})."
             )
             return [head]
         runs = ", ".join(r["run_id"] for r in self.match.runs()) or "none"
@@ -108,9 +127,13 @@ def _retimed(m: Match, say: Say) -> list[Case]:
     return cases
 
 
-def plan(paths: Sequence[str], cases: Sequence[Case], retime: bool, say: Say = print) -> Against:
+def plan(
+    paths: Sequence[str], cases: Sequence[Case], retime: bool, say: Say = print, keep_stored: bool = False
+) -> Against:
     """Split ``cases`` (from ``--impl``) into the submission's and the references named there (which narrow the
-    stored references used), find the stored cases, say what matched, what is missing and what differs."""
+    stored references used), find the stored cases, say what matched, what is missing and what differs; rerun
+    the stored references here when asked (``retime``) or when they ran on other hardware (unless
+    ``keep_stored``)."""
     subs = [c for c in cases if c.impl.submission != REFERENCE]
     if not subs:
         raise UsageError("--against ranks a submission: name one with --impl FILE.py[:Class] (or a folder)")
@@ -127,15 +150,20 @@ def plan(paths: Sequence[str], cases: Sequence[Case], retime: bool, say: Say = p
     submissions = sorted({c.impl.submission for c in subs})
     env = environment()
     here = hardware_label(node())
-    result = Against(list(map(str, paths)), m, retime, submissions, skipped)
+    moved = [] if retime or keep_stored else other_hardware(m.pairs(), here)
+    retime = retime or bool(moved)
+    result = Against(list(map(str, paths)), m, retime, submissions, moved, skipped)
     if not retime:
         result.differs = differences(m.pairs(), env.get("git_commit"), here)
     result.cases = (_retimed(m, say) if retime else []) + subs
     n_points = len(expected)
+    if moved:
+        rerun = f"; they ran on other hardware ({'; '.join(moved)}), so they are rerun here"
+    else:
+        rerun = "; they are rerun here (--retime-references)" if retime else "; they are not rerun"
     say(
         f"against: {len(m.pairs())} stored reference cases match {len(m.cases)} of the submission's {n_points} "
-        f"points, from {len(m.runs())} run(s) under {', '.join(map(str, paths))}"
-        + ("; they are rerun here (--retime-references)" if retime else "; they are not rerun")
+        f"points, from {len(m.runs())} run(s) under {', '.join(map(str, paths))}{rerun}"
     )
     if not m.cases:
         say("WARNING: against: no stored reference case matches the submission's points: it is ranked alone")

@@ -77,12 +77,17 @@ def match(
     return Match({p: c for p, c in found.items() if c}, {p: m for p, m in missing.items() if m})
 
 
+def other_hardware(pairs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], hardware: str) -> list[str]:
+    """The hardware labels of the stored cases that are not ``hardware`` (this machine's)."""
+    return sorted({case_hardware(case, run) for case, run in pairs} - {hardware})
+
+
 def differences(pairs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], commit: str | None,
                 hardware: str) -> list[str]:  # fmt: skip
     """What makes the stored numbers incomparable with this machine's: another commit, other hardware."""
     pairs = list(pairs)
     lines = []
-    labels = sorted({case_hardware(case, run) for case, run in pairs} - {hardware})
+    labels = other_hardware(pairs, hardware)
     if labels:
         lines.append(
             f"the stored references ran on other hardware ({'; '.join(labels)}), this machine is {hardware}: their "

@@ -30,12 +30,17 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _against(args: argparse.Namespace, cases: Sequence[Case]) -> Against | None:
-    """``--against``: None without it; ``--retime-references`` alone is a usage error."""
+    """``--against``: None without it; ``--retime-references`` or ``--keep-stored-references`` alone is a usage
+    error."""
     if not args.against:
         if args.retime_references:
             raise UsageError("--retime-references needs --against RESULTS (the stored references to rerun)")
+        if args.keep_stored_references:
+            raise UsageError("--keep-stored-references needs --against RESULTS (the stored references to keep)")
         return None
-    return plan(args.against, cases, args.retime_references)
+    if args.retime_references and args.keep_stored_references:
+        raise UsageError("--retime-references and --keep-stored-references exclude each other")
+    return plan(args.against, cases, args.retime_references, keep_stored=args.keep_stored_references)
 
 
 def _against_summary(stored: Against, doc: Mapping[str, Any]) -> None:
@@ -69,7 +74,16 @@ class Run(Command):
             "points in these run files or folders (repeatable; e.g. results/reference)",
         )
         parser.add_argument(
-            "--retime-references", action="store_true", help="with --against: rerun the matching reference cases here"
+            "--retime-references",
+            action="store_true",
+            help="with --against: rerun the matching reference cases here (done anyway when they ran on other "
+            "hardware)",
+        )
+        parser.add_argument(
+            "--keep-stored-references",
+            action="store_true",
+            help="with --against: rank against the stored numbers even when they ran on other hardware (on their "
+            "own boards)",
         )
         parser.add_argument("--scale", default="auto", help="smoke, small, full, or auto (smoke on CPU, small on GPU)")
         parser.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2", help="override a grid axis")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,11 @@ def test_tied_ranks_within_the_larger_spread():
     # a noisy row never ranks above a row with a better value: it ties with it
     assert tied_ranks([10.0, 9.0, 8.0], [0.0, 0.0, 5.0], higher=True) == [1, 2, 2]
     assert [rank_text(1, True), rank_text(3, False), rank_text(float("nan"), False)] == ["1=", "3", "—"]
+
+
+def test_a_row_alone_on_its_board_has_no_rank_and_no_layer():
+    (row,) = board([doc("a", 1, [mine(0.8, 4.3e-6, "aaaa1111bbbb")])]).to_dict("records")
+    assert math.isnan(row["rank"]) and math.isnan(row["pareto"]) and rank_text(row["rank"], row["tied"]) == "—"
 
 
 def test_rows_without_a_spread_are_never_ordered():

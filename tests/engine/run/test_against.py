@@ -89,8 +89,8 @@ def test_the_report_reads_each_stored_run_once_and_none_when_retimed(tmp_path):
     inside = {**_run("r1", "2025-01-01", [_case("direct", 8)]), "_path": str(tmp_path / "out" / "r1.json")}
     outside = {**_run("r2", "2025-02-01", [_case("lu", 8)]), "_path": str(tmp_path / "refs" / "r2.json")}
     m = match({at8: ["direct", "lu"]}, [inside, outside])
-    assert Against(["x"], m, False, ["chol"], []).report_inputs(tmp_path / "out") == [outside["_path"]]
-    assert Against(["x"], m, True, ["chol"], []).report_inputs(tmp_path / "out") == []
+    assert Against(["x"], m, False, ["chol"], [], []).report_inputs(tmp_path / "out") == [outside["_path"]]
+    assert Against(["x"], m, True, ["chol"], [], []).report_inputs(tmp_path / "out") == []
 
 
 # --- the command, on the template task ----------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_stored_references_from_another_machine_and_commit_are_said_so(tiny, tmp
         case["hardware"] = "Old CPU x64"
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / stored.name).write_text(json.dumps(doc))
-    done, run = _against(tiny, tmp_path, tmp_path / "old", "--param", "n=8")
+    done, run = _against(tiny, tmp_path, tmp_path / "old", "--param", "n=8", "--keep-stored-references")
     assert [c["impl"] for c in run["cases"]] == ["chol"]
     assert "WARNING: against: the stored references ran on other hardware (Old CPU x64)" in done.stdout
     assert "WARNING: against: the stored references ran at commit 0123456789ab" in done.stdout
@@ -151,6 +151,22 @@ def test_stored_references_from_another_machine_and_commit_are_said_so(tiny, tmp
     assert "Not comparable: the stored references ran on other hardware (Old CPU x64)" in page
     assert "Not comparable: the stored references ran at commit 0123456789ab" in page
     assert "Old CPU x64" in page  # the stored reference's own board
+
+
+def test_stored_references_from_other_hardware_are_rerun_here_by_default(tiny, tmp_path):
+    """The submission lands on a board with the references it is compared with, whatever machine made them."""
+    (stored,) = tiny["refs"].glob("*.json")
+    doc = json.loads(stored.read_text())
+    for case in doc["cases"]:
+        case["hardware"] = "Old CPU x64"
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / stored.name).write_text(json.dumps(doc))
+    done, run = _against(tiny, tmp_path, tmp_path / "old", "--param", "n=8")
+    assert sorted((c["impl"], c["submission"]) for c in run["cases"]) == [("chol", "chol"), ("direct", "reference")]
+    assert "they ran on other hardware (Old CPU x64), so they are rerun here" in done.stdout
+    assert "WARNING: against: the stored references ran on other hardware" not in done.stdout
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert "were rerun on this machine in the same run (they ran on other hardware (Old CPU x64)" in page
 
 
 def test_retime_references_reruns_the_matching_references_here(tiny, tmp_path):
@@ -173,6 +189,11 @@ def test_against_needs_a_submission_and_retime_needs_against(tmp_path, capsys):
     assert "--against ranks a submission" in capsys.readouterr().err
     assert main([*base, "--impl", example, "--retime-references"]) == 2
     assert "--retime-references needs --against" in capsys.readouterr().err
+    assert main([*base, "--impl", example, "--keep-stored-references"]) == 2
+    assert "--keep-stored-references needs --against" in capsys.readouterr().err
+    both = ["--against", str(tmp_path), "--retime-references", "--keep-stored-references"]
+    assert main([*base, "--impl", example, *both]) == 2
+    assert "exclude each other" in capsys.readouterr().err
     assert main([*base, "--impl", example, "--against", str(tmp_path / "empty")]) == 2
     assert "no readable run file" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -190,7 +211,7 @@ def test_the_banners_in_a_browser(tmp_path):
     at8 = point("tiny", "smoke", {"n": 8}, 0)
     stored = _run("20250101T000000Z-stored", "2025-01-01", [_case("direct", 8)], git_commit="a" * 40)
     m = match({at8: ["direct"]}, [stored])
-    against = Against(["results/reference"], m, False, ["chol"], [], differences(m.pairs(), "b" * 40, "CPU B x8"))
+    against = Against(["results/reference"], m, False, ["chol"], [], [], differences(m.pairs(), "b" * 40, "CPU B x8"))
     synthetic_runs(10, tmp_path / "runs")
     build_report([tmp_path / "runs"], tmp_path / "site", **against.report_options())
     with sync_playwright() as p:
