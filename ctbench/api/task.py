@@ -256,7 +256,7 @@ class LinePlot:
     ylabel: str = ""
     xlog: bool = False
     ylog: bool = False
-    scale_y: float = 1.0  # e.g. 1e-6 for bytes shown in MB
+    scale_y: float = 1.0  # e.g. 2**-20 for bytes shown in MiB (the report's unit of memory everywhere)
     facet: str | None = None
     where: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "line"  # "line" or "bar"

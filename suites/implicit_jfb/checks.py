@@ -57,6 +57,7 @@ ACCURACY_GAP = 0.01
 # epoch CPU time up to 44% apart: each reading within about +-22% of their middle (see the suite's README)
 EPOCH_FLOOR = 0.22
 MEMORY = "step_peak_memory_bytes"
+MIB = 2**20  # memory is shown in MiB everywhere (boards, figures, checks)
 ITERATIONS = "step_forward_iterations"
 COST = "backward_time_vs_one_step"
 SWEPT = ("unrolled", "jfb", "ift")  # the methods of the tolerance sweep
@@ -91,10 +92,10 @@ def latents_per_iteration(sweep: Sweep) -> tuple[float, float, str] | None:
     m_tight, m_loose = sweep.value(tight, MEMORY), sweep.value(loose, MEMORY)
     spread = sweep.spread(tight, MEMORY) + sweep.spread(loose, MEMORY)
     what = (
-        f"latents ({sweep.value(loose, 'latent_bytes') / 1e6:.2f} MB each) stored per extra forward iteration: step "
-        f"memory {m_loose / 1e6:.1f} -> {m_tight / 1e6:.1f} MB over {k_loose:.1f} -> {k_tight:.1f} iterations, tol "
+        f"latents ({sweep.value(loose, 'latent_bytes') / MIB:.2f} MiB each) stored per extra forward iteration: step "
+        f"memory {m_loose / MIB:.1f} -> {m_tight / MIB:.1f} MiB over {k_loose:.1f} -> {k_tight:.1f} iterations, tol "
         f"{loose:g} -> {tight:g}; decided by the value +- the readings' spread "
-        f"({spread / 1e6:.1f} MB, {spread / unit:.2f})"
+        f"({spread / MIB:.1f} MiB, {spread / unit:.2f})"
     )
     return (m_tight - m_loose) / unit, spread / unit, what
 

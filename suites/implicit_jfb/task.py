@@ -223,8 +223,8 @@ class ImplicitJFB(Task):
             "step_forward_iterations",
             "step_peak_memory_bytes",
             "evaluations of T per forward (the steps whose memory was read)",
-            "step working memory (MB)",
-            scale_y=1e-6,
+            "step working memory (MiB)",
+            scale_y=2**-20,
             facet="solver",
         ),
         LinePlot(
