@@ -107,8 +107,8 @@ def plain_ticks(ax: Any, xvalues: Sequence[float] | None = None, categorical: bo
                 top = math.floor(math.log10(high)) if high > 0 else 0
                 axis.set_major_locator(FixedLocator([10.0**k for k in range(top, top - 40, -every)]))
         elif axis.get_scale() == "symlog":
-            linear = axis.get_transform().linthresh
-            axis.set_major_locator(FixedLocator(_symlog_ticks(*sorted(limits), linear, length)))
+            low, high = sorted(limits)
+            axis.set_major_locator(FixedLocator(_symlog_ticks(low, high, axis.get_transform().linthresh, length)))
         axis.set_major_formatter(FuncFormatter(plain))
         axis.set_minor_formatter(NullFormatter())
         axis.set_minor_locator(NullLocator())
@@ -174,7 +174,7 @@ def finish(figure: Any) -> None:
         ax.set_ylabel(axis_label(ax.get_ylabel(), len(shown), vertical=True), parse_math=False)
     figure.tight_layout()
     if figure.legends:  # under the panels, as the report's own legends
-        import seaborn as sns
+        import seaborn as sns  # type: ignore[import-untyped]
 
         sns.move_legend(figure, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)
 
