@@ -15,7 +15,11 @@ with the task's series length as ``n_exact_terms``; its roulette is geometric wi
   g), which stops when every element's squared step is below atol + rtol |y|. Its defaults (1e-5) stop at steps
   of about 3e-3, leaving errors near 5e-4 on a trained flow at c = 0.9 (normflows' own flows included); the task's
   tolerance is passed as atol = rtol = tol^2, i.e. a step below tol sqrt(1 + |y|) per element.
+- Work: after a training call ``last_terms`` is the number of series terms normflows evaluated, read from its own
+  record of the roulette draw (``last_n_samples``, plus ``n_exact_terms``); the protocol counts it.
 """
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,6 +45,7 @@ class NormflowsResidual(ResidualLogDet):
 
     def __init__(self) -> None:
         self._blocks: dict[nn.Module, nn.Module] = {}
+        self.last_terms: int | None = None  # series terms of the last training call (normflows' roulette draw)
 
     def block(self, g: nn.Module, terms: int | None = None) -> nn.Module:
         """normflows' ``Residual`` flow around g (one per g), with ``n_exact_terms`` = ``terms`` if given."""
@@ -59,7 +64,11 @@ class NormflowsResidual(ResidualLogDet):
         g.train(mode)  # Residual.train() sets g's mode too; keep the caller's
         if not x.requires_grad:  # normflows sets requires_grad on its input in place: not on the caller's tensor
             x = x.detach()
-        return block.inverse(x)  # reverse=True: the x -> x + g(x) direction with its log-det
+        out = block.inverse(x)  # reverse=True: the x -> x + g(x) direction with its log-det
+        res: Any = block.iresblock
+        # normflows' own record of its roulette draw: n_power_series = max(last_n_samples) + n_exact_terms
+        self.last_terms = int(res.last_n_samples.max()) + res.n_exact_terms if training else None
+        return out
 
     def forward(self, g: nn.Module, x: torch.Tensor, terms: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self._run(g, x, terms, torch.is_grad_enabled())

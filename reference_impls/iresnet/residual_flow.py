@@ -33,11 +33,12 @@ class ResidualFlow(ResidualLogDet):
     )
     series = "roulette"
     p = 0.5
+    last_terms: int | None = None  # N of the last call: the terms it evaluated (the protocol counts the work)
 
     def forward(self, g: nn.Module, x: torch.Tensor, terms: int) -> tuple[torch.Tensor, torch.Tensor]:
         train = torch.is_grad_enabled()
         roulette = Roulette(terms, self.p)
-        n = roulette.draw()
+        n = self.last_terms = roulette.draw()
         weights = roulette.weights(n)
         lin = linearise(g, x)
         x, gx, v = lin.x, lin.gx, torch.randn_like(lin.x)

@@ -2,7 +2,8 @@
 
 Each experiment's settings sit under its name (``density_2d``, ``density_images``, ``classification``); the rest
 is shared by the protocol: inversion tolerance and budget, power iterations before evaluation, the probe batch
-(inversion, Lipschitz constants, estimator error), draws of the estimator, repeats of the evaluation phase.
+(inversion, Lipschitz constants, estimator error), draws of the estimator, repeats of the evaluation phase, the
+pairs timed against normflows.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ COMMON = {
     "probe_batch": 256,
     "eval_batch": 500,
     "n_samples": 500,
+    # the training step against normflows' in the method's case (protocol.versus_normflows): 6 alternating pairs
+    # at a time (the fewest whose range is a 95% interval of their median), more while that interval holds the
+    # target (single steps up to 24 pairs, chunks of paired_chunk steps up to 12)
+    "paired_rounds": 6,
+    "paired_chunk": 5,
 }
 
 

@@ -2,6 +2,9 @@
 length n): build the experiment's model and data (``experiments``), bind the method to one training step, which
 the engine measures (time, working memory, ``throughput_samples_s`` = batch / step time); then evaluate:
 
+0. iresnet and residual_flow on a density at c < 1: their training step timed in alternating pairs with
+   normflows' at the same series length on the same model (``versus_normflows``), single steps and chunks of
+   steps, with the series terms each side evaluated; the state is restored after it as after the engine's steps;
 1. train for the scale's steps (phase ``training``). The engine's measured steps run before it on the same
    model, so the evaluation first puts back what they moved: the weights and spectral-norm vectors, the random
    streams and the training batches, as ``prepare`` left them, and trains with a fresh optimiser. Training and
@@ -24,18 +27,21 @@ residual.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import math
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.utils import parametrize
 
 from ctbench import CaseResult, Check, Context, Prepared, Scale
-from ctbench.api.measure import StepStats
-from suites.iresnet import measures
+from ctbench.api.measure import PairedRatio, StepStats, paired_interval
+from suites.iresnet import checks, measures
 from suites.iresnet.experiments import Setup, setup
 from suites.iresnet.interface import ResidualLogDet
 from suites.iresnet.spectral import converge
@@ -67,14 +73,92 @@ def prepare(impl: ResidualLogDet, scale: Scale, params: Mapping[str, Any], ctx: 
     restore_random = _random_streams(ctx.device)
 
     def evaluate(_: StepStats | None) -> CaseResult:
+        versus = versus_normflows(s, impl, params, cfg, ctx) if trains else None
         s.model.load_state_dict(initial)
         restore_random()
         s.batches.restart()
-        return _evaluate(s, impl, params, cfg, ctx, trains)
+        result = _evaluate(s, impl, params, cfg, ctx, trains)
+        if versus is not None and result.invalid_reason is None:
+            result.metrics.update(versus.metrics)
+            result.spread.update(versus.spread)
+            result.intervals.update(versus.intervals)
+        return result
 
     if not trains:
         return Prepared(None, evaluate, no_step=NO_GRADIENT)
     return Prepared(_train_step(s, impl, terms), evaluate, work={"samples": cfg[params["experiment"]]["batch"]})
+
+
+@dataclass
+class Versus:
+    """What ``versus_normflows`` measured: metrics with their spreads (IQR) and 95% intervals."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+class CountedTerms(ResidualLogDet):
+    """``impl`` as it is, counting the series terms each call evaluates: the method's ``last_terms`` after the
+    call where it records one (a random roulette length), else ``terms`` (a truncated series)."""
+
+    def __init__(self, impl: ResidualLogDet):
+        self.impl, self.terms, self.calls = impl, 0, 0
+
+    def forward(self, g: nn.Module, x: torch.Tensor, terms: int) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.impl.forward(g, x, terms)
+        self.terms += getattr(self.impl, "last_terms", None) or terms
+        self.calls += 1
+        return out
+
+    @property
+    def mean(self) -> float:
+        return self.terms / self.calls if self.calls else math.nan
+
+
+def versus_normflows(
+    s: Setup, impl: ResidualLogDet, params: Mapping[str, Any], cfg: Mapping[str, Any], ctx: Context
+) -> Versus | None:
+    """The method's training step and normflows' (``NormflowsResidual``, its documented setting) on the same
+    model at the same series length, timed in alternating pairs within this case (``paired_interval``; pairs
+    are added while the 95% interval still holds ``checks.TARGET``): single steps (``throughput_vs_normflows``)
+    and chunks of ``paired_chunk`` consecutive steps (``training_throughput_vs_normflows``, over which normflows'
+    random series lengths average towards their mean, as over a training run). Each ratio is normflows' time over
+    the method's: the method's throughput over normflows'. Both sides' mean series terms per block and step are
+    recorded beside them (``series_terms``, ``normflows_series_terms``). None where the comparison does not apply:
+    another method, a non-density experiment, c >= 1 or no normflows installed. The protocol restores the model,
+    random streams and batches afterwards, as after the engine's steps."""
+    c, name = params["c"], getattr(getattr(impl, "manifest", None), "name", None)
+    if name not in checks.PAIRED_METHODS or not s.density or c is None or c >= 1:
+        return None
+    if importlib.util.find_spec("normflows") is None:
+        return None
+    from reference_impls.iresnet.normflows_residual import NormflowsResidual
+
+    terms, rounds, chunk = int(params["terms"]), cfg["paired_rounds"], cfg["paired_chunk"]
+    ours, theirs = CountedTerms(impl), CountedTerms(NormflowsResidual())
+    step, peer = _train_step(s, ours, terms), _train_step(s, theirs, terms)
+    step(), peer()  # warm-up: normflows' blocks are built on their first call
+    ours.terms = ours.calls = theirs.terms = theirs.calls = 0
+    clock, found = ctx.meter.clock, Versus()
+
+    def record(metric: str, paired: PairedRatio) -> None:
+        found.metrics[metric], found.spread[metric] = paired.median, paired.iqr
+        found.intervals[metric] = paired.interval
+
+    record(checks.STEP_PAIRED, paired_interval(peer, step, clock, rounds, bound=checks.TARGET))
+
+    def chunk_of(fn: Callable[[], float]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(chunk):
+                fn()
+
+        return run
+
+    paired = paired_interval(chunk_of(peer), chunk_of(step), clock, rounds, bound=checks.TARGET, max_rounds=2 * rounds)
+    record(checks.TRAINING_PAIRED, paired)
+    found.metrics["series_terms"], found.metrics["normflows_series_terms"] = ours.mean, theirs.mean
+    return found
 
 
 def _random_streams(device: torch.device) -> Callable[[], None]:

@@ -20,7 +20,7 @@ from reference_impls.iresnet.iresnet import IResNet
 from reference_impls.iresnet.normflows_residual import NormflowsResidual
 from reference_impls.iresnet.residual_flow import ResidualFlow
 from suites.iresnet import configs, toy2d
-from suites.iresnet.checks import sweep_checks
+from suites.iresnet.checks import PAIRED_METHODS, STEP_PAIRED, TRAINING_PAIRED, sweep_checks
 from suites.iresnet.flow import Flow, conv_branch, mlp_branch, mlp_flow
 from suites.iresnet.linearise import chain, linearise
 from suites.iresnet.measures import estimator_error, exact_total, invert
@@ -352,6 +352,14 @@ def test_reference_methods_pass_every_check_on_smoke(smoke_results, impl):
     assert m["throughput_samples_s"] == pytest.approx(batch / m["step_time_s"])
     assert m["training_throughput_samples_s"] > 0 and m["eval_throughput_samples_s"] > 0
     assert len(result.series["samples"]) == 500
+    if impl in PAIRED_METHODS:  # timed against normflows within the case, with both sides' work counted
+        for metric in (STEP_PAIRED, TRAINING_PAIRED):
+            low, high = result.intervals[metric]
+            assert 0 < low <= m[metric] <= high and result.spread[metric] >= 0
+        assert m["normflows_series_terms"] > 4  # n = 4 always evaluated, plus its roulette's M >= 1
+        assert m["series_terms"] == 4 if impl == "iresnet" else m["series_terms"] > 4
+    else:
+        assert STEP_PAIRED not in m and "series_terms" not in m
 
 
 def test_a_method_that_cannot_train_gets_no_training_metrics(smoke_results):
@@ -377,7 +385,48 @@ def test_measured_steps_leave_training_and_metrics_unchanged():
         result = stepped.evaluate(None)
     assert all(math.isfinite(loss) for loss in losses) and stepped.work == {"samples": 256}
     assert result.series["train_loss"] == untouched.series["train_loss"]
-    assert result.metrics == untouched.metrics
+    assert without_versus(result.metrics) == without_versus(untouched.metrics)
+
+
+VERSUS = (STEP_PAIRED, TRAINING_PAIRED, "series_terms", "normflows_series_terms")  # timings, and draws they made
+
+
+def without_versus(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in VERSUS}
+
+
+def test_pairs_against_normflows_leave_training_and_metrics_unchanged(monkeypatch):
+    """The pairs timed against normflows train the case's model too: the evaluation restores it after them."""
+    pytest.importorskip("normflows")
+    from suites.iresnet import checks
+
+    with smoke.case_state(TASK):
+        paired = smoke.prepare(TASK, "residual_flow").evaluate(None)
+        monkeypatch.setattr(checks, "PAIRED_METHODS", ())
+        alone = smoke.prepare(TASK, "residual_flow").evaluate(None)
+    assert set(VERSUS) <= set(paired.metrics) and not set(VERSUS) & set(alone.metrics)
+    assert paired.series["train_loss"] == alone.series["train_loss"]
+    assert without_versus(paired.metrics) == alone.metrics
+
+
+def test_normflows_wrapper_counts_the_terms_its_roulette_evaluates():
+    """``last_terms`` is normflows' own n_power_series: n_exact_terms plus its geometric draw (mean 2 at p = 1/2)."""
+    np = pytest.importorskip("numpy")
+    flow, x = contractive_flow()
+    peer, g, terms = NormflowsResidual(), flow.branches[0], 3
+    np.random.seed(0)
+    counts = []
+    for _ in range(400):
+        peer.forward(g, x[:8].clone(), terms)
+        counts.append(peer.last_terms)
+    assert min(counts) == terms + 1  # the draw M >= 1
+    assert abs(sum(counts) / len(counts) - (terms + 2)) < 0.25  # E[M] = 2, its standard error about 0.07
+    np.random.seed(0)
+    draws = np.random.geometric(0.5, 400)  # normflows draws one M per call from NumPy's global stream
+    assert counts == [terms + int(m) for m in draws]
+    with torch.no_grad():
+        peer.forward(g, x[:8].clone(), terms)
+    assert peer.last_terms is None  # evaluation: no roulette of n terms
 
 
 def test_non_contractive_blocks_make_the_case_invalid_with_the_residual():
@@ -469,20 +518,36 @@ def test_run_checks_flag_memory_shape_and_speed_ratios():
         record("normflows_residual", 16, 1e6, 200),
         record("freia_iresnet", 2, 1e6, 200),
     ]
+    paired = {  # (impl, terms): the case's throughput over normflows' and its 95% interval, per paired metric
+        ("iresnet", 2): (1.25, (1.1, 1.4)),
+        ("iresnet", 16): (0.6, (0.5, 0.7)),  # slower at the long series: a fail there, not scoped away
+        ("residual_flow", 2): (1.1, (0.9, 1.3)),  # the interval holds 1: inconclusive
+        ("residual_flow", 16): (2.0, (1.8, 2.2)),
+    }
     for case in cases:
-        case["metrics"]["training_throughput_samples_s"] = case["metrics"]["throughput_samples_s"] / 2
+        key = (case["impl"], case["params"]["terms"])
+        if key in paired:
+            value, interval = paired[key]
+            case["metrics"].update({STEP_PAIRED: value, TRAINING_PAIRED: value, "series_terms": float(key[1])})
+            case["metrics"]["normflows_series_terms"] = key[1] + 2.0
+            case["intervals"] = {STEP_PAIRED: interval, TRAINING_PAIRED: interval}
     found = sweep_checks(TASK, cases)
-    checks = {(c.name, c.scope["impl"]): c.check for c in found if c.scope.get("terms") in (None, 2)}
-    assert not checks[("memory_grows_in_terms", "iresnet")].passed  # 1.2x is not growth
-    assert not checks[("memory_flat_in_terms", "residual_flow")].passed  # 3x is not flat
-    assert checks[("throughput_samples_s_vs_normflows_residual", "iresnet")].value == pytest.approx(1.25)
-    assert checks[("training_throughput_samples_s_vs_normflows_residual", "iresnet")].value == pytest.approx(1.25)
-    assert not checks[("throughput_samples_s_vs_normflows_residual", "residual_flow")].passed
-    assert not checks[("eval_throughput_samples_s_vs_freia_iresnet", "iresnet")].passed
-    long_series = {(c.name, c.scope["impl"]) for c in found if c.scope.get("terms") == 16}
-    assert long_series == {  # i-ResNet's claim against normflows stops at short series (checks.SHORT_SERIES)
-        ("throughput_samples_s_vs_normflows_residual", "residual_flow"),
-        ("training_throughput_samples_s_vs_normflows_residual", "residual_flow"),
+    checks = {(c.name, c.scope["impl"], c.scope.get("terms")): c.check for c in found}
+    assert not checks[("memory_grows_in_terms", "iresnet", None)].passed  # 1.2x is not growth
+    assert not checks[("memory_flat_in_terms", "residual_flow", None)].passed  # 3x is not flat
+    assert not checks[("eval_throughput_samples_s_vs_freia_iresnet", "iresnet", 2)].passed
+    outcomes = {"iresnet": {2: "pass", 16: "fail"}, "residual_flow": {2: "inconclusive", 16: "pass"}}
+    for name in ("throughput_samples_s_vs_normflows_residual", "training_throughput_samples_s_vs_normflows_residual"):
+        for impl, by_terms in outcomes.items():
+            for terms, outcome in by_terms.items():  # every series length, decided by the paired interval
+                check = checks[(name, impl, terms)]
+                assert check.outcome == outcome and check.value == paired[(impl, terms)][0], (name, impl, terms)
+                assert check.interval == paired[(impl, terms)][1] and "normflows' roulette" in check.description
+    assert not any(c.scope["impl"] == "normflows_residual" and "_vs_" in c.name for c in found)  # the peer itself
+    del cases[0]["metrics"][STEP_PAIRED]  # a case without the paired ratio (e.g. normflows not installed)
+    found = sweep_checks(TASK, cases)
+    assert ("throughput_samples_s_vs_normflows_residual", "iresnet", 2) not in {
+        (c.name, c.scope["impl"], c.scope.get("terms")) for c in found
     }
 
 
