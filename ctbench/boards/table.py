@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -138,6 +139,7 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "run_path": shown(run.get("_path", "")),
                 "created": run["created"],
                 "hardware": hardware,
+                "device": str(case.get("device") or ""),
                 "task": case["task"],
                 "impl": case["impl"],
                 "submission": case["submission"],
@@ -304,13 +306,57 @@ def _spread(side: pd.Series, metric: str) -> float | None:
     return None
 
 
-def _noise(ra: pd.Series, rb: pd.Series, metric: str) -> float:
-    """The noise a change of ``metric`` must exceed to count: the sum of the two sides' spreads; NaN when either
-    side has none, since a side without spread says nothing about how far its value would move on a rerun."""
+def _noise(ra: pd.Series, rb: pd.Series, metric: str, floor: float = 0.0) -> float:
+    """The noise a change of ``metric`` must exceed to count: the sum of the two sides' spreads, at least ``floor``
+    (relative) of the first side's value (the between-run floor, ``Floors``); NaN when either side has no spread,
+    since a side without spread says nothing about how far its value would move on a rerun."""
     spreads = [_spread(side, metric) for side in (ra, rb)]
     if any(s is None for s in spreads):
         return np.nan
-    return float(sum(s for s in spreads if s is not None))
+    within = float(sum(s for s in spreads if s is not None))
+    return max(within, floor * abs(_value(ra, metric))) if floor else within
+
+
+PROBE = "probe_time_s"  # the engine's machine probe (``ctbench.run.probe``)
+RSS_FLOOR = 0.2  # step memory read through a CPU process's RSS moves this much between runs (relative)
+DRIFT_QUANTILES = (0.1, 0.9)  # the machine's speed range over a run: these quantiles of the probe's timings
+
+
+@dataclass(frozen=True)
+class Floors:
+    """What two runs' timings and memory readings move by between runs, beyond the spread within a case (a case's
+    repeated calls share one stretch of the machine's load; another run does not):
+
+    - ``timing``: the range of the machine probe (``ctbench.run.probe``, the same workload before and after every
+      case) over both runs' cases, ``q90 / q10 - 1`` of its timings: how far the machine's speed wandered while
+      they ran. A timing's change below it is the machine's as likely as the code's.
+    - ``rss``: ``RSS_FLOOR`` for memory read from a CPU process's resident set (page-granular, shared with the
+      allocator's caching; measured: back-to-back smoke runs of the same code on a busy 2-core CPU moved a case's
+      step memory by up to 17%); none for CUDA's allocator peak, which does not move.
+    """
+
+    timing: float = 0.0
+    rss: float = 0.0
+
+    @classmethod
+    def of(cls, *frames: pd.DataFrame) -> Floors:
+        columns = [f[METRIC + PROBE] for f in frames if METRIC + PROBE in f]
+        probes = pd.concat(columns).dropna() if columns else pd.Series(dtype=float)
+        probes = probes[probes > 0]
+        timing = 0.0
+        if len(probes) >= 5:
+            low, high = probes.quantile(list(DRIFT_QUANTILES))
+            timing = float(high / low - 1) if low > 0 else 0.0
+        cpu = any(("device" in f and f["device"].astype(str).str.startswith("cpu").any()) for f in frames)
+        return cls(timing, RSS_FLOOR if cpu else 0.0)
+
+    def of_metric(self, unit: str | None, device: str) -> float:
+        """The floor of a metric in ``unit`` measured on ``device``."""
+        if unit == "s":
+            return self.timing
+        if unit == "bytes" and device.startswith("cpu"):
+            return self.rss
+        return 0.0
 
 
 def _verdict(higher: bool | None, a: float, b: float, noise: float) -> str:
@@ -326,9 +372,6 @@ def _verdict(higher: bool | None, a: float, b: float, noise: float) -> str:
     if higher is None:
         return "changed"
     return "better" if (b > a) == higher else "worse"
-
-
-PROBE = "probe_time_s"  # the engine's machine probe (``ctbench.run.probe``)
 
 
 def _unit(specs: TaskSpecs, task: str, metric: str) -> str | None:
@@ -363,7 +406,10 @@ def _by_case(df: pd.DataFrame) -> pd.DataFrame:
     med = df[df["status"] == "ok"].groupby(key)[cols].median()
     std = df[df["status"] == "ok"].groupby(key)[metric_columns(df)].std().add_suffix("#std")
     status = df.groupby(key)["status"].agg(lambda s: "ok" if (s == "ok").all() else s[s != "ok"].iloc[0])
-    return med.join(std).join(status, how="outer")
+    out = med.join(std).join(status, how="outer")
+    if "device" in df:
+        out = out.join(df.groupby(key)["device"].agg(lambda d: ",".join(sorted(set(map(str, d))))))
+    return out
 
 
 def _value(row: pd.Series, metric: str) -> float:
@@ -371,16 +417,23 @@ def _value(row: pd.Series, metric: str) -> float:
     return np.nan if value is None or pd.isna(value) else float(value)
 
 
-def _case_verdict(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: pd.Series) -> tuple[str, float]:
+def _case_verdict(
+    specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: pd.Series, floors: Floors = Floors()
+) -> tuple[str, float]:
     """The verdict on one metric of one case, and the noise it used. A rate derived from a timing follows its
     timing: within noise or without spread exactly when the timing is, else judged beyond noise like it, and the
     machine's exactly when its timing is (the two never disagree)."""
+    device = str(ra.get("device") or "")
+
+    def noise_of(name: str) -> float:
+        return _noise(ra, rb, name, floors.of_metric(_unit(specs, task, name), device))
+
     va, vb = _value(ra, metric), _value(rb, metric)
-    noise = _noise(ra, rb, metric)
+    noise = noise_of(metric)
     verdict = _verdict(direction(specs, task, metric), va, vb, noise)
     source = derived_from(metric)
     if source and verdict != "missing" and not (math.isnan(_value(ra, source)) or math.isnan(_value(rb, source))):
-        timing = _verdict(False, _value(ra, source), _value(rb, source), _noise(ra, rb, source))
+        timing = _verdict(False, _value(ra, source), _value(rb, source), noise_of(source))
         if timing in ("within noise", "no spread"):
             verdict = timing
         elif verdict in ("within noise", "no spread"):
@@ -401,8 +454,10 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.Data
     value says nothing about how far a rerun would move it; ``machine`` for a timing whose change the machine probe
     shows as well (``machine_explains``). No metric is taken as exact by its unit: a metric known to be exact
     records a spread of 0, and is then judged exactly. ``missing`` when a side lacks the value. A rate derived from
-    a timing follows its timing (``_case_verdict``)."""
+    a timing follows its timing (``_case_verdict``). Timings and CPU memory readings must also move beyond what
+    they move between runs (``Floors``: the machine probe's range over both runs, the RSS floor)."""
     ca, cb = _by_case(a), _by_case(b)
+    floors = Floors.of(a, b)
     shared = ca.index.intersection(cb.index)
     rows = []
     for key in shared:
@@ -412,7 +467,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.Data
             va, vb = _value(ra, metric), _value(rb, metric)
             if math.isnan(va) and math.isnan(vb):
                 continue
-            verdict, noise = _case_verdict(specs, key[0], metric, ra, rb)
+            verdict, noise = _case_verdict(specs, key[0], metric, ra, rb, floors)
             rows.append(
                 dict(
                     zip(CASE, key, strict=True),

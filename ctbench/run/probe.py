@@ -3,9 +3,12 @@ after the case (before ``prepare``, after ``evaluate``) on the case's device and
 
     probe_time_s = median over 2 x ``REPEAT`` timed calls of x <- tanh(x A), ``CHAIN`` times, A fixed (``SIZE``^2)
 
-Its spread is their inter-quartile range. Two runs of the same code whose probe moved as much as a timing did say
+Its spread is their inter-quartile range. A call lasts a few milliseconds, longer than a scheduler's time slice, so
+that other work on the machine slows it as it slows the case's step (a call of a fraction of a millisecond runs
+between preemptions and never sees the load). Two runs of the same code whose probe moved as much as a timing did say
 that the machine changed, not the code: ``ctbench.boards.table.compare`` divides the probe's change out of the
-timings before it judges them.
+timings before it judges them, and the probe's range over both runs is the floor a timing's change must exceed
+(``ctbench.boards.table.Floors``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 
 from ctbench.api.measure import iqr, time_call
 
-SIZE, CHAIN, REPEAT = 192, 4, 5
+SIZE, CHAIN, REPEAT = 192, 32, 5  # a few ms a call on a CPU core: long enough to be preempted by load
 METRIC = "probe_time_s"
 
 

@@ -312,6 +312,37 @@ def test_a_timing_change_the_machine_probe_shows_as_well_is_the_machines():
     assert verdicts_of([a], [b])["backprop", "step_time_s"] == "worse"
 
 
+def floored(time_s: float, memory: float, probes: list[float], device: str) -> list[dict[str, Any]]:
+    """Six cases of one run: backprop at depth 8 with ``time_s`` and ``memory`` (tight spreads), and the machine
+    probe of each case reading ``probes``."""
+    cases = [case("backprop", 8 * (i + 1), time_s=time_s) for i in range(6)]
+    for record, probe in zip(cases, probes, strict=True):
+        record["device"] = device
+        record["metrics"].update(probe_time_s=probe, step_peak_memory_bytes=memory)
+        record["spread"].update(step_time_s=0.001 * time_s, step_peak_memory_bytes=0.001 * memory, probe_time_s=0)
+    return cases
+
+
+def test_changes_within_what_runs_move_by_are_not_judged():
+    """Between runs a timing moves as far as the machine's speed did (the probe's range over both runs) and a CPU
+    process's RSS by the stated floor, whatever the spread within a case: a 25% slower step while the probe ranged
+    over 40% is within noise, as is 15% more RSS; with a steady probe the same step is worse, and the same memory
+    on CUDA (its allocator's peak does not move) is worse too."""
+    wandering = [0.010, 0.012, 0.014, 0.010, 0.013, 0.014]
+    a = floored(0.10, 1e8, wandering, "cpu")
+    b = floored(0.125, 1.15e8, wandering[::-1], "cpu")
+    verdict = verdicts_of(a, b)
+    assert verdict["backprop", "step_time_s"].eq("within noise").all()
+    assert verdict["backprop", "throughput_samples_s"].eq("within noise").all()
+    assert verdict["backprop", "step_peak_memory_bytes"].eq("within noise").all()
+    steady = [0.010] * 6
+    verdict = verdicts_of(floored(0.10, 1e8, steady, "cuda:0"), floored(0.125, 1.15e8, steady, "cuda:0"))
+    assert verdict["backprop", "step_time_s"].eq("worse").all()
+    assert verdict["backprop", "step_peak_memory_bytes"].eq("worse").all()
+    verdict = verdicts_of(floored(0.10, 1e8, steady, "cpu"), floored(0.10, 1.4e8, steady, "cpu"))
+    assert verdict["backprop", "step_peak_memory_bytes"].eq("worse").all()  # beyond the RSS floor
+
+
 def test_a_rate_without_its_timings_spread_is_not_judged_either():
     a, b = case("backprop", 8, time_s=0.1), case("backprop", 8, time_s=0.05)
     a["spread"], b["spread"] = {"throughput_samples_s": 1.0}, {"step_time_s": 0.001, "throughput_samples_s": 1.0}
