@@ -24,7 +24,7 @@ from suites.adjoint_resnet.checks import PAIRED, SPEED_TARGETS
 from suites.adjoint_resnet.interface import StageGradient
 from suites.adjoint_resnet.model import Net
 
-PRETRAIN_VERSION = 2  # part of the checkpoint cache key: bump when pretraining changes
+PRETRAIN_VERSION = 3  # part of the checkpoint cache key: bump when pretraining changes
 PRETRAIN_KEYS = ("width", "downsample", "in_channels", "classes", "pretrain_depth", "pretrain_steps", "pretrain_lr",
                  "batch", "n_train")  # fmt: skip
 
@@ -70,11 +70,20 @@ class Autograd(StageGradient):
 
 def pretrained(cfg: Mapping[str, Any], activation: str, train: data.Split, ctx: Context) -> Net:
     """The tied network with ``activation`` in its blocks, pretrained with backprop and gradient clipping (cached
-    per configuration, activation, dataset, seed)."""
-    net = Net.tied(
-        cfg["in_channels"], cfg["width"], cfg["downsample"], cfg["classes"], cfg["pretrain_depth"], activation
-    )
-    pretrain_cfg = {**{k: cfg[k] for k in PRETRAIN_KEYS}, "activation": activation}
+    per configuration, activation, dataset, seed, device type and CPU threads).
+
+    Deterministic: the initialisation draws from its own generator seeded by the case's seed (not from the global
+    one, whose state depends on what ran before in the process), and the batches' order from another, so an empty
+    cache gives the same network on the same machine. The thread count is part of the key because a CPU kernel's
+    rounding depends on how it splits the work, and 150 SGD steps amplify a last-bit difference into another network.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        net = Net.tied(
+            cfg["in_channels"], cfg["width"], cfg["downsample"], cfg["classes"], cfg["pretrain_depth"], activation
+        )
+    where = {"device": ctx.device.type, "threads": torch.get_num_threads() if ctx.device.type == "cpu" else None}
+    pretrain_cfg = {**{k: cfg[k] for k in PRETRAIN_KEYS}, "activation": activation, **where}
     name = key(PRETRAIN_VERSION, pretrain_cfg, train.dataset, ctx.seed)
     path = ctx.cache_dir / "adjoint_resnet" / f"pretrained-{name}.pt"
     net.load_state_dict(cached(path, lambda: _pretrain(net, cfg, train, ctx)))

@@ -330,6 +330,20 @@ def test_activation_axis_model_skips_and_cache_key(tmp_path):
     assert len(files) == 2 and nets["softplus"].stage.blocks[0].activation == "softplus"
 
 
+def test_pretraining_is_deterministic_from_an_empty_cache(tmp_path):
+    """The same seed gives the same network in two empty caches, whatever the global generator's state."""
+    cfg = {**get_task("adjoint_resnet").scales["smoke"].config, "pretrain_steps": 3, "n_train": 128, "batch": 32}
+    train = synthetic_images(128, (3, 32, 32), 10, seed=1)
+    weights = []
+    for i, cache in enumerate(("one", "two")):
+        torch.manual_seed(100 + i)  # what ran before in the process
+        net = protocol.pretrained(cfg, "softplus", train, smoke_context(tmp_path / cache))
+        weights.append(net.state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name
+
+
 def test_gpu_smoke_scale_is_a_short_real_width_subset_of_small():
     task = get_task("adjoint_resnet")
     gpu, small, full = (task.scales[n] for n in ("gpu-smoke", "small", "full"))
