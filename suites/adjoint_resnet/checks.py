@@ -44,8 +44,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats
-
 from ctbench import Check, RunCheck
 from ctbench.api.sweeps import (
     Record,
@@ -85,6 +83,8 @@ class Fit:
 def loglog_fit(depths: Sequence[int], errors: Sequence[float]) -> Fit:
     """The slope of log ``errors`` against log ``depths`` with its interval (Student's t, n - 2 degrees of
     freedom; three points at least)."""
+    from scipy import stats
+
     xs, ys = [math.log(d) for d in depths], [math.log(e) for e in errors]
     n = len(xs)
     mx, my = sum(xs) / n, sum(ys) / n
