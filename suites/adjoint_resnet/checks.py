@@ -4,7 +4,9 @@
   grows by at most ``FLAT_MEMORY_TOLERANCE`` from the shallowest depth to the deepest, decided by the growth's
   interval from the two cases' readings (each median +- the range of its repeated readings): pass when the whole
   interval is within the bound, fail when it is all above, inconclusive otherwise (the spread never widens the
-  bound itself). Backprop's grows at least ``GROWTH_FACTOR`` times;
+  bound itself). On a CPU at smoke scale the readings (3-5 MB through RSS) spread by up to 2.4 MB, and by 2-5 MB at
+  batch 256: inconclusive there; CUDA's allocator peak does not spread. Backprop's grows at least ``GROWTH_FACTOR``
+  times;
 - ``grad_rel_error`` of the memory-free methods falls from the shallowest to the deepest depth (weights smooth in
   depth: the tied initialisation);
 - the order of the adjoints' gradient error, the slope p of log ``grad_rel_error`` against log N (error ~ N^p),
@@ -28,7 +30,9 @@
   depth 8 to 16, ..., 128 to 256: Euler with softplus -0.52, -0.55, -0.78, -0.87, -0.93 (still steepening: the fit
   over 16..128 is pre-asymptotic); Heun with softplus -3.0 throughout; Euler with ReLU -1.11, -0.94, -0.99, -0.99,
   -0.97; Heun with ReLU -2.67, -2.23, -0.93, -4.10, +0.27 (its error rises from 128 to 256: the kinks cost Heun its
-  extra order);
+  extra order). The smoke fits: Euler with softplus -0.74 (interval -0.96..-0.51: inconclusive), Heun with softplus
+  -3.00 (-3.00..-2.99). At the small scale's configuration (width 16, same machine, errors only) Euler with softplus
+  falls with local slopes -1.16, -1.07, -1.03, -1.01 from 32 to 1024: a fit of -1.05 (-1.10..-1.00), within the band;
 
 - Heun's gradient error below Euler's at every depth;
 - the paper's speed targets, recorded as checks so the page shows the measured ratio: adjoint_euler's step time
