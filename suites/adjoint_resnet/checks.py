@@ -33,6 +33,7 @@
   extra order). The smoke fits: Euler with softplus -0.74 (interval -0.96..-0.51: inconclusive), Heun with softplus
   -3.00 (-3.00..-2.99). At the small scale's configuration (width 16, same machine, errors only) Euler with softplus
   falls with local slopes -1.16, -1.07, -1.03, -1.01 from 32 to 1024: a fit of -1.05 (-1.10..-1.00), within the band;
+  Heun's with -3.04, -3.01, -3.00, -3.00;
 
 - Heun's gradient error below Euler's at every depth;
 - the paper's speed targets, recorded as checks so the page shows the measured ratio: adjoint_euler's step time
