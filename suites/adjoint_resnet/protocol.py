@@ -2,10 +2,11 @@
 weights (smooth in depth), untie the stage into N blocks, and bind the gradient method to a training step of
 that stage. The engine measures the step; the evaluation times it alternately with plain autograd's step through
 the same depth (``step_time_vs_backprop``, the median of ``paired_rounds`` pairs: the paper's speed claim, immune
-to the machine's drift between cases), fine-tunes, then measures the test accuracy and, on a
-fresh float64 copy with the pretrained weights, the method's gradient error against exact backprop through the
-same stage and its reconstruction error of the stage's input. The stage's activation (``params["activation"]``,
-relu by default) is part of the pretrained network and of its cache key.
+to the machine's drift between cases; with ``paired_deepest_only``, at the method's deepest depth only),
+fine-tunes, then measures the test accuracy and, on a fresh float64 copy with the pretrained weights, the method's
+gradient error against exact backprop through the same stage and its reconstruction error of the stage's input.
+The stage's activation (``params["activation"]``, relu by default) is part of the pretrained network and of its
+cache key.
 """
 
 from __future__ import annotations
@@ -24,9 +25,21 @@ from suites.adjoint_resnet.checks import PAIRED, SPEED_TARGETS
 from suites.adjoint_resnet.interface import StageGradient
 from suites.adjoint_resnet.model import Net
 
-PRETRAIN_VERSION = 2  # part of the checkpoint cache key: bump when pretraining changes
+PRETRAIN_VERSION = 3  # part of the checkpoint cache key: bump when pretraining changes
 PRETRAIN_KEYS = ("width", "downsample", "in_channels", "classes", "pretrain_depth", "pretrain_steps", "pretrain_lr",
                  "batch", "n_train")  # fmt: skip
+
+
+def runs_at(impl: str, config: Mapping[str, Any], depth: int) -> bool:
+    """Whether the scale's ``config`` runs ``impl`` at ``depth`` (its ``max_depth`` and ``depths_for``)."""
+    limit = config.get("max_depth", {}).get(impl)
+    only = config.get("depths_for", {}).get(impl)
+    return (limit is None or depth <= limit) and (only is None or depth in only)
+
+
+def depths_run(impl: str, scale: Scale) -> list[int]:
+    """The depths of the scale's grid at which ``impl`` runs."""
+    return [d for d in scale.grid["depth"] if runs_at(impl, scale.config, d)]
 
 
 def prepare(impl: StageGradient, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
@@ -38,9 +51,12 @@ def prepare(impl: StageGradient, scale: Scale, params: Mapping[str, Any], ctx: C
 
     def evaluate(_: Any) -> CaseResult:
         metrics, spread, intervals = {}, {}, {}
-        if impl.manifest.name != "backprop":  # its step, alternately with autograd's through the same depth
+        name = impl.manifest.name
+        deepest = depth >= max(depths_run(name, scale), default=depth)  # a --param sweep may go deeper
+        # its step, alternately with autograd's through the same depth (where the scale asks for it)
+        if name != "backprop" and (deepest or not cfg.get("paired_deepest_only", False)):
             baseline = training_step(stage_model(tied, depth, "euler", ctx.device), Autograd(), train, cfg, ctx)[0]
-            bound = SPEED_TARGETS.get(impl.manifest.name)  # more pairs while the interval holds the claim's bound
+            bound = SPEED_TARGETS.get(name)  # more pairs while the interval holds the claim's bound
             paired = paired_interval(step, baseline, ctx.meter.clock, cfg["paired_rounds"], bound=bound)
             metrics[PAIRED], spread[PAIRED], intervals[PAIRED] = paired.median, paired.iqr, paired.interval
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg["lr_milestones"], gamma=0.1)
@@ -70,11 +86,20 @@ class Autograd(StageGradient):
 
 def pretrained(cfg: Mapping[str, Any], activation: str, train: data.Split, ctx: Context) -> Net:
     """The tied network with ``activation`` in its blocks, pretrained with backprop and gradient clipping (cached
-    per configuration, activation, dataset, seed)."""
-    net = Net.tied(
-        cfg["in_channels"], cfg["width"], cfg["downsample"], cfg["classes"], cfg["pretrain_depth"], activation
-    )
-    pretrain_cfg = {**{k: cfg[k] for k in PRETRAIN_KEYS}, "activation": activation}
+    per configuration, activation, dataset, seed, device type and CPU threads).
+
+    Deterministic: the initialisation draws from its own generator seeded by the case's seed (not from the global
+    one, whose state depends on what ran before in the process), and the batches' order from another, so an empty
+    cache gives the same network on the same machine. The thread count is part of the key because a CPU kernel's
+    rounding depends on how it splits the work, and 150 SGD steps amplify a last-bit difference into another network.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        net = Net.tied(
+            cfg["in_channels"], cfg["width"], cfg["downsample"], cfg["classes"], cfg["pretrain_depth"], activation
+        )
+    where = {"device": ctx.device.type, "threads": torch.get_num_threads() if ctx.device.type == "cpu" else None}
+    pretrain_cfg = {**{k: cfg[k] for k in PRETRAIN_KEYS}, "activation": activation, **where}
     name = key(PRETRAIN_VERSION, pretrain_cfg, train.dataset, ctx.seed)
     path = ctx.cache_dir / "adjoint_resnet" / f"pretrained-{name}.pt"
     net.load_state_dict(cached(path, lambda: _pretrain(net, cfg, train, ctx)))
