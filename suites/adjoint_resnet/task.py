@@ -243,7 +243,7 @@ class AdjointResNet(Task):
     )
     headline_ratios = (Ratio("backprop vs adjoint", "backprop", ("adjoint_euler", "adjoint_heun"), deepest="depth"),)
     line_plots = (
-        _vs_depth("step_memory_vs_depth", "step_peak_memory_bytes", "step working memory (MB)", 1e-6),
+        _vs_depth("step_memory_vs_depth", "step_peak_memory_bytes", "step working memory (MiB)", 2**-20),
         _vs_depth("step_time_vs_depth", "step_time_s", "step time (s)"),
         _vs_depth("grad_error_vs_depth", "grad_rel_error", "relative gradient error"),
     )

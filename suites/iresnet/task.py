@@ -242,7 +242,7 @@ class IResNetTask(Task):
             facet="experiment",
             kind="bar",
         ),  # fmt: skip
-        _vs_terms("step_memory_vs_terms", "step_peak_memory_bytes", "training step memory (MB)", 1e-6),
+        _vs_terms("step_memory_vs_terms", "step_peak_memory_bytes", "training step memory (MiB)", 2**-20),
         _vs_terms("step_time_vs_terms", "step_time_s", "training step time (s)"),
     )
     bench_params = ({"experiment": "density_2d", "dataset": "eight_gaussians", "c": 0.9, "terms": 4},)

@@ -88,3 +88,10 @@ def test_the_audit_finds_each_defect():
     assert audit.bars_on_log_axes(figure)
     assert ("collides", "with this") in audit.overlapping_texts(figure)
     plt.close(figure)
+
+
+@pytest.mark.parametrize("name", sorted(tasks()))
+def test_memory_is_drawn_in_mib_as_on_the_boards(name):
+    for plot in tasks()[name].line_plots:
+        if plot.y.endswith("_bytes"):
+            assert plot.scale_y == 2**-20 and "(MiB)" in (plot.ylabel or ""), plot
