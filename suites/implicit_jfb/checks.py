@@ -63,11 +63,11 @@ COST = "backward_time_vs_one_step"
 SWEPT = ("unrolled", "jfb", "ift")  # the methods of the tolerance sweep
 
 
-def case_checks(impl: ImplicitBackward, metrics: Mapping[str, float], tol: float) -> dict[str, Check]:
-    """The method's claims, checked on its case's metrics."""
+def case_checks(impl: ImplicitBackward, metrics: Mapping[str, float]) -> dict[str, Check]:
+    """The method's claims, checked on its case's metrics. (A forward that misses its tolerance makes the case
+    invalid before these are checked: convergence is its status, not a check that could only pass.)"""
     checks = {}
     if impl.finds_fixed_point:
-        checks["converged"] = Check.at_most(metrics["residual"], tol, "worst test residual <= tol")
         checks["descent_direction"] = Check.at_least(metrics["grad_cosine"], DESCENT, "grad_cosine > 0")
     if impl.exact:
         checks["matches_implicit_gradient"] = Check.at_least(metrics["grad_cosine"], EXACT, "grad_cosine")

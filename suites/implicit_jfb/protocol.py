@@ -102,7 +102,7 @@ def prepare(impl: ImplicitBackward, scale: Scale, params: Mapping[str, Any], ctx
             metrics.update(residual=residual, converged=1.0)
         gradient, spread, intervals = gradient_metrics(model, impl, x, y, solver, ctx, scale.policy.repeat)
         metrics.update(gradient)
-        checks = case_checks(impl, metrics, solver.tol)
+        checks = case_checks(impl, metrics)
         return CaseResult(metrics, train.dataset, checks=checks, series=series, spread=spread, intervals=intervals)
 
     return Prepared(measured.hot_step(), evaluate, work={"samples": cfg["batch"]})

@@ -133,14 +133,6 @@ class ImplicitJFB(Task):
     )
     claims = (
         Claim(
-            "converged",
-            "An implicit network's inference is the fixed point u* = T(u*, Q(d)), computed by iterating T until the "
-            "residual is below the tolerance.",
-            "Fung et al. 2022: section 2, Algorithm 1 (stopping criterion); engine sanity check of the forward",
-            controls.converged,
-            "case",
-        ),
-        Claim(
             "descent_direction",
             "For a contractive T, the JFB gradient (the implicit gradient with the Jacobian-based inverse replaced "
             "by the identity) is a descent direction.",
