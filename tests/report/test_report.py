@@ -51,7 +51,8 @@ def test_builds_every_page_and_lists_skipped_files(site):
         "env.html",
         "benchmarks.html",
         "leaderboard.csv",
-        "cases.csv",
+        "cases.csv.gz",
+        "task-adjoint_resnet-cases-1.html",
         "static/report.css",
         "static/sort.js",
     ):
@@ -92,7 +93,7 @@ def test_strings_from_results_are_escaped(site):
 def test_csv_is_the_aggregated_table(site):
     site_dir, _, _ = site
     board = pd.read_csv(site_dir / "leaderboard.csv")
-    cases = pd.read_csv(site_dir / "cases.csv")
+    cases = pd.read_csv(site_dir / "cases.csv.gz")
     assert len(cases) == 2 * len(smoke_cases()) + len(METHODS) + 1
     ar = board[board["task"] == "adjoint_resnet"]
     # the two smoke runs share hardware and cases: one row per implementation and depth, seeds merged
@@ -343,3 +344,37 @@ def test_a_drawing_process_that_dies_costs_its_figures_not_the_report(tmp_path):
     assert drawn["plots"] == [[["a curve", "plots/a-a-curve-0.png"]], [], [["c curve", "plots/c-c-curve-0.png"]]]
     assert drawn["errors"][0] == drawn["errors"][2] == ""
     assert drawn["errors"][1].startswith("not drawn: its drawing process died")
+
+
+def test_pages_stay_small_however_many_cases(tmp_path, no_plots, monkeypatch):
+    """Every case is on a case page, ``cases_per_page`` to a page; the task page lists at most that many failed checks
+    and ``FAILURES_SHOWN`` failures. The control: four times the cases leave the largest page as it was (before the
+    case pages, the task page grew with every case)."""
+    from report.benchmark_build import synthetic_runs
+
+    per_page = 40
+    monkeypatch.setattr("report.build.FAILURES_SHOWN", 10)
+    largest = {}
+    for n in (600, 2400):
+        monkeypatch.setattr("report.benchmark_build.CASES_PER_RUN", n // 3)  # three runs, two machines: the same boards
+        synthetic_runs(n, tmp_path / f"runs-{n}")
+        site = tmp_path / f"site-{n}"
+        build_report([tmp_path / f"runs-{n}"], site, cases_per_page=per_page)
+        pages = sorted(site.glob("task-adjoint_resnet-cases-*.html"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+        assert len(pages) == -(-n // per_page)
+        rows = [len(re.findall(r'<tr class="case ', page.read_text())) for page in pages]
+        assert sum(rows) == n and max(rows) == per_page, rows
+        numbers = [
+            int(i)
+            for page in pages
+            for i in re.findall(r'<tr class="case [^"]*"><td class="num">(\d+)<', page.read_text())
+        ]
+        assert numbers == list(range(1, n + 1))  # every case once, in order across the pages
+        task = html(site, "task-adjoint_resnet.html")
+        assert len(re.findall(r'<details class="failure">', task)) <= 10
+        assert len(re.findall(r'<tr class="fail">', task)) <= per_page + 1  # the failed checks, and their summary row
+        assert all(f'href="{page.name}"' in task for page in pages)
+        largest[n] = max((page.stat().st_size, page.name) for page in site.glob("*.html"))
+    failed = n * 0.02
+    assert failed > per_page and failed > 10  # the caps were reached
+    assert largest[2400][0] < 1.2 * largest[600][0], largest
