@@ -121,6 +121,12 @@ def _case_pages(rows: Sequence[CaseRow], page: str, per_page: int) -> list[dict[
     return out
 
 
+def _commit(env: dict[str, Any]) -> str:
+    """The commit a run was made at, short, with a mark when the checkout had uncommitted changes."""
+    commit = str(env.get("git_commit") or "")[:12] or "—"
+    return commit + (" (uncommitted changes)" if env.get("git_dirty") else "")
+
+
 def _runs_table(runs: Sequence[dict[str, Any]], links: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
     for run in sorted(runs, key=lambda r: r["created"], reverse=True):
@@ -132,7 +138,10 @@ def _runs_table(runs: Sequence[dict[str, Any]], links: dict[str, str]) -> list[d
                 "path": shown(run.get("_path", "")),
                 "hardware": label,
                 "anchor": links[label],
+                "commit": _commit(run["env"]),
+                "host": str(run["env"].get("hostname") or "—"),
                 "tasks": ", ".join(dict.fromkeys(c["task"] for c in run["cases"])),
+                "n_cases": len(run["cases"]),
                 "statuses": _status_counts(c["status"] for c in run["cases"]),
             }
         )

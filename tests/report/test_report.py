@@ -17,11 +17,24 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from runfiles import INJECTION, METHODS, REPO, case, fixture_site, run_doc, smoke_cases, write_results
+from runfiles import (
+    CPU_ENV,
+    INJECTION,
+    METHODS,
+    REPO,
+    case,
+    fixture_site,
+    good_doc,
+    run_doc,
+    smoke_cases,
+    write,
+    write_results,
+)
 
 from ctbench.boards.cells import number
 from ctbench.catalog.registry import description
 from report import Built, build_report
+from report.benchmark_build import synthetic_runs
 from report.fmt import safe_url
 
 
@@ -350,8 +363,6 @@ def test_pages_stay_small_however_many_cases(tmp_path, no_plots, monkeypatch):
     """Every case is on a case page, ``cases_per_page`` to a page; the task page lists at most that many failed checks
     and ``FAILURES_SHOWN`` failures. The control: four times the cases leave the largest page as it was (before the
     case pages, the task page grew with every case)."""
-    from report.benchmark_build import synthetic_runs
-
     per_page = 40
     monkeypatch.setattr("report.build.FAILURES_SHOWN", 10)
     largest = {}
@@ -378,3 +389,18 @@ def test_pages_stay_small_however_many_cases(tmp_path, no_plots, monkeypatch):
     failed = n * 0.02
     assert failed > per_page and failed > 10  # the caps were reached
     assert largest[2400][0] < 1.2 * largest[600][0], largest
+
+
+def test_index_lists_the_runs_it_holds(tmp_path, no_plots):
+    elsewhere = {**CPU_ENV, "hostname": "bench-node-7", "git_commit": "fedcba9876543210ffff", "git_dirty": True}
+    write(tmp_path / "runs", "a.json", good_doc())
+    later = run_doc("20250102T000000Z-later", "2025-01-02T00:00:00+00:00", [case("backprop", 16)], env=elsewhere)
+    write(tmp_path / "runs", "b.json", later)
+    build_report([tmp_path / "runs"], tmp_path / "site")
+    runs = html(tmp_path / "site", "index.html").split('<section id="runs">')[1]
+    rows = [re.sub(r"<[^>]+>", "|", row) for row in re.findall(r"<tr><td>.*?</tr>", runs)]
+    assert len(rows) == 2  # newest first
+    assert "20250102T000000Z-later" in rows[0] and "2025-01-02T00:00:00+00:00" in rows[0]
+    assert "|fedcba987654 (uncommitted changes)|" in rows[0] and "|1|" in rows[0] and "|bench-node-7|" in rows[0]
+    assert "20250101T000000Z-good" in rows[1] and "|0123456789ab|" in rows[1]
+    assert f"|{len(good_doc()['cases'])}|" in rows[1]
