@@ -98,7 +98,7 @@ def _write_csv(frame: pd.DataFrame, target: Path) -> None:
     """``frame`` as CSV, every string a spreadsheet would run as a formula neutralised (``csv_cell``), every field
     holding a CR or a LF quoted (RFC 4180 line ends); gzip-compressed when ``target`` ends in ``.gz`` (no time stamp
     inside: the same table gives the same bytes)."""
-    gz = {"method": "gzip", "compresslevel": 6, "mtime": 0} if target.suffix == ".gz" else None
+    gz = {"method": "gzip", "compresslevel": 3, "mtime": 0} if target.suffix == ".gz" else None
     csv_frame(frame).to_csv(target, index=False, lineterminator=CSV_LINES, errors="backslashreplace", compression=gz)
 
 

@@ -99,6 +99,7 @@ def test_strings_from_results_are_escaped(site):
         assert "javascript:" not in text, page.name  # a manifest URL that is not http(s) is never a link
     assert escaped in html(site_dir, "index.html")
     assert escaped in html(site_dir, "task-adjoint_resnet.html")  # the failed case's error text
+    assert escaped in html(site_dir, "task-adjoint_resnet-cases-1.html")  # there too, on its case page
     assert re.findall(r"<script[^>]*>", html(site_dir, "index.html")) == ['<script src="static/sort.js" defer>']
     assert safe_url("javascript:alert(1)") == "" and safe_url("https://x.org") == "https://x.org"
 

@@ -406,7 +406,7 @@ def test_names_with_a_right_to_left_override_are_isolated(tmp_path, no_plots):
     write(tmp_path / "runs", "a.json", run_doc("a", "2025-01-01T00:00:00+00:00", cases))
     write(tmp_path / "runs", "b.json", run_doc("b", "2025-01-02T00:00:00+00:00", copy.deepcopy(cases)))
     build_report([tmp_path / "runs"], tmp_path / "site")
-    for page in ("index.html", "task-adjoint_resnet.html", "compare.html"):
+    for page in ("index.html", "task-adjoint_resnet.html", "task-adjoint_resnet-cases-1.html", "compare.html"):
         html = (tmp_path / "site" / page).read_text()
         assert f"<bdi>{evil}</bdi>" in html and f"<bdi>team{RLO}x</bdi>" in html, page
         isolated = sum(m.count(RLO) for m in re.findall(r"<bdi>[^<]*</bdi>", html))
