@@ -36,6 +36,7 @@ from ctbench.catalog.registry import description
 from report import Built, build_report
 from report.benchmark_build import synthetic_runs
 from report.fmt import safe_url
+from report.views import case_page, page_names
 
 
 @pytest.fixture(scope="session")
@@ -405,3 +406,10 @@ def test_index_lists_the_runs_it_holds(tmp_path, no_plots):
     assert "|fedcba987654 (uncommitted changes)|" in rows[0] and "|1|" in rows[0] and "|bench-node-7|" in rows[0]
     assert "20250101T000000Z-good" in rows[1] and "|0123456789ab|" in rows[1]
     assert f"|{len(good_doc()['cases'])}|" in rows[1]
+
+
+def test_no_task_page_takes_the_name_of_a_case_page():
+    pages = page_names(["a", "a-cases-1", "a-cases", "a_cases-2", "a-cases-1-cases-3"])
+    assert len(set(pages.values())) == len(pages)
+    taken = {case_page(page, n) for page in pages.values() for n in range(1, 5)}
+    assert not taken & set(pages.values()), pages
