@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         data = {f.name: f.stat().st_size for f in files if f.name in ("cases.csv.gz", "leaderboard.csv")}
     load = os.getloadavg()[0]
     print(
-        f"report over {args.cases} cases: {seconds:.1f} s wall, {cpu:.1f} s CPU (drawing processes not counted), "
+        f"report over {args.cases} cases: {seconds:.1f} s wall, {cpu:.1f} s CPU, "
         f"{size / 2**20:.1f} MiB written ({os.cpu_count()} cores, load average {load:.1f})"
     )
     print(f"{len(pages)} pages; the largest: " + ", ".join(f"{name} {b / 2**20:.2f} MiB" for b, name in pages[:3]))
