@@ -143,12 +143,17 @@ def main(argv: list[str] | None = None) -> None:
         start, cpu = time.perf_counter(), time.process_time()
         build_report([runs], Path(tmp, "site"))
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        size = sum(f.stat().st_size for f in Path(tmp, "site").rglob("*") if f.is_file())
+        files = [f for f in Path(tmp, "site").rglob("*") if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
+        pages = sorted(((f.stat().st_size, f.name) for f in files if f.suffix == ".html"), reverse=True)
+        data = {f.name: f.stat().st_size for f in files if f.name in ("cases.csv.gz", "leaderboard.csv")}
     load = os.getloadavg()[0]
     print(
         f"report over {args.cases} cases: {seconds:.1f} s wall, {cpu:.1f} s CPU, "
         f"{size / 2**20:.1f} MiB written ({os.cpu_count()} cores, load average {load:.1f})"
     )
+    print(f"{len(pages)} pages; the largest: " + ", ".join(f"{name} {b / 2**20:.2f} MiB" for b, name in pages[:3]))
+    print("data: " + ", ".join(f"{name} {b / 2**20:.1f} MiB" for name, b in data.items()))
 
 
 if __name__ == "__main__":

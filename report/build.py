@@ -1,9 +1,17 @@
 """``build_report``: run files -> static HTML pages, PNG plots and CSV tables in one folder.
 
-Pages: ``index.html`` (one leaderboard per task), ``task-<name>.html`` (summary, paper, the paper's numbers
-beside ours, plots, checks, failures), ``compare.html``, ``env.html`` (every run's environment record),
-``benchmarks.html`` (pytest-benchmark timings, link to the asv site), and ``leaderboard.csv`` / ``cases.csv``.
-Nothing is fetched from the network: the CSS and the sorting script are copied beside the pages.
+Pages: ``index.html`` (one leaderboard per task, the runs the site holds), ``task-<name>.html`` (summary, paper, the
+paper's numbers beside ours, plots, checks, failures), ``task-<name>-cases-<n>.html`` (every case, a page at a time),
+``compare.html``, ``env.html`` (every run's environment record), ``benchmarks.html`` (pytest-benchmark timings, link to
+the asv site), and ``leaderboard.csv`` / ``cases.csv.gz``. Nothing is fetched from the network: the CSS and the sorting
+script are copied beside the pages.
+
+Pages stay small however many cases the runs hold: what grows with the cases is paginated, never loaded on demand (a
+page opened from ``file://`` may not read a file beside it), so every page opens offline. The boards grow only with
+the implementations and points compared; a task page lists at most ``CASES_PER_PAGE`` failed checks and
+``FAILURES_SHOWN`` failed cases, each error cut to its last ``views.ERROR_CHARS`` characters, and links its case
+pages, ``CASES_PER_PAGE`` cases each, ordered by scale, dataset, parameters, implementation, seed and run. The whole
+case table is offered gzip-compressed (``cases.csv.gz``; pandas and most tools read it as it is).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from ctbench.machine.env import hardware_label
 from ctbench.store.results import Describe, Skipped, load_runs
 from ctbench.store.text import printable, shown
 from report import asv_history, comparison, pybench
+from report.cases import CaseRow, case_rows
 from report.fmt import safe_url
 from report.plots import CustomPlots, save_all
 from report.site import Site
@@ -33,6 +42,8 @@ from report.views import (
     TaskMeta,
     boards,
     case_checks,
+    case_page,
+    check_summary,
     environments,
     failures,
     page_names,
@@ -40,6 +51,9 @@ from report.views import (
     run_checks,
     task_meta,
 )
+
+CASES_PER_PAGE = 500  # case rows on one case page; also the most failed checks a task page lists
+FAILURES_SHOWN = 100  # failed cases a task page shows with their error; every one is on the case pages
 
 
 @dataclass
@@ -82,8 +96,35 @@ def _synthetic(df: pd.DataFrame) -> list[str]:
 
 def _write_csv(frame: pd.DataFrame, target: Path) -> None:
     """``frame`` as CSV, every string a spreadsheet would run as a formula neutralised (``csv_cell``), every field
-    holding a CR or a LF quoted (RFC 4180 line ends)."""
-    csv_frame(frame).to_csv(target, index=False, lineterminator=CSV_LINES, errors="backslashreplace")
+    holding a CR or a LF quoted (RFC 4180 line ends); gzip-compressed when ``target`` ends in ``.gz`` (no time stamp
+    inside: the same table gives the same bytes)."""
+    gz = {"method": "gzip", "compresslevel": 3, "mtime": 0} if target.suffix == ".gz" else None
+    csv_frame(frame).to_csv(target, index=False, lineterminator=CSV_LINES, errors="backslashreplace", compression=gz)
+
+
+def _case_pages(rows: Sequence[CaseRow], page: str, per_page: int) -> list[dict[str, Any]]:
+    """The case pages of a task: each page's name, number, first and last row (1-based, inclusive end)."""
+    out = []
+    for number, start in enumerate(range(0, len(rows), per_page), 1):
+        end = min(start + per_page, len(rows))
+        first, last = rows[start], rows[end - 1]
+        out.append(
+            {
+                "page": case_page(page, number),
+                "number": number,
+                "start": start,
+                "end": end,
+                "first": f"{first.where} · {first.impl}",
+                "last": f"{last.where} · {last.impl}",
+            }
+        )
+    return out
+
+
+def _commit(env: dict[str, Any]) -> str:
+    """The commit a run was made at, short, with a mark when the checkout had uncommitted changes."""
+    commit = str(env.get("git_commit") or "")[:12] or "—"
+    return commit + (" (uncommitted changes)" if env.get("git_dirty") else "")
 
 
 def _runs_table(runs: Sequence[dict[str, Any]], links: dict[str, str]) -> list[dict[str, Any]]:
@@ -97,7 +138,10 @@ def _runs_table(runs: Sequence[dict[str, Any]], links: dict[str, str]) -> list[d
                 "path": shown(run.get("_path", "")),
                 "hardware": label,
                 "anchor": links[label],
+                "commit": _commit(run["env"]),
+                "host": str(run["env"].get("hostname") or "—"),
                 "tasks": ", ".join(dict.fromkeys(c["task"] for c in run["cases"])),
+                "n_cases": len(run["cases"]),
                 "statuses": _status_counts(c["status"] for c in run["cases"]),
             }
         )
@@ -116,6 +160,7 @@ def build_report(
     latest_only: bool = False,
     banners: Sequence[str] = (),
     asv_results: Path | str | None = None,
+    cases_per_page: int = CASES_PER_PAGE,
 ) -> Built:
     """Build the report from the run files in ``inputs`` (files or folders) into ``out_dir``.
 
@@ -128,7 +173,15 @@ def build_report(
     ``asv_results``, an asv results folder, adds the regression-history page (``report.asv_history``).
     ``rank_by`` ranks every board by that metric instead of its task's primary one; ``latest_only`` keeps only the
     newest run of each leaderboard row.
+
+    No page grows with the number of cases: a task page holds the boards (one row per implementation and point),
+    the plots, the run checks, each per-case check counted by name, and at most ``cases_per_page`` failed checks and
+    ``FAILURES_SHOWN`` failed cases (each error cut to its end, ``views.ERROR_CHARS``); every case, with its metrics,
+    checks and error, is on the task's case pages, ``cases_per_page`` to a page (``task-<name>-cases-<n>.html``).
+    The full case table is ``cases.csv.gz``.
     """
+    if cases_per_page < 1:
+        raise ValueError(f"cases_per_page must be >= 1, not {cases_per_page}")
     runs, skipped = load_runs(inputs, describe)
     bench, bad_bench = pybench.load(pytest_benchmark)
     skipped += [bad_bench] if bad_bench else []
@@ -189,6 +242,10 @@ def build_report(
                 site.add(plot.src)
             if plot_error:
                 problems.append(f"{name}: plots: {plot_error}")
+            bad_checks = case_checks(records[name], passing=False)  # failing first
+            failed = failures(records[name])
+            rows = case_rows(records[name], meta)
+            pages_ = _case_pages(rows, meta.page, cases_per_page)
             site.render(
                 "task.html.j2",
                 meta.page,
@@ -197,12 +254,22 @@ def build_report(
                 plot_error=plot_error,
                 paper=paper_rows(sub, meta),
                 run_checks=run_checks(runs, name),
-                case_checks=case_checks(records[name]),
-                failures=failures(records[name]),
+                check_summary=check_summary(records[name]),
+                case_checks=bad_checks[:cases_per_page],
+                bad_checks=len(bad_checks),
+                failures=failed[:FAILURES_SHOWN],
+                n_failures=len(failed),
+                case_pages=pages_,
+                n_cases=len(rows),
+                per_page=cases_per_page,
                 synthetic=_synthetic(sub),
             )
+            for p in pages_:
+                cases = rows[p["start"] : p["end"]]
+                site.render("cases.html.j2", p["page"], task_page=meta.page, meta=meta, cases=cases,
+                            number=p["number"], start=p["start"], case_pages=pages_, n_cases=len(rows))  # fmt: skip
         _write_csv(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(), site.add("leaderboard.csv"))
-        _write_csv(df, site.add("cases.csv"))
+        _write_csv(df, site.add("cases.csv.gz"))
         if compared.frame is not None:
             _write_csv(compared.frame, site.add("compare.csv"))
         site.render("compare.html.j2", "compare.html", cmp=compared)

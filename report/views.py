@@ -6,6 +6,7 @@ text already formatted; the templates only lay them out (and escape them).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
@@ -83,16 +84,23 @@ def task_meta(name: str, page: str, spec: Mapping[str, Any] | None, metric_names
 
 
 def page_names(names: Sequence[str]) -> dict[str, str]:
-    """A distinct, file-name-safe page for each task name."""
+    """A distinct, file-name-safe page for each task name; none ends like a case page (``case_page``)."""
     pages: dict[str, str] = {}
     for name in names:
         base, i = f"task-{slug(name)}", 1
+        if re.search(r"-cases(-\d+)*$", base):
+            base += "-t"  # so that no task page, nor its numbered twin, takes the name of another task's case page
         page = f"{base}.html"
         while page in pages.values():
             i += 1
             page = f"{base}-{i}.html"
         pages[name] = page
     return pages
+
+
+def case_page(page: str, number: int) -> str:
+    """The name of a task's ``number``-th case page (from 1): ``task-x.html`` -> ``task-x-cases-1.html``."""
+    return f"{page.removesuffix('.html')}-cases-{number}.html"
 
 
 @dataclass
@@ -245,33 +253,61 @@ def run_checks(runs: Sequence[Mapping[str, Any]], task: str) -> list[dict[str, A
     return sorted(rows, key=lambda r: OUTCOME_ORDER[r["outcome"]])
 
 
-def case_checks(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Every per-case check with its value, threshold and outcome, failing ones first."""
+def case_checks(records: Sequence[Mapping[str, Any]], passing: bool = True) -> list[dict[str, Any]]:
+    """Every per-case check with its value, threshold and outcome, failing ones first; without the passing ones when
+    ``passing`` is False."""
     rows = [
-        _check_row(
-            name,
-            check,
-            run_id=r["run_id"],
-            impl=r["impl"],
-            submission=r["submission"],
-            case=f"{r['scale']} · {r['dataset']} · {params_label(r['params'])} · seed {r['seed']}",
-        )
+        _check_row(name, check, run_id=r["run_id"], impl=r["impl"], submission=r["submission"], case=case_where(r))
         for r in records
         for name, check in r["checks"].items()
+        if passing or check_outcome(check) != "pass"
     ]
     return sorted(rows, key=lambda r: OUTCOME_ORDER[r["outcome"]])
 
 
+def check_summary(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The per-case checks of ``records`` counted per name: passed, failed, inconclusive, and what the check tests;
+    the names with failures first."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        for name, check in r["checks"].items():
+            entry = out.get(name)
+            if entry is None:
+                description = check.get("description") or ""
+                entry = out[name] = {"name": name, "pass": 0, "fail": 0, "inconclusive": 0, "description": description}
+            entry[check_outcome(check)] += 1
+    return sorted(out.values(), key=lambda e: (-e["fail"], -e["inconclusive"], e["name"]))
+
+
+ERROR_CHARS = 4000  # characters of an error shown on a page: its end (a traceback's last lines); the run file has all
+
+
+def error_text(text: str) -> str:
+    """An error or a note as a page shows it: stripped, and cut to its last ``ERROR_CHARS`` characters."""
+    text = text.strip()
+    if len(text) <= ERROR_CHARS:
+        return text
+    return (
+        f"[the first {len(text) - ERROR_CHARS} of {len(text)} characters are in the run file]\n…" + text[-ERROR_CHARS:]
+    )
+
+
+def case_where(r: Mapping[str, Any]) -> str:
+    """A case's point as the pages name it: scale, dataset, parameters and seed."""
+    return f"{r['scale']} · {r['dataset']} · {params_label(r['params'])} · seed {r['seed']}"
+
+
 def failures(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Cases that did not end ok, with their full error text, and cases whose protocol left a note."""
+    """Cases that did not end ok, with their error text (its end, ``error_text``), and cases whose protocol left a
+    note."""
     return [
         {
             "run_id": r["run_id"],
             "impl": r["impl"],
             "submission": r["submission"],
-            "case": f"{r['scale']} · {r['dataset']} · {params_label(r['params'])} · seed {r['seed']}",
+            "case": case_where(r),
             "status": r["status"],
-            "error": (r.get("error") or r.get("note") or "").strip() or "(no error recorded)",
+            "error": error_text(r.get("error") or r.get("note") or "") or "(no error recorded)",
         }
         for r in records
         if r["status"] != "ok" or r.get("note")

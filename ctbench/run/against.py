@@ -53,14 +53,13 @@ class Against:
     differs: list[str] = field(default_factory=list)
     cases: list[Case] = field(default_factory=list)  # what to run: the submission's, and retimed references
 
-    def report_inputs(self, out: Path | str) -> list[str]:
-        """The stored run files the report reads beside the run's folder ``out`` (none when the references were
-        retimed; none twice: a stored run inside ``out`` is read with it)."""
+    def report_inputs(self, run_file: Path | str) -> list[str]:
+        """The stored run files the run's report reads beside its own ``run_file`` (none when the references were
+        retimed; never ``run_file`` itself, were it among them)."""
         if self.retime:
             return []
-        inside = Path(out).resolve()
-        paths = [run["_path"] for run in self.match.runs()]
-        return [p for p in paths if not Path(p).resolve().is_relative_to(inside)]
+        own = Path(run_file).resolve()
+        return [run["_path"] for run in self.match.runs() if Path(run["_path"]).resolve() != own]
 
     def banners(self) -> list[str]:
         n = len(self.match.pairs())

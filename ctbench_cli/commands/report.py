@@ -15,6 +15,11 @@ from ctbench_cli.commands.show import ranking_flags
 DEFAULT_REPORT = Path("report/site")
 
 
+def report_dir(run_file: Path) -> Path:
+    """Where ``ctbench run`` writes a run's report by default: ``<run id>-report/`` beside its run file."""
+    return run_file.with_name(f"{run_file.stem}-report")
+
+
 def _custom_plots(task_name: str, cases: Any, records: Any) -> dict[str, Any]:
     """The figures of an installed task's custom plot hook; none for a task this installation does not have."""
     task = tasks().get(task_name)

@@ -20,7 +20,7 @@ from ctbench.run.selection import CACHE, default_device, scale_for
 from ctbench_cli import options
 from ctbench_cli.board_text import show
 from ctbench_cli.command import Command
-from ctbench_cli.commands.report import DEFAULT_REPORT, build
+from ctbench_cli.commands.report import build, report_dir
 from ctbench_cli.summary import summarise
 from ctbench_cli.terminal import printable
 
@@ -91,7 +91,9 @@ class Run(Command):
             "--seed", action="append", type=options.seed, default=[], help="seeds in [0, 2^32) (default: the scale's)"
         )
         parser.add_argument("--device", type=options.device, help="cpu, cuda or cuda:N (default: cuda when available)")
-        parser.add_argument("--out", type=Path, default=Path("results/local"), help="folder for run files")
+        parser.add_argument(
+            "--out", type=Path, default=Path("results/local"), help="folder for run files (and their reports)"
+        )
         parser.add_argument("--data-root", type=Path, default=CACHE / "data", help="where datasets live")
         parser.add_argument(
             "--timeout", type=options.positive_seconds, help="seconds per case, > 0 (default: the scale's)"
@@ -144,7 +146,14 @@ class Run(Command):
             metavar="SECONDS",
             help="time budget of the whole run: cases not started by then are recorded as not run",
         )
-        parser.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT, help="where the HTML report goes")
+        parser.add_argument(
+            "--report",
+            "--report-dir",
+            dest="report_dir",
+            type=Path,
+            metavar="DIR",
+            help="where the run's HTML report goes (default: <out>/<run id>-report/, beside the run file)",
+        )
         parser.add_argument("--no-report", action="store_true", help="do not build the HTML report at the end")
 
     @classmethod
@@ -206,7 +215,8 @@ class Run(Command):
         print(f"run file: {outcome.path}")
         if stored:
             _against_summary(stored, outcome.doc)
-        if not args.no_report:
-            extra = (stored.report_inputs(args.out), stored.report_options()) if stored else ([], {})
-            build([args.out, *extra[0]], args.report_dir, **extra[1])
+        if not args.no_report:  # the run's own report: its file (and the stored runs it was ranked against)
+            extra = (stored.report_inputs(outcome.path), stored.report_options()) if stored else ([], {})
+            site = args.report_dir or report_dir(outcome.path)
+            build([outcome.path, *extra[0]], site, **extra[1])  # its last line names the report's path
         return status

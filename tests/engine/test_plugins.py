@@ -69,9 +69,11 @@ def test_an_installed_task_is_listed_and_runs_shows_and_reports(tmp_path, plugin
     assert listed.returncode == 0, listed.stderr
     assert "tiny:" in listed.stdout and "adjoint_resnet:" in listed.stdout
     out, site = tmp_path / "out", tmp_path / "site"
-    ran = ctbench(["run", "--task", "tiny", "--out", str(out), "--report-dir", str(site)], plugin_env)
+    ran = ctbench(["run", "--task", "tiny", "--out", str(out), "--report", str(site)], plugin_env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     (path,) = out.glob("*.json")
+    assert (site / "index.html").is_file() and not list(out.glob("*-report"))  # --report DIR, not beside the file
+    assert ran.stdout.rstrip().splitlines()[-1] == f"report: {site / 'index.html'}"
     doc = json.loads(path.read_text())
     assert {c["impl"] for c in doc["cases"]} == {"direct"} and all(c["status"] == "ok" for c in doc["cases"])
     assert all(c["impl_spec"].startswith("tinyplug.references") for c in doc["cases"])

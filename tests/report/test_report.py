@@ -17,12 +17,26 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from runfiles import INJECTION, METHODS, REPO, case, fixture_site, run_doc, smoke_cases, write_results
+from runfiles import (
+    CPU_ENV,
+    INJECTION,
+    METHODS,
+    REPO,
+    case,
+    fixture_site,
+    good_doc,
+    run_doc,
+    smoke_cases,
+    write,
+    write_results,
+)
 
 from ctbench.boards.cells import number
 from ctbench.catalog.registry import description
 from report import Built, build_report
+from report.benchmark_build import synthetic_runs
 from report.fmt import safe_url
+from report.views import case_page, page_names
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +65,8 @@ def test_builds_every_page_and_lists_skipped_files(site):
         "env.html",
         "benchmarks.html",
         "leaderboard.csv",
-        "cases.csv",
+        "cases.csv.gz",
+        "task-adjoint_resnet-cases-1.html",
         "static/report.css",
         "static/sort.js",
     ):
@@ -85,6 +100,7 @@ def test_strings_from_results_are_escaped(site):
         assert "javascript:" not in text, page.name  # a manifest URL that is not http(s) is never a link
     assert escaped in html(site_dir, "index.html")
     assert escaped in html(site_dir, "task-adjoint_resnet.html")  # the failed case's error text
+    assert escaped in html(site_dir, "task-adjoint_resnet-cases-1.html")  # there too, on its case page
     assert re.findall(r"<script[^>]*>", html(site_dir, "index.html")) == ['<script src="static/sort.js" defer>']
     assert safe_url("javascript:alert(1)") == "" and safe_url("https://x.org") == "https://x.org"
 
@@ -92,7 +108,7 @@ def test_strings_from_results_are_escaped(site):
 def test_csv_is_the_aggregated_table(site):
     site_dir, _, _ = site
     board = pd.read_csv(site_dir / "leaderboard.csv")
-    cases = pd.read_csv(site_dir / "cases.csv")
+    cases = pd.read_csv(site_dir / "cases.csv.gz")
     assert len(cases) == 2 * len(smoke_cases()) + len(METHODS) + 1
     ar = board[board["task"] == "adjoint_resnet"]
     # the two smoke runs share hardware and cases: one row per implementation and depth, seeds merged
@@ -343,3 +359,57 @@ def test_a_drawing_process_that_dies_costs_its_figures_not_the_report(tmp_path):
     assert drawn["plots"] == [[["a curve", "plots/a-a-curve-0.png"]], [], [["c curve", "plots/c-c-curve-0.png"]]]
     assert drawn["errors"][0] == drawn["errors"][2] == ""
     assert drawn["errors"][1].startswith("not drawn: its drawing process died")
+
+
+def test_pages_stay_small_however_many_cases(tmp_path, no_plots, monkeypatch):
+    """Every case is on a case page, ``cases_per_page`` to a page; the task page lists at most that many failed checks
+    and ``FAILURES_SHOWN`` failures. The control: four times the cases leave the largest page as it was (before the
+    case pages, the task page grew with every case)."""
+    per_page = 40
+    monkeypatch.setattr("report.build.FAILURES_SHOWN", 10)
+    largest = {}
+    for n in (600, 2400):
+        monkeypatch.setattr("report.benchmark_build.CASES_PER_RUN", n // 3)  # three runs, two machines: the same boards
+        synthetic_runs(n, tmp_path / f"runs-{n}")
+        site = tmp_path / f"site-{n}"
+        build_report([tmp_path / f"runs-{n}"], site, cases_per_page=per_page)
+        pages = sorted(site.glob("task-adjoint_resnet-cases-*.html"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+        assert len(pages) == -(-n // per_page)
+        rows = [len(re.findall(r'<tr class="case ', page.read_text())) for page in pages]
+        assert sum(rows) == n and max(rows) == per_page, rows
+        numbers = [
+            int(i)
+            for page in pages
+            for i in re.findall(r'<tr class="case [^"]*"><td class="num">(\d+)<', page.read_text())
+        ]
+        assert numbers == list(range(1, n + 1))  # every case once, in order across the pages
+        task = html(site, "task-adjoint_resnet.html")
+        assert len(re.findall(r'<details class="failure">', task)) <= 10
+        assert len(re.findall(r'<tr class="fail">', task)) <= per_page + 1  # the failed checks, and their summary row
+        assert all(f'href="{page.name}"' in task for page in pages)
+        largest[n] = max((page.stat().st_size, page.name) for page in site.glob("*.html"))
+    failed = n * 0.02
+    assert failed > per_page and failed > 10  # the caps were reached
+    assert largest[2400][0] < 1.2 * largest[600][0], largest
+
+
+def test_index_lists_the_runs_it_holds(tmp_path, no_plots):
+    elsewhere = {**CPU_ENV, "hostname": "bench-node-7", "git_commit": "fedcba9876543210ffff", "git_dirty": True}
+    write(tmp_path / "runs", "a.json", good_doc())
+    later = run_doc("20250102T000000Z-later", "2025-01-02T00:00:00+00:00", [case("backprop", 16)], env=elsewhere)
+    write(tmp_path / "runs", "b.json", later)
+    build_report([tmp_path / "runs"], tmp_path / "site")
+    runs = html(tmp_path / "site", "index.html").split('<section id="runs">')[1]
+    rows = [re.sub(r"<[^>]+>", "|", row) for row in re.findall(r"<tr><td>.*?</tr>", runs)]
+    assert len(rows) == 2  # newest first
+    assert "20250102T000000Z-later" in rows[0] and "2025-01-02T00:00:00+00:00" in rows[0]
+    assert "|fedcba987654 (uncommitted changes)|" in rows[0] and "|1|" in rows[0] and "|bench-node-7|" in rows[0]
+    assert "20250101T000000Z-good" in rows[1] and "|0123456789ab|" in rows[1]
+    assert f"|{len(good_doc()['cases'])}|" in rows[1]
+
+
+def test_no_task_page_takes_the_name_of_a_case_page():
+    pages = page_names(["a", "a-cases-1", "a-cases", "a_cases-2", "a-cases-1-cases-3"])
+    assert len(set(pages.values())) == len(pages)
+    taken = {case_page(page, n) for page in pages.values() for n in range(1, 5)}
+    assert not taken & set(pages.values()), pages

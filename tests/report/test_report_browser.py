@@ -38,6 +38,7 @@ PAGES = (
     "index.html",
     "task-adjoint_resnet.html",
     "task-not_a_task_here.html",
+    "task-adjoint_resnet-cases-1.html",
     "compare.html",
     "env.html",
     "benchmarks.html",

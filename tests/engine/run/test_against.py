@@ -89,8 +89,10 @@ def test_the_report_reads_each_stored_run_once_and_none_when_retimed(tmp_path):
     inside = {**_run("r1", "2025-01-01", [_case("direct", 8)]), "_path": str(tmp_path / "out" / "r1.json")}
     outside = {**_run("r2", "2025-02-01", [_case("lu", 8)]), "_path": str(tmp_path / "refs" / "r2.json")}
     m = match({at8: ["direct", "lu"]}, [inside, outside])
-    assert Against(["x"], m, False, ["chol"], [], []).report_inputs(tmp_path / "out") == [outside["_path"]]
-    assert Against(["x"], m, True, ["chol"], [], []).report_inputs(tmp_path / "out") == []
+    new = tmp_path / "out" / "r3.json"  # the run's report reads its own file and the stored runs, wherever they are
+    assert Against(["x"], m, False, ["chol"], [], []).report_inputs(new) == [inside["_path"], outside["_path"]]
+    assert Against(["x"], m, False, ["chol"], [], []).report_inputs(inside["_path"]) == [outside["_path"]]
+    assert Against(["x"], m, True, ["chol"], [], []).report_inputs(new) == []
 
 
 # --- the command, on the template task ----------------------------------------------------------------------------
@@ -114,7 +116,7 @@ def ctbench(args: list[str], env: dict) -> subprocess.CompletedProcess:
 
 def _against(tiny: dict, tmp_path: Path, stored: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
     args = ["run", "--task", "tiny", "--impl", tiny["sub"], "--against", str(stored), "--out", str(tmp_path / "out")]
-    done = ctbench([*args, "--report-dir", str(tmp_path / "site"), *extra], tiny["env"])
+    done = ctbench([*args, "--report", str(tmp_path / "site"), *extra], tiny["env"])
     assert done.returncode == 0, done.stdout + done.stderr
     (path,) = (tmp_path / "out").glob("*.json")
     return done, json.loads(path.read_text())

@@ -86,6 +86,7 @@ def test_failures_are_recorded_and_the_run_goes_on(tmp_path, write_module, env):
     assert status["hangs"]["status"] == "timeout"
     assert status["raises"]["submission"] == "raises"
     assert "run file:" in result.stdout and str(out) in result.stdout
+    assert not list(out.glob("*-report"))  # --no-report
 
 
 def test_interrupted_run_resumes(tmp_path, write_module, env):

@@ -20,17 +20,25 @@ def tiny_env(tmp_path_factory, tiny_task) -> dict[str, str]:
     return tiny_task(tmp_path_factory.mktemp("tasks"), tmp_path_factory.mktemp("cache"))
 
 
-def ctbench(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def ctbench(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ctbench_cli", *args], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "ctbench_cli", *args], env=env, capture_output=True, text=True, timeout=300, cwd=cwd
     )
 
 
 def test_the_template_task_runs_shows_and_reports(tmp_path, tiny_env):
-    out, site = tmp_path / "out", tmp_path / "site"
-    ran = ctbench(["run", "--task", "tiny", "--out", str(out), "--report-dir", str(site)], tiny_env)
+    out = tmp_path / "out"
+    elsewhere = tmp_path / "report" / "site" / "index.html"  # where every run wrote its report, whatever its --out
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_text("the report of another run")
+    ran = ctbench(["run", "--task", "tiny", "--out", str(out)], tiny_env, cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     (path,) = out.glob("*.json")
+    report = out / f"{path.stem}-report" / "index.html"  # the run's own report, beside its run file
+    last = ran.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("report: ") and Path(last.removeprefix("report: ")).resolve() == report.resolve(), last
+    assert path.stem in report.read_text() and (report.parent / "task-tiny.html").is_file()
+    assert elsewhere.read_text() == "the report of another run"
     doc = json.loads(path.read_text())
     assert doc["tasks"]["tiny"]["metrics"]["throughput_solves_s"]["unit"] == "solves/s"
     for case in doc["cases"]:
@@ -46,6 +54,8 @@ def test_the_template_task_runs_shows_and_reports(tmp_path, tiny_env):
     assert reported.returncode == 0, reported.stderr
     page = (tmp_path / "site2" / "task-tiny.html").read_text()
     assert "one solve of A x = b" in page and '<img src="plots/tiny-time_vs_n' in page
+    runs = (tmp_path / "site2" / "index.html").read_text().split('<section id="runs">')[1]
+    assert f"<code>{path.stem}</code>" in runs and f'<td class="num">{len(doc["cases"])}</td>' in runs
 
 
 def test_the_generic_pytest_benchmark_module_times_the_new_task(tmp_path, tiny_env):

@@ -319,7 +319,7 @@ def test_report_builds_from_the_good_files(tmp_path, no_plots):
     assert sorted(Path(s.path).name for s in built.skipped) == bad
     index = built.index.read_text()
     assert "20250101T000000Z-good" in index and "20250104T000000Z-empty" in index
-    for page in ("task-adjoint_resnet.html", "compare.html", "env.html", "benchmarks.html", "cases.csv"):
+    for page in ("task-adjoint_resnet.html", "compare.html", "env.html", "benchmarks.html", "cases.csv.gz"):
         assert (tmp_path / "site" / page).is_file()
     assert not list(tmp_path.glob(".site.building-*"))
 
@@ -363,7 +363,7 @@ def test_failed_build_keeps_the_previous_site(tmp_path, no_plots, monkeypatch):
     with pytest.raises(RuntimeError, match="midway"):
         build_report([runs], out)
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert after == before and {"index.html", "cases.csv", "leaderboard.csv", "mine.txt"} <= {str(p) for p in after}
+    assert after == before and {"index.html", "cases.csv.gz", "leaderboard.csv", "mine.txt"} <= {str(p) for p in after}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
 
 
@@ -380,13 +380,13 @@ def test_csv_cells_are_never_formulas(tmp_path, no_plots):
     write(tmp_path / "runs", "a.json", run_doc("a", "2025-01-01T00:00:00+00:00", cases))
     write(tmp_path / "runs", "b.json", run_doc("b", "2025-01-02T00:00:00+00:00", copy.deepcopy(cases)))
     build_report([tmp_path / "runs"], tmp_path / "site")
-    for name in ("cases.csv", "leaderboard.csv", "compare.csv"):
+    for name in ("cases.csv.gz", "leaderboard.csv", "compare.csv"):
         table = pd.read_csv(tmp_path / "site" / name, keep_default_na=False, dtype=str)
-        assert len(table) == {"cases.csv": 12, "leaderboard.csv": 6}.get(name, len(table)), name  # no row split
+        assert len(table) == {"cases.csv.gz": 12, "leaderboard.csv": 6}.get(name, len(table)), name  # no row split
         cells = [v for column in table.columns for v in table[column]] + list(table.columns)
         assert not [v for v in cells if v.startswith(("=", "+", "@", "\t", "\r"))], name
         assert not [v for v in cells if v.startswith("-") and not re.fullmatch(r"-[0-9.e+-]+", v)], name
-    table = pd.read_csv(tmp_path / "site" / "cases.csv", keep_default_na=False, dtype=str)
+    table = pd.read_csv(tmp_path / "site" / "cases.csv.gz", keep_default_na=False, dtype=str)
     assert set(table["impl"]) == {"'" + f for f in FORMULAS}
     assert set(table["param.mode"]) == {"'@x"}
     assert set(table["metric.grad_rel_error"]) == {"-0.5"}  # a negative number stays a number
@@ -406,7 +406,7 @@ def test_names_with_a_right_to_left_override_are_isolated(tmp_path, no_plots):
     write(tmp_path / "runs", "a.json", run_doc("a", "2025-01-01T00:00:00+00:00", cases))
     write(tmp_path / "runs", "b.json", run_doc("b", "2025-01-02T00:00:00+00:00", copy.deepcopy(cases)))
     build_report([tmp_path / "runs"], tmp_path / "site")
-    for page in ("index.html", "task-adjoint_resnet.html", "compare.html"):
+    for page in ("index.html", "task-adjoint_resnet.html", "task-adjoint_resnet-cases-1.html", "compare.html"):
         html = (tmp_path / "site" / page).read_text()
         assert f"<bdi>{evil}</bdi>" in html and f"<bdi>team{RLO}x</bdi>" in html, page
         isolated = sum(m.count(RLO) for m in re.findall(r"<bdi>[^<]*</bdi>", html))
