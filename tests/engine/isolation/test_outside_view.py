@@ -103,8 +103,8 @@ def test_a_case_that_fakes_its_clock_or_memory_is_suspect_unranked_and_fails_the
     assert "suspect" in done.stdout
     runs, _ = load_runs([out])
     board = leaderboard(cases_frame(runs), "tiny", task_specs(runs)).set_index("impl")
-    assert board.loc["direct", "rank"] == 1
-    assert board.loc[["slow_clock", "hides_memory"], "rank"].isna().all()
+    assert board.loc[["direct", "slow_clock", "hides_memory"], "rank"].isna().all()  # direct: the only ok row
+    assert board.loc["direct", "status"] == "ok"
     assert set(board.loc[["slow_clock", "hides_memory"], "status"]) == {"suspect"}
 
 
