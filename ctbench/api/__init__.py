@@ -1,10 +1,11 @@
 """What a task author and a submitter import: the task API (``task``), the engine's measurement policy (``measure``),
 implementations and their manifests (``implementation``), and the helpers tasks share (``data``, ``cache``,
-``sweeps`` for run checks). ``ctbench`` re-exports the names below."""
+``sweeps`` for run checks, ``returns`` to check what a method returns). ``ctbench`` re-exports the names below."""
 
 from ctbench.api.claims import Claim
 from ctbench.api.implementation import Manifest
 from ctbench.api.measure import Policy
+from ctbench.api.returns import ReturnError, expect_tensor
 from ctbench.api.task import (
     CaseResult,
     Check,
@@ -38,8 +39,10 @@ __all__ = [
     "Policy",
     "Prepared",
     "Ratio",
+    "ReturnError",
     "RunCheck",
     "Scale",
     "Step",
     "Task",
+    "expect_tensor",
 ]
