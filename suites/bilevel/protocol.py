@@ -14,7 +14,7 @@ h - h* <= 1e-3, final h - h*, ||grad h||^2, test accuracy, the rate's R^2, the o
 kind per iteration, the cost of a step against an SGD step, the solver's state and what a SAGA table must hold on
 this problem (``saga_table``), the tuned values (``tuned_*``, with the grid, the scores and the choice in the
 case's note and its series ``tuning_scores``). A race that diverges raises ``ctbench.Invalid`` with what it
-measured before.
+measured before, its reason the iteration and the tuning's note (the values it ran at).
 """
 
 from __future__ import annotations
@@ -69,7 +69,11 @@ def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: C
             metrics["cost_ratio_vs_sgd"] = cost_ratio(impl.step, sgd, ctx.meter.clock)
         curves = {**series(trace), **tuning.series()}
         if trace.diverged_at is not None:
-            raise Invalid(f"diverged at iteration {trace.diverged_at}", problem.dataset, metrics, curves)
+            ran = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in impl.hyperparameters(problem).items())  # fmt: skip
+            reason = f"diverged at iteration {trace.diverged_at} (an iterate or h not finite)"
+            reason += f" at {ran}; {tuning.note()}" if ran else f"; {tuning.note()}"
+            raise Invalid(reason, problem.dataset, metrics, curves)
         metrics["state_bytes"] = float(state_bytes(impl, problem))
         metrics.update(saga_table(problem, s["batch_size"]))
         checks = {**case_checks(trace), **unbiased}

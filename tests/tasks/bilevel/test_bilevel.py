@@ -194,7 +194,8 @@ def test_saba_converges_linearly_where_soba_does_not():
 def test_divergent_step_makes_the_case_invalid_with_its_iteration():
     result = smoke.run_case("bilevel", SOBA(step_size=1e4), {"problem": "quadratic"})
     assert result.invalid_reason is not None and result.invalid_reason.startswith("diverged at iteration ")
-    iteration = int(result.invalid_reason.rsplit(" ", 1)[1])
+    iteration = int(result.invalid_reason.split()[3])
+    assert " at step_size=10000, " in result.invalid_reason and "tuned over" in result.invalid_reason  # what it ran at
     assert 1 <= iteration < 100
     assert result.metrics["iterations"] == iteration
     assert result.nonfinite_metrics() == []
