@@ -67,6 +67,12 @@ class Checked(ResidualLogDet):
         self.impl, self.name = impl, type(impl).__name__
         self.series, self.note = impl.series, getattr(impl, "note", "")
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other attribute is the method's own (its ``manifest``, a roulette's ``last_terms``)."""
+        if name == "impl":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self.impl, name)
+
     def _logdet(self, value: Any, x: torch.Tensor, method: str) -> torch.Tensor:
         return expect_tensor(value, (x.shape[0],), x.dtype, f"{self.name}.{method} (log-det per sample)")
 

@@ -538,3 +538,15 @@ def test_a_log_det_of_the_wrong_shape_fails_the_case_naming_the_method():
     message = "ColumnLogDet.forward (log-det per sample) returned a tensor of shape (4, 1) float32; expected shape (4,)"
     with pytest.raises(ReturnError, match=re.escape(message)):
         smoke.run_case(TASK, ColumnLogDet())
+
+
+def test_the_checked_method_is_the_method_for_everything_else():
+    from suites.iresnet.protocol import Checked
+
+    method = ResidualFlow()
+    method.last_terms = 7  # an attribute of its own, read by the protocol
+    checked = Checked(method)
+    assert checked.manifest.name == "residual_flow" and checked.series == "roulette" and checked.last_terms == 7
+    g, x = linear_g(0.5), torch.randn(4, 3)
+    y, logdet = checked.forward(g, x, 2)
+    assert y.shape == x.shape and logdet.shape == (4,)
