@@ -223,7 +223,13 @@ def _rows(sub: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     )
     good = good.assign(status="ok", reason="", expected_invalid="", tuned="")
     good = pd.concat([good, grouped[metrics].median()], axis=1)  # all metric columns at once: a case may have many
-    bad_cases = sub[(sub["status"] != "ok") & ~sub.set_index(ROW).index.isin(good.index)]
+    in_good = sub.set_index(ROW).index.isin(good.index)
+    some_bad = sub[(sub["status"] != "ok") & in_good]  # a ranked row's cases that did not end ok: listed apart
+    if not some_bad.empty:
+        good = good.join(some_bad.groupby(ROW, sort=False, dropna=False).agg(
+            not_ok_cases=("seed", "size"), not_ok_status=("status", "first"), not_ok_reason=("error", "first"),
+            not_ok_tuned=("tuned", "first")))  # fmt: skip
+    bad_cases = sub[(sub["status"] != "ok") & ~in_good]
     bad = bad_cases.groupby(ROW, sort=False, dropna=False).agg(
         seeds=("seed", "nunique"),
         url=("url", "first"),

@@ -533,14 +533,16 @@ def test_show_cuts_no_name_where_the_terminal_is_wide_enough(tmp_path, cli_env):
 def test_show_lists_a_case_that_did_not_end_ok_with_its_reason_and_tuned_values(tmp_path, cli_env):
     diverged = case("adjoint_heun", 8, status="invalid", error="diverged at iteration 7483", tuned_step_size=0.5,
                     tuned_outer_ratio=10.0)  # fmt: skip
-    cases = [case("backprop", 8), diverged]
+    timed_out = case("backprop", 8, seed=1, status="timeout", error="ran past 600 s")  # beside an ok seed
+    cases = [case("backprop", 8), timed_out, diverged]
     (tmp_path / "a.json").write_text(json.dumps(doc("a", 1, cases)))
     shown = cli(["show", str(tmp_path / "a.json")], {**cli_env, "COLUMNS": "60"})
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    at = lines.index("not ranked (failed, invalid or timed out):")
-    listed = " ".join(line.strip() for line in lines[at + 1 : at + 4])
+    at = lines.index("cases that did not end ok (not ranked):")
+    listed = " ".join(line.strip() for line in lines[at + 1 : at + 6])
     assert "- adjoint_heun: invalid: diverged at iteration 7483 (tuned: step_size 0.5, outer_ratio 10)" in listed
+    assert "- backprop: 1 of 2 cases timeout: ran past 600 s" in listed
     assert max(map(len, lines)) <= 60  # wrapped, not cut
 
 
