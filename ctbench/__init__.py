@@ -28,10 +28,12 @@ from ctbench.api import (
     Policy,
     Prepared,
     Ratio,
+    ReturnError,
     RunCheck,
     Scale,
     Step,
     Task,
+    expect_tensor,
 )
 
 __version__ = "0.2.0"  # the one version: pyproject.toml reads it from here
@@ -51,9 +53,11 @@ __all__ = [
     "Policy",
     "Prepared",
     "Ratio",
+    "ReturnError",
     "RunCheck",
     "Scale",
     "Step",
     "Task",
     "__version__",
+    "expect_tensor",
 ]

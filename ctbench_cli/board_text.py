@@ -18,7 +18,7 @@ from ctbench.boards.ranking import objectives, rank_text
 from ctbench.boards.spreadsheet import CSV_LINES, csv_frame
 from ctbench.boards.table import METRIC, TaskSpecs, cases_frame, latest, leaderboard, task_specs
 from ctbench.catalog.registry import UsageError
-from ctbench_cli.terminal import Col, render, say, width
+from ctbench_cli.terminal import Col, flat, render, say, width
 
 FORMATS = ("table", "csv", "json")
 
@@ -71,7 +71,30 @@ def _status(row: Mapping[str, Any]) -> str:
 
 
 def _reason(row: Mapping[str, Any]) -> str:
-    return f"{_status(row)}: {row.get('expected_invalid') or row.get('reason') or 'no error recorded'}"
+    """``status: reason``, and the values its protocol tuned where it recorded them (``tuned_*`` metrics)."""
+    reason = f"{_status(row)}: {row.get('expected_invalid') or row.get('reason') or 'no error recorded'}"
+    tuned = row.get("tuned")
+    return f"{reason} (tuned: {tuned})" if isinstance(tuned, str) and tuned else reason
+
+
+def not_ok(rows: Sequence[Mapping[str, Any]], limit: int) -> list[str]:
+    """The cases that did not end ok, in a list of their own: an unranked row's label, status, reason and tuned
+    values, and a ranked row's cases that did not end ok (``not_ok_*``: how many, the first's status, reason and
+    tuned values); wrapped to ``limit`` (never cut)."""
+    items = [f"{r['label']}: {_reason(r)}" for r in rows if r["status"] != "ok"]
+    for r in rows:
+        count = r.get("not_ok_cases")
+        if r["status"] == "ok" and isinstance(count, (int, float)) and count == count and count > 0:
+            tuned = r.get("not_ok_tuned")
+            tail = f" (tuned: {tuned})" if isinstance(tuned, str) and tuned else ""
+            items.append(f"{r['label']}: {int(count)} of {r['cases']} cases {r.get('not_ok_status')}: "
+                         f"{r.get('not_ok_reason') or 'no error recorded'}{tail}")  # fmt: skip
+    if not items:
+        return []
+    lines = ["cases that did not end ok (not ranked):"]
+    for item in items:
+        lines += textwrap.wrap(flat(item), limit, initial_indent="- ", subsequent_indent="  ", break_on_hyphens=False)
+    return lines
 
 
 def board_lines(task: str, group: pd.DataFrame, specs: TaskSpecs, limit: int) -> list[str]:
@@ -106,7 +129,7 @@ def board_lines(task: str, group: pd.DataFrame, specs: TaskSpecs, limit: int) ->
     if not all(ok):
         cols.append(Col("status", [_status(r) for r in rows], 2, cap=20))
     lines, left_out = render(cols, limit)
-    lines += [f"{r['label']}: {_reason(r)}" for r in rows if r["status"] != "ok"]
+    lines += not_ok(rows, limit)
     lines.append("runs: " + " · ".join(f"{letter[r]} {r}" for r in runs))
     if any(r["submission"] != "reference" for r in rows):
         lines.append("* submission")

@@ -1,5 +1,5 @@
-"""Tables for the terminal that never run wider than it: the columns that fit, in priority order, the others named
-below the table; long cells cut with an ellipsis.
+"""Tables for the terminal that never run wider than it: every column whole where the terminal is wide enough; else
+the columns that fit, in priority order, the others named below the table, long cells cut with an ellipsis.
 
 Everything printed here passes ``printable`` (``ctbench.store.text``): a name or an error text from a run file cannot
 start an escape sequence, move the cursor or break a line (a ``\n`` in a name is shown as ``\n``, never as a
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ctbench.store.text import printable
 
-__all__ = ["Col", "clip", "printable", "render", "say", "width"]
+__all__ = ["Col", "clip", "flat", "printable", "render", "say", "width"]
 
 
 def width() -> int:
@@ -46,13 +46,21 @@ class Col:
     flex: int = 0  # > 0: takes the width left over, at least this much
 
 
+def _full(col: Col) -> int:
+    """The width of the column's widest cell or header, uncut."""
+    return max([len(flat(col.header)), *(len(flat(c)) for c in col.cells)])
+
+
 def _natural(col: Col) -> int:
-    return min(col.cap, max([len(flat(col.header)), *(len(flat(c)) for c in col.cells)]))
+    return min(col.cap, _full(col))
 
 
-def render(cols: Sequence[Col], limit: int | None = None, gap: int = 2) -> tuple[list[str], list[str]]:
-    """Lines of a table at most ``limit`` characters wide, and the headers of the columns left out."""
-    limit = limit or width()
+def _sizes(cols: Sequence[Col], limit: int, gap: int) -> dict[int, int]:
+    """Each shown column's width: every column whole when the table fits in ``limit``; else the columns that fit
+    in priority order, each at most its ``cap`` (the flexible one at least its ``flex``), then the width left over
+    given back, in priority order, to the columns cut, up to their whole width."""
+    if sum(_full(c) for c in cols) + gap * max(len(cols) - 1, 0) <= limit:
+        return {id(c): _full(c) for c in cols}
     sizes: dict[int, int] = {}
     used = 0
     for col in sorted(cols, key=lambda c: c.priority):
@@ -61,10 +69,19 @@ def render(cols: Sequence[Col], limit: int | None = None, gap: int = 2) -> tuple
         if used + need <= limit:
             sizes[id(col)] = size
             used += need
-    for col in cols:  # the flexible column takes what is left, up to its natural width
-        if col.flex and id(col) in sizes:
-            sizes[id(col)] = min(_natural(col), sizes[id(col)] + limit - used)
-            break
+    for col in sorted(cols, key=lambda c: (not c.flex, c.priority)):  # the flexible column first
+        if id(col) in sizes:
+            grown = min(_full(col), sizes[id(col)] + limit - used)
+            used += grown - sizes[id(col)]
+            sizes[id(col)] = grown
+    return sizes
+
+
+def render(cols: Sequence[Col], limit: int | None = None, gap: int = 2) -> tuple[list[str], list[str]]:
+    """Lines of a table at most ``limit`` characters wide (the terminal's), and the headers of the columns left
+    out. A cell is cut (with an ellipsis) only where the table cannot fit whole (``_sizes``)."""
+    limit = limit or width()
+    sizes = _sizes(cols, limit, gap)
     shown = [c for c in cols if id(c) in sizes]
     lines = []
     for i in range(-1, len(cols[0].cells) if cols else 0):

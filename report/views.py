@@ -17,7 +17,7 @@ import pandas as pd
 from ctbench.boards.cells import header_unit, is_missing, number
 from ctbench.boards.groups import KEYS, SCALE_ORDER, board_groups, natural
 from ctbench.boards.ranking import objectives, rank_text
-from ctbench.boards.table import METRIC, params_label
+from ctbench.boards.table import METRIC, params_label, tuned_text
 from ctbench.machine.env import hardware_label
 from ctbench.store.text import shown
 from report.fmt import safe_url, slug
@@ -298,20 +298,25 @@ def case_where(r: Mapping[str, Any]) -> str:
 
 
 def failures(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Cases that did not end ok, with their error text (its end, ``error_text``), and cases whose protocol left a
-    note."""
-    return [
+    """Cases that did not end ok, each with its reason (its error's end, ``error_text``), the values its protocol tuned
+    (``tuned_*`` metrics) and its note (``ran_ok`` False); then the notes of cases that ended ok (``ran_ok`` True),
+    which the task page lists apart."""
+    rows = [
         {
             "run_id": r["run_id"],
             "impl": r["impl"],
             "submission": r["submission"],
             "case": case_where(r),
             "status": r["status"],
+            "ran_ok": r["status"] == "ok",
+            "tuned": tuned_text(r.get("metrics") or {}) if r["status"] != "ok" else "",
+            "note": (r.get("note") or "").strip() if r["status"] != "ok" else "",
             "error": error_text(r.get("error") or r.get("note") or "") or "(no error recorded)",
         }
         for r in records
         if r["status"] != "ok" or r.get("note")
     ]
+    return sorted(rows, key=lambda row: row["ran_ok"])
 
 
 def paper_rows(df: pd.DataFrame, meta: TaskMeta) -> list[dict[str, Any]]:

@@ -1,13 +1,15 @@
-"""What a task author and a submitter import: the task API (``task``), the engine's measurement policy (``measure``),
-implementations and their manifests (``implementation``), and the helpers tasks share (``data``, ``cache``,
-``sweeps`` for run checks). ``ctbench`` re-exports the names below."""
+"""What a task author and a submitter import: the task API (``task``, ``check``, ``claims``), the engine's
+measurement policy (``measure``), implementations and their manifests (``implementation``), and the helpers tasks
+share (``data``, ``cache``, ``sweeps`` for run checks, ``returns`` to check what a method returns). ``ctbench``
+re-exports the names below."""
 
+from ctbench.api.check import Check, RunCheck
 from ctbench.api.claims import Claim
 from ctbench.api.implementation import Manifest
 from ctbench.api.measure import Policy
+from ctbench.api.returns import ReturnError, expect_tensor
 from ctbench.api.task import (
     CaseResult,
-    Check,
     Context,
     Invalid,
     LinePlot,
@@ -17,7 +19,6 @@ from ctbench.api.task import (
     Phase,
     Prepared,
     Ratio,
-    RunCheck,
     Scale,
     Step,
     Task,
@@ -38,8 +39,10 @@ __all__ = [
     "Policy",
     "Prepared",
     "Ratio",
+    "ReturnError",
     "RunCheck",
     "Scale",
     "Step",
     "Task",
+    "expect_tensor",
 ]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ctbench.api.task import Check, RunCheck
+from ctbench.api.check import Check, RunCheck
 
 Over = Literal["case", "run"]
 UNDECLARED = "undeclared check: its task declares no claim (and no failing control) by this name"

@@ -15,7 +15,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -150,6 +150,43 @@ def _spec_of(cls: type, target: str) -> str:
     if target.endswith(".py"):
         target = str(Path(target).resolve())
     return f"{target}:{cls.__qualname__}"
+
+
+def spec_classes(spec: str) -> list[type]:
+    """The implementation classes ``spec`` names: its class, else those of its file or module (classes with their
+    own ``manifest``), else those of every file of its folder. Imports the spec."""
+    target, _, class_name = spec.partition(":")
+    path = Path(target)
+    if path.is_dir():
+        if class_name:
+            raise ImplementationError(f"{spec}: name a file, not a folder, with ':{class_name}'")
+        files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+        return [cls for f in files for cls in spec_classes(str(f))]
+    module = _import(target)
+    if not class_name:
+        return _classes_in(module)
+    cls = getattr(module, class_name, None)
+    if not inspect.isclass(cls):
+        found = ", ".join(c.__name__ for c in _classes_in(module)) or "none"
+        raise ImplementationError(f"{target} has no class {class_name!r} (implementation classes: {found})")
+    return [cls]
+
+
+def implementing(classes: Sequence[type], interfaces: Mapping[str, type]) -> list[str]:
+    """The names of ``interfaces`` every class implements: those it subclasses, or else, where it subclasses none
+    of them, those whose abstract methods it provides (an interface without any matches by subclassing only)."""
+
+    def provides(cls: type, interface: type) -> bool:
+        required = getattr(interface, "__abstractmethods__", ())
+        return bool(required) and not [m for m in missing_members(cls, interface) if m in required]
+
+    if not classes:
+        return []
+    names = set(interfaces)
+    for cls in classes:
+        subclassed = {n for n, i in interfaces.items() if issubclass(cls, i)}
+        names &= subclassed or {n for n, i in interfaces.items() if provides(cls, i)}
+    return sorted(names)
 
 
 def resolve(spec: str, interface: type, submission: str | None = None) -> list[ImplRef]:

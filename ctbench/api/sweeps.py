@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ctbench.api.task import Check
+from ctbench.api.check import Check
 
 Record = Mapping[str, Any]
 SETTING = ("scale", "dataset", "seed")

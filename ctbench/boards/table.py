@@ -39,7 +39,8 @@ CASE = ["task", "impl", "submission", "scale", "dataset", "params"]  # a case up
 # the columns of every ``cases_frame`` (metric, spread and param columns follow), even one of no case
 FRAME_COLUMNS = "run_id run_path created hardware task impl submission reference url scale dataset params".split()
 FRAME_COLUMNS += "params_json seed status error expected_invalid checks_failed checks_total".split()
-FRAME_COLUMNS += "impl_hash impl_spec code label".split()
+FRAME_COLUMNS += "impl_hash impl_spec code tuned label".split()
+TUNED = "tuned_"  # prefix of the metrics that record a value a case's protocol tuned (e.g. tuned_step_size)
 DERIVED = re.compile(r"^(?:(?P<phase>.+)_)?throughput_.+_s$")  # a rate the engine derives from a timing
 
 TaskSpecs = Mapping[str, Mapping[str, Any]]  # task name -> its description (``ctbench.catalog.describe``)
@@ -124,6 +125,12 @@ def _derived_spreads(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def tuned_text(metrics: Mapping[str, Any]) -> str:
+    """The values a case's protocol tuned, from its ``tuned_*`` metrics: ``step_size 0.1, outer_ratio 1``."""
+    values = [(k[len(TUNED) :], v) for k, v in metrics.items() if k.startswith(TUNED) and isinstance(v, (int, float))]
+    return ", ".join(f"{name} {value:.4g}" for name, value in values)
+
+
 def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per case of every run: metrics, spreads and parameters as columns. A case's hardware is the one it
     ran on (cases of one run may run on several machines), else its run's."""
@@ -158,6 +165,7 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "impl_hash": impl_hash,
                 "impl_spec": impl_spec,
                 "code": impl_hash or impl_spec,
+                "tuned": tuned_text(case["metrics"]),
             }
             row.update({PARAM + k: _param_value(v) for k, v in case["params"].items()})
             row.update({METRIC + k: (np.nan if v is None else v) for k, v in case["metrics"].items()})
@@ -215,9 +223,15 @@ def _rows(sub: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         impl_spec=("impl_spec", "first"),
         params_json=("params_json", "first"),
     )
-    good = good.assign(status="ok", reason="", expected_invalid="")
+    good = good.assign(status="ok", reason="", expected_invalid="", tuned="")
     good = pd.concat([good, grouped[metrics].median()], axis=1)  # all metric columns at once: a case may have many
-    bad_cases = sub[(sub["status"] != "ok") & ~sub.set_index(ROW).index.isin(good.index)]
+    in_good = sub.set_index(ROW).index.isin(good.index)
+    some_bad = sub[(sub["status"] != "ok") & in_good]  # a ranked row's cases that did not end ok: listed apart
+    if not some_bad.empty:
+        good = good.join(some_bad.groupby(ROW, sort=False, dropna=False).agg(
+            not_ok_cases=("seed", "size"), not_ok_status=("status", "first"), not_ok_reason=("error", "first"),
+            not_ok_tuned=("tuned", "first")))  # fmt: skip
+    bad_cases = sub[(sub["status"] != "ok") & ~in_good]
     bad = bad_cases.groupby(ROW, sort=False, dropna=False).agg(
         seeds=("seed", "nunique"),
         url=("url", "first"),
@@ -226,6 +240,7 @@ def _rows(sub: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         params_json=("params_json", "first"),
         status=("status", "first"),
         reason=("error", "first"),
+        tuned=("tuned", "first"),
         expected_invalid=("expected_invalid", lambda s: s.iloc[0] if (s != "").all() else ""),
     )
     bad["ok_cases"] = 0

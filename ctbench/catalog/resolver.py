@@ -3,9 +3,10 @@
 A submission's module may do anything when imported, so the runner never imports it: ``resolve_isolated`` starts
 ``python -m ctbench.catalog.resolver`` in a fresh process (inside the bubblewrap sandbox where the run sandboxes
 submissions), which imports the spec, checks it against its task's interface (``implementation.resolve``) and
-answers with plain data on an inherited pipe. The runner checks that answer as untrusted input. A submission that
-cannot be resolved, or whose process exits, crashes, hangs or answers garbage while being resolved, is an
-``ImplementationError`` (a usage error: exit 2 before any case runs).
+answers with plain data on an inherited pipe (``tasks_of_isolated`` asks such a process which tasks' interfaces the
+spec's classes implement, for ``--impl`` without ``--task``). The runner checks that answer as untrusted input. A
+submission that cannot be resolved, or whose process exits, crashes, hangs or answers garbage while being resolved,
+is an ``ImplementationError`` (a usage error: exit 2 before any case runs).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ctbench.api.implementation import ImplementationError, ImplRef, Manifest, m
 from ctbench.isolation.sandbox import sandbox_args
 
 MAX_ANSWER_BYTES = 1 << 20
+TASKS = "--tasks"  # the resolver's mode that answers which tasks a spec's classes implement
 LOG_TAIL = 2000
 
 
@@ -79,11 +81,9 @@ def _ref(item: Any, spec: str) -> ImplRef:
     return ImplRef(Manifest(**fields), found, label, digest[:64])
 
 
-def resolve_isolated(
-    spec: str, task: str, *, sandbox: bool, expose: list[Path] | None = None, timeout_s: float | None = None
-) -> list[ImplRef]:
-    """``implementation.resolve(spec, <task's interface>)`` run in a separate process (bubblewrap-sandboxed when
-    ``sandbox``); the refs it found, checked. ``expose``: folders the process must read (data, cache)."""
+def _ask(arguments: list[str], spec: str, sandbox: bool, expose: list[Path] | None, timeout_s: float | None) -> dict:
+    """``python -m ctbench.catalog.resolver ARGUMENTS SPEC FD`` in its own process (sandboxed when ``sandbox``):
+    its answer, a dict, or an ``ImplementationError`` when it sent none, an error, or ran past ``timeout_s``."""
     target = spec.partition(":")[0]
     if target.endswith(".py") and not Path(target).is_file():
         raise ImplementationError(f"no such file: {target}")
@@ -93,7 +93,7 @@ def resolve_isolated(
     answer = bytearray()
     log_path = folder / "log.txt"
     absolute = str(Path(target).resolve()) + spec[len(target) :] if Path(target).exists() else spec
-    command = [sys.executable, "-m", "ctbench.catalog.resolver", task, absolute, str(write_fd)]
+    command = [sys.executable, "-m", "ctbench.catalog.resolver", *arguments, absolute, str(write_fd)]
     if sandbox:
         shown = [Path(target).resolve().parent if Path(target).exists() else Path.cwd(), *(expose or [])]
         command = [*sandbox_args(folder, [], "cpu", expose=shown), *command]
@@ -137,21 +137,49 @@ def resolve_isolated(
         )
     if "error" in reply:
         raise ImplementationError(str(reply["error"]))
-    items = reply.get("refs")
+    return reply
+
+
+def resolve_isolated(
+    spec: str, task: str, *, sandbox: bool, expose: list[Path] | None = None, timeout_s: float | None = None
+) -> list[ImplRef]:
+    """``implementation.resolve(spec, <task's interface>)`` run in a separate process (bubblewrap-sandboxed when
+    ``sandbox``); the refs it found, checked. ``expose``: folders the process must read (data, cache)."""
+    items = _ask([task], spec, sandbox, expose, timeout_s).get("refs")
     if not isinstance(items, list) or not items:
         raise ImplementationError(f"{spec}: resolving it gave a malformed answer")
     return [_ref(item, spec) for item in items]
 
 
+def tasks_of_isolated(
+    spec: str, tasks: list[str], *, sandbox: bool, expose: list[Path] | None = None, timeout_s: float | None = None
+) -> list[str]:
+    """Which of ``tasks`` the classes ``spec`` names implement (``implementation.implementing``), found in a
+    separate process as ``resolve_isolated`` resolves; the answer checked to be some of ``tasks``."""
+    found = _ask([TASKS, ",".join(tasks)], spec, sandbox, expose, timeout_s).get("tasks")
+    if not isinstance(found, list) or not all(isinstance(t, str) and t in tasks for t in found):
+        raise ImplementationError(f"{spec}: finding its task gave a malformed answer")
+    return found
+
+
 def main(argv: list[str]) -> int:
-    """``python -m ctbench.catalog.resolver TASK SPEC FD``: resolve SPEC against TASK's interface, answer on FD."""
-    task_name, spec, fd = argv
-    from ctbench.api.implementation import resolve
+    """``python -m ctbench.catalog.resolver TASK SPEC FD``: resolve SPEC against TASK's interface, answer on FD;
+    ``... --tasks TASK,TASK SPEC FD``: which of those tasks' interfaces SPEC's classes implement."""
+    from ctbench.api.implementation import implementing, resolve, spec_classes
     from ctbench.catalog.registry import get_task
 
+    if argv[0] == TASKS:
+        _, names, spec, fd = argv
+        try:
+            interfaces = {name: get_task(name).interface for name in names.split(",")}
+            answer: dict[str, Any] = {"tasks": implementing(spec_classes(spec), interfaces)}
+        except ImplementationError as exc:
+            answer = {"error": str(exc)}
+        return _answer(answer, fd)
+    task_name, spec, fd = argv
     try:
         refs = resolve(spec, get_task(task_name).interface)
-        answer: dict[str, Any] = {
+        answer = {
             "refs": [
                 {
                     "manifest": {
@@ -169,6 +197,10 @@ def main(argv: list[str]) -> int:
         }
     except ImplementationError as exc:
         answer = {"error": str(exc)}
+    return _answer(answer, fd)
+
+
+def _answer(answer: dict[str, Any], fd: str) -> int:
     body = json.dumps(answer, default=str).encode()
     with os.fdopen(int(fd), "wb") as pipe:
         pipe.write(body)

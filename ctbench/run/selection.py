@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from ctbench.api.implementation import ImplRef, task_references
-from ctbench.catalog.registry import UsageError, get_task
-from ctbench.catalog.resolver import resolve_isolated
+from ctbench.catalog.registry import UsageError, get_task, tasks
+from ctbench.catalog.resolver import resolve_isolated, tasks_of_isolated
 from ctbench.isolation.sandbox import bwrap
 from ctbench.run.cases import Case, SkippedPoint, parse_param, plan, unique
 from ctbench.run.executors import LocalExecutor
@@ -46,6 +46,48 @@ def check_names(task_name: str, submissions: Sequence[ImplRef], references: Sequ
             )
 
 
+def is_spec(selector: str) -> bool:
+    """Whether an ``--impl`` selector names a submission (a file, folder, module or ``:Class``), not a reference."""
+    return ":" in selector or selector.endswith(".py") or Path(selector).is_dir() or "." in selector
+
+
+def _isolation(sandbox: str, data_root: Path | None) -> tuple[bool, list[Path]]:
+    """Whether a submission is resolved sandboxed, and the folders its process may read."""
+    return sandbox == "on" or (sandbox == "auto" and bwrap() is not None), [CACHE, *([data_root] if data_root else [])]
+
+
+def tasks_for(selectors: Sequence[str], sandbox: str = "auto", data_root: Path | None = None) -> list[str]:
+    """The one task that ``--impl`` selectors given without ``--task`` are about: a reference name's task, or the
+    task whose interface a submission's classes implement (subclass, or provide its abstract methods: asked of
+    the submission's own process, as ``implementations`` resolves it). A ``UsageError`` naming the selector and
+    asking for ``--task`` where no task or several match, or where the selectors name different tasks."""
+    names = list(tasks())
+    references = {name: {r.name for r in task_references(get_task(name))} for name in names}
+    isolated, shown = _isolation(sandbox, data_root)
+    found: dict[str, str] = {}
+    for selector in dict.fromkeys(selectors):
+        if not is_spec(selector):
+            matches = [name for name in names if selector in references[name]]
+            what = "no task has a reference of that name" if not matches else "a reference of several tasks"
+        else:
+            matches = tasks_of_isolated(selector, names, sandbox=isolated, expose=shown)
+            what = (
+                f"it implements none of the tasks' interfaces (it neither subclasses one nor provides its abstract "
+                f"methods; tasks: {', '.join(names)})"
+                if not matches
+                else "it implements the interfaces of several tasks"
+            )
+        if len(matches) != 1:
+            listed = f" ({', '.join(matches)})" if matches else ""
+            raise UsageError(f"--impl {selector}: cannot tell its task: {what}{listed}; give --task")
+        found[selector] = matches[0]
+    chosen = sorted(set(found.values()))
+    if len(chosen) > 1:
+        pairs = ", ".join(f"{sel} -> {task}" for sel, task in found.items())
+        raise UsageError(f"--impl names implementations of several tasks ({pairs}); give --task")
+    return chosen
+
+
 def implementations(
     task_name: str,
     selectors: Sequence[str],
@@ -62,10 +104,9 @@ def implementations(
     names = [s for s in selectors if s in by_name]
     specs = [s for s in selectors if s not in by_name]
     for spec in specs:
-        if ":" not in spec and not spec.endswith(".py") and not Path(spec).is_dir() and "." not in spec:
+        if not is_spec(spec):
             raise UsageError(f"unknown implementation {spec!r} for {task.name}; references: {', '.join(by_name)}")
-    isolated = sandbox == "on" or (sandbox == "auto" and bwrap() is not None)
-    shown = [CACHE, *([data_root] if data_root else [])]
+    isolated, shown = _isolation(sandbox, data_root)
     submissions = [ref for spec in specs for ref in resolve_isolated(spec, task.name, sandbox=isolated, expose=shown)]
     check_names(task.name, submissions, refs)
     chosen = [by_name[n] for n in names]

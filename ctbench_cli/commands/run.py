@@ -60,7 +60,8 @@ class Run(Command):
 
     @classmethod
     def setup_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--task", action="append", default=[], help="task name (repeatable; default: all)")
+        parser.add_argument("--task", action="append", default=[], help="task name (repeatable; default: all, or "
+                            "with --impl the one task whose interface its classes implement)")  # fmt: skip
         parser.add_argument(
             "--impl", action="append", default=[], help="reference name or submission spec (repeatable)"
         )
@@ -160,7 +161,10 @@ class Run(Command):
     def run(cls, args: argparse.Namespace) -> int:
         device = args.device or default_device()
         names = args.task or list(tasks())
-        if not args.task:
+        if not args.task and args.impl:  # the task the implementations are about, or a usage error
+            names = selection.tasks_for(args.impl, args.sandbox, args.data_root)
+            print(f"ctbench: task {names[0]}, inferred from --impl (give --task to choose)", flush=True)
+        elif not args.task:
             for name, reason in broken_tasks().items():
                 print(f"WARNING: task {name} is left out: {reason}", file=sys.stderr)
         if args.sandbox == "on" and bwrap() is None:

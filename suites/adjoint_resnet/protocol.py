@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ctbench import CaseResult, Context, Prepared, Scale
+from ctbench import CaseResult, Context, Prepared, Scale, expect_tensor
 from ctbench.api.cache import cached, key
 from ctbench.api.measure import paired_interval
 from suites.adjoint_resnet import data
@@ -129,6 +129,16 @@ def stage_model(tied: Net, depth: int, scheme: str, device: torch.device) -> Net
     return net
 
 
+def through(impl: StageGradient, stage: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x_0 -> impl.forward(stage, x_0), its return checked: x_N has x_0's shape and dtype (else a clear error)."""
+    what = f"{type(impl).__name__}.forward"
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return expect_tensor(impl.forward(stage, x), tuple(x.shape), x.dtype, what)
+
+    return run
+
+
 def _loss(net: Net, run_stage: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor):
     return nn.functional.cross_entropy(net.head(run_stage(net.stem(x))), y)
 
@@ -150,7 +160,7 @@ def grad_rel_error(net: Net, impl: StageGradient, x: torch.Tensor, y: torch.Tens
     convolutions (PyTorch's default) round at about 1e-3: either would hide the order of Heun's error.
     """
     exact = _stage_gradient(net, net.stage, x, y)
-    approx = _stage_gradient(net, lambda z: impl.forward(net.stage, z), x, y)
+    approx = _stage_gradient(net, through(impl, net.stage), x, y)
     return float((approx - exact).norm() / exact.norm())
 
 
@@ -158,9 +168,11 @@ def reconstruction_error(net: Net, impl: StageGradient, x: torch.Tensor) -> floa
     """||x0_recovered - x0|| / ||x0||, or None for a method that stores its activations."""
     with torch.no_grad():
         x0 = net.stem(x)
-        recovered = impl.reverse(net.stage, net.stage(x0))
+        y = net.stage(x0)
+        recovered = impl.reverse(net.stage, y)
     if recovered is None:
         return None
+    expect_tensor(recovered, tuple(y.shape), y.dtype, f"{type(impl).__name__}.reverse")
     return float((recovered - x0).norm() / x0.norm())
 
 
@@ -180,11 +192,12 @@ def training_step(
         foreach=False,
     )
     stream: Iterator = data.batches(train, cfg["batch"], ctx.seed + 2, augment=cfg["augment"])
+    run_stage = through(impl, net.stage)
 
     def step() -> float:
         x, y = next(stream)
         opt.zero_grad(set_to_none=False)
-        loss = _loss(net, lambda z: impl.forward(net.stage, z), x.to(ctx.device), y.to(ctx.device))
+        loss = _loss(net, run_stage, x.to(ctx.device), y.to(ctx.device))
         loss.backward()
         opt.step()
         return float(loss.detach())

@@ -1,6 +1,9 @@
 """The bilevel task's checks: one per case, and across the cases of a run.
 
-Per case: h - h* at the end of the race at most its value at the start.
+Per case: h - h* at the end of the race at most its value at the start; and, for a method that exposes its
+stochastic directions (``BilevelSolver.directions``), ``directions_unbiased``: at a state a few steps from ``init``,
+the mean of its directions over ``DIRECTION_DRAWS`` uniformly drawn minibatches of the case's size is within
+``DIRECTION_Z`` standard errors of its full-batch directions (``directions_check``).
 
 Across a run, per scale and problem (medians over seeds, so cases are grouped by scale and problem, seeds
 together, rather than one record per implementation as ``ctbench.api.sweeps.settings`` does):
@@ -28,8 +31,11 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ctbench import Check, RunCheck
-from suites.bilevel.problem import ORACLES, QUANTITY
+import torch
+
+from ctbench import Check, RunCheck, expect_tensor
+from suites.bilevel.interface import BilevelSolver
+from suites.bilevel.problem import ORACLES, QUANTITY, BilevelProblem
 from suites.bilevel.problems import kind_of
 from suites.bilevel.race import Trace
 
@@ -44,6 +50,11 @@ TABLE_SLACK = 0.5
 INDEX_BYTES = 8
 ORACLE_METRICS = tuple(f"oracle_{what}_{kind}" for kind in ORACLES for what in ("calls", "samples"))
 
+DIRECTION_STEPS = 3  # steps from init before the directions are drawn: tables and momenta away from their start
+DIRECTION_DRAWS = 64  # minibatches whose directions are averaged
+DIRECTION_Z = 4.0  # |mean - full| at most this many standard errors of the mean (each of D_z, D_v, D_x)
+ROUNDING = 1e3  # a floor on the standard error: this many machine epsilons of the directions' size
+
 Record = Mapping[str, Any]
 
 
@@ -51,6 +62,55 @@ def case_checks(trace: Trace) -> dict[str, Check]:
     """The per-case check: the race's last h - h* at most its first."""
     first, last = trace.points[0].suboptimality, trace.points[-1].suboptimality
     return {"suboptimality_decreased": Check.at_most(last, first, "h - h* at the end <= at the start")}
+
+
+def directions_check(solver: BilevelSolver, problem: BilevelProblem, batch_size: int, seed: int) -> dict[str, Check]:
+    """``directions_unbiased`` of a solver that exposes its directions (none for one that does not, or whose
+    iterates are not finite after ``DIRECTION_STEPS`` steps: the race reports that divergence). The solver is
+    ``init``-ed and stepped ``DIRECTION_STEPS`` times, then, without moving, asked for its directions on
+    ``DIRECTION_DRAWS`` minibatches of ``batch_size`` inner and outer samples drawn uniformly (with replacement,
+    from a generator of its own) and on all samples. For each of D_z, D_v, D_x: z = ||mean - full|| / SE, SE the
+    standard error of the mean, sqrt(trace of the draws' covariance / draws), floored at ``ROUNDING`` epsilons of
+    the directions' size (a variance-reduced method's draws can coincide); the check's value is the largest z."""
+    if type(solver).directions is BilevelSolver.directions:  # not exposed: no check, and no steps spent on one
+        return {}
+    solver.init(problem, batch_size, seed)
+    for _ in range(DIRECTION_STEPS):
+        solver.step()
+    gen = torch.Generator(problem.device).manual_seed(seed + 7919)
+    name = f"{type(solver).__name__}.directions"
+    sizes = {"z": problem.z0, "v": problem.z0, "x": problem.x0}
+
+    def directions(inner: torch.Tensor, outer: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        try:
+            d = solver.directions(inner, outer)
+        except NotImplementedError:
+            return None
+        return {k: expect_tensor(getattr(d, k, None), tuple(t.shape), t.dtype, f"{name} (D_{k})").flatten()
+                for k, t in sizes.items()}  # fmt: skip
+
+    def batch(n: int) -> torch.Tensor:
+        return torch.randint(n, (min(batch_size, n),), generator=gen, device=problem.device)
+
+    full = directions(torch.arange(problem.n_inner, device=problem.device),
+                      torch.arange(problem.n_outer, device=problem.device))  # fmt: skip
+    if full is None:
+        return {}
+    draws = [directions(batch(problem.n_inner), batch(problem.n_outer)) for _ in range(DIRECTION_DRAWS)]
+    worst = 0.0
+    for k in sizes:
+        d = torch.stack([draw[k] for draw in draws if draw is not None]).double()
+        f = full[k].double()
+        if not (torch.isfinite(d).all() and torch.isfinite(f).all()):
+            return {}
+        eps = torch.finfo(problem.dtype).eps * ROUNDING * float(d.norm(dim=1).mean() + f.norm())
+        se = max(float(d.var(0).sum() / len(d)) ** 0.5, eps)
+        worst = max(worst, float((d.mean(0) - f).norm()) / se)
+    description = (
+        f"largest over D_z, D_v, D_x of |mean of {DIRECTION_DRAWS} minibatch directions - full-batch| in standard "
+        f"errors, {DIRECTION_STEPS} steps from init"
+    )
+    return {"directions_unbiased": Check.at_most(worst, DIRECTION_Z, description)}
 
 
 def times_to_run_best(cases: Sequence[Record]) -> list[float]:

@@ -33,6 +33,17 @@ class ClimbingSOBA(SOBA):
         return Directions(d.z, d.v, -d.x)
 
 
+class BatchSizeMean(SOBA):
+    """Broken: averages a minibatch's directions by dividing their sum by the case's batch size, not by the
+    number of samples it is handed: right on its own minibatches (its steps are SOBA's), biased on any other (its
+    full-batch directions are n / b times too large)."""
+
+    def directions(self, inner_idx: Any, outer_idx: Any) -> Directions:
+        d = super().directions(inner_idx, outer_idx)
+        inner, outer = len(inner_idx) / self.batch_size, len(outer_idx) / self.batch_size
+        return Directions(d.z * inner, d.v * inner, d.x * outer)
+
+
 class ExtraHessianVector(SABA):
     """Broken: one more Hessian-vector product per iteration, on another minibatch."""
 
@@ -79,6 +90,12 @@ def suboptimality_decreased() -> list[Check]:
     """A SOBA that climbs the value function (its outer step along +D_x), through the protocol on the smoke
     quadratic: h - h* ends above where it started."""
     return [smoke.run_case(TASK, ClimbingSOBA(**QUADRATIC), {"problem": "quadratic"}).checks["suboptimality_decreased"]]
+
+
+def directions_unbiased() -> list[Check]:
+    """A SOBA whose directions divide a minibatch's sum by the case's batch size rather than by the samples given,
+    through the protocol on the smoke quadratic: its mean over minibatches is not its full-batch direction."""
+    return [smoke.run_case(TASK, BatchSizeMean(**QUADRATIC), {"problem": "quadratic"}).checks["directions_unbiased"]]
 
 
 def saba_reaches_quadratic_target() -> list[Check]:

@@ -18,7 +18,9 @@ grid a problem names. The searched values reach the solver through ``overrides``
 merges: a solver that reads its values with ``hyperparameters(problem)`` in ``init`` is tuned.
 
 ``directions`` is optional: a stochastic method that exposes the estimates it would use at its current state
-for given samples can be checked for unbiasedness (their mean over all samples equals their full-batch value).
+for given samples is checked for unbiasedness on every case (``directions_unbiased``: their mean over uniformly
+drawn minibatches equals their full-batch value, ``suites.bilevel.checks.directions_check``), and what it returns
+for its shapes and dtype: D_z and D_v shaped like ``problem.z0``, D_x like ``problem.x0``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 ``prepare`` builds the problem, computes h* (cached), tunes the solver's steps (``tune.tune``: a grid searched
 on a held-apart seed under the scale's budget of points, the same for every solver; cached) and ``init``-s the
 solver at the chosen values; the engine measures ``solver.step`` on that fresh state (time, working memory).
-``evaluate`` then runs the race (``race.run_solver``: ``init`` again, which resets the solver, then steps under
-the sample budget on ``ctx.meter.clock``, evaluations off the clock), times one inner SGD step at the same batch
+``evaluate`` first checks that the solver's stochastic directions, where it exposes them, are unbiased
+(``checks.directions_check``: ``init``, a few steps, directions drawn without moving), then runs the race
+(``race.run_solver``: ``init`` again, which resets the solver, then steps under the sample budget on
+``ctx.meter.clock``, evaluations off the clock), times one inner SGD step at the same batch
 size, through the same oracles as the solvers (closed form where the problem has it), as the phase ``sgd_step``,
 counts the solver's oracle calls per iteration in its steady state (``oracle_counts``), times solver steps and SGD
 steps in interleaved pairs (the cost ratio, a measurement) and returns the per-case metrics: time and samples to
@@ -12,7 +14,7 @@ h - h* <= 1e-3, final h - h*, ||grad h||^2, test accuracy, the rate's R^2, the o
 kind per iteration, the cost of a step against an SGD step, the solver's state and what a SAGA table must hold on
 this problem (``saga_table``), the tuned values (``tuned_*``, with the grid, the scores and the choice in the
 case's note and its series ``tuning_scores``). A race that diverges raises ``ctbench.Invalid`` with what it
-measured before.
+measured before, its reason the iteration and the tuning's note (the values it ran at).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import Tensor
 
 from ctbench import CaseResult, Context, Invalid, Prepared, Scale
 from ctbench.api.measure import StepStats, paired_ratio
-from suites.bilevel.checks import TARGET, case_checks
+from suites.bilevel.checks import TARGET, case_checks, directions_check
 from suites.bilevel.interface import BilevelSolver
 from suites.bilevel.problem import ORACLES, BilevelProblem
 from suites.bilevel.problems import build, optimal_value, settings
@@ -56,6 +58,7 @@ def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: C
     impl.init(problem, s["batch_size"], ctx.seed)
 
     def evaluate(stats: StepStats | None) -> CaseResult:
+        unbiased = directions_check(impl, problem, s["batch_size"], ctx.seed)
         trace = run_solver(impl, problem, Evaluator(evaluator, h_star), s, ctx.meter.clock, ctx.seed)
         metrics = {**trace_metrics(trace, h_star, problem), **tuned}
         if trace.diverged_at is None:
@@ -66,10 +69,15 @@ def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: C
             metrics["cost_ratio_vs_sgd"] = cost_ratio(impl.step, sgd, ctx.meter.clock)
         curves = {**series(trace), **tuning.series()}
         if trace.diverged_at is not None:
-            raise Invalid(f"diverged at iteration {trace.diverged_at}", problem.dataset, metrics, curves)
+            ran = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in impl.hyperparameters(problem).items())  # fmt: skip
+            reason = f"diverged at iteration {trace.diverged_at} (an iterate or h not finite)"
+            reason += f" at {ran}; {tuning.note()}" if ran else f"; {tuning.note()}"
+            raise Invalid(reason, problem.dataset, metrics, curves)
         metrics["state_bytes"] = float(state_bytes(impl, problem))
         metrics.update(saga_table(problem, s["batch_size"]))
-        return CaseResult(metrics, problem.dataset, checks=case_checks(trace), series=curves, note=tuning.note())
+        checks = {**case_checks(trace), **unbiased}
+        return CaseResult(metrics, problem.dataset, checks=checks, series=curves, note=tuning.note())
 
     return Prepared(impl.step, evaluate)
 

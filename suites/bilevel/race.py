@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ctbench import expect_tensor
 from suites.bilevel.exact import hypergradient
 from suites.bilevel.interface import BilevelSolver
 from suites.bilevel.problem import BilevelProblem
@@ -70,6 +71,18 @@ class Evaluator:
         return hg.value - self.h_star, float(hg.grad.square().sum()), accuracy
 
 
+def outer(solver: BilevelSolver, problem: BilevelProblem) -> Tensor:
+    """The solver's x, checked: shaped like ``problem.x0``, in the problem's dtype (else the case fails)."""
+    x0 = problem.x0
+    return expect_tensor(solver.outer_variable(), tuple(x0.shape), x0.dtype, f"{type(solver).__name__}.outer_variable")
+
+
+def inner(solver: BilevelSolver, problem: BilevelProblem) -> Tensor | None:
+    """The solver's z, where it keeps one, checked like ``outer`` against ``problem.z0``."""
+    z, z0 = solver.inner_variable(), problem.z0
+    return None if z is None else expect_tensor(z, tuple(z0.shape), z0.dtype, f"{type(solver).__name__}.inner_variable")
+
+
 def _finite(*tensors: Tensor | None) -> bool:
     return all(t is None or bool(torch.isfinite(t).all()) for t in tensors)
 
@@ -100,7 +113,7 @@ def run_solver(
     trace = Trace()
 
     def evaluate(iteration: int, time_s: float) -> bool:
-        sub, gn2, acc = evaluator(solver.outer_variable())
+        sub, gn2, acc = evaluator(outer(solver, problem))
         if not (math.isfinite(sub) and math.isfinite(gn2)):
             return False
         trace.points.append(Point(iteration, problem.samples, time_s, sub, gn2, acc))
@@ -116,7 +129,7 @@ def run_solver(
     while (problem.samples < settings["budget_samples"] or k < MIN_STEPS) and elapsed < settings["max_time_s"]:
         elapsed += clock(solver.step)[1]
         k += 1
-        if not _finite(solver.outer_variable(), solver.inner_variable()):
+        if not _finite(outer(solver, problem), inner(solver, problem)):
             trace.diverged_at = k
             return trace
         if problem.samples >= next_eval:

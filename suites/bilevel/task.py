@@ -231,6 +231,16 @@ class BilevelTask(Task):
             "case",
         ),
         Claim(
+            "directions_unbiased",
+            "A stochastic method's directions D_z, D_v and D_x are unbiased estimates of their full-batch values at "
+            "any state: their mean over uniformly drawn minibatches is the full-batch direction (checked where a "
+            "method exposes them, a few steps from its start).",
+            "Dagreou et al. 2022, Sec. 2, the framework's unbiased estimators of the directions (Sec. 3: SOBA's, "
+            "and SABA's SAGA estimates)",
+            controls.directions_unbiased,
+            "case",
+        ),
+        Claim(
             "saba_reaches_quadratic_target",
             "When h satisfies the Polyak-Lojasiewicz inequality, SABA with constant step sizes converges linearly "
             "to the minimum of h (here: reaches the scale's target on the PL quadratic within its budget).",

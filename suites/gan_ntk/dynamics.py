@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ctbench import expect_tensor
 from suites.gan_ntk import metrics
 from suites.gan_ntk.data import Problem
 from suites.gan_ntk.interface import DiscriminatorDynamics
@@ -33,8 +34,10 @@ class Trajectory:
 def step_fn(impl: DiscriminatorDynamics, target: torch.Tensor, eta: float) -> Callable[[torch.Tensor], torch.Tensor]:
     """One generator iteration x -> x + eta v(x), v from the discriminator fitted on (x, target)."""
 
+    what = f"{type(impl).__name__}.witness_gradient (the velocity at the particles)"
+
     def step(x: torch.Tensor) -> torch.Tensor:
-        return x + eta * impl.witness_gradient(x, target)
+        return x + eta * expect_tensor(impl.witness_gradient(x, target), tuple(x.shape), x.dtype, what)
 
     return step
 
@@ -98,7 +101,7 @@ def grid_field(impl: DiscriminatorDynamics, points: list[torch.Tensor], size: in
     pad = 0.1 * (hi - lo)
     axes = [torch.linspace(float(a - p), float(b + p), size) for a, b, p in zip(lo, hi, pad, strict=True)]
     grid = torch.cartesian_prod(*axes).to(points[0])
-    vectors = impl.field(grid).detach()
+    vectors = expect_tensor(impl.field(grid), tuple(grid.shape), grid.dtype, f"{type(impl).__name__}.field").detach()
     return grid.double().round(decimals=4).tolist(), vectors.double().round(decimals=4).tolist()
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ctbench import CaseResult, Context, Invalid, Prepared, Scale
+from ctbench import CaseResult, Context, Invalid, Prepared, Scale, expect_tensor
 from suites.gan_ntk import checks, data, dynamics
 from suites.gan_ntk.interface import DiscriminatorDynamics, DiscriminatorSpec
 from suites.gan_ntk.kernels import Architecture, check_psd, relu_ntk
@@ -44,6 +44,12 @@ def config(scale: Scale, params: Mapping[str, Any]) -> dict[str, Any]:
     return {**scale.config, **scale.config.get("per_dataset", {}).get(params["dataset"], {})}
 
 
+def kernel(impl: DiscriminatorDynamics, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The method's kernel on (x, y), checked: shape (n, m) in the points' dtype (else the case fails)."""
+    what = f"{type(impl).__name__}.kernel"
+    return expect_tensor(impl.kernel(x, y), (len(x), len(y)), x.dtype, what)
+
+
 def architecture(cfg: Mapping[str, Any], width: int) -> Architecture:
     return Architecture(cfg["depth"], int(width), cfg["sigma_w"], cfg["sigma_b"], cfg["sigma_b_out"])
 
@@ -59,10 +65,10 @@ def prepare_dynamics(impl: DiscriminatorDynamics, scale: Scale, params: Mapping[
     stepper = copy.deepcopy(impl)  # the measured step's own copy: its fits draw no random numbers of the run's
     z = torch.cat([problem.particles, problem.target])
     lo, top = check_psd(
-        impl.kernel(z, z).double(), f"{type(impl).__name__}.kernel on the first training set ({len(z)} points)"
+        kernel(impl, z, z).double(), f"{type(impl).__name__}.kernel on the first training set ({len(z)} points)"
     )
     repeat = scale.policy.repeat  # warmed up by the check
-    ctx.meter.phase("kernel", lambda: impl.kernel(z, z), repeat=repeat, work={"entries": len(z) ** 2})
+    ctx.meter.phase("kernel", lambda: kernel(impl, z, z), repeat=repeat, work={"entries": len(z) ** 2})
     move = dynamics.step_fn(stepper, problem.target, cfg["eta"])
     x0 = problem.particles
 
@@ -111,7 +117,7 @@ def prepare_ntk_accuracy(
         errors = []
         for net in range(cfg["ntk_nets"]):
             impl.setup(net_spec(net))
-            k = impl.kernel(pts, pts)
+            k = kernel(impl, pts, pts)
             check_psd(k, f"empirical NTK of network {net} at width {arch.width}")
             errors.append(float((k - exact).norm() / exact.norm()))
         return CaseResult(
@@ -121,4 +127,4 @@ def prepare_ntk_accuracy(
             spread={"ntk_rel_error": statistics.stdev(errors) if len(errors) > 1 else 0.0},
         )
 
-    return Prepared(lambda: impl.kernel(pts, pts), evaluate, work={"entries": len(pts) ** 2})
+    return Prepared(lambda: kernel(impl, pts, pts), evaluate, work={"entries": len(pts) ** 2})

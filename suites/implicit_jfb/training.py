@@ -2,7 +2,7 @@
 (``Trainer``), the Adam update, the probe run before training and the test-set accuracy and residual.
 
 Every forward goes through ``forward`` and every backward through ``backward``, which check what a method
-returns (shape, finiteness, a graph) and raise with the method's name and what is wrong.
+returns (shape and dtype, finiteness, a graph) and raise with the method's name and what is wrong.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ctbench import expect_tensor
 from ctbench.api.data import Split
 from suites.implicit_jfb import data
 from suites.implicit_jfb.interface import ImplicitBackward
@@ -51,9 +52,7 @@ def forward(
     layer = Layer(model.latent_map(v), v.shape)
     z = impl.forward(layer, torch.zeros_like(v), solver)
     name = impl_name(impl)
-    if not isinstance(z, torch.Tensor) or z.shape != v.shape:
-        got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-        raise ValueError(f"{name}.forward returned {got}; expected a tensor of the latent's shape {tuple(v.shape)}")
+    expect_tensor(z, tuple(v.shape), v.dtype, f"{name}.forward (z, the latent)")
     if torch.is_grad_enabled() and not z.requires_grad:
         raise ValueError(f"{name}.forward returned a tensor without a graph: no gradient can reach the parameters")
     return z, layer

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ctbench import CaseResult, Check, Context, Prepared, Scale
+from ctbench import CaseResult, Check, Context, Prepared, Scale, expect_tensor
 from ctbench.api.measure import PairedRatio, StepStats, paired_interval
 from suites.iresnet import checks, measures
 from suites.iresnet.experiments import Setup, setup
@@ -63,10 +63,45 @@ class TrainingStopped(Exception):
         self.step = step
 
 
+class Checked(ResidualLogDet):
+    """A method whose every return is checked against the interface: ``forward`` gives (x + g(x) shaped and typed
+    like x, a log-det of shape (N,) in x's dtype), ``estimate`` the same log-det, ``inverse`` a tensor like y. A
+    log-det of shape (N, 1) would broadcast into the flow's (N,) total as (N, N) and loosen the bias bound: it
+    fails the case instead, naming the method, the expected and the received shape and dtype."""
+
+    def __init__(self, impl: ResidualLogDet):
+        self.impl, self.name = impl, type(impl).__name__
+        self.series, self.note = impl.series, getattr(impl, "note", "")
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other attribute is the method's own (its ``manifest``, a roulette's ``last_terms``)."""
+        if name == "impl":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self.impl, name)
+
+    def _logdet(self, value: Any, x: torch.Tensor, method: str) -> torch.Tensor:
+        return expect_tensor(value, (x.shape[0],), x.dtype, f"{self.name}.{method} (log-det per sample)")
+
+    def forward(self, g: torch.nn.Module, x: torch.Tensor, terms: int) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.impl.forward(g, x, terms)
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise TypeError(f"{self.name}.forward returned {type(out).__name__}; expected (x + g(x), log-det)")
+        y = expect_tensor(out[0], tuple(x.shape), x.dtype, f"{self.name}.forward (x + g(x))")
+        return y, self._logdet(out[1], x, "forward")
+
+    def estimate(self, g: torch.nn.Module, x: torch.Tensor, terms: int) -> torch.Tensor:
+        return self._logdet(self.impl.estimate(g, x, terms), x, "estimate")
+
+    def inverse(self, g: torch.nn.Module, y: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
+        return expect_tensor(self.impl.inverse(g, y, tol, max_iter), tuple(y.shape), y.dtype, f"{self.name}.inverse")
+
+
 def prepare(impl: ResidualLogDet, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
     """The case's model and data with the method bound to one training step (work: the batch's examples), or no
-    step for a method whose log-det has no gradient; the evaluation restores the state before any step."""
+    step for a method whose log-det has no gradient; the evaluation restores the state before any step. Every
+    return of the method is checked (``Checked``)."""
     cfg, terms = scale.config, int(params["terms"])
+    impl = Checked(impl)
     s = setup(params, cfg, ctx)
     trains = _trains(s, impl, terms)
     initial = copy.deepcopy(s.model.state_dict())  # weights and power-iteration vectors before any step

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from ctbench import CaseResult, Context, Invalid, Prepared, Scale
+from ctbench import CaseResult, Context, Invalid, Prepared, Scale, expect_tensor
 from suites.neis.checks import bias_reason, unbiased
 from suites.neis.interface import Budget, Estimator, FlowDiverged
 from suites.neis.problem import Problem, vanilla_log_weights
@@ -81,11 +81,8 @@ def prepare(impl: Estimator, scale: Scale, params: Mapping[str, Any], ctx: Conte
 
 
 def draw(impl: Estimator, problem: Problem, n: int) -> torch.Tensor:
-    """``n`` estimates log Z_hat from the estimator, their shape checked."""
-    log_z_hat = impl.sample(problem, n)
-    if tuple(log_z_hat.shape) != (n,):
-        raise ValueError(f"{type(impl).__name__}.sample returned shape {tuple(log_z_hat.shape)}, expected ({n},)")
-    return log_z_hat
+    """``n`` estimates log Z_hat from the estimator, their shape and dtype checked."""
+    return expect_tensor(impl.sample(problem, n), (n,), problem.dtype, f"{type(impl).__name__}.sample (log Z_hat)")
 
 
 def evaluation(

@@ -290,6 +290,22 @@ def test_rows_of_different_code_ties_pareto_and_negative_controls_on_the_page(tm
     assert "1 invalid as expected" in html(tmp_path / "site", "index.html")
 
 
+def test_a_case_that_did_not_end_ok_is_listed_with_its_tuned_values_apart_from_notes(tmp_path, no_plots):
+    diverged = case("adjoint_heun", 8, status="invalid", error="diverged at iteration 7483", tuned_step_size=0.5,
+                    tuned_outer_ratio=10.0)  # fmt: skip
+    noted = {**case("backprop", 8), "note": "a peer configured by hand"}
+    doc = run_doc("20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", [noted, diverged])
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    build_report([tmp_path / "run.json"], tmp_path / "site")
+    page = html(tmp_path / "site", "task-adjoint_resnet.html")
+    broken = page[page.index('<section id="failures">') : page.index('<section id="notes">')]
+    notes = page[page.index('<section id="notes">') :]
+    assert "diverged at iteration 7483" in broken and "tuned: step_size 0.5, outer_ratio 10" in broken
+    assert "a peer configured by hand" not in broken and "backprop" not in broken
+    assert "a peer configured by hand" in notes and "diverged at iteration" not in notes
+    assert 'href="#failures">failed, invalid, timed out (1)</a>' in page and 'href="#notes">notes (1)</a>' in page
+
+
 def test_report_rank_by_and_latest(tmp_path, site, no_plots):
     _, _, paths = site
     build_report([paths["old"], paths["new"]], tmp_path / "site", rank_by="step_time_s", latest_only=True)

@@ -553,6 +553,36 @@ def test_show_fits_the_terminal_in_human_units_with_parameters_in_numeric_order(
     assert bad.returncode == 2 and "--rank-by nope" in bad.stderr and "Traceback" not in bad.stderr
 
 
+LONG = "a_submission_whose_name_is_longer_than_forty_characters_by_far"
+
+
+def test_show_cuts_no_name_where_the_terminal_is_wide_enough(tmp_path, cli_env):
+    cases = [case(m, 8) for m in METHODS] + [case(LONG, 8, submission="mine", very_long_metric_name_of_a_task=1.0)]
+    (tmp_path / "a.json").write_text(json.dumps(doc("a", 1, cases)))
+    wide = cli(["show", str(tmp_path / "a.json")], {**cli_env, "COLUMNS": "400"})
+    assert wide.returncode == 0, wide.stderr
+    assert f"* {LONG}" in wide.stdout and "very_long_metric_name_of_a_task" in wide.stdout
+    assert "…" not in wide.stdout and max(map(len, wide.stdout.splitlines())) <= 400
+    narrow = cli(["show", str(tmp_path / "a.json")], {**cli_env, "COLUMNS": "60"})
+    assert LONG not in narrow.stdout and "…" in narrow.stdout and max(map(len, narrow.stdout.splitlines())) <= 60
+
+
+def test_show_lists_a_case_that_did_not_end_ok_with_its_reason_and_tuned_values(tmp_path, cli_env):
+    diverged = case("adjoint_heun", 8, status="invalid", error="diverged at iteration 7483", tuned_step_size=0.5,
+                    tuned_outer_ratio=10.0)  # fmt: skip
+    timed_out = case("backprop", 8, seed=1, status="timeout", error="ran past 600 s")  # beside an ok seed
+    cases = [case("backprop", 8), timed_out, diverged]
+    (tmp_path / "a.json").write_text(json.dumps(doc("a", 1, cases)))
+    shown = cli(["show", str(tmp_path / "a.json")], {**cli_env, "COLUMNS": "60"})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    at = lines.index("cases that did not end ok (not ranked):")
+    listed = " ".join(line.strip() for line in lines[at + 1 : at + 6])
+    assert "- adjoint_heun: invalid: diverged at iteration 7483 (tuned: step_size 0.5, outer_ratio 10)" in listed
+    assert "- backprop: 1 of 2 cases timeout: ran past 600 s" in listed
+    assert max(map(len, lines)) <= 60  # wrapped, not cut
+
+
 def test_show_as_csv_and_json_and_latest(results, cli_env):
     table = list(csv.DictReader(io.StringIO(cli(["show", str(results), "--format", "csv"], cli_env).stdout)))
     depth8 = [r for r in table if r["params"] == "depth=8" and r["impl"] == "backprop"]

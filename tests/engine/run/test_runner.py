@@ -13,6 +13,7 @@ import time
 import pytest
 
 from ctbench.boards.table import cases_frame, compare, task_specs
+from ctbench.run import selection
 from ctbench.store.results import load_runs
 
 SUBMISSIONS = """
@@ -156,6 +157,58 @@ def test_submission_missing_a_method_is_named(write_module, env):
     assert result.returncode == 2 and "missing forward" in result.stderr
     result = ctbench(["run", "--task", "adjoint_resnet", "--impl", f"{sub}:NoManifest"], env, timeout=60)
     assert result.returncode == 2 and "missing manifest" in result.stderr
+
+
+TASKLESS = """
+    from ctbench import Manifest
+    from suites.adjoint_resnet.interface import StageGradient
+    from suites.bilevel.interface import BilevelSolver
+
+    class Subclass(StageGradient):
+        manifest = Manifest(name="subclass")
+        def forward(self, stage, x):
+            return stage(x)
+
+    class Duck:  # bilevel's abstract methods, no base class
+        manifest = Manifest(name="duck")
+        def init(self, problem, batch_size, seed): ...
+        def step(self): ...
+        def outer_variable(self): ...
+
+    class Forward:  # the abstract method of three tasks' interfaces
+        manifest = Manifest(name="forward")
+        def forward(self, *args): ...
+
+    class Nothing:
+        manifest = Manifest(name="nothing")
+        def solve(self): ...
+"""
+
+
+def test_impl_without_task_infers_the_task_its_class_implements(write_module):
+    sub = write_module("taskless.py", TASKLESS)
+    assert selection.tasks_for([f"{sub}:Subclass"], sandbox="off") == ["adjoint_resnet"]
+    assert selection.tasks_for([f"{sub}:Duck"], sandbox="off") == ["bilevel"]
+    assert selection.tasks_for(["soba"], sandbox="off") == ["bilevel"]  # a reference, by its name
+    assert selection.tasks_for([f"{sub}:Subclass", "backprop"], sandbox="off") == ["adjoint_resnet"]
+
+
+@pytest.mark.parametrize(
+    ("impls", "message"),
+    [
+        (["{sub}:Forward"], "implements the interfaces of several tasks (adjoint_resnet, implicit_jfb, iresnet)"),
+        (["{sub}:Nothing"], "implements none of the tasks' interfaces"),
+        (["{sub}:Duck", "backprop"], "several tasks ({sub}:Duck -> bilevel, backprop -> adjoint_resnet)"),
+        (["magic"], "--impl magic: cannot tell its task: no task has a reference of that name"),
+    ],
+)
+def test_impl_without_task_asks_for_it_where_no_task_or_several_match(write_module, env, impls, message):
+    sub = write_module("taskless.py", TASKLESS)
+    args = ["run", "--no-report", *(f"--impl={i.format(sub=sub)}" for i in impls)]
+    result = ctbench(args, env, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message.format(sub=sub) in result.stderr and "give --task" in result.stderr
+    assert "cases on" not in result.stdout  # nothing ran
 
 
 def test_show_and_compare(tmp_path, env):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ctbench import ReturnError
 from ctbench.api.data import import_torchvision, load_torchvision, synthetic_images
 from ctbench.api.measure import Meter, peak_memory
 from ctbench.api.task import Context
@@ -454,3 +455,16 @@ def test_real_fashion_mnist_trains_the_network(fashion_mnist_root):
     with torch.no_grad():
         accuracy = (net(test.x[:1000]).argmax(1) == test.y[:1000]).float().mean()
     assert accuracy > 0.4, "real Fashion-MNIST is learnable in 150 steps (chance: 0.1)"
+
+
+class FlatOutput(Backprop):
+    """Broken: x_N returned flattened per sample, (batch, C * H * W) instead of x_0's shape."""
+
+    def forward(self, stage: ResidualStage, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(stage, x).flatten(1)
+
+
+def test_an_output_of_the_wrong_shape_fails_the_case_naming_the_method():
+    with pytest.raises(ReturnError, match=r"FlatOutput\.forward returned a tensor of shape \(\d+, \d+\) float32; "
+                       r"expected shape \(\d+, \d+, \d+, \d+\) float32"):  # fmt: skip
+        smoke.run_case("adjoint_resnet", FlatOutput(), {"depth": 8})

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 import suites.bilevel.checks as checks_module
 import suites.bilevel.exact as exact
-from ctbench import RunCheck
+from ctbench import ReturnError, RunCheck
 from ctbench.api.measure import Meter
 from ctbench.catalog.describe import all_metrics
 from ctbench.catalog.registry import get_task
@@ -194,7 +194,8 @@ def test_saba_converges_linearly_where_soba_does_not():
 def test_divergent_step_makes_the_case_invalid_with_its_iteration():
     result = smoke.run_case("bilevel", SOBA(step_size=1e4), {"problem": "quadratic"})
     assert result.invalid_reason is not None and result.invalid_reason.startswith("diverged at iteration ")
-    iteration = int(result.invalid_reason.rsplit(" ", 1)[1])
+    iteration = int(result.invalid_reason.split()[3])
+    assert " at step_size=10000, " in result.invalid_reason and "tuned over" in result.invalid_reason  # what it ran at
     assert 1 <= iteration < 100
     assert result.metrics["iterations"] == iteration
     assert result.nonfinite_metrics() == []
@@ -1086,3 +1087,48 @@ def test_the_tuning_cache_key_follows_the_helper_modules_beside_a_solver(tmp_pat
     before = _sources(module.Mine())
     (tmp_path / "_helper.py").write_text("STEP = 2\n")
     assert _sources(module.Mine()) != before
+
+
+class RowOuter(SOBA):
+    """Broken: its outer variable as a row (1, dx) instead of x0's shape."""
+
+    def outer_variable(self) -> torch.Tensor:
+        return self.x[None]
+
+
+class ColumnDirections(SOBA):
+    """Broken: the D_x it exposes is a column (dx, 1); its own steps use SOBA's."""
+
+    stepping = False
+
+    def step(self) -> None:
+        self.stepping = True
+        try:
+            super().step()
+        finally:
+            self.stepping = False
+
+    def directions(self, inner_idx, outer_idx):
+        d = super().directions(inner_idx, outer_idx)
+        return d if self.stepping else dataclasses.replace(d, x=d.x[:, None])
+
+
+@pytest.mark.parametrize(
+    ("solver", "message"),
+    [
+        (RowOuter, r"RowOuter\.outer_variable returned a tensor of shape \(1, \d+\) float\d+; expected shape \(\d+,\)"),
+        (ColumnDirections, r"ColumnDirections\.directions \(D_x\) returned a tensor of shape \(\d+, 1\) float\d+; "
+                           r"expected shape \(\d+,\)"),
+    ],
+)  # fmt: skip
+def test_a_return_of_the_wrong_shape_fails_the_case_naming_the_method(solver, message):
+    with pytest.raises(ReturnError, match=message):
+        smoke.run_case("bilevel", solver(**controls.QUADRATIC), {"problem": "quadratic"})
+
+
+def test_every_reference_that_exposes_its_directions_gets_the_unbiasedness_check():
+    problem = tiny("quadratic")
+    for cls in STOCHASTIC:
+        check = checks_module.directions_check(cls(step_size=0.05, outer_ratio=1.0), problem, 3, seed=0)
+        assert check["directions_unbiased"].passed, (cls.__name__, check)
+    assert checks_module.directions_check(FullBatch(), problem, 3, seed=0) == {}  # not exposed: no check

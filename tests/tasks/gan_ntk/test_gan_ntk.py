@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ctbench import Invalid
+from ctbench import Invalid, ReturnError
 from ctbench.catalog.describe import all_metrics
 from ctbench.catalog.registry import get_task
 from ctbench.run import smoke
@@ -404,3 +404,31 @@ def test_plots_draw_particles_and_curves():
     assert set(figures) == {"particles_field_smoke", "distance_curves"}
     for fig in figures.values():
         plt.close(fig)
+
+
+class KernelColumn(IPM):
+    """Broken: its kernel flattened to a column (n * m, 1) instead of (n, m)."""
+
+    def kernel(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return super().kernel(x, y).reshape(-1, 1)
+
+
+class FieldTransposed(IPM):
+    """Broken: the velocity at the particles transposed, (d, n) instead of (n, d)."""
+
+    def field(self, points: torch.Tensor) -> torch.Tensor:
+        return super().field(points).T
+
+
+@pytest.mark.parametrize(
+    ("impl", "message"),
+    [
+        (KernelColumn, r"KernelColumn\.kernel returned a tensor of shape \(\d+, 1\) float32; "
+                       r"expected shape \(\d+, \d+\)"),
+        (FieldTransposed, r"FieldTransposed\.witness_gradient \(the velocity at the particles\) returned a tensor of "
+                          r"shape \(2, \d+\) float32; expected shape \(\d+, 2\) float32"),
+    ],
+)  # fmt: skip
+def test_a_return_of_the_wrong_shape_fails_the_case_naming_the_method(impl, message):
+    with pytest.raises(ReturnError, match=message):
+        smoke.run_case(TASK, impl(), {"dataset": "eight_gaussians"})

@@ -333,6 +333,13 @@ class WrongShapeOutput(ImplicitBackward):
         return layer(u0)[:, :1]
 
 
+class WrongDtypeOutput(ImplicitBackward):
+    manifest = Manifest(name="wrong_dtype_output")
+
+    def forward(self, layer, u0, solver):
+        return layer(u0).double()
+
+
 class NaNOutput(ImplicitBackward):
     manifest = Manifest(name="nan_output")
 
@@ -346,7 +353,8 @@ class NaNOutput(ImplicitBackward):
     [
         ("NaNGradient", "failed", "non-finite (NaN or inf) gradient"),
         ("WrongShapeGradient", "failed", "the backward pass of wrong_shape_gradient failed"),
-        ("WrongShapeOutput", "failed", "expected a tensor of the latent's shape"),
+        ("WrongShapeOutput", "failed", "wrong_shape_output.forward (z, the latent) returned a tensor of shape ("),
+        ("WrongDtypeOutput", "failed", "float64; expected shape ("),
         ("NaNOutput", "invalid", "the iterates diverged to non-finite values"),
     ],
 )

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import re
 from dataclasses import asdict
 
 import pytest
 import torch
 from torch import nn
 
+from ctbench import ReturnError
 from ctbench.api.measure import Memory, peak_memory
 from ctbench.catalog.registry import get_task
 from ctbench.run import smoke
@@ -587,3 +589,29 @@ def test_the_controls_inputs_pass_with_the_reference_methods():
     assert protocol.estimator_checks("roulette", roulette, 2)["logdet_unbiased"].passed
     assert protocol.inverse_check(inv, cfg["inverse_max_iter"]).passed
     assert protocol.lipschitz_check(lip, 0.9).passed
+
+
+class ColumnLogDet(IResNet):
+    """Broken: i-ResNet's log-det as a column (N, 1), which broadcasting would turn into an (N, N) total."""
+
+    def forward(self, g: nn.Module, x: torch.Tensor, terms: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y, logdet = super().forward(g, x, terms)
+        return y, logdet[:, None]
+
+
+def test_a_log_det_of_the_wrong_shape_fails_the_case_naming_the_method():
+    message = "ColumnLogDet.forward (log-det per sample) returned a tensor of shape (4, 1) float32; expected shape (4,)"
+    with pytest.raises(ReturnError, match=re.escape(message)):
+        smoke.run_case(TASK, ColumnLogDet())
+
+
+def test_the_checked_method_is_the_method_for_everything_else():
+    from suites.iresnet.protocol import Checked
+
+    method = ResidualFlow()
+    method.last_terms = 7  # an attribute of its own, read by the protocol
+    checked = Checked(method)
+    assert checked.manifest.name == "residual_flow" and checked.series == "roulette" and checked.last_terms == 7
+    g, x = linear_g(0.5), torch.randn(4, 3)
+    y, logdet = checked.forward(g, x, 2)
+    assert y.shape == x.shape and logdet.shape == (4,)

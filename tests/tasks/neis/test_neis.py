@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from ctbench import Manifest
+from ctbench import Manifest, ReturnError
 from ctbench.catalog.describe import all_metrics
 from ctbench.figures.plotting import draw
 from ctbench.run import smoke
@@ -411,3 +411,16 @@ def test_gpu_smoke_is_smokes_steps_with_smalls_samples():
     assert gpu.config["train_steps"] == smoke_scale.config["train_steps"]
     assert gpu.config["n_eval"] == small.config["n_eval"] and gpu.config["temperatures"] == small.config["temperatures"]
     assert gpu.timeout_s <= 75  # scripts/gpu_check.sh's bound per case
+
+
+class ColumnEstimates(VanillaIS):
+    """Broken: its estimates as a column (n, 1) instead of (n,)."""
+
+    def sample(self, problem: Problem, n: int) -> torch.Tensor:
+        return super().sample(problem, n)[:, None]
+
+
+def test_estimates_of_the_wrong_shape_fail_the_case_naming_the_method():
+    with pytest.raises(ReturnError, match=r"ColumnEstimates\.sample \(log Z_hat\) returned a tensor of shape "
+                       r"\(\d+, 1\) float\d+; expected shape \(\d+,\) float\d+"):  # fmt: skip
+        smoke.run_case("neis", ColumnEstimates(), {"target": "eg1"})
