@@ -104,8 +104,8 @@ def figures(cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         colours, markers = hue(names)
         grid = sns.catplot(
             data=run_best, x="group", y="time", hue="impl", hue_order=names, palette=colours, kind="point",
-            markers=[markers[n] for n in names], linestyle="none", dodge=0.4, estimator="median",
-            errorbar=("pi", 100), height=3.8, aspect=2.1,
+            markers=[markers[n] for n in names], linestyle="none", dodge=0.4 if len(names) > 1 else False,
+            estimator="median", errorbar=("pi", 100), height=3.8, aspect=2.1,
         )  # fmt: skip
         title = "time to come within 1e-3 of the run's lowest h (the paper's convention; no point: never)"
         grid.set(xlabel="", ylabel="time (s)", yscale="log", title=title)
