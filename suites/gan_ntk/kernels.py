@@ -145,14 +145,20 @@ def empirical_ntk(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None 
     return sum(jx[k].flatten(1) @ jy[k].flatten(1).T for k in params)
 
 
+def psd_rtol(dtype: torch.dtype) -> float:
+    """How far below zero, relative to the largest |eigenvalue|, rounding in ``dtype`` can put a PSD matrix's
+    smallest eigenvalue: 1e-6 in float64, 1e-4 otherwise (a float32 Gram matrix of 256 points measured -1e-5)."""
+    return 1e-6 if dtype == torch.float64 else 1e-4
+
+
 def check_psd(k: torch.Tensor, what: str, rtol: float | None = None) -> tuple[float, float]:
     """(smallest eigenvalue, largest |eigenvalue|) of the symmetric kernel matrix ``k``; raises ``ValueError``
-    naming the smallest eigenvalue if it is below -rtol x the largest |eigenvalue| (default rtol: 1e-6 in
-    float64, 1e-4 otherwise)."""
+    naming the smallest eigenvalue if it is below -rtol x the largest |eigenvalue| (default: ``psd_rtol`` of its
+    dtype; pass the dtype it was computed in when checking a cast copy)."""
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
         raise ValueError(f"{what}: kernel matrix must be square, got {tuple(k.shape)}")
     if rtol is None:
-        rtol = 1e-6 if k.dtype == torch.float64 else 1e-4
+        rtol = psd_rtol(k.dtype)
     asym = float((k - k.T).abs().max() / k.abs().max().clamp_min(torch.finfo(k.dtype).tiny))
     if asym > rtol:
         raise ValueError(f"{what}: kernel matrix is not symmetric (max |K - K^T| / max |K| = {asym:.3g})")

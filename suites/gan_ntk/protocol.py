@@ -23,7 +23,7 @@ import torch
 from ctbench import CaseResult, Context, Invalid, Prepared, Scale, expect_tensor
 from suites.gan_ntk import checks, data, dynamics
 from suites.gan_ntk.interface import DiscriminatorDynamics, DiscriminatorSpec
-from suites.gan_ntk.kernels import Architecture, check_psd, relu_ntk
+from suites.gan_ntk.kernels import Architecture, check_psd, psd_rtol, relu_ntk
 
 EXPERIMENTS = ("dynamics", "ntk_accuracy")
 FINITE_IMPL = "finite_width"  # the reference method whose discriminator is a finite network
@@ -64,8 +64,9 @@ def prepare_dynamics(impl: DiscriminatorDynamics, scale: Scale, params: Mapping[
     impl.setup(spec(cfg, architecture(cfg, cfg["width"]), problem.dim, ctx.seed))
     stepper = copy.deepcopy(impl)  # the measured step's own copy: its fits draw no random numbers of the run's
     z = torch.cat([problem.particles, problem.target])
+    gram = kernel(impl, z, z)  # checked in float64 within the rounding of the dtype it was computed in
     lo, top = check_psd(
-        kernel(impl, z, z).double(), f"{type(impl).__name__}.kernel on the first training set ({len(z)} points)"
+        gram.double(), f"{type(impl).__name__}.kernel on the first training set ({len(z)} points)", psd_rtol(gram.dtype)
     )
     repeat = scale.policy.repeat  # warmed up by the check
     ctx.meter.phase("kernel", lambda: kernel(impl, z, z), repeat=repeat, work={"entries": len(z) ** 2})

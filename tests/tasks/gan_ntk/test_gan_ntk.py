@@ -32,6 +32,7 @@ from suites.gan_ntk.kernels import (
     check_psd,
     empirical_ntk,
     mlp_forward,
+    psd_rtol,
     relu_kernels,
     relu_ntk,
 )
@@ -432,3 +433,17 @@ class FieldTransposed(IPM):
 def test_a_return_of_the_wrong_shape_fails_the_case_naming_the_method(impl, message):
     with pytest.raises(ReturnError, match=message):
         smoke.run_case(TASK, impl(), {"dataset": "eight_gaussians"})
+
+
+def test_a_float32_kernel_is_checked_within_float32_rounding():
+    """The analytic NTK of seed 1's first eight-Gaussians training set, computed in float32 (smoke's dtype), has
+    its smallest eigenvalue at about -1e-5 of the largest: float32 rounding, accepted; a matrix that is not PSD
+    beyond rounding still fails, whatever dtype it was computed in."""
+    result = smoke.run_case(TASK, "ipm", {"dataset": "eight_gaussians", "experiment": "dynamics"}, seed=1)
+    assert result.invalid_reason is None and "sinkhorn_final" in result.metrics
+    a = torch.randn(64, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    gram = a @ a.T
+    gram[0, 0] = -0.01 * float(torch.linalg.eigvalsh(gram)[-1])  # -1% of the top eigenvalue: not rounding
+    for dtype in (torch.float32, torch.float64):
+        with pytest.raises(ValueError, match="not positive semi-definite"):
+            check_psd(gram.to(dtype).double(), "broken", psd_rtol(dtype))
