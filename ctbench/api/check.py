@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,18 +43,22 @@ class Check:
     def interval_at_most(
         cls, value: float, interval: tuple[float, float], threshold: float, description: str = ""
     ) -> Check:
-        """Pass when the interval's upper end is at most ``threshold``, fail when its lower end is above it."""
+        """Pass when the interval's upper end is at most ``threshold``, fail when its lower end is above it (or when
+        the value or the interval is not a number: nothing measured is no pass)."""
         low, high = float(interval[0]), float(interval[1])
         passed = True if high <= threshold else False if low > threshold else None
+        passed = False if not all(math.isfinite(v) or math.isinf(v) for v in (value, low, high)) else passed
         return cls(float(value), float(threshold), passed, description, (low, high))
 
     @classmethod
     def interval_at_least(
         cls, value: float, interval: tuple[float, float], threshold: float, description: str = ""
     ) -> Check:
-        """Pass when the interval's lower end is at least ``threshold``, fail when its upper end is below it."""
+        """Pass when the interval's lower end is at least ``threshold``, fail when its upper end is below it (or when
+        the value or the interval is not a number)."""
         low, high = float(interval[0]), float(interval[1])
         passed = True if low >= threshold else False if high < threshold else None
+        passed = False if not all(math.isfinite(v) or math.isinf(v) for v in (value, low, high)) else passed
         return cls(float(value), float(threshold), passed, description, (low, high))
 
 

@@ -323,13 +323,15 @@ def _spread(side: pd.Series, metric: str) -> float | None:
 
 def _noise(ra: pd.Series, rb: pd.Series, metric: str, floor: float = 0.0) -> float:
     """The noise a change of ``metric`` must exceed to count: the sum of the two sides' spreads, at least ``floor``
-    (relative) of the first side's value (the between-run floor, ``Floors``); NaN when either side has no spread,
+    (relative) of the first side's value (the between-run floor, ``Floors``) unless both spreads are 0 (an exact
+    value); NaN when either side has no spread,
     since a side without spread says nothing about how far its value would move on a rerun."""
     spreads = [_spread(side, metric) for side in (ra, rb)]
     if any(s is None for s in spreads):
         return np.nan
     within = float(sum(s for s in spreads if s is not None))
-    return max(within, floor * abs(_value(ra, metric))) if floor else within
+    measured = within > 0  # spreads of 0 on both sides: an exact value (a count, a size), judged as it is
+    return max(within, floor * abs(_value(ra, metric))) if floor and measured else within
 
 
 PROBE = "probe_time_s"  # the engine's machine probe (``ctbench.run.probe``)

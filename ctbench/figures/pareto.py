@@ -51,7 +51,7 @@ def _panel(ax: Any, rows: pd.DataFrame, quality: str, memory_metric: str, time_m
         edge = "black" if s.submission or front else "none"
         ax.scatter(memory[i], value, s=areas[i], color=s.colour, marker=s.marker, zorder=s.zorder + 1,
                    edgecolors=edge, linewidths=2.2 if front else 1.0)  # fmt: skip
-    if memory.max() > 20 * max(memory.min(), 1e-9):
+    if memory.min() > 0 and memory.max() > 20 * memory.min():  # a row at 0 would vanish from a log axis
         ax.set_xscale("log")
     ax.margins(0.15)  # room for the largest markers
     plain_ticks(ax)
@@ -88,7 +88,7 @@ def pareto_figures(
             chunk = panels[start : start + MAX_PANELS]
             figure, axes = grid(len(chunk))
             for ax, (name, rows) in zip(axes, chunk, strict=True):
-                ax.set_title(panel_title(name, len(chunk)), fontsize=9, parse_math=False)
+                ax.set_title(panel_title(name, len(chunk)), fontsize=9, pad=10, parse_math=False)
                 if rows.empty:
                     missing = f"no ok row with both {quality} and {memory}"
                     ax.text(0.5, 0.5, axis_label(missing, len(chunk), vertical=True), ha="center", va="center",

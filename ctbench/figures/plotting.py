@@ -90,7 +90,15 @@ def plain_ticks(ax: Any, xvalues: Sequence[float] | None = None, categorical: bo
     """Plain labels on the numeric axes (an axis labelled with names is left as it is); on a numeric x with few
     values, a tick at each (depth 8, 64, 256), less those whose labels would touch."""
     from matplotlib.category import StrCategoryFormatter
-    from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+    from matplotlib.ticker import (
+        FixedFormatter,
+        FixedLocator,
+        FuncFormatter,
+        LogLocator,
+        MaxNLocator,
+        NullFormatter,
+        NullLocator,
+    )
 
     numeric = [(ax.yaxis, ax.get_ylim())] if categorical else [(ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())]
     for axis, limits in numeric:
@@ -100,6 +108,13 @@ def plain_ticks(ax: Any, xvalues: Sequence[float] | None = None, categorical: bo
         if axis.get_scale() == "log":  # 1, 2, 5 per decade where a decade is wide enough; decades otherwise
             low, high = sorted(abs(v) for v in limits)
             decades = math.log10(high / low) if low > 0 else 99.0
+            if decades < 1:  # less than a decade: evenly spaced values, as many as the axis has room for
+                room = length / (50 if axis is ax.yaxis else 80)
+                axis.set_major_locator(MaxNLocator(nbins=max(2, int(room))))
+                axis.set_major_formatter(FuncFormatter(plain))
+                axis.set_minor_formatter(NullFormatter())
+                axis.set_minor_locator(NullLocator())
+                continue
             dense = length / max(decades, 1e-9) >= (150 if axis is ax.xaxis else 60)  # labels' width, height
             every = max(1, math.ceil(decades / max(length / 45, 1)))  # a label every 45 px at most
             axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if dense else (1.0,), numticks=12))
@@ -123,7 +138,9 @@ def _symlog_ticks(low: float, high: float, linear: float, length: float) -> list
     powers = [10.0**k for k in range(-30, 31) if 10.0**k > 5 * linear]
     ticks = [-p for p in powers if low <= -p] + ([0.0] if low <= 0 <= high else []) + [p for p in powers if p <= high]
     every = max(1, math.ceil(len(ticks) / max(length / 25, 1)))
-    keep = [t for t in ticks if t == 0 or round(math.log10(abs(t))) % every == 0]
+    keep = sorted(t for t in ticks if t == 0 or round(math.log10(abs(t))) % every == 0)
+    if len(keep) < 2:  # a range within a few times the linear part: its ends and 0
+        keep = sorted({low, high, *([0.0] if low <= 0 <= high else [])})
     return keep
 
 
@@ -150,7 +167,7 @@ def _panel_order(name: str) -> tuple:
 
 def title(text: str, count: int) -> str:
     """A panel's title, wrapped to the panel's width (three lines at most)."""
-    width = {1: 110, 2: 56}.get(count, 38)
+    width = {1: 110, 2: 56}.get(count, 34)
     lines = textwrap.wrap(printable(" ".join(text.split())), width) or [""]
     return "\n".join(lines[:3]) + ("…" if len(lines) > 3 else "")
 
@@ -169,7 +186,7 @@ def finish(figure: Any) -> None:
     shown = [ax for ax in figure.axes if ax.get_visible()]
     for ax in shown:
         plain_ticks(ax)
-        ax.set_title(title(ax.get_title(), len(shown)), fontsize=9, parse_math=False)
+        ax.set_title(title(ax.get_title(), len(shown)), fontsize=9, pad=10, parse_math=False)
         ax.set_xlabel(axis_label(ax.get_xlabel(), len(shown)), parse_math=False)
         ax.set_ylabel(axis_label(ax.get_ylabel(), len(shown), vertical=True), parse_math=False)
     figure.tight_layout()
@@ -365,7 +382,7 @@ def line_figures(
                     ax.set_xscale(xscale)
                 ax.set_yscale(yscale)
                 _draw_lines(ax, panel, x, y, chosen, kind)
-                ax.set_title(title(name, len(chunk)), fontsize=9, parse_math=False)
+                ax.set_title(title(name, len(chunk)), fontsize=9, pad=10, parse_math=False)
                 ax.set_xlabel(axis_label(xlabel, len(chunk)), parse_math=False)
                 ax.set_ylabel(axis_label(ylabel, len(chunk), vertical=True), parse_math=False)
                 ax.grid(True, alpha=0.3)

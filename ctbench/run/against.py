@@ -68,7 +68,7 @@ class Against:
             n = sum(c.impl.submission == REFERENCE for c in self.cases)
             why = (
                 f"they ran on other hardware ({'; '.join(self.moved)}), so that {who} shares their boards "
-                "(--keep-stored-references ranks it against the stored numbers instead)"
+                "(--keep-stored-references shows the stored numbers instead, on their own boards)"
                 if self.moved
                 else "--retime-references"
             )

@@ -6,8 +6,8 @@ after the case (before ``prepare``, after ``evaluate``) on the case's device and
 Its spread is their inter-quartile range. A call lasts a few milliseconds, longer than a scheduler's time slice, so
 that other work on the machine slows it as it slows the case's step (a call of a fraction of a millisecond runs
 between preemptions and never sees the load). Two runs of the same code whose probe moved as much as a timing did say
-that the machine changed, not the code: ``ctbench.boards.table.compare`` divides the probe's change out of the
-timings before it judges them, and the probe's range over both runs is the floor a timing's change must exceed
+that the machine changed, not the code: ``ctbench.boards.table.compare`` reads a timing's change that the probe's
+change explains as ``machine``, and the probe's range over both runs is the floor a timing's change must exceed
 (``ctbench.boards.table.Floors``).
 """
 

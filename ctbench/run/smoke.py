@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ctbench.api.claims import declared_only
 from ctbench.api.implementation import ImplRef, load_class, resolve, task_references
 from ctbench.api.measure import Meter
 from ctbench.api.task import CaseResult, Context, Prepared
@@ -69,7 +70,9 @@ def run_case(
     """A whole smoke case on the CPU, as the worker runs it; ``impl`` is an instance or a reference name."""
     with case_state(task_name) as applied:
         task, impl, scale, full = _case(task_name, impl, params, seed)
-        return _run_case(task, impl, scale, full, context(task_name, seed, **ctx), applied)
+        result = _run_case(task, impl, scale, full, context(task_name, seed, **ctx), applied)
+    result.checks = declared_only((claim.name for claim in task.claims), result.checks)
+    return result
 
 
 def prepare(task_name: str, impl: Any, params: Mapping[str, Any] | None = None, seed: int = 0) -> Prepared:

@@ -52,6 +52,8 @@ class List(Command):
     @staticmethod
     def checks(fmt: str) -> int:
         claims = [claim.describe(task.name) for task in tasks().values() for claim in task.claims]
+        for name, reason in broken_tasks().items():
+            print(f"{name}: NOT LOADED: {reason}", file=sys.stderr)
         if fmt == "json":
             print(json.dumps(claims, indent=1))
             return 0

@@ -83,8 +83,8 @@ class Run(Command):
         parser.add_argument(
             "--keep-stored-references",
             action="store_true",
-            help="with --against: rank against the stored numbers even when they ran on other hardware (on their "
-            "own boards)",
+            help="with --against: show the stored numbers even when they ran on other hardware (on their own "
+            "boards: the submission is not ranked against them)",
         )
         parser.add_argument("--scale", default="auto", help="smoke, small, full, or auto (smoke on CPU, small on GPU)")
         parser.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2", help="override a grid axis")

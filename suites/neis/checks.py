@@ -116,7 +116,7 @@ def negative_control(impl: str, target: str, config: Mapping[str, Any]) -> str |
 def _beats_ais(impl: str, case: Case, ais_impl: str, ais: Case, estimates: int | None) -> Check:
     """NEIS ``case`` against the AIS case ``ais`` at equal cost, NEIS's training counted (module docstring);
     ``estimates`` is the scale's n_eval (None: unknown, decided)."""
-    ais_cost, own = ais["metrics"]["rel_var_x_cost"], case["metrics"]["rel_var_x_cost"]
+    ais_cost, own = ais["metrics"].get("rel_var_x_cost", math.nan), case["metrics"].get("rel_var_x_cost", math.nan)
     sampling = ais_cost / own if own > 0 else 0.0  # no variance measured: the case is invalid, no ratio to report
     counted = case["metrics"].get("rel_var_x_cost_with_training")
     ratio = ais_cost / counted if counted else sampling
@@ -130,8 +130,10 @@ def _beats_ais(impl: str, case: Case, ais_impl: str, ais: Case, estimates: int |
         text += f"{sampling:.3g} at equal sampling cost (its training not recorded)"
     if case["status"] != "ok":
         return Check(ratio, 1.0, False, f"{impl} {case['status']}: no win; {text}")
-    if ais["status"] != "ok":
+    if ais["status"] != "ok" or not math.isfinite(ais_cost):
         return Check(ratio, 1.0, None, f"AIS {ais['status']}: no variance to compare; {text}")
+    if not counted:
+        return Check(ratio, 1.0, None, f"NEIS's training cost not recorded: not decided; {text}")
     if estimates is not None and estimates < AIS_MIN_SAMPLES:
         why = (
             f"not decided from {estimates} estimates (fewer than {AIS_MIN_SAMPLES}: AIS may miss mass and the "
@@ -162,14 +164,10 @@ def paper_checks(
             desc = f"neis_gradient variance reduction vs vanilla at equal cost ({grad['status']}); {with_training}"
             check = Check.at_least(value, thresholds[scope["scale"]], desc)
             checks.append(RunCheck(task, "neis_variance_reduction", check, scope))
-        ais_cases = {
-            impl: case
-            for impl, case in sorted(by_impl.items())
-            if impl.split("_")[0] == AIS_PREFIX and "rel_var_x_cost" in case["metrics"]
-        }
+        ais_cases = {impl: case for impl, case in sorted(by_impl.items()) if impl.split("_")[0] == AIS_PREFIX}
         for ais_impl, ais in ais_cases.items():
             for impl, case in sorted(by_impl.items()):
-                if impl.startswith(NEIS_PREFIX) and "rel_var_x_cost" in case["metrics"]:
+                if impl.startswith(NEIS_PREFIX):  # every NEIS case gets its check: a crashed one fails it
                     check = _beats_ais(impl, case, ais_impl, ais, (estimates or {}).get(scope["scale"]))
                     checks.append(RunCheck(task, "neis_beats_ais", check, {**scope, "impl": impl, "ais": ais_impl}))
     return checks

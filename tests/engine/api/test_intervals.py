@@ -26,6 +26,11 @@ def test_an_interval_check_has_three_outcomes():
     assert Check.interval_at_least(1.2, (1.1, 1.3), 1.0).outcome == "pass"
     assert Check.interval_at_least(0.89, (0.8, 0.95), 1.0).outcome == "fail"
     assert Check.interval_at_least(0.98, (0.9, 1.1), 1.0).outcome == "inconclusive"
+    # nothing measured is no pass: a value or an interval that is not a number fails
+    nan = float("nan")
+    assert Check.interval_at_most(nan, (nan, nan), 1.8).outcome == "fail"
+    assert Check.interval_at_least(1.2, (nan, 1.3), 1.0).outcome == "fail"
+    assert Check.interval_at_least(2.0, (1.5, float("inf")), 1.0).outcome == "pass"  # unbounded above is a bound
 
 
 def test_the_median_interval_holds_the_median_at_its_stated_confidence():

@@ -341,6 +341,10 @@ def test_changes_within_what_runs_move_by_are_not_judged():
     assert verdict["backprop", "step_peak_memory_bytes"].eq("worse").all()
     verdict = verdicts_of(floored(0.10, 1e8, steady, "cpu"), floored(0.10, 1.4e8, steady, "cpu"))
     assert verdict["backprop", "step_peak_memory_bytes"].eq("worse").all()  # beyond the RSS floor
+    exact_a, exact_b = floored(0.10, 1e8, steady, "cpu"), floored(0.10, 1.1e8, steady, "cpu")
+    for record in exact_a + exact_b:
+        record["spread"]["step_peak_memory_bytes"] = 0.0  # an exact size: no floor, judged as it is
+    assert verdicts_of(exact_a, exact_b)["backprop", "step_peak_memory_bytes"].eq("worse").all()
 
 
 def test_a_rate_without_its_timings_spread_is_not_judged_either():

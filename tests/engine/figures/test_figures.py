@@ -95,3 +95,12 @@ def test_memory_is_drawn_in_mib_as_on_the_boards(name):
     for plot in tasks()[name].line_plots:
         if plot.y.endswith("_bytes"):
             assert plot.scale_y == 2**-20 and "(MiB)" in (plot.ylabel or ""), plot
+
+
+def test_symlog_ticks_are_sorted_and_never_fewer_than_two():
+    from ctbench.figures.plotting import _symlog_ticks
+
+    wide = _symlog_ticks(-1e-3, 0.1, 1e-12, 300)
+    assert wide == sorted(wide) and 0.0 in wide and min(wide) < 0 < max(wide)
+    assert all(abs(t) > 5e-12 for t in wide if t)  # none inside the linear part, where labels would pile up
+    assert _symlog_ticks(-3, 3, 1, 300) == [-3, 0.0, 3]  # within a few times the linear part: its ends and 0

@@ -87,3 +87,36 @@ def test_the_generic_asv_module_times_the_new_task(tmp_path, tiny_env):
     results = json.loads(result.read_text())["results"]
     assert set(results) == {"bench_tasks.Step.peakmem_step", "bench_tasks.Step.time_step"}
     assert all(r[0] == [r[0][0]] and r[0][0] is not None for r in results.values())  # tiny's one case measured
+
+
+def test_a_check_no_claim_declares_is_recorded_failed(tmp_path, tiny_task):
+    """A case check and a run check the task does not declare (no claim, no control): both recorded failed, and the
+    run exits 1 (they are a reference's)."""
+    template = REPO / "tests" / "template" / "suites" / "tiny"
+    protocol = (
+        (template / "protocol.py")
+        .read_text()
+        .replace('checks = {"solved":', 'checks = {"undeclared_case": Check.at_most(0.0, 1.0), "solved":')
+    )
+    task = (
+        (template / "task.py")
+        .read_text()
+        .replace(
+            "        return checks\n",
+            '        return [*checks, RunCheck(self.name, "undeclared_run", Check.at_most(0.0, 1.0))]\n',
+        )
+    )
+    assert "undeclared_case" in protocol and "undeclared_run" in task
+    env = tiny_task(
+        tmp_path / "tasks", tmp_path / "cache", {"suites/tiny/protocol.py": protocol, "suites/tiny/task.py": task}
+    )
+    ran = ctbench(["run", "--task", "tiny", "--param", "n=8", "--out", str(tmp_path / "out"), "--no-report"], env)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    (path,) = (tmp_path / "out").glob("*.json")
+    doc = json.loads(path.read_text())
+    (case,) = doc["cases"]
+    assert case["checks"]["solved"]["passed"] is True
+    assert case["checks"]["undeclared_case"]["passed"] is False
+    assert case["checks"]["undeclared_case"]["description"].startswith("undeclared check")
+    (run_check,) = [c for c in doc["checks"] if c["name"] == "undeclared_run"]
+    assert run_check["passed"] is False and run_check["description"].startswith("undeclared check")

@@ -275,7 +275,7 @@ def test_run_checks_flag_what_they_should():
         record("neis_mlp", "eg1", "invalid", rel_var_x_cost=1.0),
         record("ais", "eg2", "invalid", rel_var_x_cost=1.0),
         record("ais_100", "eg2", rel_var_x_cost=5.0, cost_per_sample=200.0),
-        record("neis_gradient", "eg2", rel_var_x_cost=10.0, variance_reduction=5.0),
+        record("neis_gradient", "eg2", rel_var_x_cost=10.0, variance_reduction=5.0, rel_var_x_cost_with_training=20.0),
         record("neis_linear", "eg2", "failed"),
         record("neis_gradient", "eg3", rel_var_x_cost=10.0, variance_reduction=5.0),
     ]
@@ -288,6 +288,8 @@ def test_run_checks_flag_what_they_should():
         ("neis_variance_reduction", "eg2", None, None): "fail",
         ("neis_beats_ais", "eg2", "neis_gradient", "ais"): "inconclusive",  # AIS invalid: nothing to compare
         ("neis_beats_ais", "eg2", "neis_gradient", "ais_100"): "fail",  # the paper's AIS-100 wins
+        ("neis_beats_ais", "eg2", "neis_linear", "ais"): "fail",  # a NEIS case that crashed gets its check, failed
+        ("neis_beats_ais", "eg2", "neis_linear", "ais_100"): "fail",
     }
     beats = {
         (c.scope["target"], c.scope["impl"], c.scope["ais"]): c.check for c in checks if c.name == "neis_beats_ais"
