@@ -226,7 +226,7 @@ def test_a_long_log_is_read_by_its_tail_and_the_exit_status_comes_first(tmp_path
     assert {"duration_s", "device", "threads"} <= set(case)
 
 
-def _wait_for_journal(out: Path, lines: int, deadline: float = 120) -> Path:
+def _wait_for_journal(out: Path, lines: int, deadline: float = 600) -> Path:
     end = time.time() + deadline
     while time.time() < end:
         found = list(out.glob(".partial/*.jsonl"))

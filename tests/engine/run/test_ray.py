@@ -116,7 +116,7 @@ def _driver(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def _until(proc: subprocess.Popen, text: str, lines: list[str], deadline: float = 180) -> str:
+def _until(proc: subprocess.Popen, text: str, lines: list[str], deadline: float = 600) -> str:
     end = time.time() + deadline
     while time.time() < end:
         line = proc.stdout.readline()
