@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ctbench.store.results import SCHEMA, write_run
+from ctbench.store.results import SCHEMA, Run
 
 TASK = "adjoint_resnet"
 IMPLS = (
@@ -127,7 +127,7 @@ def synthetic_runs(n_cases: int, out_dir: Path, seed: int = 0) -> list[Path]:
             "cases": cases,
             "checks": [],
         }
-        paths.append(write_run(doc, out_dir))
+        paths.append(Run(doc).write(out_dir))
     return paths
 
 

@@ -1,4 +1,4 @@
-"""Run files the tests share, written here (valid against ``ctbench.store.results.validate``): cases of the real
+"""Run files the tests share, written here (valid against ``ctbench.store.results.Run.validated``): cases of the real
 ``adjoint_resnet`` task, carrying its description (``ctbench.catalog.describe``) so its metrics, units and plots are
 used, plus a run of a task whose run file describes nothing; and small helpers to write them and bound a test's
 time."""
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ctbench.catalog.registry import description
-from ctbench.store.results import SCHEMA, validate
+from ctbench.store.results import SCHEMA, Run
 from report import Built, build_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def run_doc(
         "cases": cases,
         "checks": list(checks),
     }
-    return validate(doc)
+    return Run.validated(doc)
 
 
 def smoke_cases(accuracy_shift: float = 0.0, time_scale: float = 1.0) -> list[dict[str, Any]]:

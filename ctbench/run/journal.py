@@ -19,7 +19,8 @@ from typing import Any
 
 from ctbench.catalog.registry import UsageError
 from ctbench.store import schema
-from ctbench.store.results import ResultFileError, parse
+from ctbench.store.files import ResultFileError, parse
+from ctbench.store.record import Record
 from ctbench.store.text import printable
 
 RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")  # a run id is the run file's name: nothing else
@@ -35,8 +36,7 @@ def _is_header(entry: Any) -> bool:
 def _problem(record: dict[str, Any]) -> str:
     """Why ``record`` is not a case record the run file may hold (``ctbench.store.schema.CASE``); empty if it is."""
     try:
-        schema.check_depth(record)
-        schema.CASE(record, "record")
+        Record.validated(record, "record")
     except schema.Problem as exc:
         return f"a malformed case record ({exc})"
     return ""

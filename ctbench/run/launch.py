@@ -45,8 +45,9 @@ from ctbench.isolation.lifetime import CGROUP_ENV, case_cgroups
 from ctbench.isolation.outside import Observer
 from ctbench.isolation.sandbox import sandbox_args
 from ctbench.run.template import Template
-from ctbench.store.results import ResultFileError, parse
-from ctbench.store.schema import CASE, Problem, check_depth
+from ctbench.store.files import ResultFileError, parse
+from ctbench.store.record import IDENTITY, Record
+from ctbench.store.schema import Problem
 
 LOG_TAIL = 4000  # characters of a case's output kept in its error
 MAX_RECORD_BYTES = 256 * 2**20  # a record larger than this is refused (series of a few thousand points are ~MB)
@@ -113,10 +114,6 @@ def _tail(path: Path, limit: int = LOG_TAIL) -> str:
         return ""
 
 
-# what the runner, not the case, decides about a record: taken from the case it launched
-LAUNCHED = ("task", "impl", "submission", "impl_spec", "impl_hash", "manifest", "scale", "params", "seed")
-
-
 def _accept(body: bytes | None, case: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """The record ``body`` (what came behind the case's secret) if it is for ``case`` and is a well-formed case
     record (the schema's own check, NaN and infinities refused); else None and why. Fields the runner knows are
@@ -127,34 +124,16 @@ def _accept(body: bytes | None, case: dict[str, Any]) -> tuple[dict[str, Any] | 
         record = parse(body.decode(errors="replace"), "<record>")
     except ResultFileError as exc:
         return None, f"the record that came back is not valid JSON ({exc.problem})"
-    expected = blank_identity(case)
+    expected = Record.blank(case)
     if not isinstance(record, dict) or any(record.get(k) != expected[k] for k in ("task", "impl", "scale", "seed")):
         return None, "the record that came back is for another case (task, impl, scale or seed differ)"
     if record.get("params") != expected["params"] or record.get("submission") != expected["submission"]:
         return None, "the record that came back is for another case (params or submission differ)"
-    record.update({k: expected[k] for k in LAUNCHED})
+    record.update({k: expected[k] for k in IDENTITY})
     try:
-        check_depth(record)
-        CASE(record, "record")
+        return Record.validated(record, "record"), ""
     except Problem as exc:
         return None, f"the record that came back is malformed: {exc}"
-    return record, ""
-
-
-def blank_identity(case: dict[str, Any]) -> dict[str, Any]:
-    """The identity fields of the record of ``case`` (``Case.to_json()`` form), as the runner launched it."""
-    impl, manifest = case["impl"], case["impl"]["manifest"]
-    return {
-        "task": case["task"],
-        "impl": manifest["name"],
-        "submission": impl["submission"],
-        "impl_spec": impl["spec"],
-        "impl_hash": impl.get("content_hash", ""),
-        "manifest": {"name": manifest["name"], "authors": list(manifest.get("authors", ())), "url": manifest["url"]},
-        "scale": case["scale"],
-        "params": case["params"],
-        "seed": case["seed"],
-    }
 
 
 class _Watch:

@@ -13,17 +13,24 @@ from ctbench.isolation.outside import nothing_seen, verdict
 from ctbench.run.cases import Case
 from ctbench.run.launch import Outcome
 from ctbench.run.settings import RunSettings
-from ctbench.run.worker import ERROR_TAIL, blank_record
+from ctbench.store.record import ERROR_TAIL, Record
 
 
 def stop_record(
     case: Case, status: str, error: str, settings: RunSettings, duration_s: float, where: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The record of a case that sent none: every field a record has, with the status and the reason."""
-    record = blank_record(case.to_json(), case.impl)
-    record.update(status=status, error=error[-ERROR_TAIL:], duration_s=duration_s, device=settings.device)
-    record.update(threads=settings.threads, sandboxed=False, outside=nothing_seen(), **(where or {}))
-    return record
+    return Record.stopped(
+        case.to_json(),
+        status,
+        error,
+        duration_s=duration_s,
+        device=settings.device,
+        threads=settings.threads,
+        sandboxed=False,
+        outside=nothing_seen(),
+        **(where or {}),
+    )
 
 
 def _reason(outcome: Outcome, timeout_s: float, limit: int) -> str:

@@ -28,8 +28,8 @@ from ctbench.run.journal import Journal
 from ctbench.run.launch import remove_stale_folders
 from ctbench.run.records import stop_record
 from ctbench.run.settings import SANDBOX_MODES, RunSettings
-from ctbench.run.worker import finite_interval
-from ctbench.store.results import SCHEMA, write_run
+from ctbench.store.record import finite_interval
+from ctbench.store.results import Run
 
 __all__ = ["SANDBOX_MODES", "RunOutcome", "RunSettings", "run"]
 
@@ -39,7 +39,7 @@ Printer = Callable[[str], None]
 @dataclass(frozen=True)
 class RunOutcome:
     path: Path
-    doc: dict[str, Any]
+    doc: Run
 
     @property
     def all_ok(self) -> bool:
@@ -152,18 +152,17 @@ def _run(
         say(f"        {case.label()}: {record['status']} in {record.get('duration_s', 0):.1f} s{where}{detail}")
     records = [journal.records.get(c.key) or not_run[c.key] for c in cases]
     nodes = getattr(executor, "nodes", None) or {node()["hostname"]: node()}
-    doc = {
-        "schema": SCHEMA,
-        "run_id": journal.header["run_id"],
-        "created": journal.header["created"],
-        "env": env,
-        "nodes": nodes,
-        "settings": {**settings.as_record(), **executor.describe()},
-        "tasks": descriptions,
-        "cases": records,
-        "checks": _run_checks(cases, records),
-    }
-    path = write_run(doc, settings.out_dir)
+    doc = Run.new(
+        run_id=journal.header["run_id"],
+        created=journal.header["created"],
+        env=env,
+        nodes=nodes,
+        settings={**settings.as_record(), **executor.describe()},
+        tasks=descriptions,
+        cases=records,
+        checks=_run_checks(cases, records),
+    )
+    path = doc.write(settings.out_dir)
     journal.remove()
     synthetic = sorted({r["dataset"] for r in records if r["dataset"].startswith("synthetic")})
     if synthetic:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import sys
 import time
@@ -24,77 +23,16 @@ import torch
 
 from ctbench.api import measure
 from ctbench.api.claims import declared_only
-from ctbench.api.implementation import ImplRef, Manifest, load_class
+from ctbench.api.implementation import load_class
 from ctbench.api.measure import Meter
-from ctbench.api.task import CaseResult, Context, Scale
+from ctbench.api.task import Context, Scale
 from ctbench.catalog.registry import get_task
 from ctbench.isolation.channel import Writer
 from ctbench.isolation.lifetime import CGROUP_ENV, die_with_parent
 from ctbench.machine.env import hardware_label, node
 from ctbench.run import process
 from ctbench.run.protocol import run_case
-from ctbench.store.results import _jsonable
-
-ERROR_TAIL = 4000  # characters of a traceback kept in the record
-
-
-def blank_record(case: dict[str, Any], impl: ImplRef) -> dict[str, Any]:
-    manifest = impl.manifest
-    return {
-        "task": case["task"],
-        "impl": manifest.name,
-        "submission": impl.submission,
-        "impl_spec": impl.spec,
-        "impl_hash": impl.content_hash,
-        "manifest": {"name": manifest.name, "authors": list(manifest.authors), "url": manifest.url},
-        "scale": case["scale"],
-        "params": case["params"],
-        "seed": case["seed"],
-        "dataset": "unknown",
-        "status": "failed",
-        "metrics": {},
-        "checks": {},
-        "series": {},
-        "spread": {},
-        "intervals": {},
-        "error": None,
-        "note": None,
-    }
-
-
-def finite_interval(interval: tuple[float, float] | None) -> list[float] | None:
-    """An interval as the record holds it: ``[low, high]``, or None where it is missing or not finite."""
-    if interval is None or not all(math.isfinite(v) for v in interval):
-        return None
-    return [float(interval[0]), float(interval[1])]
-
-
-def _fill(record: dict[str, Any], result: CaseResult) -> None:
-    record.update(
-        dataset=result.dataset,
-        metrics={k: float(v) for k, v in result.metrics.items()},
-        checks={
-            k: {
-                "value": c.value,
-                "threshold": c.threshold,
-                "passed": c.passed,
-                "description": c.description,
-                "interval": finite_interval(c.interval),
-            }
-            for k, c in result.checks.items()
-        },
-        series=result.series,
-        spread=result.spread,
-        intervals={k: pair for k, v in result.intervals.items() if (pair := finite_interval(v)) is not None},
-        note=result.note,
-    )
-    bad = result.nonfinite_metrics()
-    if bad:
-        record.update(status="failed", error=f"non-finite metric(s): {', '.join(bad)}")
-    elif result.invalid_reason:
-        record.update(status="invalid", error=result.invalid_reason)
-    else:
-        record["status"] = "ok"
+from ctbench.store.record import ERROR_TAIL, Record
 
 
 def host_facts() -> dict[str, Any]:
@@ -114,19 +52,16 @@ def case_state(scale: Scale, device: str, run_threads: int) -> process.State:
     return process.State(threads=threads)
 
 
-def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path, threads: int = 0) -> dict[str, Any]:
-    """Run one case (``Case.to_json()`` form) and return its record in the results schema."""
-    described = case["impl"]
-    impl = ImplRef(Manifest(**described["manifest"]), described["spec"], described["submission"],
-                   described.get("content_hash", ""))  # fmt: skip
-    record = blank_record(case, impl)
+def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path, threads: int = 0) -> Record:
+    """Run one case (``Case.to_json()`` form) and return its record."""
+    record = Record.blank(case)
     start = time.perf_counter()
     state = process.current()
     try:
         task = get_task(case["task"])
         scale = task.scales[case["scale"]]
         state = process.apply(case_state(scale, device, threads))  # imports torch._dynamo, as the first optimiser
-        implementation = load_class(impl.spec)
+        implementation = load_class(record["impl_spec"])
         gc.collect()  # what the imports made, out of the collector's sight (as the warm template does before it
         gc.freeze()  # forks): the engine's collection before each memory reading then scans the case's objects
         process.seed_everything(case["seed"])
@@ -134,9 +69,9 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path,
         ctx = Context(dev, Path(data_root), Path(cache_dir), case["seed"], Meter(dev, task.phases))
         result = run_case(task, implementation(), scale, case["params"], ctx, state)
         result.checks = declared_only((claim.name for claim in task.claims), result.checks)
-        _fill(record, result)
+        record.fill(result)
         if record["status"] == "invalid":
-            record["expected_invalid"] = task.expected_invalid(impl.name, scale, case["params"])
+            record["expected_invalid"] = task.expected_invalid(record["impl"], scale, case["params"])
     except Exception as exc:
         tb = traceback.format_exc()
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}\n{tb[-ERROR_TAIL:]}")
@@ -148,9 +83,9 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path,
     return record
 
 
-def send(channel: Writer, record: dict[str, Any]) -> None:
+def send(channel: Writer, record: Record) -> None:
     """Send the record through the runner's channel, behind the case's secret (the one channel the runner reads)."""
-    channel.record(json.dumps(_jsonable(record), allow_nan=False).encode())
+    channel.record(record.to_json())
 
 
 def join_cgroup() -> None:

@@ -1,2 +1,3 @@
-"""Run files: one versioned JSON document per run (``results``), its schema as checks (``schema``), and text from
-them made safe to show (``text``)."""
+"""Run files: one versioned JSON document per run (``results.Run``) holding one ``record.Record`` per case, its
+schema as checks (``schema``), bounded JSON files (``files``: written atomically, read without trusting them), and
+text from them made safe to show (``text``)."""

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from ctbench.catalog.registry import description
-from ctbench.store.results import SCHEMA, write_run
+from ctbench.store.results import SCHEMA, Run
 from ctbench_cli import gpu_summary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ def synthetic_cuda_run(out: Path) -> None:
             | dict(threshold=0.15, passed=False, description="step memory growth")
         ],
     }
-    write_run(doc, out / "runs")
+    Run(doc).write(out / "runs")
 
 
 def test_the_summary_states_calibration_ratios_energy_and_failures(tmp_path, capsys):

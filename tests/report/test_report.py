@@ -1,6 +1,6 @@
 """The HTML report: pages, escaping, skipped files, CSV, ranking groups, failed rows, compare, benchmarks.
 
-The run documents below are test fixtures written here (valid against ``ctbench.store.results.validate``); they
+The run documents below are test fixtures written here (valid against ``ctbench.store.results.Run.validated``); they
 carry the real ``adjoint_resnet`` task's description (``ctbench.catalog.describe``) so its metrics, units and plots are
 used, plus a run of a task whose run file describes nothing.
 """

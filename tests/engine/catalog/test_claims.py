@@ -12,7 +12,7 @@ import pytest
 from ctbench import Check
 from ctbench.api.claims import UNDECLARED, control_outcomes, declared_only
 from ctbench.catalog.registry import tasks
-from ctbench.store.results import load_run
+from ctbench.store.results import Run
 
 REFERENCE = Path(__file__).resolve().parents[3] / "results" / "reference"
 CLAIMS = [(task.name, claim) for task in tasks().values() for claim in task.claims]
@@ -39,7 +39,7 @@ def test_every_check_of_the_reference_runs_is_declared():
     declared = {(task.name, claim.name) for task in tasks().values() for claim in task.claims}
     seen: set[tuple[str, str]] = set()
     for path in sorted(REFERENCE.glob("*.json")):
-        run = load_run(path)
+        run = Run.load(path)
         seen |= {(c["task"], name) for c in run["cases"] for name in c.get("checks", {})}
         seen |= {(c["task"], c["name"]) for c in run.get("checks", [])}
     assert seen, "no reference run to read"

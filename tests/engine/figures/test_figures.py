@@ -17,7 +17,7 @@ from ctbench.figures import audit
 from ctbench.figures.palette import Style
 from ctbench.figures.plotting import draw_all, plain_text, report_styles
 from ctbench.machine.env import hardware_label
-from ctbench.store.results import load_run
+from ctbench.store.results import Run
 from report.plots import task_figures
 
 REFERENCE = sorted((Path(__file__).resolve().parents[3] / "results" / "reference").glob("*.json"))[-1]
@@ -25,7 +25,7 @@ REFERENCE = sorted((Path(__file__).resolve().parents[3] / "results" / "reference
 
 @pytest.fixture(scope="module")
 def reference():
-    run = load_run(REFERENCE)
+    run = Run.load(REFERENCE)
     frame = cases_frame([run])
     return run, frame, report_styles(frame), task_specs([run])
 

@@ -21,7 +21,7 @@ from runfiles import METHODS, REPO, TASK, case, deadline, good_doc, run_doc, wri
 from ctbench.catalog.registry import UsageError
 from ctbench.run.cases import parse_param
 from ctbench.run.journal import Journal
-from ctbench.store.results import load_run, write_run
+from ctbench.store.results import Run
 from ctbench.store.text import printable
 from ctbench_cli.summary import summarise
 from report import build_report
@@ -98,9 +98,9 @@ def test_compare_and_report_never_crash_on_surrogates(surrogate_folder, cli_env,
 
 def test_a_run_file_with_surrogates_is_written_and_read(tmp_path):
     doc = hostile_doc(SURROGATE, "bad \ud800 message")
-    path = write_run(doc, tmp_path)
+    path = Run(doc).write(tmp_path)
     assert "\\ud800" in path.read_text(encoding="ascii")  # escaped: the file is exact and ASCII
-    loaded = load_run(path)
+    loaded = Run.load(path)
     assert loaded["cases"][0]["impl"] == "x\ufffdy" and "\ufffd" in loaded["cases"][1]["error"]
 
 

@@ -25,8 +25,8 @@ import pytest
 from runfiles import METHODS, RLO, TASK, case, deadline, good_doc, run_doc, write
 
 from ctbench.boards.table import cases_frame, leaderboard, task_specs
-from ctbench.store import results, schema
-from ctbench.store.results import ResultFileError, load_run, load_runs, validate, write_run
+from ctbench.store import files, schema
+from ctbench.store.results import ResultFileError, Run, load_runs
 from report import build_report
 from report.fmt import bdi
 
@@ -171,15 +171,15 @@ def test_impossible_times_and_memory_never_reach_the_pareto_front(tmp_path):
 
 def test_nan_and_infinity_never_pass_validation_nor_rank(tmp_path):
     with pytest.raises(ResultFileError, match="not a number a run file may hold"):
-        load_run(write(tmp_path, "inf.json", RAW[4][1]))
+        Run.load(write(tmp_path, "inf.json", RAW[4][1]))
     inf = good_doc()
     inf["cases"][0]["metrics"]["variance_reduction"] = float("inf")
     with pytest.raises(ResultFileError) as err:
-        validate(inf)
+        Run.validated(inf)
     assert err.value.field == "cases[0].metrics.variance_reduction"
     # written, a non-finite metric becomes null: the case is shown, never ranked on it
     inf["cases"][0]["metrics"]["test_accuracy"] = float("inf")
-    path = write_run(inf, tmp_path / "out")
+    path = Run(inf).write(tmp_path / "out")
     assert json.loads(path.read_text())["cases"][0]["metrics"]["test_accuracy"] is None
     runs, skipped = load_runs([path])
     board = leaderboard(cases_frame(runs), TASK, task_specs(runs))
@@ -191,7 +191,7 @@ def test_huge_integer_is_refused_in_memory_too():
     doc = good_doc()
     doc["cases"][0]["seed"] = 10**100
     with pytest.raises(ResultFileError) as err:
-        validate(doc)
+        Run.validated(doc)
     assert err.value.field == "cases[0].seed"
 
 
@@ -214,10 +214,10 @@ def test_file_over_the_size_limit_is_not_read(tmp_path, monkeypatch):
     """Over ``MAX_BYTES`` even with its long strings cut (its bulk is short strings): named and skipped."""
     write(tmp_path, "good.json", good_doc())
     write(tmp_path, "big.json", GOOD_TEXT[:-1] + ', "padding": ' + json.dumps(["x" * 50] * 100) + "}")
-    monkeypatch.setattr(results, "MAX_BYTES", len(json.dumps(good_doc())) + 100)
+    monkeypatch.setattr(files, "MAX_BYTES", len(json.dumps(good_doc())) + 100)
     assert_skipped(tmp_path, "big.json", "<file>")
     assert "even with its long strings cut" in load_runs([tmp_path])[1][0].reason
-    monkeypatch.setattr(results, "MAX_FILE_BYTES", len(json.dumps(good_doc())) + 100)  # never even opened
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", len(json.dumps(good_doc())) + 100)  # never even opened
     assert_skipped(tmp_path, "big.json", "<file>")
 
 
@@ -239,11 +239,11 @@ NOTES = {
 def test_a_huge_string_never_costs_the_file(tmp_path, monkeypatch, unit):
     """A file over the size limit because of huge strings: every case is read, each huge string cut to
     ``MAX_TEXT`` with a warning naming the file and the case (the loader bounds records, not the file)."""
-    monkeypatch.setattr(results, "MAX_TEXT", 2000)
-    monkeypatch.setattr(results, "MAX_BYTES", 60_000)
+    monkeypatch.setattr(files, "MAX_TEXT", 2000)
+    monkeypatch.setattr(files, "MAX_BYTES", 60_000)
     body = unit * (300_000 // len(unit))
     text = json.dumps(good_doc()).replace('"error": null', '"error": null, "note": "' + body + '"', 2)  # cases 0, 1
-    assert len(text) > 2 * results.MAX_BYTES
+    assert len(text) > 2 * files.MAX_BYTES
     path = tmp_path / "big.json"
     path.write_bytes(text.encode("utf-8"))
     with deadline(60):
@@ -255,15 +255,15 @@ def test_a_huge_string_never_costs_the_file(tmp_path, monkeypatch, unit):
     start = json.loads('"' + unit * 4 + '"').encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     for record in runs[0]["cases"][:2]:
         note = record["note"]
-        assert len(note) <= results.MAX_TEXT and note.endswith(" bytes in all]") and note.startswith(start[:4])
+        assert len(note) <= files.MAX_TEXT and note.endswith(" bytes in all]") and note.startswith(start[:4])
 
 
 def test_a_huge_string_is_cut_when_written(tmp_path, monkeypatch):
     """The writer never stores a string over ``MAX_TEXT`` characters; what it stores reads back with the cut."""
-    monkeypatch.setattr(results, "MAX_TEXT", 2000)
+    monkeypatch.setattr(files, "MAX_TEXT", 2000)
     doc = good_doc()
     doc["cases"][0]["note"] = "n" * 50_000
-    path = write_run(doc, tmp_path)
+    path = Run(doc).write(tmp_path)
     assert len(doc["cases"][0]["note"]) == 50_000  # the caller's document is not changed
     assert path.stat().st_size < 20_000
     loaded, skipped = load_runs([path])
@@ -291,7 +291,7 @@ def test_thousands_of_metrics_cost_seconds_not_minutes(tmp_path, no_plots):
 
 def test_empty_run_is_valid(tmp_path, no_plots):
     empty = write(tmp_path / "runs", "empty.json", {**good_doc("20250104T000000Z-empty"), "cases": []})
-    assert load_run(empty)["cases"] == []
+    assert Run.load(empty)["cases"] == []
     built = build_report([empty], tmp_path / "only-empty")
     assert built.index is not None and built.skipped == []
     assert "0 cases from 1 run" in built.index.read_text()
@@ -418,7 +418,7 @@ def test_names_with_a_right_to_left_override_are_isolated(tmp_path, no_plots):
 def test_run_files_are_0644_less_the_umask(tmp_path, umask, mode):
     previous = os.umask(umask)
     try:
-        path = write_run(good_doc(), tmp_path)
+        path = Run(good_doc()).write(tmp_path)
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == mode

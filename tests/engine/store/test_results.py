@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ctbench.store.results import SCHEMA, ResultFileError, load_run, load_runs, validate, write_run
+from ctbench.store.results import SCHEMA, ResultFileError, Run, load_runs
 
 
 def _case(**over):
@@ -38,21 +38,21 @@ def _run(run_id="r1", cases=None):
 
 
 def test_write_then_load_round_trips(tmp_path):
-    path = write_run(_run(), tmp_path)
+    path = Run(_run()).write(tmp_path)
     assert path.name == "r1.json"
-    assert load_run(path)["cases"][0]["metrics"] == {"test_accuracy": 0.5}
+    assert Run.load(path)["cases"][0]["metrics"] == {"test_accuracy": 0.5}
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_never_overwrites(tmp_path):
-    write_run(_run(), tmp_path)
+    Run(_run()).write(tmp_path)
     with pytest.raises(FileExistsError):
-        write_run(_run(), tmp_path)
-    assert load_run(tmp_path / "r1.json")["run_id"] == "r1"
+        Run(_run()).write(tmp_path)
+    assert Run.load(tmp_path / "r1.json")["run_id"] == "r1"
 
 
 def test_nan_metric_is_stored_as_null(tmp_path):
-    path = write_run(_run(cases=[_case(status="failed", metrics={"test_accuracy": float("nan")})]), tmp_path)
+    path = Run(_run(cases=[_case(status="failed", metrics={"test_accuracy": float("nan")})])).write(tmp_path)
     assert json.loads(path.read_text())["cases"][0]["metrics"]["test_accuracy"] is None
 
 
@@ -81,12 +81,12 @@ def test_validation_names_the_field(mutate, field):
     doc = _run()
     mutate(doc)
     with pytest.raises(ResultFileError) as err:
-        validate(doc, "x.json")
+        Run.validated(doc, "x.json")
     assert err.value.field == field and "x.json" in str(err.value)
 
 
 def test_corrupt_and_foreign_files_are_skipped_and_named(tmp_path):
-    write_run(_run("good"), tmp_path)
+    Run(_run("good")).write(tmp_path)
     (tmp_path / "corrupt.json").write_text('{"schema": "ctbench.run/1", "cases": [')
     (tmp_path / "foreign.json").write_text(json.dumps({"benchmarks": []}))
     (tmp_path / "newer.json").write_text(json.dumps({**_run("newer"), "schema": "ctbench.run/3"}))
