@@ -252,6 +252,8 @@ def build_report(
                 section=section,
                 plots=plots,
                 plot_error=plot_error,
+                own_plots_missing=bool((meta.spec or {}).get("custom_plots"))
+                and (describe is None or describe(name) is None),
                 paper=paper_rows(sub, meta),
                 run_checks=run_checks(runs, name),
                 check_summary=check_summary(records[name]),

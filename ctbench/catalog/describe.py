@@ -94,4 +94,5 @@ def describe(task: Task) -> dict[str, Any]:
         "plots": [{**asdict(p), "where": dict(p.where)} for p in task.line_plots],
         "headline_ratios": [{**asdict(r), "against": list(r.against)} for r in task.headline_ratios],
         "claims": [claim.describe(task.name) for claim in task.claims],
+        "custom_plots": type(task).plots is not Task.plots,  # figures only the task's own code draws
     }

@@ -320,6 +320,7 @@ TASK = record(
         "objectives": mapping(one_of("quality", "memory", "time")),
         "headline_ratios": listing(RATIO),
         "claims": listing(CLAIM),
+        "custom_plots": boolean,
     },
 )
 RUN = record(

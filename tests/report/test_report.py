@@ -429,3 +429,15 @@ def test_no_task_page_takes_the_name_of_a_case_page():
     assert len(set(pages.values())) == len(pages)
     taken = {case_page(page, n) for page in pages.values() for n in range(1, 5)}
     assert not taken & set(pages.values()), pages
+
+
+def test_a_task_drawing_its_own_figures_says_where_it_is_not_installed(tmp_path, no_plots):
+    doc = run_doc("20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", [case("backprop", 8)])
+    assert doc["tasks"]["adjoint_resnet"]["custom_plots"] is False  # the real task draws only declared plots
+    doc["tasks"]["adjoint_resnet"]["custom_plots"] = True
+    write(tmp_path, "run.json", doc)
+    missing = "draws more figures with its own code"
+    build_report([tmp_path / "run.json"], tmp_path / "without", describe=lambda name: None)
+    assert missing in html(tmp_path / "without", "task-adjoint_resnet.html")
+    build_report([tmp_path / "run.json"], tmp_path / "with", describe=description)
+    assert missing not in html(tmp_path / "with", "task-adjoint_resnet.html")
