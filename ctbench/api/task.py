@@ -21,6 +21,7 @@ import torch
 from ctbench.api.check import Check, RunCheck
 from ctbench.api.claims import Claim
 from ctbench.api.measure import Meter, Policy, StepStats
+from ctbench.store.schema import hardware_unit
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,19 @@ class Ratio:
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric's unit and ranking direction (``None``: informative, never ranked)."""
+    """A metric's unit and ranking direction (``None``: informative, never ranked), and whether its value depends
+    on the machine that measured it (``hardware``): a time, a memory, an energy or a rate does (``None`` infers it
+    from the unit: ``s``, ``bytes``, ``J``, ``.../s``), and so does a ratio of times, which must say so. A number
+    that does not (an accuracy, an error, a count) is reused from a stored run on any machine (``--against``)."""
 
     unit: str
     higher_is_better: bool | None
     description: str
+    hardware: bool | None = None
+
+    @property
+    def depends_on_hardware(self) -> bool:
+        return self.hardware if self.hardware is not None else hardware_unit(self.unit)
 
 
 @dataclass(frozen=True)

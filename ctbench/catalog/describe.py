@@ -17,7 +17,8 @@ from ctbench.boards.ranking import OBJECTIVE_KINDS, default_objectives
 
 
 def _spec(metric: Metric) -> dict[str, Any]:
-    return {"unit": metric.unit, "higher_is_better": metric.higher_is_better, "description": metric.description}
+    return {"unit": metric.unit, "higher_is_better": metric.higher_is_better, "description": metric.description,
+            "hardware": metric.depends_on_hardware}  # fmt: skip
 
 
 def engine_metrics(step: Step, phases: dict[str, Phase]) -> dict[str, Metric]:

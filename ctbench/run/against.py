@@ -22,7 +22,7 @@ from typing import Any
 from ctbench.api.implementation import ImplRef, task_references
 from ctbench.catalog.registry import UsageError, description, get_task
 from ctbench.machine.env import environment, hardware_label, node
-from ctbench.run.cases import Case
+from ctbench.run.cases import Case, Reused
 from ctbench.store.matching import (
     Match,
     Point,
@@ -30,6 +30,7 @@ from ctbench.store.matching import (
     dataset_mismatches,
     differences,
     match,
+    not_reusable,
     other_hardware,
     point,
     point_label,
@@ -61,21 +62,45 @@ class Against:
         own = Path(run_file).resolve()
         return [run["_path"] for run in self.match.runs() if Path(run["_path"]).resolve() != own]
 
+    def how_rerun(self) -> str:
+        """How the stored references were brought to this machine: carried over (their steps timed here, their
+        other numbers reused), rerun whole, and why a task's were rerun whole."""
+        refs = [c for c in self.cases if c.impl.submission == REFERENCE]
+        carried = [c for c in refs if c.reuse is not None]
+        whole = {c.task for c in refs if c.reuse is None}
+        parts = []
+        if carried:
+            runs = sorted({_source(c.reuse.run) for c in carried if c.reuse is not None})
+            parts.append(
+                f"{len(carried)} carried over, their steps timed here and their numbers that do not depend on the "
+                f"machine (quality, errors, counts) reused from run {', '.join(runs)}"
+            )
+        if len(refs) > len(carried):
+            why = "; ".join(
+                f"{task} ranks by {', '.join(found)}, which only a whole run measures"
+                for task in sorted(whole)
+                if (found := not_reusable(description(task)))
+            )
+            parts.append(f"{len(refs) - len(carried)} rerun whole here" + (f" ({why})" if why else ""))
+        return "; ".join(parts) or "none could be rerun here"
+
     def banners(self) -> list[str]:
         n = len(self.match.pairs())
         who = ", ".join(self.submissions)
         if self.retime:
             n = sum(c.impl.submission == REFERENCE for c in self.cases)
-            why = (
-                f"they ran on other hardware ({'; '.join(self.moved)}), so that {who} shares their boards "
-                "(--keep-stored-references shows the stored numbers instead, on their own boards)"
-                if self.moved
-                else "--retime-references"
-            )
-            head = (
-                f"{who}: the {n} reference cases stored at its points in {', '.join(self.paths)} were rerun on this "
-                f"machine in the same run ({why})."
-            )
+            if self.moved:
+                head = (
+                    f"{who}: the {n} reference cases stored at its points in {', '.join(self.paths)} ran on other "
+                    f"hardware ({'; '.join(self.moved)}), so that {who} shares their boards they were brought to "
+                    f"this machine in the same run: {self.how_rerun()} (--keep-stored-references shows the stored "
+                    "numbers instead, on their own boards)."
+                )
+            else:
+                head = (
+                    f"{who}: the {n} reference cases stored at its points in {', '.join(self.paths)} were rerun on "
+                    "this machine in the same run (--retime-references)."
+                )
             return [head]
         runs = ", ".join(r["run_id"] for r in self.match.runs()) or "none"
         head = (
@@ -96,6 +121,11 @@ class Against:
         return dataset_mismatches([c for c in doc["cases"] if c.get("submission") != REFERENCE], self.match)
 
 
+def _source(run: Mapping[str, Any]) -> str:
+    commit = (run.get("env") or {}).get("git_commit")
+    return f"{run['run_id']} (commit {str(commit)[:12] if commit else 'unknown'})"
+
+
 def _expected(task_name: str, sub_cases: Sequence[Case]) -> dict[Point, list[str]]:
     """At each of the submission's points, the installed references the task would run there."""
     task = get_task(task_name)
@@ -109,8 +139,10 @@ def _expected(task_name: str, sub_cases: Sequence[Case]) -> dict[Point, list[str
     return expected
 
 
-def _retimed(m: Match, say: Say) -> list[Case]:
-    """The matched stored cases as reference cases to run here (those whose reference is installed)."""
+def _retimed(m: Match, say: Say, carry: bool) -> list[Case]:
+    """The matched stored cases as reference cases to run here (those whose reference is installed). With
+    ``carry``, a stored case that ran ok is carried over (``Reused``: its step timed here, its other numbers
+    reused) where its task's ranked metrics allow it (``not_reusable``); else it is rerun whole."""
     cases = []
     by_task: dict[str, dict[str, ImplRef]] = {}
     for p, by_impl in m.cases.items():
@@ -118,11 +150,14 @@ def _retimed(m: Match, say: Say) -> list[Case]:
         if task_name not in by_task:
             task = get_task(task_name)
             by_task[task_name] = {r.name: r for r in task_references(task)}
-        for impl in by_impl:
+        spec = description(task_name)
+        for impl, (stored, run) in by_impl.items():
             if impl not in by_task[task_name]:
                 say(f"against: cannot rerun {impl} at {point_label(p)}: it is not installed here")
                 continue
-            cases.append(Case(task_name, by_task[task_name][impl], scale, json.loads(params), seed))
+            reuse = carry and stored.get("status") == "ok" and not not_reusable(spec)
+            carried = Reused(stored, run, spec) if reuse else None
+            cases.append(Case(task_name, by_task[task_name][impl], scale, json.loads(params), seed, carried))
     return cases
 
 
@@ -154,10 +189,10 @@ def plan(
     result = Against(list(map(str, paths)), m, retime, submissions, moved, skipped)
     if not retime:
         result.differs = differences(m.pairs(), env.get("git_commit"), here)
-    result.cases = (_retimed(m, say) if retime else []) + subs
+    result.cases = (_retimed(m, say, carry=bool(moved)) if retime else []) + subs
     n_points = len(expected)
     if moved:
-        rerun = f"; they ran on other hardware ({'; '.join(moved)}), so they are rerun here"
+        rerun = f"; they ran on other hardware ({'; '.join(moved)}): {result.how_rerun()}"
     else:
         rerun = "; they are rerun here (--retime-references)" if retime else "; they are not rerun"
     say(

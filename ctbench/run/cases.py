@@ -16,6 +16,16 @@ from ctbench.store.schema import MAX_DEPTH, MAX_INT_DIGITS, Problem, check_depth
 
 
 @dataclass(frozen=True)
+class Reused:
+    """A stored reference case to carry over to this machine (``--against``): its record, its run and its task's
+    description. The case runs with its step timed alone; ``ctbench.store.matching.reused_record`` merges."""
+
+    stored: Mapping[str, Any]
+    run: Mapping[str, Any]
+    spec: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
 class Case:
     """One unit of work, run in its own subprocess."""
 
@@ -24,13 +34,15 @@ class Case:
     scale: str
     params: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
+    reuse: Reused | None = None  # a stored reference case carried over: only the step is timed here
 
     @property
     def key(self) -> str:
         """Identity of the case within a run: what resume matches finished cases on (an edited implementation is
-        another case: its content hash is part of it)."""
+        another case: its content hash is part of it; a carried-over case is another than a full one)."""
         body = [self.task, self.impl.spec, self.impl.submission, self.scale, dict(self.params), self.seed]
-        return json.dumps([*body, self.impl.content_hash], sort_keys=True)
+        carried = [] if self.reuse is None else [self.reuse.run["run_id"]]
+        return json.dumps([*body, self.impl.content_hash, *carried], sort_keys=True)
 
     def label(self) -> str:
         params = " ".join(f"{k}={v}" for k, v in self.params.items())
@@ -43,6 +55,7 @@ class Case:
             "scale": self.scale,
             "params": dict(self.params),
             "seed": self.seed,
+            "step_only": self.reuse is not None,
         }
 
 

@@ -35,9 +35,11 @@ def run_case(
     params: Mapping[str, Any],
     ctx: Context,
     state: process.State | None = None,
+    step_only: bool = False,
 ) -> CaseResult:
     """Prepare, measure and evaluate one case; ``state``, when given, is verified around the step. The machine
-    probe (``ctbench.run.probe``) is timed before and after."""
+    probe (``ctbench.run.probe``) is timed before and after. ``step_only``: prepare and measure, no evaluation
+    (a stored case's step timed again on this machine: its other numbers come from the stored record)."""
     before = probe.timings(ctx.device)
     stats: StepStats | None = None
     work: Mapping[str, float] = {}
@@ -48,7 +50,7 @@ def run_case(
             if state is not None:
                 process.verify(state, "while the task prepared the case")
             stats = measure_step(prepared.step, ctx.device, scale.policy)
-        result = prepared.evaluate(stats)
+        result = CaseResult({}, "unknown") if step_only else prepared.evaluate(stats)
         if prepared.step is None and prepared.no_step:
             result.note = "; ".join(filter(None, [result.note, prepared.no_step]))
     except Invalid as exc:

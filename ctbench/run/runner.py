@@ -28,6 +28,7 @@ from ctbench.run.journal import Journal
 from ctbench.run.launch import remove_stale_folders
 from ctbench.run.records import stop_record
 from ctbench.run.settings import SANDBOX_MODES, RunSettings
+from ctbench.store.matching import reused_record
 from ctbench.store.record import finite_interval
 from ctbench.store.results import Run
 
@@ -51,10 +52,11 @@ class RunOutcome:
 
 def _run_checks(cases: Sequence[Case], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each task's checks across its cases; a task whose checks raise gets one failed check saying so (the run
-    file is still written)."""
+    file is still written). Cases carried over from a stored run (``reused``) are not among them: their checks
+    were decided in that run, on the machine that measured them."""
     checks: list[dict[str, Any]] = []
     for task_name in dict.fromkeys(c.task for c in cases):
-        task_records = [r for r in records if r["task"] == task_name]
+        task_records = [r for r in records if r["task"] == task_name and not r.get("reused")]
         try:
             task = get_task(task_name)
             found = task.run_checks(task_records)
@@ -144,6 +146,8 @@ def _run(
             error = f"not run: the run's time budget of {settings.max_run_time_s:g} s was spent"
             not_run[case.key] = stop_record(case, "timeout", error, settings, 0.0)
             continue
+        if case.reuse is not None:
+            record = reused_record(record, case.reuse.stored, case.reuse.run, case.reuse.spec)
         _settle(record, case)
         journal.add(case.key, record)  # first: what the terminal says is done is in the journal
         error_lines = (record.get("error") or "").strip().splitlines()

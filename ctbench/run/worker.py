@@ -67,7 +67,7 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path,
         process.seed_everything(case["seed"])
         dev = torch.device(device)
         ctx = Context(dev, Path(data_root), Path(cache_dir), case["seed"], Meter(dev, task.phases))
-        result = run_case(task, implementation(), scale, case["params"], ctx, state)
+        result = run_case(task, implementation(), scale, case["params"], ctx, state, case.get("step_only", False))
         result.checks = declared_only((claim.name for claim in task.claims), result.checks)
         record.fill(result)
         if record["status"] == "invalid":

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctbench.machine.env import hardware_label
-from ctbench.store.schema import REFERENCE
+from ctbench.store.record import Record
+from ctbench.store.schema import REFERENCE, hardware_unit
 
 Point = tuple[str, str, str, int]  # task, scale, params (canonical JSON), seed
 
@@ -130,3 +131,68 @@ def board_runs(doc: Mapping[str, Any], stored: Sequence[tuple[dict[str, Any], di
     for case, run in stored:
         by_run.setdefault(run["run_id"], (run, []))[1].append(case)
     return [dict(doc)] + [{**run, "cases": cases} for run, cases in by_run.values()]
+
+
+# what a step-only run of a case re-measures: the engine's measurements of the step and the machine probe
+STEP_METRICS = ("step_time_s", "step_peak_memory_bytes", "step_cpu_time_s", "step_energy_j", "device_used_bytes",
+                "probe_time_s")  # fmt: skip
+
+
+def remeasured_by_step(metric: str) -> bool:
+    """Whether timing a case's step alone re-measures ``metric`` (its ``throughput_<unit>_s`` too)."""
+    return metric in STEP_METRICS or (metric.startswith("throughput_") and metric.endswith("_s"))
+
+
+def hardware_metrics(spec: Mapping[str, Any] | None) -> dict[str, bool]:
+    """For each metric a task description declares, whether its value depends on the machine (``hardware``; a
+    description without the field: inferred from the unit)."""
+    metrics = (spec or {}).get("metrics") or {}
+    return {
+        name: bool(m["hardware"]) if isinstance(m.get("hardware"), bool) else hardware_unit(str(m.get("unit", "")))
+        for name, m in metrics.items()
+    }
+
+
+def not_reusable(spec: Mapping[str, Any] | None) -> list[str]:
+    """The metrics that rank ``spec``'s boards (its primary metric and objectives) and that neither carry over from
+    another machine nor are re-measured by timing the step alone: with any, a stored reference must be rerun whole."""
+    spec = spec or {}
+    ranked = dict.fromkeys([spec.get("primary_metric"), *(spec.get("objectives") or {})])
+    hardware = hardware_metrics(spec)
+    return [m for m in ranked if m and hardware.get(m, True) and not remeasured_by_step(m)]
+
+
+def reused_record(
+    measured: Mapping[str, Any], stored: Mapping[str, Any], run: Mapping[str, Any], spec: Mapping[str, Any] | None
+) -> Record:
+    """A stored reference case carried over to this machine: ``measured`` (its step timed here alone) with the
+    stored case's numbers that do not depend on the machine (quality, errors, counts), its checks, curves, dataset
+    and status. The stored numbers that do depend on it and that the step did not re-measure are left out; the
+    record's ``reused`` says which were reused, which were left out, and from which run, commit and hardware.
+    A step that did not run ok here leaves ``measured`` as it is."""
+    record = Record(measured)
+    if measured.get("status") != "ok":
+        return record
+    hardware = hardware_metrics(spec)
+
+    def carried(values: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if not hardware.get(k, True) and k not in measured["metrics"]}
+
+    reused = carried(stored.get("metrics") or {})
+    dropped = sorted(k for k in stored.get("metrics") or {} if k not in reused and k not in measured["metrics"])
+    source = {"run_id": run["run_id"], "commit": (run.get("env") or {}).get("git_commit"),
+              "hardware": case_hardware(stored, run), "metrics": sorted(reused), "left_out": dropped}  # fmt: skip
+    record.update(
+        dataset=stored["dataset"],
+        status=stored["status"],
+        error=stored.get("error"),
+        note=stored.get("note"),
+        metrics={**reused, **measured["metrics"]},
+        spread={**carried(stored.get("spread") or {}), **(measured.get("spread") or {})},
+        intervals={**carried(stored.get("intervals") or {}), **(measured.get("intervals") or {})},
+        series=dict(stored.get("series") or {}),
+        checks=dict(stored.get("checks") or {}),
+        expected_invalid=stored.get("expected_invalid"),
+        reused=source,
+    )
+    return record

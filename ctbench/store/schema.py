@@ -176,6 +176,14 @@ def lowest(metric: str) -> tuple[float, bool] | None:
     return None
 
 
+HARDWARE_UNITS = ("s", "bytes", "J", "W")
+
+
+def hardware_unit(unit: str) -> bool:
+    """Whether a metric in ``unit`` measures the machine: a time, a memory, an energy, a power or a rate."""
+    return unit in HARDWARE_UNITS or unit.endswith("/s")
+
+
 def measured(limit: int, spread: bool) -> Check:
     """A case's metrics (or their spreads): at most ``limit`` of them, each a finite number or null, times and
     memory (``lowest``) never below what they can be, spreads never negative."""
@@ -226,6 +234,10 @@ RUN_CHECK = record(
     {"task": text, "name": text, "value": NUMBER_OR_NULL, "threshold": NUMBER_OR_NULL, "passed": nullable(boolean)},
     {"scope": mapping(), "description": TEXT_OR_NULL, "interval": nullable(interval)},
 )
+REUSED = record(
+    {"run_id": text, "metrics": listing(text), "left_out": listing(text)},
+    {"commit": TEXT_OR_NULL, "hardware": TEXT_OR_NULL},
+)
 MANIFEST = record({}, {"name": text, "authors": listing(text), "url": TEXT_OR_NULL})
 CASE = record(
     {
@@ -261,6 +273,7 @@ CASE = record(
         "beside": nullable(integer),
         "containment": nullable(one_of("cgroup2", "watch")),
         "outside": OUTSIDE,
+        "reused": REUSED,
     },
 )
 GPU = record(
@@ -288,7 +301,7 @@ ENV = record(
     },
 )
 PAPER = record({"title": text, "authors": text, "venue": text}, {"url": TEXT_OR_NULL})
-METRIC = record({}, {"unit": text, "higher_is_better": nullable(boolean), "description": text})
+METRIC = record({}, {"unit": text, "higher_is_better": nullable(boolean), "description": text, "hardware": boolean})
 PAPER_NUMBER = record(
     {"metric": text, "value": number, "impl": text, "dataset": text, "source": text}, {"note": TEXT_OR_NULL}
 )

@@ -77,8 +77,8 @@ class Run(Command):
         parser.add_argument(
             "--retime-references",
             action="store_true",
-            help="with --against: rerun the matching reference cases here (done anyway when they ran on other "
-            "hardware)",
+            help="with --against: rerun the matching reference cases here, whole (when they ran on other hardware "
+            "they are brought here anyway: their steps timed, their machine-independent numbers reused)",
         )
         parser.add_argument(
             "--keep-stored-references",

@@ -85,6 +85,7 @@ class AdjointResNet(Task):
             False,
             "the method's step time over plain autograd's at the same depth, median of pairs timed "
             "alternately in the case (the machine's drift between cases cancels)",
+            hardware=True,
         ),
     }
     scales = {

@@ -150,12 +150,14 @@ class BilevelTask(Task):
                                     "60 interleaved pairs timed after the race (the load of a shared machine "
                                     "affects both alike). A measurement, not a claim, and not checked: it depends "
                                     "on the machine's cost of dispatching a tensor operation, which dominates "
-                                    "small steps on a CPU; the oracle counts state the paper's claim"),
+                                    "small steps on a CPU; the oracle counts state the paper's claim",
+                                    hardware=True),
         "state_bytes": Metric("bytes", False, "tensors the solver keeps between steps: iterates, SABA's SAGA "
-                              "tables, momentum, L-BFGS history (the problem's data excluded)"),
+                              "tables, momentum, L-BFGS history (the problem's data excluded): counted from the "
+                              "tensors' sizes, the same on any machine", hardware=False),
         "saga_state_bytes": Metric("bytes", None, "what SABA must hold between steps on this problem: its iterates "
                                    "and a SAGA table of one entry per sample (per fixed batch under benchopt's "
-                                   "sampling); the formula in protocol.saga_table"),
+                                   "sampling); the formula in protocol.saga_table", hardware=False),
         "saga_table_entries": Metric("entries", None, "entries of that table: n + m samples, or fixed batches"),
         **_ORACLE_METRICS,
         "iterations": Metric("steps", None, "steps taken"),

@@ -75,6 +75,7 @@ class ImplicitJFB(Task):
             False,
             "backward time over that of one backprop through S(T(u*, Q(d))) (JFB's gradient, built by the task) on "
             "the same batch, the two timed alternately in the same process (median of the pairs' ratios)",
+            hardware=True,
         ),
         "grad_cosine": Metric("", True, "cosine of the gradient of Q's and T's parameters with the exact implicit one"),
         "parameters": Metric("", None, "number of trainable parameters"),

@@ -88,11 +88,13 @@ class IResNetTask(Task):
             True,
             "the training step's throughput over normflows' residual flow's at the same series length and model: "
             "median of single steps timed in alternating pairs within the case (iresnet, residual_flow)",
+            hardware=True,
         ),
         "training_throughput_vs_normflows": Metric(
             "x",
             True,
             "the same over chunks of consecutive training steps (normflows' random series lengths averaged)",
+            hardware=True,
         ),
         "series_terms": Metric(
             "terms", None, "series terms the method evaluated per block and step in the pairs against normflows"

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ctbench.store.matching import dataset_mismatches, differences, match, point
+from ctbench.catalog.registry import description
+from ctbench.store.matching import dataset_mismatches, differences, match, not_reusable, point, reused_record
 
 REPO = Path(__file__).resolve().parents[3]
 SUBMISSION = """
@@ -72,6 +73,38 @@ def test_differences_name_other_hardware_and_other_commits():
     dirty["env"]["git_dirty"] = True
     (line,) = differences([(_case("direct", 8), dirty)], "a" * 40, "CPU A x2")
     assert "uncommitted changes" in line
+
+
+def test_a_task_ranked_by_a_whole_run_timing_is_never_carried_over():
+    """Carrying a stored reference over re-times its step only: a task whose ranked metrics include another
+    machine-dependent number (bilevel's time to target) has its references rerun whole."""
+    assert not_reusable(description("bilevel")) == ["time_to_target_s"]
+    for task in ("adjoint_resnet", "gan_ntk", "implicit_jfb", "iresnet", "neis"):
+        assert not_reusable(description(task)) == [], task
+    spec = {"primary_metric": "speedup", "metrics": {"speedup": {"unit": "x", "hardware": True}}}
+    assert not_reusable(spec) == ["speedup"]  # a ratio of times says so; its unit alone would not
+
+
+def test_a_carried_over_record_keeps_quality_and_leaves_out_what_the_machine_measured():
+    spec = {"metrics": {"residual": {"unit": ""}, "setup_time_s": {"unit": "s"}, "vs_peer": {"unit": "x",
+            "hardware": True}, "step_time_s": {"unit": "s"}}}  # fmt: skip
+    stored = _case("direct", 8, metrics={"residual": 1e-7, "setup_time_s": 2.0, "vs_peer": 1.5, "step_time_s": 9.0,
+                   "undeclared": 3.0}, spread={"residual": 0.0, "step_time_s": 1.0}, hardware="Old CPU x64",
+                   checks={"c": {"value": 1, "threshold": 2, "passed": True}})  # fmt: skip
+    run = _run("r1", "2025-01-01T00:00:00+00:00", [stored], git_commit="abc123")
+    measured = _case("direct", 8, metrics={"step_time_s": 0.5, "probe_time_s": 0.01}, spread={"step_time_s": 0.1},
+                     hardware="CPU B x2", dataset="unknown")  # fmt: skip
+    record = reused_record(measured, stored, run, spec)
+    assert record["metrics"] == {"residual": 1e-7, "step_time_s": 0.5, "probe_time_s": 0.01}
+    assert record["spread"] == {"residual": 0.0, "step_time_s": 0.1}
+    assert (
+        record["dataset"] == "random-spd" and record["hardware"] == "CPU B x2" and record["checks"] == stored["checks"]
+    )
+    left_out = ["setup_time_s", "undeclared", "vs_peer"]
+    assert record["reused"] == {"run_id": "r1", "commit": "abc123", "hardware": "Old CPU x64",
+                                "metrics": ["residual"], "left_out": left_out}  # fmt: skip
+    failed = {**measured, "status": "failed", "error": "boom"}
+    assert reused_record(failed, stored, run, spec) == failed  # a step that failed here is not dressed as the stored
 
 
 def test_a_stored_case_on_another_dataset_is_named():
@@ -165,10 +198,20 @@ def test_stored_references_from_other_hardware_are_rerun_here_by_default(tiny, t
     (tmp_path / "old" / stored.name).write_text(json.dumps(doc))
     done, run = _against(tiny, tmp_path, tmp_path / "old", "--param", "n=8")
     assert sorted((c["impl"], c["submission"]) for c in run["cases"]) == [("chol", "chol"), ("direct", "reference")]
-    assert "they ran on other hardware (Old CPU x64), so they are rerun here" in done.stdout
+    assert "they ran on other hardware (Old CPU x64): 1 carried over, their steps timed here" in done.stdout
     assert "WARNING: against: the stored references ran on other hardware" not in done.stdout
     page = (tmp_path / "site" / "index.html").read_text()
-    assert "were rerun on this machine in the same run (they ran on other hardware (Old CPU x64)" in page
+    assert "ran on other hardware (Old CPU x64), so that chol shares their boards" in page
+    assert f"reused from run {doc['run_id']}" in page
+    # the reference's quality is the stored one, its step was timed here, on this machine's board
+    (stored_case,) = [c for c in doc["cases"] if c["params"]["n"] == 8]
+    (ref,) = [c for c in run["cases"] if c["impl"] == "direct"]
+    assert ref["metrics"]["residual"] == stored_case["metrics"]["residual"]
+    assert ref["reused"]["run_id"] == doc["run_id"] and ref["reused"]["hardware"] == "Old CPU x64"
+    assert "residual" in ref["reused"]["metrics"] and "step_time_s" not in ref["reused"]["metrics"]
+    assert ref["hardware"] == next(c for c in run["cases"] if c["impl"] == "chol")["hardware"] != "Old CPU x64"
+    assert ref["metrics"]["step_time_s"] > 0 and "setup_time_s" not in ref["reused"]["metrics"]
+    assert not any(c.get("scope", {}).get("impl") == "direct" for c in run["checks"])  # decided in the stored run
 
 
 def test_retime_references_reruns_the_matching_references_here(tiny, tmp_path):
