@@ -152,24 +152,29 @@ def _spec_of(cls: type, target: str) -> str:
     return f"{target}:{cls.__qualname__}"
 
 
-def spec_classes(spec: str) -> list[type]:
-    """The implementation classes ``spec`` names: its class, else those of its file or module (classes with their
-    own ``manifest``), else those of every file of its folder. Imports the spec."""
+def _named_classes(spec: str) -> list[tuple[str, type[Any]]]:
+    """Each implementation class ``spec`` names, with the file or module it is in: its class, else those of its file
+    or module (classes with their own ``manifest``), else those of every file of its folder. Imports the spec."""
     target, _, class_name = spec.partition(":")
     path = Path(target)
     if path.is_dir():
         if class_name:
             raise ImplementationError(f"{spec}: name a file, not a folder, with ':{class_name}'")
         files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
-        return [cls for f in files for cls in spec_classes(str(f))]
+        return [pair for f in files for pair in _named_classes(str(f))]
     module = _import(target)
     if not class_name:
-        return _classes_in(module)
+        return [(target, cls) for cls in _classes_in(module)]
     cls = getattr(module, class_name, None)
     if not inspect.isclass(cls):
         found = ", ".join(c.__name__ for c in _classes_in(module)) or "none"
         raise ImplementationError(f"{target} has no class {class_name!r} (implementation classes: {found})")
-    return [cls]
+    return [(target, cls)]
+
+
+def spec_classes(spec: str) -> list[type]:
+    """The implementation classes ``spec`` names (``_named_classes``). Imports the spec."""
+    return [cls for _, cls in _named_classes(spec)]
 
 
 def implementing(classes: Sequence[type], interfaces: Mapping[str, type]) -> list[str]:
@@ -190,36 +195,23 @@ def implementing(classes: Sequence[type], interfaces: Mapping[str, type]) -> lis
 
 
 def resolve(spec: str, interface: type, submission: str | None = None) -> list[ImplRef]:
-    """Load the implementation(s) ``spec`` names and check them against ``interface``."""
-    target, _, class_name = spec.partition(":")
-    path = Path(target)
-    if path.is_dir():
-        if class_name:
-            raise ImplementationError(f"{spec}: name a file, not a folder, with ':{class_name}'")
-        files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
-        refs = [ref for f in files for ref in resolve(str(f), interface, submission or path.name)]
-        if not refs:
-            raise ImplementationError(f"{target}: no implementation class (a class with a `manifest`) found")
-        return refs
-    module = _import(target)
-    if class_name:
-        cls = getattr(module, class_name, None)
-        if not inspect.isclass(cls):
-            found = ", ".join(c.__name__ for c in _classes_in(module)) or "none"
-            raise ImplementationError(f"{target} has no class {class_name!r} (implementation classes: {found})")
-        classes: list[type[Any]] = [cls]
-    else:
-        classes = _classes_in(module)
+    """Load the implementation(s) ``spec`` names and check them against ``interface``. The classes of a folder
+    share its name as their submission label."""
+    target = spec.partition(":")[0]
+    folder = Path(target).is_dir()
+    named = _named_classes(spec)
+    if folder and not named:
+        raise ImplementationError(f"{target}: no implementation class (a class with a `manifest`) found")
     refs = []
-    for cls in classes:
+    for where, cls in named:
         missing = missing_members(cls, interface)
         if missing:
             raise ImplementationError(
-                f"{_spec_of(cls, target)} does not satisfy {interface.__module__}.{interface.__name__}: "
+                f"{_spec_of(cls, where)} does not satisfy {interface.__module__}.{interface.__name__}: "
                 f"missing {', '.join(missing)}"
             )
-        label = submission or cls.manifest.name
-        refs.append(ImplRef(cls.manifest, _spec_of(cls, target), label, content_hash(cls)))
+        label = submission or (Path(target).name if folder else cls.manifest.name)
+        refs.append(ImplRef(cls.manifest, _spec_of(cls, where), label, content_hash(cls)))
     return refs
 
 
