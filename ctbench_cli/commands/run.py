@@ -47,7 +47,10 @@ def _against_summary(stored: Against, doc: Mapping[str, Any]) -> None:
     """After the run: datasets that differ, then the submission's boards with the stored references."""
     for line in stored.mismatches(doc):
         print(f"WARNING: against: not on the same dataset (another board): {line}")
-    which = "the references rerun here" if stored.retime else "the stored references"
+    carried = any(c.reuse is not None for c in stored.cases)
+    which = "the stored references"
+    if stored.retime:
+        which = "the references brought here (steps timed here)" if carried else "the references rerun here"
     print(f"\nagainst: the submission's boards, with {which} (as `ctbench show` prints them):")
     show(stored.board_runs(doc))
     for line in stored.differs:
