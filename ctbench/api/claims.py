@@ -1,11 +1,11 @@
 """Claims: what each of a task's checks tests, where its paper says so, and the control that must fail it.
 
 A check that cannot fail is a defect. Every check a task records (per case in ``CaseResult.checks``, or across a
-run's cases in ``Task.run_checks``) is declared once as a ``Claim`` in ``Task.claims``, with a *failing control*:
-a function that runs the task's own check code on a deliberately broken input (a broken implementation, or a
-recorded set of cases with the defect the check exists to catch) and returns the checks it produced. The test suite
-runs every control and asserts that each of its checks fails; the engine records a check no claim declares as
-failed.
+run's cases in ``Task.run_checks``) is declared once as a ``Claim`` in ``Task.claims``, with a *failing control*: a
+function of the task that declares it, which runs the task's own check code on a deliberately broken input (a broken
+implementation, or a recorded set of cases with the defect the check exists to catch) and returns the checks it
+produced. The test suite runs every control and asserts that each of its checks fails; the engine records a check no
+claim declares as failed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ctbench.api.check import Check, RunCheck
 
@@ -30,7 +30,7 @@ class Claim:
     name: str
     statement: str
     source: str
-    control: Callable[[], Sequence[Check]]
+    control: Callable[[Any], Sequence[Check]]  # called with the task that declares the claim
     over: Over = "run"
 
     def control_text(self) -> str:
@@ -57,9 +57,10 @@ def named(run_checks: Iterable[RunCheck], name: str) -> list[Check]:
     return [rc.check for rc in run_checks if rc.name == name]
 
 
-def control_outcomes(claim: Claim) -> list[str]:
-    """The outcomes of the checks ``claim``'s control produced (``fail`` each, for a control that works)."""
-    return [check.outcome for check in claim.control()]
+def control_outcomes(claim: Claim, task: Any) -> list[str]:
+    """The outcomes of the checks ``claim``'s control produced when given ``task``, the task that declares it
+    (``fail`` each, for a control that works)."""
+    return [check.outcome for check in claim.control(task)]
 
 
 def undeclared(check: Check) -> Check:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ctbench import Check
+from ctbench import Check, Task
 from ctbench.api.claims import named
 
 DEPTHS = (8, 16, 32, 64, 128)  # the smoke scale's sweep
@@ -62,10 +62,8 @@ def adjoint(
     )
 
 
-def checks_of(cases: list[dict[str, Any]], name: str) -> list[Check]:
-    from suites.adjoint_resnet.task import AdjointResNet
-
-    return named(AdjointResNet().run_checks(cases), name)
+def checks_of(task: Task, cases: list[dict[str, Any]], name: str) -> list[Check]:
+    return named(task.run_checks(cases), name)
 
 
 def errors(impl: str, law: Callable[[int], float], activation: str = "relu") -> list[dict[str, Any]]:
@@ -73,14 +71,14 @@ def errors(impl: str, law: Callable[[int], float], activation: str = "relu") -> 
     return [adjoint(impl, n, 2.8e6, law(n), activation) for n in DEPTHS]
 
 
-def backprop_memory_grows() -> list[Check]:
+def backprop_memory_grows(task: Task) -> list[Check]:
     """A backprop that does not keep its activations: its step memory stays flat in depth (4.4 MB at depth 8,
     4.5 MB at 128, where storing every block's activations grows it about tenfold)."""
     cases = [record("backprop", n, step_peak_memory_bytes=4.4e6 + 1e3 * n, step_time_s=1e-3 * n) for n in DEPTHS]
-    return checks_of(cases, "backprop_memory_grows")
+    return checks_of(task, cases, "backprop_memory_grows")
 
 
-def memory_flat_in_depth() -> list[Check]:
+def memory_flat_in_depth(task: Task) -> list[Check]:
     """An adjoint that stores its activations: adjoint_euler's step memory grows with depth like backprop's
     (2.8 MB at depth 8, 45 MB at 128; readings spread by 1%), and one whose memory merely doubles (2.8 MB at
     depth 8, 5.6 MB at 128, readings spread by 5%: the growth's interval, 0.8 to 1.2, lies all above 15%)."""
@@ -90,32 +88,32 @@ def memory_flat_in_depth() -> list[Check]:
                grad_rel_error=n**-2.0, reconstruction_error=n**-2.0)
         for n, m in ((n, 2.8e6 * (1 + (n - 8) / 120)) for n in DEPTHS)
     ]  # fmt: skip
-    return checks_of(cases + doubled, "memory_flat_in_depth")
+    return checks_of(task, cases + doubled, "memory_flat_in_depth")
 
 
-def grad_error_falls_with_depth() -> list[Check]:
+def grad_error_falls_with_depth(task: Task) -> list[Check]:
     """An adjoint whose reconstruction drifts further with every block: its gradient error grows with depth
     (0.05 at depth 8, 0.4 at 128) instead of falling."""
-    return checks_of(errors("adjoint_euler", lambda n: 0.05 * (n / 8) ** 0.75), "grad_error_falls_with_depth")
+    return checks_of(task, errors("adjoint_euler", lambda n: 0.05 * (n / 8) ** 0.75), "grad_error_falls_with_depth")
 
 
-def grad_error_order() -> list[Check]:
+def grad_error_order(task: Task) -> list[Check]:
     """Euler's adjoint at half order with a smooth activation (softplus; error ~ N^-0.5, not N^-1), and Heun's at
     first order with it (~ N^-1, not N^-2): exact power laws, so the fits' intervals are their slopes."""
     cases = errors("adjoint_euler", lambda n: n**-0.5, "softplus") + errors(
         "adjoint_heun", lambda n: 1.0 / n, "softplus"
     )
-    return checks_of(cases, "grad_error_order")
+    return checks_of(task, cases, "grad_error_order")
 
 
-def heun_error_below_euler() -> list[Check]:
+def heun_error_below_euler(task: Task) -> list[Check]:
     """A Heun adjoint no better than Euler's (its corrector step dropped, plus rounding): its gradient error 1.2x
     Euler's at every depth."""
     cases = errors("adjoint_euler", lambda n: 1.0 / n) + errors("adjoint_heun", lambda n: 1.2 / n)
-    return checks_of(cases, "heun_error_below_euler")
+    return checks_of(task, cases, "heun_error_below_euler")
 
 
-def step_time_vs_backprop() -> list[Check]:
+def step_time_vs_backprop(task: Task) -> list[Check]:
     """An adjoint step 3x slower than backprop's (paired ratio 3.0, 95% interval 2.9..3.1; target 1.8x) and a
     checkpointing step 2x (1.95..2.05; target 1.5x), at the deepest depth."""
     paired = "step_time_vs_backprop"
@@ -127,4 +125,4 @@ def step_time_vs_backprop() -> list[Check]:
         record("checkpoint", n, intervals=slow, step_peak_memory_bytes=4e6, step_time_s=2e-3 * n, **{paired: 2.0})
         for n in DEPTHS
     ]
-    return checks_of(cases, "step_time_vs_backprop")
+    return checks_of(task, cases, "step_time_vs_backprop")

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ctbench import Check
+from ctbench import Check, Task
 from ctbench.api.claims import named
 from ctbench.run import smoke
 from reference_impls.bilevel.saba import SABA
@@ -80,28 +80,26 @@ def smoke_record(impl: str, solver: BilevelSolver, problem: str = "quadratic") -
             "series": result.series, "dataset": result.dataset}  # fmt: skip
 
 
-def _run_checks(records: Sequence[dict[str, Any]], name: str) -> list[Check]:
-    from suites.bilevel.task import BilevelTask
-
-    return named(BilevelTask().run_checks(records), name)
+def _run_checks(task: Task, records: Sequence[dict[str, Any]], name: str) -> list[Check]:
+    return named(task.run_checks(records), name)
 
 
-def suboptimality_decreased() -> list[Check]:
+def suboptimality_decreased(task: Task) -> list[Check]:
     """A SOBA that climbs the value function (its outer step along +D_x), through the protocol on the smoke
     quadratic: h - h* ends above where it started."""
     return [smoke.run_case(TASK, ClimbingSOBA(**QUADRATIC), {"problem": "quadratic"}).checks["suboptimality_decreased"]]
 
 
-def directions_unbiased() -> list[Check]:
+def directions_unbiased(task: Task) -> list[Check]:
     """A SOBA whose directions divide a minibatch's sum by the case's batch size rather than by the samples given,
     through the protocol on the smoke quadratic: its mean over minibatches is not its full-batch direction."""
     return [smoke.run_case(TASK, BatchSizeMean(**QUADRATIC), {"problem": "quadratic"}).checks["directions_unbiased"]]
 
 
-def saba_reaches_quadratic_target() -> list[Check]:
+def saba_reaches_quadratic_target(task: Task) -> list[Check]:
     """A SABA without its variance reduction (SOBA's minibatch directions and decreasing steps, recorded as
     SABA) on the smoke quadratic: it stops near 1e-3, far from the target 1e-6."""
-    return _run_checks([smoke_record("saba", SOBA(**QUADRATIC))], "saba_reaches_quadratic_target")
+    return _run_checks(task, [smoke_record("saba", SOBA(**QUADRATIC))], "saba_reaches_quadratic_target")
 
 
 def sublinear_record(impl: str, evaluations: int = 40) -> dict[str, Any]:
@@ -117,16 +115,16 @@ def sublinear_record(impl: str, evaluations: int = 40) -> dict[str, Any]:
             "series": {"suboptimality_vs_samples": curve}}  # fmt: skip
 
 
-def saba_linear_rate() -> list[Check]:
+def saba_linear_rate(task: Task) -> list[Check]:
     """A SABA that converges sublinearly on the quadratic: h - h* = 1e-2 / k over the small scale's 40
     evaluations, a straight line on log-log axes and a curve on the linear rate's semi-log ones."""
-    return _run_checks([sublinear_record("saba")], "saba_linear_rate")
+    return _run_checks(task, [sublinear_record("saba")], "saba_linear_rate")
 
 
-def soba_does_not_reach_quadratic_target() -> list[Check]:
+def soba_does_not_reach_quadratic_target(task: Task) -> list[Check]:
     """A variance-reduced SOBA (SABA's SAGA tables and constant steps, recorded as SOBA) on the smoke quadratic:
     it reaches 1e-6, which SOBA's decreasing steps cannot within the budget."""
-    return _run_checks([smoke_record("soba", SABA(**QUADRATIC))], "soba_does_not_reach_quadratic_target")
+    return _run_checks(task, [smoke_record("soba", SABA(**QUADRATIC))], "soba_does_not_reach_quadratic_target")
 
 
 def race_record(impl: str, series: list[list[float]], problem: str = "hyperparam") -> dict[str, Any]:
@@ -138,7 +136,7 @@ def race_record(impl: str, series: list[list[float]], problem: str = "hyperparam
     }  # fmt: skip
 
 
-def saba_reaches_1e_3_before_soba() -> list[Check]:
+def saba_reaches_1e_3_before_soba(task: Task) -> list[Check]:
     """SOBA comes within 1e-3 of the run's lowest h (0.05) at t = 1 s, SABA only at t = 2 s: SABA loses the race
     on hyperparameter selection."""
     records = [
@@ -146,17 +144,17 @@ def saba_reaches_1e_3_before_soba() -> list[Check]:
         race_record("soba", [[0, 0.5], [1, 0.0505], [3, 0.0501]]),
         race_record("full_batch", [[0, 0.5], [5, 0.05]]),
     ]
-    return _run_checks(records, "saba_reaches_1e-3_before_soba")
+    return _run_checks(task, records, "saba_reaches_1e-3_before_soba")
 
 
-def saba_oracles_equal_soba() -> list[Check]:
+def saba_oracles_equal_soba(task: Task) -> list[Check]:
     """A SABA that makes one Hessian-vector product more per iteration than SOBA (on another minibatch),
     through the protocol on the smoke quadratic, with SOBA beside it."""
     records = [smoke_record("soba", SOBA(**QUADRATIC)), smoke_record("saba", ExtraHessianVector(**QUADRATIC))]
-    return _run_checks(records, "saba_oracles_equal_soba")
+    return _run_checks(task, records, "saba_oracles_equal_soba")
 
 
-def saba_table_size() -> list[Check]:
+def saba_table_size(task: Task) -> list[Check]:
     """A SABA that keeps a second copy of its SAGA table (twice the memory it must hold), through the protocol on
     the smoke quadratic."""
-    return _run_checks([smoke_record("saba", DoubleTable(**QUADRATIC))], "saba_table_size")
+    return _run_checks(task, [smoke_record("saba", DoubleTable(**QUADRATIC))], "saba_table_size")

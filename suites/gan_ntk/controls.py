@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ctbench import Check
+from ctbench import Check, Task
 from ctbench.api.claims import named
 
 Record = dict[str, Any]
@@ -32,13 +32,12 @@ def ntk_record(width: int, metrics: Mapping[str, float], impl: str = "finite_wid
     }
 
 
-def _ipm_checks(final: Any) -> dict[str, Check]:
+def _ipm_checks(task: Task, final: Any) -> dict[str, Check]:
     """The case checks of an IPM run on eight Gaussians (smoke's n and settings, seed 0) whose particles end at
     ``final(problem)``."""
     from suites.gan_ntk import checks, data, dynamics, protocol
-    from suites.gan_ntk.task import GanNTK
 
-    cfg = protocol.config(GanNTK.scales["smoke"], {"dataset": protocol.KERNEL_DATASET})
+    cfg = protocol.config(task.scales["smoke"], {"dataset": protocol.KERNEL_DATASET})
     problem = data.load(protocol.KERNEL_DATASET, cfg["n"], 0, Path("/nonexistent"), torch.float64, torch.device("cpu"))
     evaluate = dynamics.Evaluator(problem, cfg)
     traj = dynamics.Trajectory(final(problem))
@@ -48,7 +47,7 @@ def _ipm_checks(final: Any) -> dict[str, Check]:
     return checks.dynamics_checks("ipm", problem, dynamics.final_metrics(traj))
 
 
-def all_modes_covered() -> list[Check]:
+def all_modes_covered(task: Task) -> list[Check]:
     """A generator that drops modes: the particles end on the target's own samples of six of the eight Gaussians
     (those of the other two modes moved onto the six), so two modes hold no particle."""
 
@@ -58,23 +57,22 @@ def all_modes_covered() -> list[Check]:
         kept = y[mode >= 2]
         return torch.cat([kept, kept[: len(y) - len(kept)]])
 
-    return [_ipm_checks(collapsed)["all_modes_covered"]]
+    return [_ipm_checks(task, collapsed)["all_modes_covered"]]
 
 
-def sinkhorn_cut_10x() -> list[Check]:
+def sinkhorn_cut_10x(task: Task) -> list[Check]:
     """A Sinkhorn distance that is not cut: each particle stops halfway to the target sample of its index, so
     the Sinkhorn divergence to the eight Gaussians falls about 2x, not 10x."""
 
     def halfway(problem: Any) -> torch.Tensor:
         return (problem.particles + problem.target) / 2
 
-    return [_ipm_checks(halfway)["sinkhorn_cut_10x"]]
+    return [_ipm_checks(task, halfway)["sinkhorn_cut_10x"]]
 
 
-def ntk_error_slope() -> list[Check]:
+def ntk_error_slope(task: Task) -> list[Check]:
     """An empirical NTK whose error does not fall with width: relative Frobenius error 0.2 at widths 64, 256 and
     1024 (slope 0, against the expected -1/2)."""
-    from suites.gan_ntk.task import GanNTK
 
     cases = [ntk_record(width, {"ntk_rel_error": 0.2}) for width in (64, 256, 1024)]
-    return named(GanNTK().run_checks(cases), "ntk_error_slope")
+    return named(task.run_checks(cases), "ntk_error_slope")

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ctbench import Check
+from ctbench import Check, Task
 from ctbench.api.claims import named
 from suites.implicit_jfb import checks
 from suites.implicit_jfb.interface import ImplicitBackward
@@ -91,30 +91,30 @@ def case(impl: ImplicitBackward, name: str, **broken: float) -> list[Check]:
     return [checks.case_checks(impl, {**metrics, **broken})[name]]
 
 
-def descent_direction() -> list[Check]:
+def descent_direction(task: Task) -> list[Check]:
     """A gradient pointing uphill: cosine -0.3 with the exact implicit gradient."""
     return case(JacobianFreeStandIn(), "descent_direction", grad_cosine=-0.3)
 
 
-def matches_implicit_gradient() -> list[Check]:
+def matches_implicit_gradient(task: Task) -> list[Check]:
     """A method claiming the implicit gradient whose adjoint solve stopped after one iteration (cosine 0.9 with the
     exact implicit gradient)."""
     return case(ExactStandIn(), "matches_implicit_gradient", grad_cosine=0.9, backward_jacobian_products=1.0)
 
 
-def no_jacobian_products() -> list[Check]:
+def no_jacobian_products(task: Task) -> list[Check]:
     """A JFB whose backward runs the full IFT: 8 Jacobian products of T in its backward."""
     return case(JacobianFreeStandIn(), "no_jacobian_products", backward_jacobian_products=8.0)
 
 
-def unrolled_memory_grows() -> list[Check]:
+def unrolled_memory_grows(task: Task) -> list[Check]:
     """An unrolled method whose memory stays flat in the iterations (it backpropagates through the last iterate
     only): 0.25 latents stored per extra forward iteration, +- 0.5."""
     cases = [memory("unrolled", 1e-2, 4, 10, spread_mb=1), memory("unrolled", 1e-5, 8, 11, spread_mb=1)]
-    return named(checks.run_checks("implicit_jfb", cases), "unrolled_memory_grows")
+    return named(task.run_checks(cases), "unrolled_memory_grows")
 
 
-def memory_flat_in_iterations() -> list[Check]:
+def memory_flat_in_iterations(task: Task) -> list[Check]:
     """A JFB and an IFT that keep the graph of every forward iteration: 3 latents stored per extra iteration,
     +- 0.5."""
     cases = [
@@ -122,31 +122,31 @@ def memory_flat_in_iterations() -> list[Check]:
         for impl in ("jfb", "ift")
         for tol, k, mb in ((1e-2, 4, 20), (1e-5, 8, 32))
     ]
-    return named(checks.run_checks("implicit_jfb", cases), "memory_flat_in_iterations")
+    return named(task.run_checks(cases), "memory_flat_in_iterations")
 
 
-def jfb_backward_speedup_vs_ift() -> list[Check]:
+def jfb_backward_speedup_vs_ift(task: Task) -> list[Check]:
     """A JFB whose backward runs the full IFT: speed-up 1.0 over IFT's (each backward 4.4 one-step backwards,
     +- 0.04) at the tightest tolerance."""
     cases = [backward("jfb", 1e-5, 4.4, 8, 0.04), backward("ift", 1e-5, 4.4, 8, 0.04)]
-    return named(checks.run_checks("implicit_jfb", cases), "jfb_backward_speedup_vs_ift")
+    return named(task.run_checks(cases), "jfb_backward_speedup_vs_ift")
 
 
-def jfb_speedup_grows_with_iterations() -> list[Check]:
+def jfb_speedup_grows_with_iterations(task: Task) -> list[Check]:
     """A speed-up that shrinks as IFT's forward iterations grow: 3.0x at tol 1e-2 (5 iterations), 1.5x at 1e-5 (9),
     each median +- 1%."""
     cases = [backward("jfb", 1e-2, 1.0, 0, 0.01), backward("ift", 1e-2, 3.0, 3, 0.01)]
     cases += [backward("jfb", 1e-5, 1.0, 0, 0.01), backward("ift", 1e-5, 1.5, 8, 0.01)]
-    return named(checks.run_checks("implicit_jfb", cases), "jfb_speedup_grows_with_iterations")
+    return named(task.run_checks(cases), "jfb_speedup_grows_with_iterations")
 
 
-def jfb_epoch_faster_than_torchdeq_ift() -> list[Check]:
+def jfb_epoch_faster_than_torchdeq_ift(task: Task) -> list[Check]:
     """A JFB epoch twice as long as torchdeq's IFT's (2 s against 1 s, beyond the stated +-22% noise floor)."""
     cases = [backward("jfb", 1e-2, 1.0, 0, epoch_time_s=2.0), backward("torchdeq_ift", 1e-2, 5.0, 12, epoch_time_s=1.0)]
-    return named(checks.run_checks("implicit_jfb", cases), "jfb_epoch_faster_than_torchdeq_ift")
+    return named(task.run_checks(cases), "jfb_epoch_faster_than_torchdeq_ift")
 
 
-def jfb_accuracy_near_ift() -> list[Check]:
+def jfb_accuracy_near_ift(task: Task) -> list[Check]:
     """JFB's test accuracy 5 points below IFT's at the small scale (0.85 against 0.90)."""
     cases = [backward("jfb", 1e-2, 1.0, 0, test_accuracy=0.85), backward("ift", 1e-2, 2.0, 3, test_accuracy=0.9)]
-    return named(checks.run_checks("implicit_jfb", cases), "jfb_accuracy_near_ift")
+    return named(task.run_checks(cases), "jfb_accuracy_near_ift")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ctbench import Check
+from ctbench import Check, Task
 from ctbench.api.claims import named
 from reference_impls.iresnet.iresnet import IResNet
 from suites.iresnet import configs, measures, protocol
@@ -68,7 +68,7 @@ def seeded(seed: int = 0) -> Iterator[torch.Tensor]:
         yield torch.randn(configs.SMOKE["probe_batch"], DIM, generator=torch.Generator().manual_seed(seed + 1))
 
 
-def inverse_error() -> list[Check]:
+def inverse_error(task: Task) -> list[Check]:
     """Blocks that are not contractive (Lip(g) = 1.1 >= 1): the fixed-point inverse x <- y - g(x) does not
     converge within the smoke scale's budget of evaluations."""
     cfg = configs.SMOKE
@@ -77,14 +77,14 @@ def inverse_error() -> list[Check]:
     return [protocol.inverse_check(inv, cfg["inverse_max_iter"])]
 
 
-def lipschitz() -> list[Check]:
+def lipschitz(task: Task) -> list[Check]:
     """Blocks whose spectral normalisation did not hold: Lip(g) = 1.5 in a case that asks for c = 0.9."""
     with seeded() as x:
         measured = measures.lipschitz(linear_flow(1.5), x, configs.SMOKE["lipschitz_iterations"])
     return [protocol.lipschitz_check(measured, 0.9)]
 
 
-def logdet_unbiased() -> list[Check]:
+def logdet_unbiased(task: Task) -> list[Check]:
     """A biased estimator declared unbiased: the 2-term truncated series (no roulette, no reweighting) on blocks
     of Lip(g) = 0.9, against the exact log-det over the smoke scale's draws."""
     terms, estimator = 2, TruncatedAsRoulette()
@@ -93,7 +93,7 @@ def logdet_unbiased() -> list[Check]:
     return list(protocol.estimator_checks(estimator.series, err, terms).values())
 
 
-def logdet_bias_bound() -> list[Check]:
+def logdet_bias_bound(task: Task) -> list[Check]:
     """A truncated series without its alternating sign (the series of -log det(I - J_g)), 4 terms on blocks of
     Lip(g) = 0.6: its bias is far beyond Theorem 3's bound for 4 terms."""
     terms, estimator = 4, SignlessSeries()
@@ -114,26 +114,24 @@ def record(
             "intervals": {k: list(v) for k, v in (intervals or {}).items()}, "series": {}}  # fmt: skip
 
 
-def _run_checks(cases: list[dict[str, Any]], name: str) -> list[Check]:
-    from suites.iresnet.task import IResNetTask
-
-    return named(IResNetTask().run_checks(cases), name)
+def _run_checks(task: Task, cases: list[dict[str, Any]], name: str) -> list[Check]:
+    return named(task.run_checks(cases), name)
 
 
-def memory_grows_in_terms() -> list[Check]:
+def memory_grows_in_terms(task: Task) -> list[Check]:
     """The truncated series' step memory flat in the series length (1.00 MB at 4 terms, 1.05 MB at 12): a series
     that keeps no graph of its products, or a memory reading that misses it."""
     cases = [record("iresnet", 4, {MEMORY: 1.0e6}),
              record("iresnet", 12, {MEMORY: 1.05e6})]  # fmt: skip
-    return _run_checks(cases, "memory_grows_in_terms")
+    return _run_checks(task, cases, "memory_grows_in_terms")
 
 
-def memory_flat_in_terms() -> list[Check]:
+def memory_flat_in_terms(task: Task) -> list[Check]:
     """A Neumann-gradient method whose step memory grows with the series (1 MB at 4 terms, 3 MB at 12, readings
     within 1%): the roulette differentiated through its products, as i-ResNet's series is."""
     cases = [record("residual_flow", 4, {MEMORY: 1.0e6}),
              record("residual_flow", 12, {MEMORY: 3.0e6})]  # fmt: skip
-    return _run_checks(cases, "memory_flat_in_terms")
+    return _run_checks(task, cases, "memory_flat_in_terms")
 
 
 def _slower(metric: str, impl: str, peer: str) -> list[dict[str, Any]]:
@@ -157,20 +155,22 @@ def _slower_than_normflows(metric: str) -> list[dict[str, Any]]:
     return cases
 
 
-def throughput_samples_s_vs_normflows_residual() -> list[Check]:
+def throughput_samples_s_vs_normflows_residual(task: Task) -> list[Check]:
     """i-ResNet's and Residual Flows' training steps three times slower than normflows' at every series length
     (throughput ratio 1/3 from single steps timed in alternating pairs, interval 0.32..0.34)."""
-    return _run_checks(_slower_than_normflows(STEP_PAIRED), "throughput_samples_s_vs_normflows_residual")
+    return _run_checks(task, _slower_than_normflows(STEP_PAIRED), "throughput_samples_s_vs_normflows_residual")
 
 
-def training_throughput_samples_s_vs_normflows_residual() -> list[Check]:
+def training_throughput_samples_s_vs_normflows_residual(task: Task) -> list[Check]:
     """i-ResNet's and Residual Flows' training three times slower than normflows' at every series length
     (throughput ratio 1/3 from chunks of steps timed in alternating pairs, interval 0.32..0.34)."""
-    return _run_checks(_slower_than_normflows(TRAINING_PAIRED), "training_throughput_samples_s_vs_normflows_residual")
+    return _run_checks(
+        task, _slower_than_normflows(TRAINING_PAIRED), "training_throughput_samples_s_vs_normflows_residual"
+    )
 
 
-def eval_throughput_samples_s_vs_freia_iresnet() -> list[Check]:
+def eval_throughput_samples_s_vs_freia_iresnet(task: Task) -> list[Check]:
     """i-ResNet's log-det evaluation three times slower than FrEIA's (100 against 300 samples/s), each measured
     within 1%."""
     metric = "eval_throughput_samples_s"
-    return _run_checks(_slower(metric, "iresnet", "freia_iresnet"), f"{metric}_vs_freia_iresnet")
+    return _run_checks(task, _slower(metric, "iresnet", "freia_iresnet"), f"{metric}_vs_freia_iresnet")

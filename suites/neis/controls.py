@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ctbench import Check
+from ctbench import Check, Task
 from ctbench.api.claims import named
 
 Record = dict[str, Any]
@@ -28,10 +28,8 @@ def record(impl: str, target: str, status: str = "ok", scale: str = "smoke", **m
     }
 
 
-def run_checks(cases: list[Record], name: str) -> list[Check]:
-    from suites.neis.task import NEISTask
-
-    return named(NEISTask().run_checks(cases), name)
+def run_checks(task: Task, cases: list[Record], name: str) -> list[Check]:
+    return named(task.run_checks(cases), name)
 
 
 def biased_log_estimates(log_z: float, n: int = 2000, z_score: float = 5.0, spread: float = 0.1) -> torch.Tensor:
@@ -43,7 +41,7 @@ def biased_log_estimates(log_z: float, n: int = 2000, z_score: float = 5.0, spre
     return torch.log(r) + log_z
 
 
-def unbiased() -> list[Check]:
+def unbiased(task: Task) -> list[Check]:
     """An estimator biased by 5 standard errors: 2000 estimates of eg1's Z1 whose mean is 5 standard errors above
     the exact Z1 (relative spread 0.1), through the protocol's evaluation of a case."""
     from suites.neis.protocol import evaluation
@@ -56,14 +54,14 @@ def unbiased() -> list[Check]:
     return [evaluation(target, est, vanilla, 21.0, {}, []).checks["unbiased"]]
 
 
-def neis_variance_reduction() -> list[Check]:
+def neis_variance_reduction(task: Task) -> list[Check]:
     """A NEIS no better than vanilla IS: trained neis_gradient cases on eg1 and eg2 whose variance at equal cost
     is vanilla's (reduction 1x, against smoke's 10x)."""
     cases = [record("neis_gradient", target, rel_var_x_cost=1e6, variance_reduction=1.0) for target in ("eg1", "eg2")]
-    return run_checks(cases, "neis_variance_reduction")
+    return run_checks(task, cases, "neis_variance_reduction")
 
 
-def neis_beats_ais() -> list[Check]:
+def neis_beats_ais(task: Task) -> list[Check]:
     """A weakened NEIS that AIS at the paper's temperatures beats at the small scale (20,000 estimates): valid
     AIS-10 and AIS-100 cases on eg1 whose relative variance x cost is 50x and 100x below neis_gradient's with its
     training counted (ratios 0.02 and 0.01; 0.1 and 0.05 even at equal sampling cost)."""
@@ -80,4 +78,4 @@ def neis_beats_ais() -> list[Check]:
             variance_reduction=2e3,
         ),
     ]
-    return run_checks(cases, "neis_beats_ais")
+    return run_checks(task, cases, "neis_beats_ais")

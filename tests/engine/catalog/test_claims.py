@@ -15,14 +15,14 @@ from ctbench.catalog.registry import tasks
 from ctbench.store.results import Run
 
 REFERENCE = Path(__file__).resolve().parents[3] / "results" / "reference"
-CLAIMS = [(task.name, claim) for task in tasks().values() for claim in task.claims]
+CLAIMS = [(task, claim) for task in tasks().values() for claim in task.claims]
 
 
-@pytest.mark.parametrize(("task", "claim"), CLAIMS, ids=[f"{t}.{c.name}" for t, c in CLAIMS])
+@pytest.mark.parametrize(("task", "claim"), CLAIMS, ids=[f"{t.name}.{c.name}" for t, c in CLAIMS])
 def test_every_control_fails_its_check(task, claim):
-    outcomes = control_outcomes(claim)
-    assert outcomes, f"{task}.{claim.name}: its control produced no check"
-    assert set(outcomes) == {"fail"}, f"{task}.{claim.name}: its control gave {outcomes}, not only fail"
+    outcomes = control_outcomes(claim, task)
+    assert outcomes, f"{task.name}.{claim.name}: its control produced no check"
+    assert set(outcomes) == {"fail"}, f"{task.name}.{claim.name}: its control gave {outcomes}, not only fail"
 
 
 @pytest.mark.parametrize("task", list(tasks().values()), ids=list(tasks()))
@@ -61,8 +61,8 @@ def run_cli(env: dict[str, str], *args: str) -> str:
 
 def test_list_checks_names_claim_and_control(cli_env):
     listed = json.loads(run_cli(cli_env, "list", "--checks", "--format", "json"))
-    assert {(c["task"], c["name"]) for c in listed} == {(t, c.name) for t, c in CLAIMS}
+    assert {(c["task"], c["name"]) for c in listed} == {(t.name, c.name) for t, c in CLAIMS}
     for item in listed:
         assert {"task", "name", "claim", "source", "control"} <= item.keys() and all(item.values()), item
     text = run_cli(cli_env, "list", "--checks")
-    assert all(f"{t}.{c.name} " in text for t, c in CLAIMS)
+    assert all(f"{t.name}.{c.name} " in text for t, c in CLAIMS)

@@ -525,7 +525,7 @@ def test_a_table_smaller_than_one_entry_per_sample_fails():
 def test_the_oracle_control_is_one_hessian_vector_product_more_through_the_protocol():
     """The control of saba_oracles_equal_soba runs SOBA and the broken SABA through the task's protocol (untuned):
     SABA's calls of d2_zz g v are twice SOBA's, a relative difference of 1."""
-    (check,) = controls.saba_oracles_equal_soba()
+    (check,) = controls.saba_oracles_equal_soba(get_task("bilevel"))
     assert check.passed is False and check.value == 1
     assert "largest at oracle_calls_inner_hvp: SABA 2, SOBA 1" in check.description
 

@@ -10,6 +10,7 @@ import torch
 
 from ctbench import Manifest, ReturnError
 from ctbench.catalog.describe import all_metrics
+from ctbench.catalog.registry import get_task
 from ctbench.figures.plotting import draw
 from ctbench.run import smoke
 from reference_impls.neis.ais import AIS
@@ -320,7 +321,7 @@ def test_neis_against_ais_counts_the_training_and_waits_for_enough_estimates():
             record("ais_100", "eg2", scale=scale, rel_var_x_cost=100.0, cost_per_sample=200.0),
             record("neis_gradient", "eg2", scale=scale, rel_var_x_cost=10.0, rel_var_x_cost_with_training=200.0),
         ]
-        checks[scale] = run_checks(cases, "neis_beats_ais")
+        checks[scale] = run_checks(get_task("neis"), cases, "neis_beats_ais")
     (small,), (at_smoke,) = checks["small"], checks["smoke"]
     assert small.passed is False and small.value == pytest.approx(0.5)
     assert "0.5 with its training" in small.description and "10 at equal sampling cost" in small.description

@@ -4,7 +4,7 @@ from typing import Any
 
 import torch
 
-from ctbench import Check
+from ctbench import Check, Task
 from ctbench.api.claims import named
 from ctbench.run import smoke
 
@@ -16,7 +16,7 @@ class HalfSolver:
         return torch.linalg.solve(a, b) / 2
 
 
-def solved() -> list[Check]:
+def solved(task: Task) -> list[Check]:
     """A solver that returns half the solution (residual 0.5), through the task's protocol at n = 8."""
     return [smoke.run_case("tiny", HalfSolver(), {"n": 8}).checks["solved"]]
 
@@ -26,8 +26,6 @@ def record(n: int, residual: float) -> dict[str, Any]:
             "params": {"n": n}, "metrics": {"residual": residual}}  # fmt: skip
 
 
-def solved_at_every_n() -> list[Check]:
+def solved_at_every_n(task: Task) -> list[Check]:
     """A sweep whose largest system is solved to 1e-3 only."""
-    from suites.tiny.task import Tiny
-
-    return named(Tiny().run_checks([record(8, 1e-12), record(64, 1e-3)]), "solved_at_every_n")
+    return named(task.run_checks([record(8, 1e-12), record(64, 1e-3)]), "solved_at_every_n")
