@@ -75,7 +75,11 @@ class Record(dict[str, Any]):
             submission=impl["submission"],
             impl_spec=impl["spec"],
             impl_hash=impl.get("content_hash", ""),
-            manifest={"name": manifest["name"], "authors": list(manifest.get("authors", ())), "url": manifest["url"]},
+            manifest={
+                "name": manifest["name"],
+                "authors": list(manifest.get("authors", ())),
+                "url": manifest.get("url"),
+            },
             scale=case["scale"],
             params=case["params"],
             seed=case["seed"],

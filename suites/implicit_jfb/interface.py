@@ -46,7 +46,7 @@ class ImplicitBackward(ABC):
     Claims the task checks on every case:
     - ``finds_fixed_point``: z is a fixed point up to the solver's tolerance (False: the explicit network,
       which has no fixed point; no residual, convergence or gradient-cosine metric then);
-    - ``exact``: the gradient is the implicit gradient up to the solver's tolerance (``grad_cosine`` >= 0.99);
+    - ``exact``: the gradient is the implicit gradient up to the solver's tolerance (``grad_cosine`` >= 0.999);
     - ``jacobian_free``: the backward spends no Jacobian product of T (``backward_jacobian_products`` == 0).
     """
 

@@ -145,7 +145,7 @@ class ImplicitJFB(Task):
             "matches_implicit_gradient",
             "Implicit differentiation (the Jacobian-based equation of the implicit function theorem) gives the exact "
             "gradient of the loss through the fixed point.",
-            "Fung et al. 2022: section 3, the implicit gradient through (I - J)^-1; checked to cosine 0.99",
+            "Fung et al. 2022: section 3, the implicit gradient through (I - J)^-1; checked to cosine 0.999",
             controls.matches_implicit_gradient,
             "case",
         ),
