@@ -247,7 +247,8 @@ class ImplicitJFB(Task):
         return protocol.prepare(impl, scale, params, ctx)
 
     def run_checks(self, cases: Sequence[Mapping[str, Any]]) -> list[RunCheck]:
-        return checks.run_checks(self.name, cases)
+        solved = {name: min(scale.grid["tol"]) for name, scale in self.scales.items() if scale.grid.get("tol")}
+        return checks.run_checks(self.name, cases, solved)
 
     def plots(self, cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         from suites.implicit_jfb.plots import plots

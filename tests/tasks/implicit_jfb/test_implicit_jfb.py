@@ -442,6 +442,11 @@ def test_speed_checks_compare_each_cases_backward_against_its_own_one_step_backw
     assert grows.threshold == 1.0 and grows.interval[0] > 1.0  # decided by the quotient of the two intervals
     assert result["jfb_epoch_faster_than_torchdeq_ift", 1e-2].passed  # 2x, beyond the epoch floor on both sides
     assert result["jfb_accuracy_near_ift", 1e-2].passed
+    # a run narrowed to the loosest tolerance does not decide the claim made at the solved one
+    loose = [backward("jfb", 1e-2, 1.0, 0, 0.01), backward("ift", 1e-2, 2.0, 3, 0.02)]
+    names = [c.name for c in get_task("implicit_jfb").run_checks(loose)]
+    assert "jfb_backward_speedup_vs_ift" not in names
+    assert "jfb_backward_speedup_vs_ift" in [c.name for c in checks.run_checks("t", loose)]  # no scales given
     flat = [backward("jfb", 1e-2, 1.0, 0, 1.0), backward("ift", 1e-2, 2.0, 3, 1.0)]
     flat += [backward("jfb", 1e-5, 1.0, 0, 1.0), backward("ift", 1e-5, 2.3, 8, 1.0)]
     grows = {c.name: c.check for c in checks.run_checks("t", flat)}["jfb_speedup_grows_with_iterations"]
