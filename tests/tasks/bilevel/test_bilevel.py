@@ -915,9 +915,9 @@ def _numpy_saba_iterations(inner: dict, outer: dict, rng: np.random.Generator, c
     return cap
 
 
-def _saba_iterations(problem: BilevelProblem, cap: int) -> int:
-    """The same count for the reference SABA (its defaults on quadratic-benchopt) on ``problem``."""
-    form, saba = problem.closed_form, SABA()
+def _saba_iterations(problem: BilevelProblem, cap: int, saba: SABA | None = None) -> int:
+    """The same count for the reference SABA (its defaults on quadratic-benchopt unless ``saba`` is given)."""
+    form, saba = problem.closed_form, saba or SABA()
     saba.init(problem, 64, 1)
     target = BENCHOPT_EPS * float(form.grad(problem.x0).square().sum())
     for t in range(1, cap + 1):
@@ -927,42 +927,56 @@ def _saba_iterations(problem: BilevelProblem, cap: int) -> int:
     return cap
 
 
-def test_benchopt_quadratic_and_saba_match_a_numpy_reimplementation_at_benchopts_sizes():
-    """At benchopt's defaults (n = m = 1024, d_z = d_x = 100, mu = 0.1, L = 1, L_cross = 0.1), against the NumPy
-    re-implementation above of benchmark_bilevel's generator and of SABA (benchopt publishes curves, not
-    iteration counts): the median PL constant of h over 60 draws, and the median over 12 draws of SABA's
-    iterations to benchopt's accuracy, ||grad h||^2 <= 1e-10 ||grad h(x0)||^2 (its SufficientProgressCriterion
-    counts a decrease below eps = 1e-10 of the first value as no progress), agree within 25%. Haar bases instead
-    of benchopt's reflectors give a median PL constant about 1.7x larger (0.045 against 0.026)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 100 x 100 matrices and batches of 64: a second thread only adds synchronisation
-    try:
-        with threadpool_limits(1):  # NumPy's BLAS likewise
-            pl_ours, pl_theirs, count_ours, count_theirs = _benchopt_medians(draws=60, runs=12, cap=16_000)
-    finally:
-        torch.set_num_threads(threads)
-    assert abs(math.log(pl_ours / pl_theirs)) < math.log(1.25), (pl_ours, pl_theirs)
-    assert abs(math.log(count_ours / count_theirs)) < math.log(1.25), (count_ours, count_theirs)
+def _as_numpy(data: tuple[torch.Tensor, ...], dim_z: int, dim_x: int) -> dict[str, np.ndarray]:
+    """One of our finite sums in the NumPy re-implementation's layout (its vectors u, w, c, e, a, b, float32)."""
+    return {k: v.numpy().astype(F32) for k, v in zip("uwceab", split_vectors(data[0], dim_z, dim_x), strict=True)}
 
 
-def _benchopt_medians(draws: int, runs: int, cap: int) -> tuple[float, float, float, float]:
-    """Median PL constants over ``draws`` seeds and median SABA iterations over the first ``runs``: ours, NumPy's."""
+def test_benchopt_quadratic_draws_from_benchmark_bilevels_distribution():
+    """At benchopt's defaults (n = m = 1024, d_z = d_x = 100, mu = 0.1, L = 1, L_cross = 0.1), the median PL
+    constant of h over 60 draws agrees within 25% with the NumPy re-implementation above of benchmark_bilevel's
+    generator (its own random draws). Haar bases instead of benchopt's reflectors give a median about 1.7x larger
+    (0.045 against 0.026)."""
     ours, theirs = [], []
-    for seed in range(draws):
-        problem = benchopt_problem(1024, 1024, 100, 100, seed=seed)
-        ours.append((problem.closed_form.pl_constant, problem))
+    for seed in range(60):
+        ours.append(benchopt_problem(1024, 1024, 100, 100, seed=seed).closed_form.pl_constant)
         rng = np.random.default_rng(seed)
         inner, outer = _numpy_simulated(1024, 100, 100, rng), _numpy_simulated(1024, 100, 100, rng)
         accept, pl, _ = _numpy_value_function(inner, outer)
         if accept >= 1e-12 and pl > 0:  # benchopt keeps the draw and h has a minimum
-            theirs.append((pl, inner, outer, rng))
-    assert len(theirs) >= 0.9 * draws
-    return (
-        statistics.median(r[0] for r in ours),
-        statistics.median(r[0] for r in theirs),
-        statistics.median(_saba_iterations(p, cap) for _, p in ours[:runs]),
-        statistics.median(_numpy_saba_iterations(i, o, rng, cap) for _, i, o, rng in theirs[:runs]),
-    )
+            theirs.append(pl)
+    assert len(theirs) >= 54
+    assert abs(math.log(statistics.median(ours) / statistics.median(theirs))) < math.log(1.25)
+
+
+def test_saba_reaches_benchopts_accuracy_in_benchopts_iteration_count():
+    """On 8 draws at benchopt's defaults, the reference SABA and the NumPy re-implementation above of benchopt's
+    SABA (its step rule, its sampler with its own batch order, float32) reach benchopt's accuracy,
+    ||grad h||^2 <= 1e-10 ||grad h(x0)||^2 (its SufficientProgressCriterion counts a decrease below eps = 1e-10 of
+    the first value as no progress), in the same number of iterations within one checking period of 64 or 5%.
+    The count is the draw's: it ranges from about 1,500 to 8,000 over these draws (1e-10 in 1,472 iterations on
+    the best conditioned), while three batch orders of one draw differ by at most 64. A SABA at half benchopt's
+    step size needs about twice the iterations on the same draw: the tolerance tells the step rules apart."""
+
+    def agree(ours: int, theirs: int) -> bool:
+        return abs(ours - theirs) <= max(64, 0.05 * theirs)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 100 x 100 matrices and batches of 64: a second thread only adds synchronisation
+    try:
+        with threadpool_limits(1):  # NumPy's BLAS likewise
+            counts = []
+            for seed in (0, 2, 3, 4, 5, 6, 7, 8):
+                problem = benchopt_problem(1024, 1024, 100, 100, seed=seed)
+                inner, outer = (_as_numpy(d, 100, 100) for d in (problem.inner_data, problem.outer_data))
+                theirs = _numpy_saba_iterations(inner, outer, np.random.default_rng(seed), cap=16_000)
+                counts.append((seed, _saba_iterations(problem, cap=16_000), theirs))
+            slower = _saba_iterations(problem, cap=16_000, saba=SABA(step_size=0.05))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(theirs < 16_000 for *_, theirs in counts), counts
+    assert all(agree(ours, theirs) for _, ours, theirs in counts), counts
+    assert not agree(slower, counts[-1][2]), (slower, counts[-1])
 
 
 def test_soba_and_saba_follow_benchopts_step_rules_on_its_quadratic():
