@@ -18,6 +18,7 @@ from ctbench.boards.ranking import objectives, rank_text
 from ctbench.boards.spreadsheet import CSV_LINES, csv_frame
 from ctbench.boards.table import METRIC, TaskSpecs, cases_frame, latest, leaderboard, task_specs
 from ctbench.catalog.registry import UsageError
+from ctbench.store.verdict import outcome
 from ctbench_cli.terminal import Col, flat, render, say, width
 
 FORMATS = ("table", "csv", "json")
@@ -65,9 +66,7 @@ def _metric_order(board: pd.DataFrame, spec: Mapping[str, Any] | None, rank_by: 
 
 
 def _status(row: Mapping[str, Any]) -> str:
-    if row["status"] == "ok":
-        return ""
-    return "invalid as expected" if row["status"] == "invalid" and row.get("expected_invalid") else row["status"]
+    return "" if row["status"] == "ok" else outcome(row)
 
 
 def _reason(row: Mapping[str, Any]) -> str:

@@ -18,49 +18,16 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ctbench.api.task import Ratio
+from ctbench.boards import ratios
 from ctbench.store.results import load_runs
 
 MIB, GIB = 2**20, 2**30
 STEP_METRICS = ("step_time_s", "step_peak_memory_bytes", "step_energy_j", "device_used_bytes")
 MAX_ERROR_CHARS = 110
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """``impl`` against each of ``against`` on ``metric`` at the param points both finished; with ``deepest``,
-    only at the largest value of that axis (and the growth of each along it). Each task declares its own
-    (``ctbench.Ratio``); the run files carry them in the task's description."""
-
-    task: str
-    title: str
-    impl: str
-    against: tuple[str, ...]
-    metric: str = "step_peak_memory_bytes"
-    deepest: str | None = None
-
-
-def declared_ratios(runs: Sequence[Mapping[str, Any]]) -> list[Ratio]:
-    """The headline ratios the tasks of ``runs`` declare, from the descriptions the run files carry (the newest
-    run's description of a task wins)."""
-    found: dict[str, list[Ratio]] = {}
-    for run in runs:
-        for task, spec in (run.get("tasks") or {}).items():
-            found[task] = [
-                Ratio(
-                    task,
-                    r["title"],
-                    r["impl"],
-                    tuple(r["against"]),
-                    r.get("metric") or "step_peak_memory_bytes",
-                    r.get("deepest"),
-                )  # fmt: skip
-                for r in spec.get("headline_ratios") or []
-            ]
-    return [r for ratios in found.values() for r in ratios]
 
 
 # ---- formatting -------------------------------------------------------------------------------------------------
@@ -160,60 +127,32 @@ def case_row(case: Mapping[str, Any], axes: Sequence[str], extra: Sequence[str] 
 # ---- ratios -----------------------------------------------------------------------------------------------------
 
 
-def _ok_value(rows: Sequence[Mapping[str, Any]], impl: str, metric: str) -> dict[str, tuple[dict, float]]:
-    """Param point (as JSON) -> (params, value) of ``impl``'s ok cases that measured ``metric``."""
-    out = {}
-    for r in rows:
-        if r["impl"] == impl and r["status"] == "ok" and r.get(metric) is not None:
-            out[json.dumps(r["params"], sort_keys=True)] = (r["params"], r[metric])
-    return out
-
-
-def ratio_lines(spec: Ratio, rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """The summary lines and the JSON entries of one ratio over a task's rows; 'not measured' when it cannot be."""
-    head = f"  {spec.title} ({spec.task})"
-    if not rows:
-        return [f"{head}: not measured (no case of {spec.task} in the run)"], []
-    mine = _ok_value(rows, spec.impl, spec.metric)
+def ratio_lines(task: str, spec: Ratio, cases: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict]]:
+    """The summary lines and the JSON entries of one ratio over a task's cases; 'not measured' when it cannot be."""
+    head = f"  {spec.title} ({task})"
+    if not cases:
+        return [f"{head}: not measured (no case of {task} in the run)"], []
     lines, entries = [], []
-    for other in spec.against:
-        theirs = _ok_value(rows, other, spec.metric)
-        common = [k for k in mine if k in theirs]
-        if spec.deepest and common:
-            common = [max(common, key=lambda k: _num(mine[k][0].get(spec.deepest)) or float("-inf"))]
-        if not common:
+    for other, measured in ratios.measure(spec, cases).items():
+        if not measured:
             lines.append(f"{head}: {spec.impl} / {other}: not measured (no point where both finished ok)")
-            continue
-        for k in common:
-            params, a = mine[k]
-            b = theirs[k][1]
-            value = a / b if b else None
-            shown = f"{value:.2f}x" if value is not None else "undefined (zero)"
-            where = _point(params, [spec.deepest] if spec.deepest else varying_axes([r for r in rows]))
+        for m in measured:
+            shown = f"{m.value:.2f}x" if m.value is not None else "undefined (zero)"
+            where = _point(m.params, [spec.deepest] if spec.deepest else varying_axes(cases))
             at = f" at {where}" if where != "-" else ""
-            amounts = f"{fmt_metric(spec.metric, a)} / {fmt_metric(spec.metric, b)}"
+            amounts = f"{fmt_metric(spec.metric, m.numerator)} / {fmt_metric(spec.metric, m.denominator)}"
             lines.append(f"{head}: {spec.impl} / {other}{at}: {shown} ({amounts})")
-            entry = {"task": spec.task, "title": spec.title, "metric": spec.metric, "impl": spec.impl, "against": other}
-            entries.append({**entry, "params": params, "value": value, "numerator": a, "denominator": b})
-    if spec.deepest:
-        lines += growth_lines(spec, rows)
-    return lines, entries
-
-
-def growth_lines(spec: Ratio, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Each impl's metric from the shallowest to the deepest point of ``spec.deepest``: backprop's growth against
-    the adjoint's flat line, in the units it has."""
-    lines = []
-    for impl in (spec.impl, *spec.against):
-        found = ((_num(p.get(spec.deepest)), v) for p, v in _ok_value(rows, impl, spec.metric).values())
-        points = sorted((d, v) for d, v in found if d is not None)
-        if len(points) >= 2:
-            (d0, v0), (d1, v1) = points[0], points[-1]
-            lines.append(
-                f"    {impl}: {fmt_metric(spec.metric, v0)} at {spec.deepest}={d0:g} -> "
-                f"{fmt_metric(spec.metric, v1)} at {spec.deepest}={d1:g} (+{fmt_metric(spec.metric, v1 - v0)})"
+            entry = {"task": task, "title": spec.title, "metric": spec.metric, "impl": spec.impl, "against": other}
+            entries.append(
+                {**entry, "params": m.params, "value": m.value, "numerator": m.numerator, "denominator": m.denominator}
             )
-    return lines
+    for g in ratios.growth(spec, cases):
+        (d0, v0), (d1, v1) = g.first, g.last
+        lines.append(
+            f"    {g.impl}: {fmt_metric(spec.metric, v0)} at {spec.deepest}={d0:g} -> "
+            f"{fmt_metric(spec.metric, v1)} at {spec.deepest}={d1:g} (+{fmt_metric(spec.metric, v1 - v0)})"
+        )
+    return lines, entries
 
 
 # ---- the summary ------------------------------------------------------------------------------------------------
@@ -274,12 +213,12 @@ def summarise(out_dir: Path) -> tuple[str, dict[str, Any]]:
     cases = [c for r in runs for c in r["cases"]]
     env = runs[-1].get("env", {}) if runs else {}
     settings = runs[-1].get("settings") or {} if runs else {}
-    declared = declared_ratios(runs)
+    declared = ratios.declared(runs)
     by_task: dict[str, list[dict[str, Any]]] = {}
     for task in dict.fromkeys(c["task"] for c in cases):
         task_cases = [c for c in cases if c["task"] == task]
         axes = varying_axes(task_cases)
-        extra = list(dict.fromkeys(r.metric for r in declared if r.task == task and r.metric not in STEP_METRICS))
+        extra = list(dict.fromkeys(r.metric for t, r in declared if t == task and r.metric not in STEP_METRICS))
         by_task[task] = [case_row(c, axes, extra) for c in task_cases]
 
     table: list[str] = []
@@ -309,14 +248,14 @@ def summarise(out_dir: Path) -> tuple[str, dict[str, Any]]:
         seconds = sum(r["duration_s"] or 0 for r in rows)
         counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses[task].items(), key=lambda t: t[0] != "ok"))
         head.append(f"{task}: {counts} ({seconds:.0f} s of cases)")
-    ratios: list[dict[str, Any]] = []
+    measured: list[dict[str, Any]] = []
     head.append("headline ratios (each task's own; the same point, both cases ok):")
     if not declared:
         head.append("  none: no task of the run declares one")
-    for spec in declared:
-        lines, entries = ratio_lines(spec, by_task.get(spec.task, []))
+    for task, spec in declared:
+        lines, entries = ratio_lines(task, spec, [c for c in cases if c["task"] == task])
         head += lines
-        ratios += entries
+        measured += entries
     failed_checks = [c for r in runs for c in r.get("checks") or [] if c.get("passed") is False]
     for c in failed_checks:
         scope = " ".join(f"{k}={v}" for k, v in (c.get("scope") or {}).items() if k in ("impl", "dataset"))
@@ -349,7 +288,7 @@ def summarise(out_dir: Path) -> tuple[str, dict[str, Any]]:
         "left_out": settings.get("left_out") or [],
         "statuses": statuses,
         "tasks": by_task,
-        "ratios": ratios,
+        "ratios": measured,
         "failed_run_checks": failed_checks,
         "failed_case_checks": failed_case_checks,
         "case_seconds": {task: sum(r["duration_s"] or 0 for r in rows) for task, rows in by_task.items()},

@@ -3,9 +3,7 @@
 Printed: the counts (negative controls apart, as "invalid as expected"); every case that did not end ok with its
 first error line; every failed run check, saying whose it is; the grid points the tasks skipped, grouped by reason.
 
-Exit status 1 when a case did not end ok (unless it is a negative control that was invalid, as its task expects),
-or when a run check failed whose scope names a reference implementation or no implementation (a check of the
-shipped code, or of the run as a whole); a failed check of a submission is listed but is the submission's.
+The exit status is the run's verdict (``ctbench.store.verdict.exit_status``).
 """
 
 from __future__ import annotations
@@ -17,9 +15,9 @@ from typing import Any
 from ctbench.boards.table import params_label
 from ctbench.run.cases import SkippedPoint
 from ctbench.store.text import printable
+from ctbench.store.verdict import EXPECTED, OUTCOMES, case_ok, check_owner, exit_status, outcome
 
 Say = Callable[[str], None]
-STATUSES = ("ok", "invalid as expected", "invalid", "failed", "timeout", "oom", "suspect")
 SHOWN = 12  # at most this many lines per list; the rest are counted
 LINE = 400  # characters of a listed line (names and error texts come from the cases)
 
@@ -35,33 +33,9 @@ def _safe(say: Say) -> Say:
     return safe_say
 
 
-def outcome(case: Mapping[str, Any]) -> str:
-    """A case's status, ``invalid as expected`` for a negative control that was invalid."""
-    return "invalid as expected" if case["status"] == "invalid" and case.get("expected_invalid") else case["status"]
-
-
-def case_ok(case: Mapping[str, Any]) -> bool:
-    return outcome(case) in ("ok", "invalid as expected")
-
-
 def _where(case: Mapping[str, Any]) -> str:
     params = " ".join(f"{k}={v}" for k, v in case["params"].items())
     return f"{case['task']}/{case['impl']} [{case['scale']}{' ' + params if params else ''} seed={case['seed']}]"
-
-
-def check_owner(check: Mapping[str, Any], cases: Sequence[Mapping[str, Any]]) -> str:
-    """Whose a run check is: ``reference`` (its scope names a reference or no implementation) or ``submission``."""
-    impl = (check.get("scope") or {}).get("impl")
-    if impl is None:
-        return "reference"
-    subs = {c["submission"] for c in cases if c["task"] == check["task"] and c["impl"] == impl}
-    return "submission" if subs and "reference" not in subs else "reference"
-
-
-def exit_status(doc: Mapping[str, Any]) -> int:
-    cases = doc["cases"]
-    bad_check = any(c["passed"] is False and check_owner(c, cases) == "reference" for c in doc.get("checks") or [])
-    return 0 if all(case_ok(c) for c in cases) and not bad_check else 1
 
 
 def _listed(title: str, lines: Sequence[str], say: Say) -> None:
@@ -118,10 +92,10 @@ def summarise(doc: Mapping[str, Any], skipped: Sequence[SkippedPoint] = (), say:
     say = _safe(say)
     cases = doc["cases"]
     counts = Counter(outcome(c) for c in cases)
-    order = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
+    order = [*OUTCOMES, *sorted(set(counts) - set(OUTCOMES))]
     say(", ".join(f"{counts[s]} {s}" for s in order if counts[s]) or "no case")
     _listed("negative controls, invalid as the paper expects", [f"{_where(c)}: {c['expected_invalid']}"
-            for c in cases if outcome(c) == "invalid as expected"], say)  # fmt: skip
+            for c in cases if outcome(c) == EXPECTED], say)  # fmt: skip
     errors = [
         f"{_where(c)}: {c['status']}: {((c.get('error') or '').strip().splitlines() or ['no error recorded'])[0]}"
         for c in cases

@@ -33,6 +33,7 @@ from ctbench.figures.plotting import report_styles
 from ctbench.machine.env import hardware_label
 from ctbench.store.results import Describe, Skipped, load_runs
 from ctbench.store.text import printable, shown
+from ctbench.store.verdict import OUTCOMES, outcome
 from report import asv_history, comparison, pybench
 from report.cases import CaseRow, case_rows
 from report.fmt import safe_url
@@ -75,9 +76,6 @@ def _records(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-OUTCOMES = ("ok", "invalid as expected", "invalid", "failed", "timeout", "oom")
-
-
 def _status_counts(statuses: Iterable[str]) -> list[tuple[str, int]]:
     counts = Counter(statuses)
     return [(s, counts[s]) for s in (*OUTCOMES, *sorted(set(counts) - set(OUTCOMES))) if counts[s]]
@@ -85,8 +83,8 @@ def _status_counts(statuses: Iterable[str]) -> list[tuple[str, int]]:
 
 def _outcomes(df: pd.DataFrame) -> pd.Series:
     """Each case's status, ``invalid as expected`` for a negative control that was invalid."""
-    expected = (df["status"] == "invalid") & (df["expected_invalid"].fillna("") != "")
-    return df["status"].where(~expected, "invalid as expected")
+    rows = df[["status", "expected_invalid"]].fillna("").to_dict("records")
+    return pd.Series([outcome(r) for r in rows], index=df.index, dtype=object)
 
 
 def _synthetic(df: pd.DataFrame) -> list[str]:

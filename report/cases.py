@@ -20,6 +20,7 @@ from ctbench.boards.cells import is_missing, number
 from ctbench.boards.groups import SCALE_ORDER, natural
 from ctbench.boards.table import params_label
 from ctbench.store.text import shown
+from ctbench.store.verdict import outcome
 from report.fmt import bdi
 from report.views import TaskMeta, case_where, check_outcome, error_text
 
@@ -59,7 +60,7 @@ class CaseRow:
 def _row(i: int, r: Mapping[str, Any], where: str, meta: TaskMeta) -> str:
     ok = r["status"] == "ok"
     reference = r["submission"] == "reference"
-    status = "invalid as expected" if r["status"] == "invalid" and r.get("expected_invalid") else r["status"]
+    status = outcome(r)
     tag = (
         '<span class="tag ref">reference</span>'
         if reference
@@ -77,9 +78,9 @@ def _row(i: int, r: Mapping[str, Any], where: str, meta: TaskMeta) -> str:
         cells.append(f'<td class="num" data-v="{sort}">{html.escape(number(value, c.unit))}</td>')
     checks = []
     for name, check in sorted(r["checks"].items()):
-        outcome = check_outcome(check)
-        title = html.escape(f"{outcome}: {number(check.get('value'))} (threshold {number(check.get('threshold'))})")
-        checks.append(f'<span class="check c-{outcome}" title="{title}">{MARKS[outcome]} {_name(str(name))}</span>')
+        decided = check_outcome(check)
+        title = html.escape(f"{decided}: {number(check.get('value'))} (threshold {number(check.get('threshold'))})")
+        checks.append(f'<span class="check c-{decided}" title="{title}">{MARKS[decided]} {_name(str(name))}</span>')
     return (
         f'<tr class="case {"ref" if reference else "sub"}{"" if ok else " bad"}"><td class="num">{i}</td>'
         f'<td class="impl">{_name(str(r["impl"]))} {tag}</td><td class="where">{_name(where)}</td>'

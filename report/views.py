@@ -20,6 +20,7 @@ from ctbench.boards.ranking import objectives, rank_text
 from ctbench.boards.table import METRIC, params_label, tuned_text
 from ctbench.machine.env import hardware_label
 from ctbench.store.text import shown
+from ctbench.store.verdict import outcome
 from report.fmt import safe_url, slug
 
 
@@ -132,10 +133,6 @@ def key_columns(meta: TaskMeta, rank_by: str, present: Sequence[str]) -> list[st
     return [m for m in names if m in present]
 
 
-def _status_text(r: Mapping[str, Any]) -> str:
-    return "invalid as expected" if r["status"] == "invalid" and r.get("expected_invalid") else r["status"]
-
-
 def _code_text(code: str, label: str) -> str:
     """A row's code as shown: its content hash, short; a spec (older run files) only where it tells rows apart."""
     if ":" not in code:
@@ -164,7 +161,7 @@ def _row(r: Mapping[str, Any], key: list[Column], more: list[Column], links: Map
         "ok_cases": int(r.get("ok_cases") or 0),
         "runs": runs,
         "status": r["status"],
-        "status_text": _status_text(r),
+        "status_text": outcome(r),
         "reason": r.get("expected_invalid") or r.get("reason") or "",
         "hardware": r.get("hardware", ""),
         "hardware_link": links.get(r.get("hardware", ""), ""),

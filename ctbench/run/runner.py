@@ -31,6 +31,7 @@ from ctbench.run.settings import SANDBOX_MODES, RunSettings
 from ctbench.store.matching import reused_record
 from ctbench.store.record import finite_interval
 from ctbench.store.results import Run
+from ctbench.store.verdict import case_ok
 
 __all__ = ["SANDBOX_MODES", "RunOutcome", "RunSettings", "run"]
 
@@ -45,9 +46,7 @@ class RunOutcome:
     @property
     def all_ok(self) -> bool:
         """Every case ok or invalid as its task expects (a negative control)."""
-        return all(
-            c["status"] == "ok" or (c["status"] == "invalid" and c.get("expected_invalid")) for c in self.doc["cases"]
-        )
+        return all(case_ok(c) for c in self.doc["cases"])
 
 
 def _run_checks(cases: Sequence[Case], records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,6 +13,22 @@ from ctbench.isolation.sandbox import bwrap
 from ctbench.run.cases import Case
 
 SANDBOX_MODES = ("auto", "on", "off")
+START_MODES = ("auto", "warm", "cold")
+
+
+def default_threads(device: str, requested: int = 0) -> int:
+    """Torch threads per case: ``requested`` if given, else one on a CPU (small steps gain little from intra-op
+    threads, and spinning threads on a shared machine slow cases down many times over) and torch's default (0)
+    elsewhere."""
+    return requested or (1 if device == "cpu" else 0)
+
+
+def warm_start(start: str, device: str) -> bool:
+    """Whether local cases start from a warm template: ``warm``, or ``auto`` on a CPU (on a GPU, ``auto`` starts
+    each case in a fresh interpreter)."""
+    if start not in START_MODES:
+        raise ValueError(f"start must be one of {START_MODES}, not {start!r}")
+    return start == "warm" or (start == "auto" and device == "cpu")
 
 
 def default_max_memory() -> int:

@@ -17,6 +17,7 @@ from ctbench.run.against import Against, plan
 from ctbench.run.cases import Case, SkippedPoint
 from ctbench.run.runner import SANDBOX_MODES, RunSettings, run
 from ctbench.run.selection import CACHE, default_device, scale_for
+from ctbench.run.settings import START_MODES, default_threads, warm_start
 from ctbench_cli import options
 from ctbench_cli.board_text import show
 from ctbench_cli.command import Command
@@ -138,7 +139,7 @@ class Run(Command):
         )
         parser.add_argument(
             "--start",
-            choices=("auto", "warm", "cold"),
+            choices=START_MODES,
             default="auto",
             help="start each case by forking a warm template that has imported torch and the tasks, or in a fresh "
             "interpreter; auto (default): warm on a CPU, cold on a GPU (the warm path has not run on a GPU yet); "
@@ -186,9 +187,6 @@ class Run(Command):
         left_out = [f"{name}/{ref}: {why}" for name in names for ref, why in unavailable_references(name).items()]
         for line in left_out:
             print(f"WARNING: reference {line}; it is left out of this run", file=sys.stderr)
-        # one thread per case on a CPU by default: small steps gain little from intra-op threads, and spinning
-        # threads on a shared machine slow cases down many times over; recorded in the run's settings
-        threads = args.threads if args.threads else (1 if device == "cpu" else 0)
         limits = {"max_memory_bytes": args.max_memory, "max_run_time_s": args.max_run_time}
         settings = RunSettings(
             out_dir=args.out.resolve(),
@@ -196,10 +194,10 @@ class Run(Command):
             cache_dir=CACHE.resolve(),
             device=device,
             timeout_s=args.timeout,
-            threads=threads,
+            threads=default_threads(device, args.threads or 0),
             left_out=tuple(left_out),
             sandbox=args.sandbox,
-            warm=args.start == "warm" or (args.start == "auto" and device == "cpu"),
+            warm=warm_start(args.start, device),
             **{k: v for k, v in limits.items() if v},
         )
 

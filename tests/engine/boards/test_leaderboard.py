@@ -31,8 +31,9 @@ from ctbench.catalog.describe import describe
 from ctbench.catalog.registry import description
 from ctbench.figures.palette import REFERENCE_COLOURS, assign, complete
 from ctbench.run.cases import plan
+from ctbench.store.verdict import exit_status
 from ctbench_cli.main import main as cli_main
-from ctbench_cli.summary import exit_status, skipped_lines, summarise
+from ctbench_cli.summary import skipped_lines, summarise
 
 REPO = Path(__file__).resolve().parents[3]
 TASK = "adjoint_resnet"

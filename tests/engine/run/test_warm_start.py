@@ -15,6 +15,7 @@ from ctbench.api.implementation import ImplRef, Manifest
 from ctbench.run.cases import Case
 from ctbench.run.launch import Limits, launch
 from ctbench.run.records import exit_reason
+from ctbench.run.settings import default_threads, warm_start
 from ctbench.run.template import Template
 
 CRASHES = """
@@ -114,3 +115,11 @@ def test_a_closed_template_leaves_by_itself():
 )
 def test_a_worker_killed_by_a_signal_is_named_by_it(code, reason):
     assert exit_reason(code) == reason
+
+
+def test_cases_start_warm_and_single_threaded_on_a_cpu_by_default():
+    assert warm_start("auto", "cpu") and not warm_start("auto", "cuda")
+    assert warm_start("warm", "cuda") and not warm_start("cold", "cpu")
+    with pytest.raises(ValueError, match="start must be one of"):
+        warm_start("hot", "cpu")
+    assert (default_threads("cpu"), default_threads("cuda"), default_threads("cpu", 4)) == (1, 0, 4)
