@@ -2,14 +2,15 @@
 
 The engine's parts, each a subpackage that imports only those listed before it:
 
-- ``store``: run files (one versioned JSON document per run), their schema, text made safe to show;
 - ``machine``: the environment record, NVML, memory calibration;
+- ``store``: run files (one versioned JSON document per run), their schema, the run's verdict, text made safe to
+  show;
 - ``api``: what a task author and a submitter import (re-exported here);
 - ``boards``: leaderboards, ranks, Pareto layers, boards and their cells, for ``show`` and the report alike;
 - ``figures``: plots drawn from run files, one palette;
+- ``isolation``: the sandbox, containment, the case's channel and the runner's outside view of it;
 - ``catalog``: tasks found through the ``ctbench.tasks`` entry points and ``CTBENCH_PATH``, their descriptions,
   submissions resolved in isolation;
-- ``isolation``: the sandbox, containment, the case's channel and the runner's outside view of it;
 - ``run``: cases, the runner, executors (local, Ray), a case's process, the journal.
 """
 

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from ctbench import __version__
 from ctbench.api.implementation import ImplementationError
 from ctbench.catalog.registry import UsageError
 from ctbench_cli.commands import COMMANDS
@@ -18,6 +19,7 @@ from ctbench_cli.commands import COMMANDS
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ctbench", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"ctbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         child = sub.add_parser(command.name, help=command.help, description=command.__doc__ or command.help)

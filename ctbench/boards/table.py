@@ -348,7 +348,7 @@ class Floors:
       case) over both runs' cases, ``q90 / q10 - 1`` of its timings: how far the machine's speed wandered while
       they ran. A timing's change below it is the machine's as likely as the code's.
     - ``rss``: ``RSS_FLOOR`` for memory read from a CPU process's resident set (page-granular, shared with the
-      allocator's caching; measured: back-to-back smoke runs of the same code on a busy 2-core CPU moved a case's
+      allocator's caching; measured: back-to-back smoke runs of the same code on a busy CPU moved a case's
       step memory by up to 23%); none for CUDA's allocator peak, which does not move.
     """
 

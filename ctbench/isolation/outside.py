@@ -20,8 +20,8 @@ the marks' travel, so it is always the longer):
 - time: suspect when ``step_time_s × timed_calls`` < ``TIME_FRACTION`` × ``window_s``, the window exceeds the
   reported time by more than ``TIME_SLACK_S``, and ``step_time_s`` < ``TIME_FRACTION`` × ``call_median_s`` (the
   median of the timed calls on the runner's clock, between ``call`` marks: one late mark inflates one call, not
-  the median). Measured on the 2-core machines (178 honest cases: the smoke run of every task beside other work,
-  the tiny task beside 2-3 CPU-bound loops): steps of 10 ms or more kept ``step × calls`` at 0.74 or more of the
+  the median). Measured over 178 honest cases (the smoke run of every task beside other work, the tiny task
+  beside 2-3 CPU-bound loops): steps of 10 ms or more kept ``step × calls`` at 0.74 or more of the
   window and the step at 0.75 or more of the typical call; shorter steps saw windows up to 10 ms longer than
   reported (marks that arrive late), well inside the slack. A clock slowed 1000x reports 0.001 of both.
 - memory (on a CPU): suspect when ``step_peak_memory_bytes`` < ``MEMORY_FRACTION`` × ``memory_growth_bytes`` and

@@ -26,12 +26,12 @@
     holds only where the flow is smooth. The check records the slope, its interval, and the depth from which the
     error stops falling, if it does.
 
-  Measured on a 2-core CPU at smoke scale (one thread, seed 0, pretrained from an empty cache), local slopes from
+  Measured at smoke scale on a CPU (one thread, seed 0, pretrained from an empty cache), local slopes from
   depth 8 to 16, ..., 128 to 256: Euler with softplus -0.52, -0.55, -0.78, -0.87, -0.93 (still steepening: the fit
   over 16..128 is pre-asymptotic); Heun with softplus -3.0 throughout; Euler with ReLU -1.11, -0.94, -0.99, -0.99,
   -0.97; Heun with ReLU -2.67, -2.23, -0.93, -4.10, +0.27 (its error rises from 128 to 256: the kinks cost Heun its
   extra order). The smoke fits: Euler with softplus -0.74 (interval -0.96..-0.51: inconclusive), Heun with softplus
-  -3.00 (-3.00..-2.99). At the small scale's configuration (width 16, same machine, errors only) Euler with softplus
+  -3.00 (-3.00..-2.99). At the small scale's configuration (width 16, errors only) Euler with softplus
   falls with local slopes -1.16, -1.07, -1.03, -1.01 from 32 to 1024: a fit of -1.05 (-1.10..-1.00), within the band;
   Heun's with -3.04, -3.01, -3.00, -3.00;
 

@@ -12,8 +12,8 @@ construction; the protocol pretrains tied, then unties every block and fine-tune
 The activation decides the order of Euler's adjoint. The adjoint's vector-Jacobian products are taken at the
 reconstructed x~_n, O(h) away from x_n; with softplus the Jacobian is Lipschitz in x, so each product is off by
 O(h) and the gradient error is O(h) = O(N^-1). ReLU's Jacobian jumps where a pre-activation crosses 0: the units
-within O(h) of their kink flip, each by O(1), so the error is no longer O(h) in general (measured on a 2-core
-CPU at smoke's width 8, N = 8..256: Euler's local slopes about -1 with ReLU, but Heun's from -2.7 to +0.3, its
+within O(h) of their kink flip, each by O(1), so the error is no longer O(h) in general (measured on a CPU
+at smoke's width 8, N = 8..256: Euler's local slopes about -1 with ReLU, but Heun's from -2.7 to +0.3, its
 error rising from 128 to 256; with softplus Euler's steepen from -0.5 towards -1 and Heun's are -3.0).
 """
 

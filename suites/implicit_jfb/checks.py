@@ -48,7 +48,7 @@ from suites.implicit_jfb.interface import ImplicitBackward
 
 DESCENT = 0.0  # grad_cosine above this: a descent direction
 # grad_cosine of a method claiming the implicit gradient: 1 - cos <= 1e-3, a relative gradient error of at most about
-# 4.5% (1 - cos ~ e^2 / 2). Measured at the loosest tolerance of the grid (1e-2, seed 0, 2-core CPU): the exact methods
+# 4.5% (1 - cos ~ e^2 / 2). Measured at the loosest tolerance of the grid (1e-2, seed 0, a CPU): the exact methods
 # (IFT, IFT-CG, torchdeq's IFT, unrolled) 1 - cos <= 3e-5 at smoke and 1.3e-5 at small; JFB's one-step gradient, which
 # does not claim it, 9e-3 at both: a bound of 0.99 would not tell the two apart
 EXACT = 0.999

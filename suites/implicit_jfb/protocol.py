@@ -23,8 +23,8 @@ evaluate:
    backward (l(S(T(u*, Q(d)))) with u* = z detached, JFB's gradient) timed alternately, ``PAIRS`` pairs, the
    median of the pairs' ratios (``backward_time_vs_one_step``, IQR as spread). Both run in the same process
    within milliseconds of each other, so the machine's load, which moves a case's absolute times by tens of
-   per cent between cases on a shared CPU, largely cancels (JFB's ratio reads 0.99-1.01 on a loaded 2-core
-   machine); what is left is the work: for IFT, 1 + (Jacobian products) x (the cost of a vector-Jacobian
+   per cent between cases on a shared CPU, largely cancels (JFB's ratio reads 0.99-1.01 on a loaded
+   CPU); what is left is the work: for IFT, 1 + (Jacobian products) x (the cost of a vector-Jacobian
    product of T in one-step backwards).
 """
 

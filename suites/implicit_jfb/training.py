@@ -139,8 +139,8 @@ class Adam:
     """Adam (Kingma & Ba 2015) with L2 weight decay, the update of ``torch.optim.Adam`` (tests compare them).
 
     m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, p <- p - lr m_hat / (sqrt(v_hat) + eps), g = grad + wd
-    p. Written out because constructing any ``torch.optim`` optimizer imports ``torch._dynamo`` (3-4 s in
-    every case's process on the 2-core CPU this suite is developed on).
+    p. Written out because constructing any ``torch.optim`` optimizer imports ``torch._dynamo``, seconds of start-up
+    in every case's process.
     """
 
     def __init__(

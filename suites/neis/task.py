@@ -134,9 +134,9 @@ class NEISTask(Task):
                 "min_variance_reduction": 10.0,
                 "per_target": {"eg2": {**_EG2, "train_steps": 60, "train_batch": 256}},
             },
-            timeout_s=240,  # neis_mlp on eg2: 60 steps with an exact 10-D divergence, ~60 s on a loaded 2-core CPU
+            timeout_s=240,  # the slowest case, neis_mlp on eg2: 60 steps with an exact 10-D divergence
             policy=Policy(warmup=1, repeat=3, memory_repeat=3),
-            threads=1,  # tiny tensors: on a loaded 2-core machine two intra-op threads ran a case 25x slower
+            threads=1,  # tiny tensors: intra-op threads add synchronisation, and on a busy machine they spin
         ),
         "small": Scale(
             "small",
