@@ -72,16 +72,28 @@ def beats(a: float, b: float, noise: float | None, higher: bool) -> bool:
 
 
 def tied_ranks(values: Sequence[float], noise: Sequence[float | None], higher: bool) -> list[int]:
-    """Competition ranks (1 = best) where a row's rank is 1 + the number of rows better than it by more than the
-    larger of the two rows' spreads; two rows of which either has no spread are never ordered (they tie), and a
-    row never ranks above a row with a better value (it ties with it instead)."""
+    """Competition ranks (1 = best) over groups of rows that cannot be told apart.
+
+    Sorted best first, two rows are tied when their difference does not exceed the larger of their spreads (or
+    either has none), and so is every row between them in value: each group is a run of the sorted rows, and its
+    rows share the rank 1 + the number of rows in better groups. Two rows with different ranks therefore always
+    differ by more than the larger of their two spreads; tied rows may not (a noisy row ties the rows within its
+    spread of it, and the rows between them)."""
     n = len(values)
     order = sorted(range(n), key=lambda i: -values[i] if higher else values[i])
+    reach = list(range(n))  # reach[p]: the furthest sorted position tied with position p
+    for p, i in enumerate(order):
+        for q in range(p + 1, n):
+            j = order[q]
+            if not beats(values[i], values[j], tolerance(noise[i], noise[j]), higher):
+                reach[p] = q
     ranks = [0] * n
-    previous = 1
-    for i in order:
-        better = sum(beats(values[j], values[i], tolerance(noise[i], noise[j]), higher) for j in range(n) if j != i)
-        ranks[i] = previous = max(1 + better, previous)
+    start, end = 0, -1
+    for p, i in enumerate(order):
+        if p > end:  # no row above reaches this one: a new group
+            start = p
+        end = max(end, reach[p])
+        ranks[i] = start + 1
     return ranks
 
 

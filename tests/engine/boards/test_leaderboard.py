@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,15 @@ from runfiles import METHODS, case, run_doc, write
 from ctbench import Metric, Paper, Scale, Step, Task
 from ctbench.api.implementation import ImplRef, Manifest
 from ctbench.api.measure import iqr
-from ctbench.boards.ranking import default_objectives, objectives, pareto_layers, rank_text, tied_ranks
+from ctbench.boards.ranking import (
+    beats,
+    default_objectives,
+    objectives,
+    pareto_layers,
+    rank_text,
+    tied_ranks,
+    tolerance,
+)
 from ctbench.boards.table import cases_frame, compare, impl_sides, latest, leaderboard, task_specs
 from ctbench.catalog.describe import describe
 from ctbench.catalog.registry import description
@@ -114,8 +123,28 @@ def test_tied_ranks_within_the_larger_spread():
     assert tied_ranks([10.0, 9.0, 8.0], [1.5, 0.0, 0.0], higher=True) == [1, 1, 3]  # 8: beaten by 10 and 9
     assert tied_ranks([10.0, 9.0, 8.0], [0.0, 0.0, 1.5], higher=True) == [1, 2, 2]  # 10 - 8 = 2 > 1.5
     assert tied_ranks([1.0, 1.0, 3.0], [0.0, 0.0, 0.0], higher=False) == [1, 1, 3]
-    # a noisy row never ranks above a row with a better value: it ties with it
-    assert tied_ranks([10.0, 9.0, 8.0], [0.0, 0.0, 5.0], higher=True) == [1, 2, 2]
+    # a noisy row ties with every row within its spread of it, and so do the rows between them
+    assert tied_ranks([10.0, 9.0, 8.0], [0.0, 0.0, 5.0], higher=True) == [1, 1, 1]
+    assert tied_ranks([10.0, 9.5, 9.0], [0.6, 0.6, 0.6], higher=True) == [1, 1, 1]  # 10 - 9.5, 9.5 - 9 within 0.6
+
+
+def test_rows_with_different_ranks_differ_by_more_than_both_spreads():
+    """The rule a board states, over random boards: different ranks only where the difference exceeds the larger
+    spread of the two rows (and both have one)."""
+    rng = random.Random(0)
+    for _ in range(2000):
+        n = rng.randint(2, 7)
+        values = [round(rng.uniform(0, 10), 1) for _ in range(n)]
+        noise = [rng.choice([None, 0.0, round(rng.uniform(0, 3), 1)]) for _ in range(n)]
+        higher = rng.random() < 0.5
+        ranks = tied_ranks(values, noise, higher)
+        best = sorted(values, reverse=higher)
+        for i in range(n):
+            assert ranks[i] == 1 + sum(ranks[j] < ranks[i] for j in range(n))  # competition ranks
+            for j in range(n):
+                if ranks[i] < ranks[j]:
+                    assert beats(values[i], values[j], tolerance(noise[i], noise[j]), higher), (values, noise, ranks)
+        assert ranks[values.index(best[0])] == 1
     assert [rank_text(1, True), rank_text(3, False), rank_text(float("nan"), False)] == ["1=", "3", "—"]
 
 
@@ -127,7 +156,8 @@ def test_a_row_alone_on_its_board_has_no_rank_and_no_layer():
 def test_rows_without_a_spread_are_never_ordered():
     # one seed and no recorded spread: a difference, however large, is not known to exceed the noise
     assert tied_ranks([10.0, 9.0, 8.0], [float("nan")] * 3, higher=True) == [1, 1, 1]
-    assert tied_ranks([10.0, 9.0, 8.0], [None, 0.1, 0.1], higher=True) == [1, 1, 2]  # only 9 is known to beat 8
+    assert tied_ranks([10.0, 9.0, 8.0], [None, 0.1, 0.1], higher=True) == [1, 1, 1]  # 10 ties both, so 9 and 8 too
+    assert tied_ranks([10.0, 9.0, 8.0], [0.1, 0.1, None], higher=True) == [1, 1, 1]
     # the control: the same values with spreads are ordered
     assert tied_ranks([10.0, 9.0, 8.0], [0.1, 0.1, 0.1], higher=True) == [1, 2, 3]
     # on a board: single-seed accuracies without a recorded spread share a rank and say why
