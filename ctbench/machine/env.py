@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import subprocess
@@ -91,20 +90,14 @@ def node() -> dict[str, Any]:
     }
 
 
-def version() -> str:
-    """The installed ctbench's version (``ctbench.__version__``, which the package metadata is built from)."""
-    try:
-        return importlib.metadata.version("ctbench")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def environment() -> dict[str, Any]:
     """Everything a reader needs to know where a number came from."""
+    from ctbench import __version__
+
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain")
     return {
-        "ctbench": version(),
+        "ctbench": __version__,
         "git_commit": commit,
         "git_dirty": bool(status) if status is not None else None,
         "python": platform.python_version(),
