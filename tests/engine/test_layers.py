@@ -101,4 +101,3 @@ def test_the_layer_checks_can_fail(tmp_path):
     bad = tmp_path / "m.py"
     bad.write_text("def f():\n    from report.build import build_report\n")
     assert "report.build" in imports(bad)
-
