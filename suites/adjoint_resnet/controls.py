@@ -113,16 +113,14 @@ def heun_error_below_euler(task: Task) -> list[Check]:
     return checks_of(task, cases, "heun_error_below_euler")
 
 
-def step_time_vs_backprop(task: Task) -> list[Check]:
-    """An adjoint step 3x slower than backprop's (paired ratio 3.0, 95% interval 2.9..3.1; target 1.8x) and a
-    checkpointing step 2x (1.95..2.05; target 1.5x), at the deepest depth."""
-    paired = "step_time_vs_backprop"
-    cases = [record("backprop", n, step_peak_memory_bytes=0.35e6 * n, step_time_s=1e-3 * n) for n in DEPTHS]
-    slow = {paired: (2.9, 3.1)}
-    cases += [adjoint("adjoint_euler", n, 2.8e6, 1.0 / n, intervals=slow, **{paired: 3.0}) for n in DEPTHS]
-    slow = {paired: (1.95, 2.05)}
+def step_flops_vs_backprop(task: Task) -> list[Check]:
+    """An Euler adjoint that reconstructs each block's input twice (2.0x backprop's FLOPs, against at most 5/3), a
+    Heun adjoint that also recomputes its forward pass with gradients (4.0x, against 10/3), and a checkpointing that
+    recomputes the forward pass twice (5/3, against 4/3), at the deepest depth."""
+    flops = "step_flops_vs_backprop"
+    cases = [adjoint("adjoint_euler", n, 2.8e6, 1.0 / n, **{flops: 2.0}) for n in DEPTHS]
+    cases += [adjoint("adjoint_heun", n, 2.8e6, 1.0 / n**2, **{flops: 4.0}) for n in DEPTHS]
     cases += [
-        record("checkpoint", n, intervals=slow, step_peak_memory_bytes=4e6, step_time_s=2e-3 * n, **{paired: 2.0})
-        for n in DEPTHS
+        record("checkpoint", n, step_peak_memory_bytes=4e6, step_time_s=2e-3 * n, **{flops: 5 / 3}) for n in DEPTHS
     ]
-    return checks_of(task, cases, "step_time_vs_backprop")
+    return checks_of(task, cases, flops)

@@ -1,12 +1,13 @@
-"""The protocol of one case (Sander, Ablin, Peyre 2022, section 5): pretrain a ResNet whose deep stage has tied
-weights (smooth in depth), untie the stage into N blocks, and bind the gradient method to a training step of
-that stage. The engine measures the step; the evaluation times it alternately with plain autograd's step through
-the same depth (``step_time_vs_backprop``, the median of ``paired_rounds`` pairs: the paper's speed claim, immune
-to the machine's drift between cases; with ``paired_deepest_only``, at the method's deepest depth only),
+"""The protocol of one case (Sander, Ablin, Peyre 2022, section 5): pretrain a ResNet whose deep stage has tied weights
+(smooth in depth), untie the stage into N blocks, and bind the gradient method to a training step of that stage. The
+engine measures the step; the evaluation compares it with plain autograd's step through the same depth (with
+``paired_deepest_only``, at the method's deepest depth only): their FLOPs, counted (``step_flops_vs_backprop``, the
+cost the claim checks), and their wall-clock times alternately (``step_time_vs_backprop``, the median of
+``paired_rounds`` pairs with its 95% interval, immune to the machine's drift between cases; a measurement). It then
 fine-tunes, then measures the test accuracy and, on a fresh float64 copy with the pretrained weights, the method's
-gradient error against exact backprop through the same stage and its reconstruction error of the stage's input.
-The stage's activation (``params["activation"]``, relu by default) is part of the pretrained network and of its
-cache key.
+gradient error against exact backprop through the same stage and its reconstruction error of the stage's input. The
+stage's activation (``params["activation"]``, relu by default) is part of the pretrained network and of its cache
+key.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from torch import nn
 
 from ctbench import CaseResult, Context, Prepared, Scale, expect_tensor
 from ctbench.api.cache import cached, key
+from ctbench.api.flops import count_flops
 from ctbench.api.measure import paired_interval
 from suites.adjoint_resnet import data
-from suites.adjoint_resnet.checks import PAIRED, SPEED_TARGETS
+from suites.adjoint_resnet.checks import FLOPS, PAIRED
 from suites.adjoint_resnet.interface import StageGradient
 from suites.adjoint_resnet.model import Net
 
@@ -56,8 +58,8 @@ def prepare(impl: StageGradient, scale: Scale, params: Mapping[str, Any], ctx: C
         # its step, alternately with autograd's through the same depth (where the scale asks for it)
         if name != "backprop" and (deepest or not cfg.get("paired_deepest_only", False)):
             baseline = training_step(stage_model(tied, depth, "euler", ctx.device), Autograd(), train, cfg, ctx)[0]
-            bound = SPEED_TARGETS.get(name)  # more pairs while the interval holds the claim's bound
-            paired = paired_interval(step, baseline, ctx.meter.clock, cfg["paired_rounds"], bound=bound)
+            metrics[FLOPS] = count_flops(step) / count_flops(baseline)
+            paired = paired_interval(step, baseline, ctx.meter.clock, cfg["paired_rounds"])
             metrics[PAIRED], spread[PAIRED], intervals[PAIRED] = paired.median, paired.iqr, paired.interval
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg["lr_milestones"], gamma=0.1)
         steps = cfg["finetune_steps"]
@@ -77,8 +79,8 @@ def prepare(impl: StageGradient, scale: Scale, params: Mapping[str, Any], ctx: C
 
 
 class Autograd(StageGradient):
-    """Plain autograd through the stage (every activation stored): the baseline each method's step is timed
-    against, in pairs within its own case (``step_time_vs_backprop``)."""
+    """Plain autograd through the stage (every activation stored): the baseline each method's step is counted
+    and timed against within its own case (``step_flops_vs_backprop``, ``step_time_vs_backprop``)."""
 
     def forward(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return stage(x)
