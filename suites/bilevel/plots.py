@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctbench.figures.plotting import finish, hue
-from suites.bilevel.checks import times_to_run_best
+from suites.bilevel.checks import to_run_best
 
 CURVES = {
     "suboptimality_vs_time": ("clock (s)", "h(x) - h*", True),
@@ -55,7 +55,7 @@ def _run_best_times(records: Sequence[Mapping[str, Any]]):
             "time": t,
         }
         for (_, scale, problem, _, hardware), cases in groups.items()
-        for c, t in zip(cases, times_to_run_best(cases), strict=True)
+        for c, t in zip(cases, to_run_best(cases), strict=True)
     ]
     frame = pd.DataFrame(rows)
     return frame[frame["time"] < float("inf")] if len(frame) else frame

@@ -180,7 +180,7 @@ class BilevelTask(Task):
             "smoke",
             grid={"problem": ["quadratic", "quadratic-benchopt", "hyperparam", "datacleaning"]},
             config=_SMOKE,
-            seeds=(0,),
+            seeds=(0, 1, 2),  # its quality is ranked and cheap: three seeds give every row a spread
             timeout_s=240.0,  # each case runs its race and up to 9 tuning races of at most max_time_s
             policy=_POLICY,
             threads=_THREADS,
