@@ -355,17 +355,6 @@ def paired_interval(
             return PairedRatio(statistics.median(ratios), iqr(ratios), (low, high), len(ratios))
 
 
-def paired_ratio(
-    fn: Callable[[], Any],
-    baseline: Callable[[], Any],
-    clock: Callable[[Callable[[], Any]], tuple[Any, float]],
-    rounds: int,
-) -> tuple[float, float]:
-    """(median, IQR) over ``rounds`` interleaved pairs of t(fn) / t(baseline) (``paired_interval`` with no bound)."""
-    found = paired_interval(fn, baseline, clock, rounds, max_rounds=rounds)
-    return found.median, found.iqr
-
-
 class Meter:
     """The engine's timer for the parts of a protocol other than its step, handed to it as ``ctx.meter``.
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ctbench import CaseResult, Context, Invalid, Prepared, Scale
-from ctbench.api.measure import StepStats, paired_ratio
+from ctbench.api.measure import PairedRatio, StepStats, paired_interval
 from suites.bilevel.checks import TARGET, case_checks, directions_check
 from suites.bilevel.interface import BilevelSolver
 from suites.bilevel.problem import ORACLES, BilevelProblem
@@ -65,8 +65,11 @@ def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: C
             metrics.update(oracle_counts(impl.step, problem))
         sgd = sgd_step(problem, s["batch_size"])
         ctx.meter.phase("sgd_step", sgd, repeat=20, warmup=2)
+        spread, intervals = {}, {}
         if stats is not None and trace.diverged_at is None:
-            metrics["cost_ratio_vs_sgd"] = cost_ratio(impl.step, sgd, ctx.meter.clock)
+            paired = cost_ratio(impl.step, sgd, ctx.meter.clock)
+            metrics["cost_ratio_vs_sgd"], spread["cost_ratio_vs_sgd"] = paired.median, paired.iqr
+            intervals["cost_ratio_vs_sgd"] = paired.interval
         curves = {**series(trace), **tuning.series()}
         if trace.diverged_at is not None:
             ran = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
@@ -77,7 +80,8 @@ def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: C
         metrics["state_bytes"] = float(state_bytes(impl, problem))
         metrics.update(saga_table(problem, s["batch_size"]))
         checks = {**case_checks(trace), **unbiased}
-        return CaseResult(metrics, problem.dataset, checks=checks, series=curves, note=tuning.note())
+        return CaseResult(metrics, problem.dataset, checks=checks, series=curves, note=tuning.note(), spread=spread,
+                          intervals=intervals)  # fmt: skip
 
     return Prepared(impl.step, evaluate)
 
@@ -133,9 +137,10 @@ def saga_table(problem: BilevelProblem, batch_size: int) -> dict[str, float]:
     }
 
 
-def cost_ratio(step: Callable[[], Any], sgd: Callable[[], Any], clock: Clock, rounds: int = COST_ROUNDS) -> float:
-    """Median over ``rounds`` interleaved pairs of t(step) / t(sgd) (``ctbench.api.measure.paired_ratio``)."""
-    return paired_ratio(step, sgd, clock, rounds)[0]
+def cost_ratio(step: Callable[[], Any], sgd: Callable[[], Any], clock: Clock, rounds: int = COST_ROUNDS) -> PairedRatio:
+    """t(step) / t(sgd) over ``rounds`` interleaved pairs: the median, its IQR and 95% interval
+    (``ctbench.api.measure.paired_interval``)."""
+    return paired_interval(step, sgd, clock, rounds)
 
 
 def fit_r2(xs: Sequence[float], ys: Sequence[float]) -> float:

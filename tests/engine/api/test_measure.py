@@ -61,5 +61,6 @@ def test_the_engine_records_the_steps_cpu_time_on_a_cpu():
     """A step that sleeps: wall time counts the sleep, the process's CPU time does not."""
     stats = measure_step(lambda: clock.sleep(0.02), torch.device("cpu"), Policy(warmup=0, repeat=3, memory_repeat=1))
     metrics, spread = stats.metrics({})
-    assert metrics["step_time_s"] >= 0.02 and metrics["step_cpu_time_s"] < 0.01
+    # sleeping costs no CPU however loaded the machine is: the CPU time is a small part of the wall time
+    assert metrics["step_time_s"] >= 0.02 and metrics["step_cpu_time_s"] < metrics["step_time_s"] / 2
     assert "step_cpu_time_s" in spread
