@@ -66,7 +66,8 @@ def check_lines(doc: Mapping[str, Any], outcome: bool | None = False) -> list[st
         owner = check_owner(c, doc["cases"])
         scope = params_label(dict(c.get("scope") or {}))
         if outcome is None:
-            whose = "undecided: the interval holds the threshold; the run does not fail"
+            why = "the interval holds the threshold" if isinstance(c.get("interval"), list) else "see its description"
+            whose = f"undecided: {why}; the run does not fail"
         else:
             whose = "a reference's or the run's: the run fails" if owner == "reference" else "the submission's"
         value = f"{_number(c.get('value'))}{_interval(c)} against {_number(c.get('threshold'))}"
