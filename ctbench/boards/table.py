@@ -396,10 +396,15 @@ def _unit(specs: TaskSpecs, task: str, metric: str) -> str | None:
     return spec.get("unit") if isinstance(spec, Mapping) else None
 
 
-def machine_explains(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: pd.Series) -> bool:
+def machine_explains(
+    specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb: pd.Series, floor: float = 0.0
+) -> bool:
     """Whether the machine probe accounts for a timing's change: the probe itself moved beyond the sum of its two
     spreads, and the timing (unit ``s``; a rate derived from one is rescaled the other way), divided by the probe's
-    ratio b / a, is within the timing's noise plus the probe's relative noise. Such a change is the machine's."""
+    ratio b / a, is within the timing's noise (at least ``floor`` of its value: how far the machine's speed wandered
+    over the runs, ``Floors.timing``) plus the probe's relative noise. Such a change is the machine's: a loaded
+    machine does not slow every workload as much as the probe, and what the probe leaves unexplained must still
+    exceed the machine's wander to be the code's."""
     pa, pb = _value(ra, PROBE), _value(rb, PROBE)
     rate = derived_from(metric) is not None
     if metric == PROBE or math.isnan(pa) or math.isnan(pb) or pa <= 0 or pb <= 0:
@@ -407,7 +412,7 @@ def machine_explains(specs: TaskSpecs, task: str, metric: str, ra: pd.Series, rb
     if not rate and _unit(specs, task, metric) != "s":
         return False
     spread_a, spread_b = _spread(ra, PROBE), _spread(rb, PROBE)
-    noise = _noise(ra, rb, metric)
+    noise = _noise(ra, rb, metric, floor)
     if spread_a is None or spread_b is None or math.isnan(noise) or abs(pb - pa) <= spread_a + spread_b:
         return False
     va, vb = _value(ra, metric), _value(rb, metric)
@@ -456,7 +461,8 @@ def _case_verdict(
         elif verdict in ("within noise", "no spread"):
             verdict = _verdict(direction(specs, task, metric), va, vb, 0.0)
     judged = source if source and not math.isnan(_value(ra, source)) and not math.isnan(_value(rb, source)) else metric
-    if verdict in ("better", "worse", "changed") and machine_explains(specs, task, judged, ra, rb):
+    floor = floors.of_metric(_unit(specs, task, judged), device)
+    if verdict in ("better", "worse", "changed") and machine_explains(specs, task, judged, ra, rb, floor):
         verdict = "machine"  # a rate is the machine's exactly when its timing is
     return verdict, noise
 

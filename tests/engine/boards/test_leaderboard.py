@@ -343,6 +343,22 @@ def test_a_timing_change_the_machine_probe_shows_as_well_is_the_machines():
     assert verdicts_of([a], [b])["backprop", "step_time_s"] == "worse"
 
 
+@pytest.mark.parametrize(("slowed", "verdict"), [(2.15, "machine"), (3.0, "worse")])
+def test_what_the_probe_leaves_unexplained_must_exceed_the_machines_wander(slowed, verdict):
+    """A loaded machine does not slow every workload as much as the probe: run b's probe 1.5x slower on every
+    case, so the machine's speed wandered by 50% over the two runs (``Floors``). A step 2.15x slower is 1.43x
+    after dividing the probe out, within that wander: the machine's. The control, 3x: 2x after it, the code's."""
+    runs = []
+    for probe, factor in ((0.010, 1.0), (0.015, slowed)):
+        cases = [case("backprop", depth, time_s=0.1 * factor) for depth in (8, 16, 32, 64, 128)]
+        for record in cases:
+            record["metrics"]["probe_time_s"] = probe
+            record["spread"]["probe_time_s"] = 0.0001
+        runs.append(cases)
+    verdict_of = verdicts_of(*runs).loc["backprop", "step_time_s"]
+    assert set(verdict_of) == {verdict}
+
+
 def floored(time_s: float, memory: float, probes: list[float], device: str) -> list[dict[str, Any]]:
     """Six cases of one run: backprop at depth 8 with ``time_s`` and ``memory`` (tight spreads), and the machine
     probe of each case reading ``probes``."""
