@@ -1,6 +1,6 @@
 """Every figure of a report drawn from the stored reference run keeps each implementation's one style, has no text
-that collides and no bar on a log axis; cases that are not ok are never drawn; the audit itself catches each
-defect it looks for."""
+that collides and no bar on a log axis; cases that are not ok are never drawn; a value a log axis cannot show is
+drawn at its floor, and said so; the audit itself catches each defect it looks for."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import copy
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
+from runfiles import METHODS, case, run_doc
 
 from ctbench.boards.groups import board_groups, board_title
 from ctbench.boards.table import METRIC, cases_frame, leaderboard, task_specs
-from ctbench.catalog.registry import tasks
+from ctbench.catalog.registry import description, tasks
 from ctbench.figures import audit
 from ctbench.figures.palette import Style
 from ctbench.figures.plotting import draw_all, plain_text, report_styles
@@ -72,6 +74,34 @@ def test_a_case_that_is_not_ok_is_not_drawn_and_the_figure_says_so(reference):
         notes = [f.legends[0].get_title().get_text() for f in figures]
     assert drawn and max(drawn) < 1e29 * float(plot.get("scale_y", 1.0))
     assert all("1 case not ok" in note for note in notes), notes
+
+
+def _frame(cases: list[dict]) -> pd.DataFrame:
+    return cases_frame([run_doc("20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", cases)])
+
+
+def _adjoint_plot(name: str) -> dict:
+    return next(p for p in description("adjoint_resnet")["plots"] if p["name"] == name)
+
+
+def test_a_value_a_log_axis_cannot_show_is_drawn_at_its_floor_and_said_so():
+    exact = ("backprop", "checkpoint")
+    frame = _frame([case(m, d, grad_rel_error=0.0 if m in exact else 0.1 / d) for m in METHODS for d in (8, 64)])
+    styles = report_styles(frame)
+    with plain_text():
+        (figure,) = draw_all(_adjoint_plot("grad_error_vs_depth"), frame, styles)
+        figure.canvas.draw()
+        ax = figure.axes[0]
+        hollow = [line for line in ax.get_lines() if line.get_gid() and line.get_markerfacecolor() == "none"]
+        ticks = {t.get_text() for t in ax.get_yticklabels()}
+        note = figure.legends[0].get_title().get_text()
+        problems = audit.style_mismatches(figure, styles)
+    assert {line.get_gid() for line in ax.get_lines() if line.get_gid()} == set(METHODS)
+    assert {line.get_gid() for line in hollow} == set(exact)
+    floors = {float(y) for line in hollow for y in line.get_ydata()}
+    assert len(floors) == 1 and 0 < floors.pop() < 0.1 / 64 and "≤ 0" in ticks
+    assert "≤ 0" in note and "backprop, checkpoint" in note and problems == []
+    plt.close(figure)
 
 
 def test_the_audit_finds_each_defect():
