@@ -7,9 +7,9 @@ wide at the report's 110 dpi, with plain tick labels (8, 64, 256; 0.001; 2e7), n
 
 A *setting* is what must never be mixed in one curve: scale, dataset and hardware.
 
-A curve is the median over seeds with a band (or whiskers) from the lowest to the highest seed. Nothing is left out
-silently: a value <= 0 on a log y axis is drawn at the axis's floor, marked, and the legend says so and counts the
-cases not drawn.
+A curve is the median over seeds with a band (or whiskers) over the 0.2-0.8 quantiles of the seeds, over all of them
+where fewer than five ran. Nothing is left out silently: a value <= 0 on a log y axis is drawn at the axis's floor,
+marked, and the legend says so and counts the cases not drawn.
 
 Text from run files (names, titles, labels) is drawn as plain text: never read as mathtext (a name such as
 ``$\\undefined{x}$`` would fail the whole figure), with its control characters written as escapes.
@@ -36,6 +36,8 @@ DPI = 110
 WIDTH_IN = 1000 / DPI  # figures about 1000 px wide
 MAX_PANELS = 9  # per figure; more boards make more figures
 SCALES = {"smoke": 0, "small": 1, "full": 2}
+BAND = (0.2, 0.8)  # the quantiles over seeds a band or whisker spans (benchopt's default)...
+BAND_SEEDS = 5  # ...from this many seeds on (each tail then holds a whole seed); with fewer, all of them
 
 
 @contextlib.contextmanager
@@ -272,12 +274,12 @@ def _x_positions(values: pd.Series, categories: bool = False) -> tuple[pd.Series
 
 
 def _over_seeds(values: Any) -> pd.DataFrame:
-    """Per x of a grouped series: the median over seeds, the band's ends (the lowest and the highest seed) and the
-    number of seeds."""
+    """Per x of a grouped series: the median over seeds, the band's ends (``BAND``) and the number of seeds."""
+    quantiled = values.size() >= BAND_SEEDS
     return pd.DataFrame({
         "median": values.median(),
-        "low": values.min(),
-        "high": values.max(),
+        "low": values.quantile(BAND[0]).where(quantiled, values.min()),
+        "high": values.quantile(BAND[1]).where(quantiled, values.max()),
         "seeds": values.size(),
     }).sort_index()  # fmt: skip
 
@@ -304,11 +306,12 @@ _Seen = dict[str, set[str]]  # what a caption must say -> the labels it holds fo
 
 
 def _draw_lines(ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[str, Style], kind: str) -> _Seen:
-    """A line per implementation through its medians over seeds with a band over seeds where several ran;
+    """A line per implementation through its medians over seeds with a band over seeds where several ran (``BAND``);
     ``kind == "bar"`` (categorical x) draws dots at the medians with whiskers over the same band instead of bars,
     whose length would mean nothing on a log axis. On a log y axis a value <= 0 is drawn at ``_log_floor``, on a
     dotted line whose tick reads ≤ 0: a median there as a hollow marker, a band down to it. Returns the labels
-    with medians at the floor (``floored``) and values at it (``floor``), for ``_caption``."""
+    with medians at the floor (``floored``), values at it (``floor``), quantile bands and bands over all seeds
+    (``quantile``, ``range``), for ``_caption``."""
     xs, names = _x_positions(panel[x], categories=kind == "bar")
     panel = panel.assign(_x=xs, _label=labels(panel).astype(str))
     floor = _log_floor(panel[y]) if ax.get_yscale() == "log" else -math.inf
@@ -319,8 +322,10 @@ def _draw_lines(ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[st
         stats = _over_seeds(panel[panel["_label"] == label].groupby("_x")[y])
         middle, low, high = (stats[c].clip(lower=floor) for c in ("median", "low", "high"))
         solid, banded = ~(stats["median"] <= floor).to_numpy(), (stats["seeds"] > 1).to_numpy()  # NaN: no point
+        quantiled = (stats["seeds"] >= BAND_SEEDS).to_numpy()
         below = not solid.all() or bool((stats["low"][banded] <= floor).any())
-        for key, holds in (("floored", not solid.all()), ("floor", below)):
+        for key, holds in (("floored", not solid.all()), ("floor", below), ("quantile", quantiled.any()),
+                           ("range", (banded & ~quantiled).any())):  # fmt: skip
             if holds:
                 seen[key].add(label)
         at = stats.index.to_numpy(dtype=float)
@@ -349,9 +354,15 @@ def _draw_lines(ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[st
     return seen
 
 
-def _caption(seen: _Seen) -> list[str]:
-    """The lines a figure's legend adds on what its log axis's floor shows."""
+def _caption(seen: _Seen, kind: str) -> list[str]:
+    """The lines a figure's legend adds on what its bands and its log axis's floor show."""
     lines = []
+    shade, quantiles = "whiskers" if kind == "bar" else "bands", f"{BAND[0]:g}-{BAND[1]:g} quantiles over seeds"
+    if seen["quantile"]:
+        fewer = f", lowest to highest seed where fewer than {BAND_SEEDS}" if seen["range"] else ""
+        lines.append(f"medians over seeds; {shade}: {quantiles}{fewer}")
+    elif seen["range"]:
+        lines.append(f"medians over seeds; {shade}: lowest to highest seed (fewer than {BAND_SEEDS} seeds)")
     if seen["floor"]:
         floored = sorted(seen["floored"])
         named = ", ".join(floored[:4]) + (f" and {len(floored) - 4} more" if len(floored) > 4 else "")
@@ -397,8 +408,8 @@ def line_figures(
     styles: Mapping[str, Style] | None = None,
     note: str = "",
 ) -> list[Any]:
-    """``line_panels``' figures, ``MAX_PANELS`` panels each; ``note``, then what a log axis's floor shows
-    (``_draw_lines``), above the legend."""
+    """``line_panels``' figures, ``MAX_PANELS`` panels each; ``note``, then what the bands and a log axis's floor
+    show (``_draw_lines``), above the legend."""
     chosen = styles_for(frame, styles)
     names = sorted(frame[col].astype(str).unique(), key=_panel_order)
     figures = []
@@ -418,7 +429,7 @@ def line_figures(
                 ax.set_xlabel(axis_label(xlabel, len(chunk)), parse_math=False)
                 ax.set_ylabel(axis_label(ylabel, len(chunk), vertical=True), parse_math=False)
                 ax.grid(True, alpha=0.3)
-            caption = "\n".join([*([note] if note else []), *_caption(seen)])
+            caption = "\n".join([*([note] if note else []), *_caption(seen, kind)])
             legend(figure, chosen, sorted(set(labels(frame).astype(str))), caption)
             figures.append(figure)
     return figures

@@ -1,6 +1,7 @@
 """Every figure of a report drawn from the stored reference run keeps each implementation's one style, has no text
 that collides and no bar on a log axis; cases that are not ok are never drawn; a value a log axis cannot show is
-drawn at its floor, and said so; the audit itself catches each defect it looks for."""
+drawn at its floor and bands over seeds span quantiles, each said on the figure; the audit itself catches each
+defect it looks for."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import copy
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 from runfiles import METHODS, case, run_doc
@@ -101,6 +103,20 @@ def test_a_value_a_log_axis_cannot_show_is_drawn_at_its_floor_and_said_so():
     floors = {float(y) for line in hollow for y in line.get_ydata()}
     assert len(floors) == 1 and 0 < floors.pop() < 0.1 / 64 and "≤ 0" in ticks
     assert "≤ 0" in note and "backprop, checkpoint" in note and problems == []
+    plt.close(figure)
+
+
+def test_a_band_spans_the_quantiles_from_five_seeds_and_all_seeds_below():
+    times = {"backprop": [1.0, 2.0, 3.0, 4.0, 100.0], "checkpoint": [1.0, 2.0, 100.0]}
+    frame = _frame([case(m, 8, seed=i, time_s=t) for m, ts in times.items() for i, t in enumerate(ts)])
+    with plain_text():
+        (figure,) = draw_all(_adjoint_plot("step_time_vs_depth"), frame)
+        bands = {c.get_gid(): c.get_paths()[0].vertices[:, 1] for c in figure.axes[0].collections if c.get_gid()}
+        note = figure.legends[0].get_title().get_text()
+    assert np.isclose(bands["backprop"].min(), np.quantile(times["backprop"], 0.2))
+    assert np.isclose(bands["backprop"].max(), np.quantile(times["backprop"], 0.8))
+    assert (bands["checkpoint"].min(), bands["checkpoint"].max()) == (1.0, 100.0)
+    assert "bands: 0.2-0.8 quantiles over seeds, lowest to highest seed where fewer than 5" in note
     plt.close(figure)
 
 
