@@ -1,7 +1,7 @@
 """Every figure of a report drawn from the stored reference run keeps each implementation's one style, has no text
 that collides and no bar on a log axis; cases that are not ok are never drawn; a value a log axis cannot show is
-drawn at its floor and bands over seeds span quantiles, each said on the figure; the audit itself catches each
-defect it looks for."""
+drawn at its floor, bands over seeds span quantiles, a Pareto panel has two points at least, each said on the
+figure; the audit itself catches each defect it looks for."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ctbench.boards.table import METRIC, cases_frame, leaderboard, task_specs
 from ctbench.catalog.registry import description, tasks
 from ctbench.figures import audit
 from ctbench.figures.palette import Style
+from ctbench.figures.pareto import pareto_figures
 from ctbench.figures.plotting import draw_all, plain_text, report_styles
 from ctbench.machine.env import hardware_label
 from ctbench.store.results import Run
@@ -117,6 +118,25 @@ def test_a_band_spans_the_quantiles_from_five_seeds_and_all_seeds_below():
     assert np.isclose(bands["backprop"].max(), np.quantile(times["backprop"], 0.8))
     assert (bands["checkpoint"].min(), bands["checkpoint"].max()) == (1.0, 100.0)
     assert "bands: 0.2-0.8 quantiles over seeds, lowest to highest seed where fewer than 5" in note
+    plt.close(figure)
+
+
+def test_a_pareto_panel_needs_two_points_and_the_legend_counts_what_is_left_out():
+    cases = [case(m, 8) for m in METHODS[:3]] + [case("adjoint_heun", 8, status="failed", error="boom")]
+    cases.append(case("backprop", 8, seed=1, status="invalid", error="diverged"))  # a drawn row's other seed
+    cases.append(case("backprop", 64))  # a board of one row: no panel
+    run = run_doc("20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", cases)
+    frame = cases_frame([run])
+    board = leaderboard(frame, "adjoint_resnet", task_specs([run]))
+    boards = [(board_title(key), group) for key, group in board_groups(board)]
+    with plain_text():
+        (figure,) = pareto_figures(boards, "grad_rel_error")
+        note = figure.legends[0].get_title().get_text()
+        lone = [b for b in boards if "depth=64" in b[0]]
+        assert len(lone) == 1 and pareto_figures(lone, "grad_rel_error") == []
+    assert len([ax for ax in figure.axes if ax.get_visible()]) == 1
+    assert "2 cases not ok (failed, invalid or timed out) not drawn" in note
+    assert "1 board with fewer than two rows to draw: no panel" in note
     plt.close(figure)
 
 
