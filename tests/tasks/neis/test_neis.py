@@ -260,7 +260,7 @@ def test_smoke_case_measures_everything(impl):
     assert m["throughput_u1_evals_s"] == pytest.approx(m["throughput_samples_s"] * m["cost_per_sample"], rel=1e-3)
     assert set(m) <= set(all_metrics(NEISTask()))
     if impl.startswith("neis"):
-        assert len(result.series["log10_rel_second_moment"]) == 30
+        assert len(result.series["log10_rel_second_moment"]) == NEISTask.scales["smoke"].config["train_steps"]
 
 
 def test_the_step_draws_n_time_estimates():
@@ -370,7 +370,7 @@ def test_plots_draw_the_per_target_dimension_and_training_figures():
 def test_eg2_trains_with_the_authors_eg2_schedule_and_the_rest_keep_eg1s():
     smoke_config = NEISTask.scales["smoke"].config
     eg1, eg2 = Budget.of(smoke_config, "eg1"), Budget.of(smoke_config, "eg2")
-    assert (eg1.lr, eg1.seed_fraction, eg1.seed_until, eg1.train_steps) == (0.3, 0.1, 0.6, 30)
+    assert (eg1.lr, eg1.seed_fraction, eg1.seed_until, eg1.train_steps, eg1.train_batch) == (0.3, 0.1, 0.6, 60, 256)
     assert (eg2.lr, eg2.seed_fraction, eg2.seed_until, eg2.train_steps, eg2.train_batch) == (0.5, 0.3, 0.75, 60, 256)
     assert Budget.of(smoke_config) == eg1 == Budget.of(smoke_config, "gmm_d10")
     for name in ("small", "full", "gpu-smoke"):
