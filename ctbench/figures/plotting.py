@@ -1,5 +1,6 @@
 """Plots drawn from a cases frame alone: the renderer of the tasks' declarative ``LinePlot``s, the Pareto scatter of
-a leaderboard, and the helpers custom plot hooks share (one line per implementation, one panel per setting).
+a leaderboard, and the helpers custom plot hooks share (a line per implementation or per case, a panel per setting;
+``ctbench.figures.records`` turns case records into their rows).
 
 Every plot draws each implementation in its report-wide style (``ctbench.figures.palette``): references in a fixed
 palette, submissions dark, thick and starred, the legend saying which are submissions. Figures are about 1000 px
@@ -160,7 +161,7 @@ def _natural(value: Any) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(value)))
 
 
-def _panel_order(name: str) -> tuple:
+def panel_order(name: str) -> tuple:
     """Panels of the smoke scale first, then small, then full; the rest in natural order."""
     return (SCALES.get(name.split(" | ")[0], 9), _natural(name))
 
@@ -265,15 +266,30 @@ def _x_positions(values: pd.Series, categories: bool = False) -> tuple[pd.Series
     return values.astype(str).map({v: i for i, v in enumerate(order)}).astype(float), order
 
 
-def _draw_lines(ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[str, Style], kind: str) -> None:
+def _draw_units(ax: Any, rows: pd.DataFrame, y: str, style: Style, units: str, label: str) -> None:
+    """A line per value of ``units`` among one implementation's ``rows``, its marker at the line's last point."""
+    for _, one in rows.groupby(units, sort=True):
+        one = one.sort_values("_x")
+        ax.plot(one["_x"], one[y], color=style.colour, linestyle=style.linestyle, linewidth=style.linewidth,
+                marker=style.marker, markevery=[len(one) - 1], markersize=style.markersize, zorder=style.zorder,
+                gid=label)  # fmt: skip
+
+
+def _draw_lines(
+    ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[str, Style], kind: str, units: str | None = None
+) -> None:
     """A line per implementation through its medians over seeds, with a band from the lowest to the highest seed
-    where several seeds ran; ``kind == "bar"`` (categorical x) draws dots at the medians with whiskers to the
-    lowest and highest seed instead of bars, whose length would mean nothing on a log axis."""
+    where several seeds ran, or a line per value of ``units`` (a case's curve); ``kind == "bar"`` (categorical x)
+    draws dots at the medians with whiskers to the lowest and highest seed instead of bars, whose length would mean
+    nothing on a log axis."""
     xs, names = _x_positions(panel[x], categories=kind == "bar")
     panel = panel.assign(_x=xs, _label=labels(panel).astype(str))
     shown = sorted(panel["_label"].unique(), key=lambda lb: (styles[lb].submission, lb))
     for i, label in enumerate(shown):
         s = styles[label]
+        if units is not None and kind != "bar":
+            _draw_units(ax, panel[panel["_label"] == label], y, s, units, label)
+            continue
         values = panel[panel["_label"] == label].groupby("_x")[y]
         points, low, high = values.median().sort_index(), values.min().sort_index(), values.max().sort_index()
         if kind == "bar":
@@ -367,10 +383,14 @@ def line_figures(
     kind: str = "line",
     styles: Mapping[str, Style] | None = None,
     note: str = "",
+    units: str | None = None,
+    linthresh: float | None = None,
 ) -> list[Any]:
-    """``line_panels``' figures, ``MAX_PANELS`` panels each; ``note`` is shown above the legend."""
+    """``line_panels``' figures, ``MAX_PANELS`` panels each; ``note`` is shown above the legend. With ``units``, a
+    line per value of that column (a case's curve) instead of the median over seeds; with ``linthresh``, a panel of
+    a log y axis that holds values <= 0 is drawn on a symmetric log axis, linear within ``linthresh`` of 0."""
     chosen = styles_for(frame, styles)
-    names = sorted(frame[col].astype(str).unique(), key=_panel_order)
+    names = sorted(frame[col].astype(str).unique(), key=panel_order)
     figures = []
     with plain_text():
         for start in range(0, len(names), MAX_PANELS):
@@ -380,11 +400,16 @@ def line_figures(
                 panel = frame[frame[col].astype(str) == name]
                 if kind != "bar":
                     ax.set_xscale(xscale)
-                ax.set_yscale(yscale)
-                _draw_lines(ax, panel, x, y, chosen, kind)
+                symlog = yscale == "log" and linthresh is not None and bool((panel[y] <= 0).any())
+                if symlog:
+                    ax.set_yscale("symlog", linthresh=linthresh)
+                else:
+                    ax.set_yscale(yscale)
+                _draw_lines(ax, panel, x, y, chosen, kind, units)
                 ax.set_title(title(name, len(chunk)), fontsize=9, pad=10, parse_math=False)
                 ax.set_xlabel(axis_label(xlabel, len(chunk)), parse_math=False)
-                ax.set_ylabel(axis_label(ylabel, len(chunk), vertical=True), parse_math=False)
+                shown_y = f"{ylabel} (symmetric log: linear near 0)" if symlog else ylabel
+                ax.set_ylabel(axis_label(shown_y, len(chunk), vertical=True), parse_math=False)
                 ax.grid(True, alpha=0.3)
             legend(figure, chosen, sorted(set(labels(frame).astype(str))), note)
             figures.append(figure)
@@ -435,11 +460,11 @@ def draw_all(plot: Mapping[str, Any], cases: pd.DataFrame, styles: Mapping[str, 
         yscale="log" if plot.get("ylog") else "linear",
         kind=plot.get("kind", "line"),
         styles=styles,
-        note=_left_out_note(int(left_out.sum())),
+        note=left_out_note(int(left_out.sum())),
     )
 
 
-def _left_out_note(count: int) -> str:
+def left_out_note(count: int) -> str:
     """What a figure says of the cases it does not draw (failed, invalid, timed out: no result to show)."""
     if not count:
         return ""
