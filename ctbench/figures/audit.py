@@ -51,16 +51,18 @@ def _legends(figure: Any) -> Iterator[Any]:
             yield ax.get_legend()
 
 
-def legend_styles(figure: Any) -> dict[str, Drawn]:
-    """Each legend entry's text and the style of its handle, over every legend of ``figure``."""
-    out: dict[str, Drawn] = {}
+def _legend_entries(figure: Any) -> Iterator[tuple[str, Drawn]]:
     for legend in _legends(figure):
         handles = getattr(legend, "legend_handles", None) or getattr(legend, "legendHandles", [])
         for text, handle in zip(legend.get_texts(), handles, strict=False):
             style = _handle_style(handle)
             if style is not None:
-                out[text.get_text()] = style
-    return out
+                yield text.get_text(), style
+
+
+def legend_styles(figure: Any) -> dict[str, Drawn]:
+    """Each legend entry's text and the style of its handle, over every legend of ``figure``."""
+    return dict(_legend_entries(figure))
 
 
 def tagged_styles(figure: Any) -> dict[str, set[str]]:
@@ -70,6 +72,15 @@ def tagged_styles(figure: Any) -> dict[str, set[str]]:
         colour = _artist_colour(artist)
         if colour is not None:
             out.setdefault(str(artist.get_gid()), set()).add(colour)
+    return out
+
+
+def drawn_labels(figure: Any) -> dict[str, set[str]]:
+    """Each label ``figure`` draws (a legend entry, ``label (submission)`` read as ``label``, or a tagged artist)
+    and the colours it is drawn in."""
+    out = {label: set(colours) for label, colours in tagged_styles(figure).items()}
+    for text, drawn in _legend_entries(figure):
+        out.setdefault(text.removesuffix(" (submission)"), set()).add(drawn.colour)
     return out
 
 

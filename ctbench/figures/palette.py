@@ -3,7 +3,9 @@
 References take a fixed palette in the order of their names (across every task of the report), so a method keeps
 its colour from plot to plot; submissions are drawn dark, with thick lines and a star, and their legend entries
 say so. The report builds the styles once (``assign``) and draws inside ``using(styles)``, so that a task's custom
-plot hook that asks ``current()`` (or draws through ``ctbench.figures.plotting``) gets the same colours.
+plot hook that asks ``current()`` (or draws through ``ctbench.figures.plotting``) gets the same colours. What a
+figure draws beside the implementations and is none of them (the data, an exact value) is drawn as ``GUIDE``, in a
+grey that no implementation is given.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class Style:
     @property
     def zorder(self) -> float:
         return 4.0 if self.submission else 2.0
+
+
+GUIDE = Style("#7f7f7f", "", linestyle="--")  # what is drawn beside the implementations: data, an exact value
 
 
 def _reference(i: int) -> Style:

@@ -181,29 +181,6 @@ def axis_label(text: str, count: int, vertical: bool = False) -> str:
     return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
 
 
-def finish(figure: Any) -> None:
-    """Make a figure drawn by another library (seaborn) read like the report's own: plain tick labels, titles and
-    axis labels wrapped to their panels, drawn as plain text, then a tight layout."""
-    shown = [ax for ax in figure.axes if ax.get_visible()]
-    for ax in shown:
-        plain_ticks(ax)
-        ax.set_title(title(ax.get_title(), len(shown)), fontsize=9, pad=10, parse_math=False)
-        ax.set_xlabel(axis_label(ax.get_xlabel(), len(shown)), parse_math=False)
-        ax.set_ylabel(axis_label(ax.get_ylabel(), len(shown), vertical=True), parse_math=False)
-    figure.tight_layout()
-    if figure.legends:  # under the panels, as the report's own legends
-        import seaborn as sns  # type: ignore[import-untyped]
-
-        sns.move_legend(figure, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)
-
-
-def hue(names: Sequence[str], styles: Mapping[str, Style] | None = None) -> tuple[dict[str, str], dict[str, str]]:
-    """(colour, marker) per implementation name for a seaborn ``hue``: the report's styles (those in use),
-    completed for names they lack (taken as references)."""
-    chosen = palette.complete(palette.current() if styles is None else styles, [(str(n), False) for n in names])
-    return {str(n): chosen[str(n)].colour for n in names}, {str(n): chosen[str(n)].marker for n in names}
-
-
 def grid(count: int, height: float | None = None) -> tuple[Any, list[Any]]:
     """A figure ``WIDTH_IN`` wide with ``count`` panels, two or three to a row."""
     import matplotlib

@@ -1,20 +1,22 @@
 """Every figure of a report drawn from the stored reference run keeps each implementation's one style, has no text
 that collides and no bar on a log axis; cases that are not ok are never drawn; the audit itself catches each
-defect it looks for."""
+defect it looks for; a task's own figures say how many cases they left out."""
 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
 
+from ctbench.api.task import Task
 from ctbench.boards.groups import board_groups, board_title
 from ctbench.boards.table import METRIC, cases_frame, leaderboard, task_specs
 from ctbench.catalog.registry import tasks
 from ctbench.figures import audit
-from ctbench.figures.palette import Style
+from ctbench.figures.palette import Style, using
 from ctbench.figures.plotting import draw_all, plain_text, report_styles
 from ctbench.machine.env import hardware_label
 from ctbench.store.results import Run
@@ -72,6 +74,26 @@ def test_a_case_that_is_not_ok_is_not_drawn_and_the_figure_says_so(reference):
         notes = [f.legends[0].get_title().get_text() for f in figures]
     assert drawn and max(drawn) < 1e29 * float(plot.get("scale_y", 1.0))
     assert all("1 case not ok" in note for note in notes), notes
+
+
+@pytest.mark.parametrize("name", sorted(n for n, t in tasks().items() if type(t).plots is not Task.plots))
+def test_own_figures_say_how_many_cases_they_left_out(reference, name):
+    from matplotlib.text import Text
+
+    run, _, _, _ = reference
+    broken = copy.deepcopy(run)
+    own = [c for c in broken["cases"] if c["task"] == name and c["status"] == "ok"]
+    victim = max(own, key=lambda c: len(c.get("series") or {}))  # a case every figure of the task would draw
+    victim["status"] = "invalid"
+    frame = cases_frame([broken])
+    records = [{**c, "run_id": run["run_id"], "hardware": hardware_label(run["env"])} for c in broken["cases"]]
+    with plain_text(), using(report_styles(frame)):
+        figures = tasks()[name].plots(frame[frame["task"] == name], [r for r in records if r["task"] == name])
+    assert figures
+    for title, figure in figures.items():
+        texts = [t.get_text() for t in figure.findobj(Text)]
+        assert any(re.search(r"\d+ cases? not ok .* not drawn", t) for t in texts), (title, texts)
+        plt.close(figure)
 
 
 def test_the_audit_finds_each_defect():
