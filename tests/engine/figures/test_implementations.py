@@ -1,6 +1,6 @@
 """Two implementations of one name (a folder submission beside the reference, two versions of one file) are two
 implementations in every figure of a report: each in its own colour, the same in every figure, as the boards name
-it."""
+it; the audit reports a legend entry that is no implementation of the report or that is drawn in another style."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ctbench.boards.groups import board_groups, board_title
 from ctbench.boards.table import cases_frame, leaderboard, task_specs
 from ctbench.catalog.registry import tasks
 from ctbench.figures import audit
+from ctbench.figures.palette import GUIDE, Style
 from ctbench.figures.plotting import plain_text, report_styles
 from ctbench.machine.env import hardware_label
 from ctbench.store.results import Run
@@ -86,3 +87,19 @@ def test_one_name_twice_is_two_implementations_in_every_figure(task):
             plt.close(figure)
     assert own and all(set(pair) <= shown_by_own for pair in pairs), (own, pairs, sorted(shown_by_own))
     assert all(len(seen) == 1 for seen in colours.values()), colours  # one colour per implementation, every figure
+
+
+def test_the_audit_reports_a_legend_entry_of_no_implementation_or_in_another_style():
+    styles = {"a": Style("#1f77b4", "o"), "b": Style("#ff7f0e", "s")}
+    figure, ax = plt.subplots()
+    (a,) = ax.plot([1, 2], [1, 2], color="#1f77b4", marker="o")
+    (b,) = ax.plot([1, 2], [2, 1], color="#1f77b4", marker="s")  # b in a's colour
+    (stranger,) = ax.plot([1, 2], [1, 1], color="#2ca02c")
+    (data,) = ax.plot([1, 2], [0, 0], color=GUIDE.colour, linestyle="--")
+    ax.scatter([1], [1], color="#d62728", gid="c")  # a tagged artist of no implementation
+    ax.legend([a, b, stranger, data], ["a", "b (submission)", "stranger", "data"])
+    problems = audit.style_mismatches(figure, styles)
+    plt.close(figure)
+    assert any("legend 'b': colour #1f77b4, not #ff7f0e" in p for p in problems), problems
+    assert any("legend 'stranger'" in p for p in problems) and any("'c'" in p for p in problems), problems
+    assert not any("'a'" in p or "'data'" in p for p in problems), problems
