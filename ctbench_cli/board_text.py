@@ -113,6 +113,7 @@ def board_lines(task: str, group: pd.DataFrame, specs: TaskSpecs, limit: int) ->
             0,
             cap=32,
             flex=16,
+            grow=5,  # whole after the ranking metric and the objectives, before the other metrics
         ),  # fmt: skip
         Col("Pareto", ["" if is_missing(r.get("pareto")) else str(int(r["pareto"])) for r in rows], 3, right=True),
     ]

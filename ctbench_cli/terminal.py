@@ -36,7 +36,8 @@ def clip(text: object, size: int) -> str:
 @dataclass
 class Col:
     """A column: its header, cells, priority (lower is kept first), right-aligned or not, the widest it may be
-    (longer cells are cut) and, for the one flexible column, the narrowest."""
+    (longer cells are cut) and, for the one flexible column, the narrowest (``flex``) and the priority at which it
+    takes its whole width (``grow``: before the columns of a higher priority number are placed)."""
 
     header: str
     cells: list[str]
@@ -44,6 +45,7 @@ class Col:
     right: bool = False
     cap: int = 40
     flex: int = 0  # > 0: takes the width left over, at least this much
+    grow: int | None = None  # the flexible column's whole width comes before columns of a higher priority number
 
 
 def _full(col: Col) -> int:
@@ -57,23 +59,36 @@ def _natural(col: Col) -> int:
 
 def _sizes(cols: Sequence[Col], limit: int, gap: int) -> dict[int, int]:
     """Each shown column's width: every column whole when the table fits in ``limit``; else the columns that fit
-    in priority order, each at most its ``cap`` (the flexible one at least its ``flex``), then the width left over
-    given back, in priority order, to the columns cut, up to their whole width."""
+    in priority order, each at most its ``cap`` (the flexible one at least its ``flex``, and whole once the columns
+    up to its ``grow`` priority are placed), then the width left over given back, in priority order, to the columns
+    cut, up to their whole width."""
     if sum(_full(c) for c in cols) + gap * max(len(cols) - 1, 0) <= limit:
         return {id(c): _full(c) for c in cols}
     sizes: dict[int, int] = {}
     used = 0
-    for col in sorted(cols, key=lambda c: c.priority):
-        size = min(_natural(col), col.flex) if col.flex else _natural(col)
+
+    def place(col: Col, size: int) -> None:
+        nonlocal used
         need = size + (gap if sizes else 0)
         if used + need <= limit:
             sizes[id(col)] = size
             used += need
+
+    def widen(col: Col) -> None:
+        nonlocal used
+        grown = min(_full(col), sizes[id(col)] + limit - used)
+        used += grown - sizes[id(col)]
+        sizes[id(col)] = grown
+
+    growing = [c for c in cols if c.flex and c.grow is not None]
+    for col in sorted(cols, key=lambda c: c.priority):
+        for flexible in [c for c in growing if id(c) in sizes and (c.grow or 0) <= col.priority]:
+            widen(flexible)
+            growing.remove(flexible)
+        place(col, min(_natural(col), col.flex) if col.flex else _natural(col))
     for col in sorted(cols, key=lambda c: (not c.flex, c.priority)):  # the flexible column first
         if id(col) in sizes:
-            grown = min(_full(col), sizes[id(col)] + limit - used)
-            used += grown - sizes[id(col)]
-            sizes[id(col)] = grown
+            widen(col)
     return sizes
 
 

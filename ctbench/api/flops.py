@@ -23,10 +23,12 @@ from torch.utils.flop_counter import flop_registry
 
 class _Counter(TorchDispatchMode):
     def __init__(self) -> None:
-        super().__init__()
-        self.total = 0
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.total: int = 0
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         formula = flop_registry.get(func._overloadpacket)
@@ -38,6 +40,7 @@ class _Counter(TorchDispatchMode):
 def count_flops(fn: Callable[[], Any]) -> int:
     """The floating-point operations of one call of ``fn`` (a multiply-add counts two), forward and backward, on
     any device; the call runs for real (a training step updates its weights)."""
-    with _Counter() as counter:
+    counter = _Counter()
+    with counter:
         fn()
     return counter.total

@@ -8,6 +8,11 @@ wide at the report's 110 dpi, with plain tick labels (8, 64, 256; 0.001; 2e7), n
 
 A *setting* is what must never be mixed in one curve: scale, dataset and hardware.
 
+A curve is the median over seeds with a band (or whiskers) over the 0.2-0.8 quantiles of the seeds, over all of them
+where fewer than five ran; or, where a caller asks for a line per case (``units``), each case's own values. Nothing is
+left out silently: a value <= 0 on a log y axis is drawn at the axis's floor, marked, and the legend says so and
+counts the cases not drawn; a caller that passes ``linthresh`` gets such a panel on a symmetric log axis instead.
+
 Text from run files (names, titles, labels) is drawn as plain text: never read as mathtext (a name such as
 ``$\\undefined{x}$`` would fail the whole figure), with its control characters written as escapes.
 """
@@ -18,9 +23,11 @@ import contextlib
 import math
 import re
 import textwrap
+from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ctbench.boards.table import METRIC, PARAM
@@ -32,6 +39,8 @@ DPI = 110
 WIDTH_IN = 1000 / DPI  # figures about 1000 px wide
 MAX_PANELS = 9  # per figure; more boards make more figures
 SCALES = {"smoke": 0, "small": 1, "full": 2}
+BAND = (0.2, 0.8)  # the quantiles over seeds a band or whisker spans (benchopt's default)...
+BAND_SEEDS = 5  # ...from this many seeds on (each tail then holds a whole seed); with fewer, all of them
 
 
 @contextlib.contextmanager
@@ -199,7 +208,8 @@ def grid(count: int, height: float | None = None) -> tuple[Any, list[Any]]:
 
 
 def legend(figure: Any, styles: Mapping[str, Style], shown: Sequence[str], note: str = "") -> None:
-    """One legend under the panels: submissions first (marked), then references, in their style."""
+    """One legend under the panels: submissions first (marked), then references, in their style; ``note`` (its
+    lines) above them."""
     from matplotlib.lines import Line2D
 
     order = sorted(shown, key=lambda label: (not styles[label].submission, label))
@@ -223,7 +233,7 @@ def legend(figure: Any, styles: Mapping[str, Style], shown: Sequence[str], note:
         bbox_to_anchor=(0.5, 0.0),
         ncol=min(4, max(1, len(order))),
         frameon=False,
-        title=printable(note) if note else None,
+        title="\n".join(printable(line) for line in note.split("\n")) if note else None,
         title_fontsize=9,
     )
     for text in [*drawn.get_texts(), drawn.get_title()]:
@@ -243,85 +253,135 @@ def _x_positions(values: pd.Series, categories: bool = False) -> tuple[pd.Series
     return values.astype(str).map({v: i for i, v in enumerate(order)}).astype(float), order
 
 
-def _draw_units(ax: Any, rows: pd.DataFrame, y: str, style: Style, units: str, label: str) -> None:
-    """A line per value of ``units`` among one implementation's ``rows``, its marker at the line's last point."""
+def _draw_units(ax: Any, rows: pd.DataFrame, y: str, style: Style, units: str, label: str, floor: float) -> bool:
+    """A line per value of ``units`` among one implementation's ``rows``, its marker at the line's last point; a
+    value at or below ``floor`` (a log axis's, ``_log_floor``) drawn there as a hollow marker, the line broken
+    around it (a point the break leaves alone keeps its marker). Whether any was."""
+    floored = False
     for _, one in rows.groupby(units, sort=True):
         one = one.sort_values("_x")
-        ax.plot(one["_x"], one[y], color=style.colour, linestyle=style.linestyle, linewidth=style.linewidth,
-                marker=style.marker, markevery=[len(one) - 1], markersize=style.markersize, zorder=style.zorder,
-                gid=label)  # fmt: skip
+        at, values = one["_x"].to_numpy(dtype=float), one[y].to_numpy(dtype=float)
+        low = values <= floor
+        shown = ~low & ~np.isnan(values)
+        alone = shown & ~np.r_[False, shown[:-1]] & ~np.r_[shown[1:], False]
+        marked = sorted({len(one) - 1, *np.flatnonzero(alone).tolist()})
+        ax.plot(at, np.where(low, np.nan, values), color=style.colour, linestyle=style.linestyle,
+                linewidth=style.linewidth, marker=style.marker, markevery=marked, markersize=style.markersize,
+                zorder=style.zorder, gid=label)  # fmt: skip
+        if low.any():
+            floored = True
+            ax.plot(at[low], np.full(int(low.sum()), floor), linestyle="none", color=style.colour,
+                    marker=style.marker, markersize=style.markersize, markerfacecolor="none", markeredgewidth=1.5,
+                    zorder=style.zorder + 1, gid=label)  # fmt: skip
+    return floored
+
+
+def _over_seeds(values: Any) -> pd.DataFrame:
+    """Per x of a grouped series: the median over seeds, the band's ends (``BAND``) and the number of seeds."""
+    quantiled = values.size() >= BAND_SEEDS
+    return pd.DataFrame({
+        "median": values.median(),
+        "low": values.quantile(BAND[0]).where(quantiled, values.min()),
+        "high": values.quantile(BAND[1]).where(quantiled, values.max()),
+        "seeds": values.size(),
+    }).sort_index()  # fmt: skip
+
+
+def _log_floor(values: pd.Series) -> float:
+    """Where a log axis draws values <= 0: the power of ten a decade below the lowest positive value (1 when none is
+    positive)."""
+    positive = values[values > 0]
+    return 10.0 ** (math.floor(math.log10(positive.min())) - 1) if len(positive) else 1.0
+
+
+def _floor_axis(ax: Any, floor: float) -> None:
+    """A dotted line along ``floor`` with its tick labelled ≤ 0, and no tick between it and the decade above."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    ax.axhline(floor, color="0.4", linestyle=":", linewidth=1.0, zorder=1)
+    high = max(ax.get_ylim())
+    above = [t for t in ax.get_yticks() if 10 * floor * (1 - 1e-9) <= t <= high]
+    ax.yaxis.set_major_locator(FixedLocator([floor, *above]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "≤ 0" if math.isclose(v, floor) else plain(v)))
+
+
+_Seen = dict[str, set[str]]  # what a caption must say -> the labels it holds for (``_draw_lines``)
 
 
 def _draw_lines(
     ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[str, Style], kind: str, units: str | None = None
-) -> None:
-    """A line per implementation through its medians over seeds, with a band from the lowest to the highest seed
-    where several seeds ran, or a line per value of ``units`` (a case's curve); ``kind == "bar"`` (categorical x)
-    draws dots at the medians with whiskers to the lowest and highest seed instead of bars, whose length would mean
-    nothing on a log axis."""
+) -> _Seen:
+    """A line per implementation through its medians over seeds with a band over seeds where several ran (``BAND``),
+    or a line per value of ``units`` (a case's curve, ``_draw_units``); ``kind == "bar"`` (categorical x) draws dots
+    at the medians with whiskers over the same band instead of bars, whose length would mean nothing on a log axis.
+    On a log y axis a value <= 0 is drawn at ``_log_floor``, on a dotted line whose tick reads ≤ 0: a median (or a
+    case's value) there as a hollow marker, a band down to it; on a symmetric log axis (``line_figures``'
+    ``linthresh``) every value is drawn where it is. Returns the labels with medians or a case's values at the floor
+    (``floored``), values at it (``floor``), quantile bands and bands over all seeds (``quantile``, ``range``), for
+    ``_caption``."""
     xs, names = _x_positions(panel[x], categories=kind == "bar")
     panel = panel.assign(_x=xs, _label=labels(panel).astype(str))
+    floor = _log_floor(panel[y]) if ax.get_yscale() == "log" else -math.inf
     shown = sorted(panel["_label"].unique(), key=lambda lb: (styles[lb].submission, lb))
+    seen: _Seen = defaultdict(set)
     for i, label in enumerate(shown):
         s = styles[label]
         if units is not None and kind != "bar":
-            _draw_units(ax, panel[panel["_label"] == label], y, s, units, label)
+            if _draw_units(ax, panel[panel["_label"] == label], y, s, units, label, floor):
+                seen["floored"].add(label)
+                seen["floor"].add(label)
             continue
-        values = panel[panel["_label"] == label].groupby("_x")[y]
-        points, low, high = values.median().sort_index(), values.min().sort_index(), values.max().sort_index()
+        stats = _over_seeds(panel[panel["_label"] == label].groupby("_x")[y])
+        middle, low, high = (stats[c].clip(lower=floor) for c in ("median", "low", "high"))
+        solid, banded = ~(stats["median"] <= floor).to_numpy(), (stats["seeds"] > 1).to_numpy()  # NaN: no point
+        quantiled = (stats["seeds"] >= BAND_SEEDS).to_numpy()
+        below = not solid.all() or bool((stats["low"][banded] <= floor).any())
+        for key, holds in (("floored", not solid.all()), ("floor", below), ("quantile", quantiled.any()),
+                           ("range", (banded & ~quantiled).any())):  # fmt: skip
+            if holds:
+                seen[key].add(label)
+        at = stats.index.to_numpy(dtype=float)
+        line = dict(color=s.colour, marker=s.marker, markersize=s.markersize, gid=label)
         if kind == "bar":
-            offset = (i - (len(shown) - 1) / 2) * min(0.8 / len(shown), 0.25)
-            at = points.index + offset
-            ax.errorbar(
-                at,
-                points.values,
-                yerr=[points.values - low.values, high.values - points.values],
-                fmt="none",
-                ecolor=s.colour,
-                elinewidth=s.linewidth,
-                capsize=3,
-                zorder=s.zorder,
-                gid=label,
-            )
-            ax.plot(
-                at,
-                points.values,
-                linestyle="none",
-                color=s.colour,
-                marker=s.marker,
-                markersize=s.markersize,
-                markeredgecolor="black" if s.submission else s.colour,
-                zorder=s.zorder + 1,
-                gid=label,
-            )
+            at = at + (i - (len(shown) - 1) / 2) * min(0.8 / len(shown), 0.25)
+            ax.errorbar(at, middle, yerr=[middle - low, high - middle], fmt="none", ecolor=s.colour,
+                        elinewidth=s.linewidth, capsize=3, zorder=s.zorder, gid=label)  # fmt: skip
+            ax.plot(at[solid], middle[solid], linestyle="none", zorder=s.zorder + 1,
+                    markeredgecolor="black" if s.submission else s.colour, **line)  # fmt: skip
         else:
-            if (values.size() > 1).any():
-                ax.fill_between(
-                    points.index,
-                    low.values,
-                    high.values,
-                    color=s.colour,
-                    alpha=0.15,
-                    linewidth=0,
-                    zorder=s.zorder - 1,
-                    gid=label,
-                )
-            ax.plot(
-                points.index,
-                points.values,
-                color=s.colour,
-                marker=s.marker,
-                linestyle=s.linestyle,
-                linewidth=s.linewidth,
-                markersize=s.markersize,
-                zorder=s.zorder,
-                gid=label,
-            )
+            if banded.any():
+                ax.fill_between(at, low, high, color=s.colour, alpha=0.15, linewidth=0, zorder=s.zorder - 1,
+                                gid=label)  # fmt: skip
+            ax.plot(at, middle.where(solid), linestyle=s.linestyle, linewidth=s.linewidth, zorder=s.zorder, **line)
+        if not solid.all():
+            ax.plot(at[~solid], middle[~solid], linestyle="none", markerfacecolor="none", markeredgewidth=1.5,
+                    zorder=s.zorder + 1, **line)  # fmt: skip
     if names is not None:
         names = [printable(n) for n in names]
         ax.set_xticks(range(len(names)), names, rotation=30 if max(map(len, names)) > 6 else 0, parse_math=False)
         ax.set_xlim(-0.5, len(names) - 0.5)
     plain_ticks(ax, None if names is not None else sorted(set(xs)), categorical=names is not None)
+    if seen["floor"]:
+        _floor_axis(ax, floor)
+    return seen
+
+
+def _caption(seen: _Seen, kind: str, units: bool = False) -> list[str]:
+    """The lines a figure's legend adds on what its bands and its log axis's floor show (a case's values rather than
+    medians where ``units`` drew a line per case)."""
+    lines = []
+    shade, quantiles = "whiskers" if kind == "bar" else "bands", f"{BAND[0]:g}-{BAND[1]:g} quantiles over seeds"
+    if seen["quantile"]:
+        fewer = f", lowest to highest seed where fewer than {BAND_SEEDS}" if seen["range"] else ""
+        lines.append(f"medians over seeds; {shade}: {quantiles}{fewer}")
+    elif seen["range"]:
+        lines.append(f"medians over seeds; {shade}: lowest to highest seed (fewer than {BAND_SEEDS} seeds)")
+    if seen["floor"]:
+        floored = sorted(seen["floored"])
+        named = ", ".join(floored[:4]) + (f" and {len(floored) - 4} more" if len(floored) > 4 else "")
+        hollow = f"; hollow markers on it: {'values' if units else 'medians'} ≤ 0 of {named}" if floored else ""
+        lines.append(f"dotted line (≤ 0): values a log axis cannot show{hollow}")
+    return lines
 
 
 def line_panels(
@@ -363,9 +423,10 @@ def line_figures(
     units: str | None = None,
     linthresh: float | None = None,
 ) -> list[Any]:
-    """``line_panels``' figures, ``MAX_PANELS`` panels each; ``note`` is shown above the legend. With ``units``, a
-    line per value of that column (a case's curve) instead of the median over seeds; with ``linthresh``, a panel of
-    a log y axis that holds values <= 0 is drawn on a symmetric log axis, linear within ``linthresh`` of 0."""
+    """``line_panels``' figures, ``MAX_PANELS`` panels each; ``note``, then what the bands and a log axis's floor
+    show (``_draw_lines``), above the legend. With ``units``, a line per value of that column (a case's curve)
+    instead of the median over seeds. A panel of a log y axis that holds values <= 0 draws them at the axis's floor;
+    with ``linthresh``, on a symmetric log axis instead, linear within ``linthresh`` of 0."""
     chosen = styles_for(frame, styles)
     names = sorted(frame[col].astype(str).unique(), key=panel_order)
     figures = []
@@ -373,6 +434,7 @@ def line_figures(
         for start in range(0, len(names), MAX_PANELS):
             chunk = names[start : start + MAX_PANELS]
             figure, axes = grid(len(chunk))
+            seen: _Seen = defaultdict(set)
             for ax, name in zip(axes, chunk, strict=True):
                 panel = frame[frame[col].astype(str) == name]
                 if kind != "bar":
@@ -382,13 +444,15 @@ def line_figures(
                     ax.set_yscale("symlog", linthresh=linthresh)
                 else:
                     ax.set_yscale(yscale)
-                _draw_lines(ax, panel, x, y, chosen, kind, units)
+                for key, held in _draw_lines(ax, panel, x, y, chosen, kind, units).items():
+                    seen[key] |= held
                 ax.set_title(title(name, len(chunk)), fontsize=9, pad=10, parse_math=False)
                 ax.set_xlabel(axis_label(xlabel, len(chunk)), parse_math=False)
                 shown_y = f"{ylabel} (symmetric log: linear near 0)" if symlog else ylabel
                 ax.set_ylabel(axis_label(shown_y, len(chunk), vertical=True), parse_math=False)
                 ax.grid(True, alpha=0.3)
-            legend(figure, chosen, sorted(set(labels(frame).astype(str))), note)
+            caption = "\n".join([*([note] if note else []), *_caption(seen, kind, units is not None and kind != "bar")])
+            legend(figure, chosen, sorted(set(labels(frame).astype(str))), caption)
             figures.append(figure)
     return figures
 
@@ -406,7 +470,8 @@ def draw(plot: Mapping[str, Any], cases: pd.DataFrame, styles: Mapping[str, Styl
 
 def draw_all(plot: Mapping[str, Any], cases: pd.DataFrame, styles: Mapping[str, Style] | None = None) -> list[Any]:
     """``draw``'s figures, ``MAX_PANELS`` panels each (none when no ok case carries both axes). Only ok cases are
-    drawn; the legend says how many others there were."""
+    drawn; the legend says how many others there were, and how many ok ones a log x axis could not place (x not
+    positive). A y value <= 0 on a log axis is drawn at the axis's floor, and said so (``_draw_lines``)."""
     x, y = _column(plot["x"]), _column(plot["y"])
     frame = cases
     for name, value in (plot.get("where") or {}).items():
@@ -417,10 +482,8 @@ def draw_all(plot: Mapping[str, Any], cases: pd.DataFrame, styles: Mapping[str, 
     left_out = frame["status"] != "ok"
     frame = frame[~left_out]
     frame = frame.dropna(subset=[x, y]).assign(value=lambda d: d[y] * float(plot.get("scale_y", 1.0)))
-    if plot.get("xlog"):
-        frame = frame[pd.to_numeric(frame[x], errors="coerce") > 0]
-    if plot.get("ylog"):
-        frame = frame[frame["value"] > 0]
+    unplaced = ~(pd.to_numeric(frame[x], errors="coerce") > 0) & bool(plot.get("xlog"))  # a log x axis has no place
+    frame = frame[~unplaced]
     if frame.empty:
         return []
     frame = frame.assign(setting=setting(frame))
@@ -437,12 +500,20 @@ def draw_all(plot: Mapping[str, Any], cases: pd.DataFrame, styles: Mapping[str, 
         yscale="log" if plot.get("ylog") else "linear",
         kind=plot.get("kind", "line"),
         styles=styles,
-        note=left_out_note(int(left_out.sum())),
+        note="\n".join(n for n in (left_out_note(int(left_out.sum())), _unplaced(int(unplaced.sum()), plot["x"])) if n),
     )
+
+
+def _unplaced(count: int, x: str) -> str:
+    """What a figure says of the ok cases whose ``x`` a log axis cannot place."""
+    return counted(count, "case", f"with {x} not positive not drawn (log x axis)")
+
+
+def counted(count: int, what: str, rest: str) -> str:
+    """A note on ``count`` things (``what``, singular): "3 cases not drawn"; empty when there are none."""
+    return f"{count} {what}{'s' if count > 1 else ''} {rest}" if count else ""
 
 
 def left_out_note(count: int) -> str:
     """What a figure says of the cases it does not draw (failed, invalid, timed out: no result to show)."""
-    if not count:
-        return ""
-    return f"{count} case{'s' if count > 1 else ''} not ok (failed, invalid or timed out) not drawn"
+    return counted(count, "case", "not ok (failed, invalid or timed out) not drawn")

@@ -9,7 +9,7 @@ Hyperparameters: a class's ``defaults`` maps a problem name ("quadratic", "hyper
 variant such as "hyperparam-covtype") to its tuned values; a variant without an entry takes its kind's. Keyword
 arguments of the constructor override them (``SOBA(step_size=0.5)``) and are never tuned.
 
-Tuning (``suites.bilevel.tune``): before its case, every solver's values are searched on a held-apart seed over a
+Tuning (``suites.bilevel.tune``): before its case, every solver's values are searched on held-apart seeds over a
 grid of at most the scale's budget of points (9 at small and full scale), the same budget for every solver, and
 the case runs at the best. The grid is, unless the class declares its own in ``tuning_grid`` ({problem name, kind
 or "default": {hyperparameter: [values]}}, e.g. ``{"hyperparam": {"step_size": [0.1, 1.0]}}``; ``{"default": {}}``

@@ -63,8 +63,9 @@ def _run_best_times(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def figures(cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One figure per curve (a panel per problem, dataset and scale, and machine where there are several; a line
     per case in its implementation's style), and the time to come within 1e-3 of the run's lowest h (median over
-    seeds, whiskers from the lowest to the highest). Cases that are not ok are left out, and each figure says how
-    many. ``cases`` (the report's cases frame) names the implementations as the boards do."""
+    seeds, whiskers over the 0.2-0.8 quantiles of the seeds, the lowest to the highest below five). Cases that are
+    not ok are left out, and each figure says how many. ``cases`` (the report's cases frame) names the
+    implementations as the boards do."""
     records = labelled(records, cases)
     note = left_out(records)
     machines = len({r.get("hardware", "?") for r in records})

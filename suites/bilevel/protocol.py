@@ -1,7 +1,7 @@
 """The protocol of one case: one solver on one problem.
 
 ``prepare`` builds the problem, computes h* (cached), tunes the solver's steps (``tune.tune``: a grid searched
-on a held-apart seed under the scale's budget of points, the same for every solver; cached) and ``init``-s the
+on held-apart seeds under the scale's budget of points, the same for every solver; cached) and ``init``-s the
 solver at the chosen values; the engine measures ``solver.step`` on that fresh state (time, working memory).
 ``evaluate`` first checks that the solver's stochastic directions, where it exposes them, are unbiased
 (``checks.directions_check``: ``init``, a few steps, directions drawn without moving), then runs the race

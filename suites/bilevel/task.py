@@ -20,11 +20,12 @@ from suites.bilevel.problem import ORACLES, QUANTITY
 from suites.bilevel.problems import settings
 
 _QUADRATIC = {"mu": 0.1, "lip": 1.0, "lip_cross": 0.1}
-# Tuning: a held-apart seed no case uses; at most `budget` points per solver; multipliers of each solver's own
-# tuned defaults, except where a problem names its grid (benchopt's for its quadratic).
+# Tuning: held-apart seeds no case uses (a point must converge on both: suites/bilevel/tune.py); at most `budget`
+# points per solver; multipliers of each solver's own tuned defaults, except where a problem names its grid
+# (benchopt's for its quadratic).
 _BENCHOPT_GRID = {"step_size": [0.01, 0.1], "outer_ratio": [0.1, 1.0, 10.0, 100.0]}  # config/quadratics_021424.yml
 _TUNING = {
-    "seed": 1000,
+    "seeds": (1000, 1001),
     "budget": 9,
     "multipliers": {"step_size": [0.25, 1.0, 4.0], "outer_ratio": [0.1, 1.0, 10.0]},
     "grids": {"quadratic-benchopt": _BENCHOPT_GRID},

@@ -1,4 +1,4 @@
-"""Tuning as part of a protocol: a small grid of hyper-parameters searched on a held-apart seed, under one budget.
+"""Tuning as part of a protocol: a small grid of hyper-parameters searched on held-apart seeds, under one budget.
 
 The rules, the same for every implementation of a task (references, peers and submissions alike):
 
@@ -14,15 +14,16 @@ The rules, the same for every implementation of a task (references, peers and su
 - The budget. ``search`` runs every point of the grid and refuses a grid of more than ``budget`` points
   (``ValueError``, never a silent truncation): the task sets one budget per scale, the same for every
   implementation, and runs each point under the same settings (data, samples, time).
-- The held-apart seed. Each point is scored by the task's ``score`` callable from a run on ``seed``, a seed no
-  case uses, so the chosen values are not fitted to the seeds that are then reported.
+- The held-apart seeds. Each point is scored by the task's ``score`` callable from runs on ``seeds``, seeds no
+  case uses, so the chosen values are not fitted to the seeds that are then reported; a point must hold on every
+  one of them (the task's ``score`` decides how they combine).
 - The choice. Lower scores are better. A point whose run raises ``ctbench.Invalid`` (diverged, did not converge)
   or returns a score that is not finite scores +inf. The chosen point is the best finite score (ties: the first in
   grid order); when no point has a finite score nothing is chosen (``chosen`` is None) and the case runs at the
   implementation's defaults.
 
 ``Tuning`` (what ``search`` returns) is JSON-able (``to_json`` / ``from_json``, e.g. for ``ctbench.api.cache``) and says
-what a case records about it: ``note()`` (the grid, the budget, the seed, the criterion and the choice, for
+what a case records about it: ``note()`` (the grid, the budget, the seeds, the criterion and the choice, for
 ``CaseResult.note``), ``metrics()`` (``tuned_<axis>`` for numeric chosen values and ``tuning_points``) and
 ``series()`` (``tuning_scores``: [point index, score] for the finite scores).
 """
@@ -119,7 +120,7 @@ class Tuning:
     scores: tuple[float, ...]
     chosen: Point | None
     criterion: str
-    seed: int
+    seeds: tuple[int, ...]
     budget: int
     cached: bool = False
 
@@ -134,14 +135,15 @@ class Tuning:
             "scores": [s if math.isfinite(s) else None for s in self.scores],
             "chosen": self.chosen,
             "criterion": self.criterion,
-            "seed": self.seed,
+            "seeds": list(self.seeds),
             "budget": self.budget,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], cached: bool = False) -> Tuning:
         scores = tuple(math.inf if s is None else float(s) for s in data["scores"])
-        return cls(Grid(data["grid"]), scores, data["chosen"], data["criterion"], int(data["seed"]),
+        return cls(Grid(data["grid"]), scores, data["chosen"], data["criterion"],
+                   tuple(int(seed) for seed in data["seeds"]),
                    int(data["budget"]), cached)  # fmt: skip
 
     def metrics(self, prefix: str = "tuned_") -> dict[str, float]:
@@ -162,7 +164,8 @@ class Tuning:
             return "not tuned: its grid is empty (run at its defaults)"
         axes = ", ".join(f"{name} in {{{', '.join(map(_fmt, values))}}}" for name, values in self.grid.axes.items())
         failed = sum(not math.isfinite(s) for s in self.scores)
-        head = (f"tuned over {len(self.scores)} points (budget {self.budget}) on held-apart seed {self.seed}: {axes}; "
+        head = (f"tuned over {len(self.scores)} points (budget {self.budget}) on held-apart seeds "
+                f"{', '.join(map(str, self.seeds))}: {axes}; "
                 f"criterion: {self.criterion}")  # fmt: skip
         tail = f"; {failed} of {len(self.scores)} points failed" if failed else ""
         source = " (cached search)" if self.cached else ""
@@ -181,10 +184,10 @@ def search(
     score: Callable[[Point], float],
     *,
     budget: int,
-    seed: int,
+    seeds: Sequence[int],
     criterion: str,
 ) -> Tuning:
-    """Score every point of ``grid`` with ``score(point)`` (a run on the held-apart ``seed``, lower is better) and
+    """Score every point of ``grid`` with ``score(point)`` (runs on the held-apart ``seeds``, lower is better) and
     keep the best (module docstring). A grid larger than ``budget`` is refused."""
     if budget < 1:
         raise ValueError(f"tuning budget must be at least 1 point, got {budget}")
@@ -195,7 +198,7 @@ def search(
         )
     points = grid.points()
     if not grid.axes:
-        return Tuning(grid, (), {}, criterion, seed, budget)
+        return Tuning(grid, (), {}, criterion, tuple(seeds), budget)
     scores = []
     for point in points:
         try:
@@ -205,4 +208,4 @@ def search(
         scores.append(value if math.isfinite(value) else math.inf)
     finite = [k for k, s in enumerate(scores) if math.isfinite(s)]
     chosen = points[min(finite, key=lambda k: scores[k])] if finite else None
-    return Tuning(grid, tuple(scores), chosen, criterion, seed, budget)
+    return Tuning(grid, tuple(scores), chosen, criterion, tuple(seeds), budget)

@@ -43,6 +43,7 @@ from ctbench.run.cases import plan
 from ctbench.store.verdict import exit_status
 from ctbench_cli.main import main as cli_main
 from ctbench_cli.summary import skipped_lines, summarise
+from ctbench_cli.terminal import Col, render
 
 REPO = Path(__file__).resolve().parents[3]
 TASK = "adjoint_resnet"
@@ -616,6 +617,20 @@ def test_show_cuts_no_name_where_the_terminal_is_wide_enough(tmp_path, cli_env):
     assert "…" not in wide.stdout and max(map(len, wide.stdout.splitlines())) <= 400
     narrow = cli(["show", str(tmp_path / "a.json")], {**cli_env, "COLUMNS": "60"})
     assert LONG not in narrow.stdout and "…" in narrow.stdout and max(map(len, narrow.stdout.splitlines())) <= 60
+
+
+def test_a_name_is_whole_before_the_metrics_outside_the_objectives_are_shown():
+    """A terminal too narrow for every column but wide enough for the rank, the whole name, the ranking metric and
+    the objectives: the name is whole, and metrics of lower priority give way."""
+    cols = [
+        Col("#", ["1"], 0),
+        Col("implementation", [f"* {LONG}"], 0, cap=32, flex=16, grow=5),
+        Col("accuracy", ["0.9"], 1, right=True),
+        *(Col(f"other_metric_{i}", ["1.0"], 10 + i, right=True) for i in range(8)),
+    ]
+    lines, left_out = render(cols, limit=100)
+    assert f"* {LONG}" in lines[1] and "…" not in "".join(lines) and max(map(len, lines)) <= 100
+    assert left_out and all(name.startswith("other_metric") for name in left_out)
 
 
 def test_show_lists_a_case_that_did_not_end_ok_with_its_reason_and_tuned_values(tmp_path, cli_env):

@@ -1,6 +1,7 @@
 """Every figure of a report drawn from the stored reference run keeps each implementation's one style, has no text
-that collides and no bar on a log axis; cases that are not ok are never drawn; the audit itself catches each
-defect it looks for; a task's own figures say how many cases they left out."""
+that collides and no bar on a log axis; cases that are not ok are never drawn; a value a log axis cannot show is
+drawn at its floor, bands over seeds span quantiles, a Pareto panel has two points at least, each said on the
+figure; the audit itself catches each defect it looks for; a task's own figures say how many cases they left out."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import pytest
+from runfiles import METHODS, case, run_doc
 
 from ctbench.api.task import Task
 from ctbench.boards.groups import board_groups, board_title
 from ctbench.boards.table import METRIC, cases_frame, leaderboard, task_specs
-from ctbench.catalog.registry import tasks
+from ctbench.catalog.registry import description, tasks
 from ctbench.figures import audit
 from ctbench.figures.palette import Style, using
+from ctbench.figures.pareto import pareto_figures
 from ctbench.figures.plotting import draw_all, plain_text, report_styles
 from ctbench.machine.env import hardware_label
 from ctbench.store.results import Run
@@ -94,6 +99,100 @@ def test_own_figures_say_how_many_cases_they_left_out(reference, name):
         texts = [t.get_text() for t in figure.findobj(Text)]
         assert any(re.search(r"\d+ cases? not ok .* not drawn", t) for t in texts), (title, texts)
         plt.close(figure)
+
+
+def _frame(cases: list[dict]) -> pd.DataFrame:
+    return cases_frame([run_doc("20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", cases)])
+
+
+def _adjoint_plot(name: str) -> dict:
+    return next(p for p in description("adjoint_resnet")["plots"] if p["name"] == name)
+
+
+def test_a_value_a_log_axis_cannot_show_is_drawn_at_its_floor_and_said_so():
+    exact = ("backprop", "checkpoint")
+    frame = _frame([case(m, d, grad_rel_error=0.0 if m in exact else 0.1 / d) for m in METHODS for d in (8, 64)])
+    styles = report_styles(frame)
+    with plain_text():
+        (figure,) = draw_all(_adjoint_plot("grad_error_vs_depth"), frame, styles)
+        figure.canvas.draw()
+        ax = figure.axes[0]
+        hollow = [line for line in ax.get_lines() if line.get_gid() and line.get_markerfacecolor() == "none"]
+        ticks = {t.get_text() for t in ax.get_yticklabels()}
+        note = figure.legends[0].get_title().get_text()
+        problems = audit.style_mismatches(figure, styles)
+    assert {line.get_gid() for line in ax.get_lines() if line.get_gid()} == set(METHODS)
+    assert {line.get_gid() for line in hollow} == set(exact)
+    floors = {float(y) for line in hollow for y in line.get_ydata()}
+    assert len(floors) == 1 and 0 < floors.pop() < 0.1 / 64 and "≤ 0" in ticks
+    assert "≤ 0" in note and "backprop, checkpoint" in note and problems == []
+    plt.close(figure)
+
+
+def test_a_line_per_case_floors_values_a_log_axis_cannot_show_unless_the_caller_asks_for_symlog():
+    from ctbench.figures.plotting import line_figures
+
+    frame = pd.DataFrame({
+        "label": ["a"] * 6 + ["b"] * 3,
+        "case": ["a0"] * 3 + ["a1"] * 3 + ["b0"] * 3,
+        "x": [1, 2, 3] * 3,
+        "y": [1.0, 0.1, 0.0, 2.0, 0.2, 0.02, 1.0, -0.5, 0.3],
+        "panel": "p",
+    })  # fmt: skip
+    with plain_text():
+        (floored,) = line_figures(frame, "x", "y", xlabel="x", ylabel="y", yscale="log", col="panel", units="case")
+        (symlog,) = line_figures(frame, "x", "y", xlabel="x", ylabel="y", yscale="log", col="panel", units="case",
+                                 linthresh=1e-3)  # fmt: skip
+        for figure in (floored, symlog):
+            figure.canvas.draw()
+        ax, other = floored.axes[0], symlog.axes[0]
+        hollow = [line for line in ax.get_lines() if line.get_gid() and line.get_markerfacecolor() == "none"]
+        note = floored.legends[0].get_title().get_text()
+        ticks = {t.get_text() for t in ax.get_yticklabels()}
+    solid = [line for line in ax.get_lines() if line.get_gid() and line not in hollow]
+    assert ax.get_yscale() == "log" and len(solid) == 3  # a line per case
+    assert {line.get_gid() for line in hollow} == {"a", "b"}
+    assert {float(y) for line in hollow for y in line.get_ydata()} == {1e-3}  # a decade below 0.02
+    assert "≤ 0" in ticks and "values ≤ 0 of a, b" in note
+    assert other.get_yscale() == "symlog" and "symmetric log" in other.get_ylabel()
+    assert not [line for line in other.get_lines() if line.get_markerfacecolor() == "none"]
+    assert "≤ 0" not in symlog.legends[0].get_title().get_text()
+    assert -0.5 in {float(y) for line in other.get_lines() for y in line.get_ydata()}
+    plt.close(floored)
+    plt.close(symlog)
+
+
+def test_a_band_spans_the_quantiles_from_five_seeds_and_all_seeds_below():
+    times = {"backprop": [1.0, 2.0, 3.0, 4.0, 100.0], "checkpoint": [1.0, 2.0, 100.0]}
+    frame = _frame([case(m, 8, seed=i, time_s=t) for m, ts in times.items() for i, t in enumerate(ts)])
+    with plain_text():
+        (figure,) = draw_all(_adjoint_plot("step_time_vs_depth"), frame)
+        bands = {c.get_gid(): c.get_paths()[0].vertices[:, 1] for c in figure.axes[0].collections if c.get_gid()}
+        note = figure.legends[0].get_title().get_text()
+    assert np.isclose(bands["backprop"].min(), np.quantile(times["backprop"], 0.2))
+    assert np.isclose(bands["backprop"].max(), np.quantile(times["backprop"], 0.8))
+    assert (bands["checkpoint"].min(), bands["checkpoint"].max()) == (1.0, 100.0)
+    assert "bands: 0.2-0.8 quantiles over seeds, lowest to highest seed where fewer than 5" in note
+    plt.close(figure)
+
+
+def test_a_pareto_panel_needs_two_points_and_the_legend_counts_what_is_left_out():
+    cases = [case(m, 8) for m in METHODS[:3]] + [case("adjoint_heun", 8, status="failed", error="boom")]
+    cases.append(case("backprop", 8, seed=1, status="invalid", error="diverged"))  # a drawn row's other seed
+    cases.append(case("backprop", 64))  # a board of one row: no panel
+    run = run_doc("20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", cases)
+    frame = cases_frame([run])
+    board = leaderboard(frame, "adjoint_resnet", task_specs([run]))
+    boards = [(board_title(key), group) for key, group in board_groups(board)]
+    with plain_text():
+        (figure,) = pareto_figures(boards, "grad_rel_error")
+        note = figure.legends[0].get_title().get_text()
+        lone = [b for b in boards if "depth=64" in b[0]]
+        assert len(lone) == 1 and pareto_figures(lone, "grad_rel_error") == []
+    assert len([ax for ax in figure.axes if ax.get_visible()]) == 1
+    assert "2 cases not ok (failed, invalid or timed out) not drawn" in note
+    assert "1 board with fewer than two rows to draw: no panel" in note
+    plt.close(figure)
 
 
 def test_the_audit_finds_each_defect():

@@ -1041,7 +1041,7 @@ def test_saba_full_batch_memory_starts_from_the_sampler_s_batches():
 def test_every_solver_is_tuned_on_a_held_apart_seed_and_the_case_records_it():
     result = smoke.run_case("bilevel", "soba", {"problem": "quadratic"})
     note = result.note
-    assert "tuned over 9 points (budget 9) on held-apart seed 1000" in note
+    assert "tuned over 9 points (budget 9) on held-apart seeds 1000, 1001" in note
     assert "step_size in {0.025, 0.1, 0.4}" in note and "outer_ratio in {0.1, 1, 10}" in note
     chosen = f"chose step_size={result.metrics['tuned_step_size']:.4g}"
     assert chosen in note and result.metrics["tuning_points"] == 9
@@ -1049,6 +1049,30 @@ def test_every_solver_is_tuned_on_a_held_apart_seed_and_the_case_records_it():
     again = smoke.run_case("bilevel", "soba", {"problem": "quadratic"}, seed=1)  # another case seed: same search
     assert again.metrics["tuned_step_size"] == result.metrics["tuned_step_size"]
     assert again.note.endswith("(cached search)")
+
+
+class DivergesOnTheSecondTuningSeed(SOBA):
+    """SOBA that diverges at the step size plain SOBA is tuned to, on held-apart seed 1001 only."""
+
+    diverging_step = 0.0
+
+    def init(self, problem, batch_size, seed):
+        super().init(problem, batch_size, seed)
+        self.seed = seed
+
+    def step(self):
+        super().step()
+        if self.seed == 1001 and self.overrides.get("step_size") == self.diverging_step:
+            self.x = self.x * math.nan
+
+
+def test_a_point_that_diverges_on_either_tuning_seed_is_not_chosen():
+    """A step that wins on seed 1000 but diverges on 1001 is out: the case must not diverge on a seed of its own."""
+    chosen = smoke.run_case("bilevel", "soba", {"problem": "quadratic"}).metrics["tuned_step_size"]
+    DivergesOnTheSecondTuningSeed.diverging_step = chosen
+    result = smoke.run_case("bilevel", DivergesOnTheSecondTuningSeed(), {"problem": "quadratic"})
+    assert result.invalid_reason is None and result.metrics["tuned_step_size"] != chosen
+    assert "3 of 9 points failed" in result.note  # the diverging step at each of the 3 outer ratios
 
 
 def test_values_given_to_the_constructor_are_kept_not_searched():

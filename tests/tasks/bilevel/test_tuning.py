@@ -81,9 +81,9 @@ def test_search_scores_every_point_on_the_seed_and_keeps_the_lowest():
         seen.append(point)
         return (point["step"] - 0.3) ** 2
 
-    tuning = search(Grid({"step": [0.1, 0.3, 1.0]}), score, budget=4, seed=77, criterion=CRITERION)
+    tuning = search(Grid({"step": [0.1, 0.3, 1.0]}), score, budget=4, seeds=(77, 78), criterion=CRITERION)
     assert seen == [{"step": 0.1}, {"step": 0.3}, {"step": 1.0}]
-    assert tuning.chosen == {"step": 0.3} and tuning.seed == 77 and tuning.budget == 4
+    assert tuning.chosen == {"step": 0.3} and tuning.seeds == (77, 78) and tuning.budget == 4
     assert tuning.scores == pytest.approx((0.04, 0.0, 0.49))
 
 
@@ -93,7 +93,7 @@ def test_ties_go_to_the_first_point_and_failures_score_infinity():
             raise Invalid("diverged at iteration 3")
         return {0.2: math.nan, 0.3: 1.0, 0.4: 1.0}[point["step"]]
 
-    tuning = search(Grid({"step": [0.1, 0.2, 0.3, 0.4]}), score, budget=4, seed=0, criterion=CRITERION)
+    tuning = search(Grid({"step": [0.1, 0.2, 0.3, 0.4]}), score, budget=4, seeds=(0,), criterion=CRITERION)
     assert tuning.scores == (math.inf, math.inf, 1.0, 1.0)
     assert tuning.chosen == {"step": 0.3}
     assert "2 of 4 points failed" in tuning.note()
@@ -103,7 +103,7 @@ def test_nothing_is_chosen_when_every_point_fails():
     def score(point):
         raise Invalid("diverged")
 
-    tuning = search(Grid({"step": [1.0, 2.0]}), score, budget=2, seed=0, criterion=CRITERION)
+    tuning = search(Grid({"step": [1.0, 2.0]}), score, budget=2, seeds=(0,), criterion=CRITERION)
     assert tuning.chosen is None and tuning.best_score == math.inf
     assert "no point had a finite score: run at its defaults" in tuning.note()
     assert tuning.metrics() == {"tuning_points": 2.0}
@@ -115,7 +115,7 @@ def test_other_errors_are_bugs_and_propagate():
         raise KeyError("step_size")
 
     with pytest.raises(KeyError):
-        search(Grid({"step": [1.0]}), score, budget=1, seed=0, criterion=CRITERION)
+        search(Grid({"step": [1.0]}), score, budget=1, seeds=(0,), criterion=CRITERION)
 
 
 def test_the_budget_is_the_same_for_everyone_and_a_larger_grid_is_refused():
@@ -124,18 +124,18 @@ def test_the_budget_is_the_same_for_everyone_and_a_larger_grid_is_refused():
     budget = 4
     fits = Grid({"step": [0.1, 1.0], "ratio": [1, 10]})
     too_big = Grid({"step": [0.01, 0.1, 1.0], "ratio": [1, 10]})
-    assert len(search(fits, lambda p: p["step"], budget=budget, seed=0, criterion=CRITERION).scores) == 4
+    assert len(search(fits, lambda p: p["step"], budget=budget, seeds=(0,), criterion=CRITERION).scores) == 4
     calls = []
     with pytest.raises(ValueError, match="6 points .* exceeds the budget of 4 points"):
-        search(too_big, lambda p: calls.append(p) or 0.0, budget=budget, seed=0, criterion=CRITERION)
+        search(too_big, lambda p: calls.append(p) or 0.0, budget=budget, seeds=(0,), criterion=CRITERION)
     assert calls == []
     with pytest.raises(ValueError, match="at least 1 point"):
-        search(fits, lambda p: 0.0, budget=0, seed=0, criterion=CRITERION)
+        search(fits, lambda p: 0.0, budget=0, seeds=(0,), criterion=CRITERION)
 
 
 def test_an_empty_grid_runs_nothing_and_says_so():
     calls = []
-    tuning = search(Grid({}), lambda p: calls.append(p) or 0.0, budget=3, seed=0, criterion=CRITERION)
+    tuning = search(Grid({}), lambda p: calls.append(p) or 0.0, budget=3, seeds=(0,), criterion=CRITERION)
     assert calls == [] and tuning.chosen == {} and tuning.metrics() == {"tuning_points": 0.0}
     assert tuning.note().startswith("not tuned")
 
@@ -143,7 +143,7 @@ def test_an_empty_grid_runs_nothing_and_says_so():
 def test_a_tuning_is_json_and_says_what_a_case_records():
     tuning = search(Grid({"step_size": [0.1, 1.0], "method": ["a", "b"]}),
                     lambda p: math.inf if p["step_size"] == 1.0 and p["method"] == "b" else p["step_size"],
-                    budget=9, seed=1000, criterion=CRITERION)  # fmt: skip
+                    budget=9, seeds=(1000, 1001), criterion=CRITERION)  # fmt: skip
     data = json.loads(json.dumps(tuning.to_json()))
     assert data["scores"][-1] is None  # +inf written as null
     again = Tuning.from_json(data, cached=True)
@@ -152,7 +152,7 @@ def test_a_tuning_is_json_and_says_what_a_case_records():
     assert tuning.metrics() == {"tuning_points": 4.0, "tuned_step_size": 0.1}  # names are in the note only
     assert tuning.series() == {"tuning_scores": [[0.0, 0.1], [1.0, 0.1], [2.0, 1.0]]}
     note = tuning.note()
-    for part in ("4 points (budget 9)", "seed 1000", "step_size in {0.1, 1}", "method in {a, b}", CRITERION,
+    for part in ("4 points (budget 9)", "seeds 1000, 1001", "step_size in {0.1, 1}", "method in {a, b}", CRITERION,
                  "chose step_size=0.1, method=a"):  # fmt: skip
         assert part in note, (part, note)
     assert "(cached search)" in again.note()
