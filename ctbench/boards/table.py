@@ -134,8 +134,7 @@ def tuned_text(metrics: Mapping[str, Any]) -> str:
 
 def code_columns(case: Mapping[str, Any]) -> dict[str, str]:
     """A case record's ``impl_hash``, ``impl_spec`` and ``code`` (the hash, else the spec in older run files)."""
-    impl_hash = case.get("impl_hash") if isinstance(case.get("impl_hash"), str) else ""
-    impl_spec = case.get("impl_spec") if isinstance(case.get("impl_spec"), str) else ""
+    impl_hash, impl_spec = (v if isinstance(v := case.get(k), str) else "" for k in ("impl_hash", "impl_spec"))
     return {"impl_hash": impl_hash, "impl_spec": impl_spec, "code": impl_hash or impl_spec}
 
 
