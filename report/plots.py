@@ -21,6 +21,7 @@ from ctbench.boards.ranking import objectives
 from ctbench.figures.palette import Style, using
 from ctbench.figures.pareto import MEMORY, TIME, pareto_figures
 from ctbench.figures.plotting import DPI, draw_all, plain_text
+from ctbench.figures.records import named
 from report.fmt import slug
 
 # task name, its cases frame and records -> named figures (``Task.plots``), supplied by the command line
@@ -34,7 +35,7 @@ class Plot:
 
 
 def _named(name: str, figures: Sequence[Any]) -> list[tuple[str, Any]]:
-    return [(name if i == 0 else f"{name} ({i + 1})", f) for i, f in enumerate(figures)]
+    return list(named(name, figures).items())
 
 
 def _pareto(spec: Mapping[str, Any] | None, boards: Sequence[tuple[str, pd.DataFrame]], styles: Any) -> list:

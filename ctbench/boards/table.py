@@ -100,9 +100,10 @@ def _param_value(value: Any) -> Any:
     return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
 
-def _labels(df: pd.DataFrame) -> pd.Series:
-    """A row's display name: its implementation, ``impl [submission]`` where the submission's label differs, and
-    ``@<hash>`` where the same name ran with different code among these runs."""
+def implementation_labels(df: pd.DataFrame) -> pd.Series:
+    """A row's display name (columns ``impl``, ``submission``, ``reference``, ``code``): its implementation,
+    ``impl [submission]`` where the submission's label differs, and ``@<hash>`` where the same name ran with
+    different code among these rows."""
     base = df["impl"].where(
         df["reference"] | (df["submission"] == df["impl"]), df["impl"] + " [" + df["submission"] + "]"
     )
@@ -131,6 +132,12 @@ def tuned_text(metrics: Mapping[str, Any]) -> str:
     return ", ".join(f"{name} {value:.4g}" for name, value in values)
 
 
+def code_columns(case: Mapping[str, Any]) -> dict[str, str]:
+    """A case record's ``impl_hash``, ``impl_spec`` and ``code`` (the hash, else the spec in older run files)."""
+    impl_hash, impl_spec = (v if isinstance(v := case.get(k), str) else "" for k in ("impl_hash", "impl_spec"))
+    return {"impl_hash": impl_hash, "impl_spec": impl_spec, "code": impl_hash or impl_spec}
+
+
 def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per case of every run: metrics, spreads and parameters as columns. A case's hardware is the one it
     ran on (cases of one run may run on several machines), else its run's."""
@@ -139,8 +146,6 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
         run_hardware = hardware_label(run["env"])
         for case in run["cases"]:
             hardware = case.get("hardware") if isinstance(case.get("hardware"), str) else run_hardware
-            impl_hash = case.get("impl_hash") if isinstance(case.get("impl_hash"), str) else ""
-            impl_spec = case.get("impl_spec") if isinstance(case.get("impl_spec"), str) else ""
             row = {
                 "run_id": run["run_id"],
                 "run_path": shown(run.get("_path", "")),
@@ -162,9 +167,7 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "expected_invalid": case.get("expected_invalid") or "",
                 "checks_failed": sum(c["passed"] is False for c in case.get("checks", {}).values()),
                 "checks_total": len(case.get("checks", {})),
-                "impl_hash": impl_hash,
-                "impl_spec": impl_spec,
-                "code": impl_hash or impl_spec,
+                **code_columns(case),
                 "tuned": tuned_text(case["metrics"]),
             }
             row.update({PARAM + k: _param_value(v) for k, v in case["params"].items()})
@@ -174,7 +177,7 @@ def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=FRAME_COLUMNS)
     df = pd.DataFrame(rows)
-    df["label"] = _labels(df)
+    df["label"] = implementation_labels(df)
     return _derived_spreads(df)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ctbench.figures.palette import Style
+from ctbench.figures.palette import GUIDE, Style
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,18 @@ def _legends(figure: Any) -> Iterator[Any]:
             yield ax.get_legend()
 
 
-def legend_styles(figure: Any) -> dict[str, Drawn]:
-    """Each legend entry's text and the style of its handle, over every legend of ``figure``."""
-    out: dict[str, Drawn] = {}
+def _legend_entries(figure: Any) -> Iterator[tuple[str, Drawn]]:
     for legend in _legends(figure):
         handles = getattr(legend, "legend_handles", None) or getattr(legend, "legendHandles", [])
         for text, handle in zip(legend.get_texts(), handles, strict=False):
             style = _handle_style(handle)
             if style is not None:
-                out[text.get_text()] = style
-    return out
+                yield text.get_text(), style
+
+
+def legend_styles(figure: Any) -> dict[str, Drawn]:
+    """Each legend entry's text and the style of its handle, over every legend of ``figure``."""
+    return dict(_legend_entries(figure))
 
 
 def tagged_styles(figure: Any) -> dict[str, set[str]]:
@@ -70,6 +72,15 @@ def tagged_styles(figure: Any) -> dict[str, set[str]]:
         colour = _artist_colour(artist)
         if colour is not None:
             out.setdefault(str(artist.get_gid()), set()).add(colour)
+    return out
+
+
+def drawn_labels(figure: Any) -> dict[str, set[str]]:
+    """Each label ``figure`` draws (a legend entry, ``label (submission)`` read as ``label``, or a tagged artist)
+    and the colours it is drawn in."""
+    out = {label: set(colours) for label, colours in tagged_styles(figure).items()}
+    for text, drawn in _legend_entries(figure):
+        out.setdefault(text.removesuffix(" (submission)"), set()).add(drawn.colour)
     return out
 
 
@@ -99,12 +110,17 @@ def _artist_colour(artist: Any) -> str | None:
 
 def style_mismatches(figure: Any, styles: Mapping[str, Style]) -> list[str]:
     """Where ``figure`` draws an implementation other than ``styles`` say: a legend entry (its text the label,
-    or ``label (submission)``) or a tagged artist in another colour, or a legend entry in another marker."""
+    or ``label (submission)``) or a tagged artist in another colour, or a legend entry in another marker; and a
+    legend entry or a tagged artist of a label ``styles`` lack, unless drawn in ``palette.GUIDE``'s grey (what is
+    drawn beside the implementations)."""
+    guide = _hex(GUIDE.colour)
     problems = []
-    for text, drawn in legend_styles(figure).items():
+    for text, drawn in _legend_entries(figure):
         label = text.removesuffix(" (submission)")
         style = styles.get(label)
         if style is None:
+            if drawn.colour != guide:
+                problems.append(f"legend {label!r}: no implementation of the report, drawn in {drawn.colour}")
             continue
         if drawn.colour != _hex(style.colour):
             problems.append(f"legend {label!r}: colour {drawn.colour}, not {_hex(style.colour)}")
@@ -112,7 +128,9 @@ def style_mismatches(figure: Any, styles: Mapping[str, Style]) -> list[str]:
             problems.append(f"legend {label!r}: marker {drawn.marker!r}, not {style.marker!r}")
     for label, colours in tagged_styles(figure).items():
         style = styles.get(label)
-        if style is not None and colours != {_hex(style.colour)}:
+        if style is None and colours != {guide}:
+            problems.append(f"{label!r}: no implementation of the report, drawn in {sorted(colours)}")
+        elif style is not None and colours != {_hex(style.colour)}:
             problems.append(f"{label!r} drawn in {sorted(colours)}, not {_hex(style.colour)}")
     return problems
 

@@ -3,7 +3,9 @@
 References take a fixed palette in the order of their names (across every task of the report), so a method keeps
 its colour from plot to plot; submissions are drawn dark, with thick lines and a star, and their legend entries
 say so. The report builds the styles once (``assign``) and draws inside ``using(styles)``, so that a task's custom
-plot hook that asks ``current()`` (or draws through ``ctbench.figures.plotting``) gets the same colours.
+plot hook that asks ``current()`` (or draws through ``ctbench.figures.plotting``) gets the same colours. What a
+figure draws beside the implementations and is none of them (the data, an exact value) is drawn as ``GUIDE``, in a
+grey that no implementation is given.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ REFERENCE_COLOURS = (
 REFERENCE_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 and 12 are coprime: 84 distinct pairs
 SUBMISSION_COLOURS = ("#000000", "#555555", "#2f2f6f", "#5c2a00")
 SUBMISSION_LINES: tuple[LineStyleType, ...] = ("-", "--", "-.", ":")
+REFERENCE_PAIRS = len(REFERENCE_COLOURS) * len(REFERENCE_MARKERS)  # distinct (colour, marker) of ``_reference``
+SUBMISSION_PAIRS = len(SUBMISSION_COLOURS) * len(SUBMISSION_LINES)  # distinct (colour, line) of ``_submission``
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class Style:
     @property
     def zorder(self) -> float:
         return 4.0 if self.submission else 2.0
+
+
+GUIDE = Style("#7f7f7f", "", linestyle="--")  # what is drawn beside the implementations: data, an exact value
 
 
 def _reference(i: int) -> Style:
@@ -126,15 +133,24 @@ def using(styles: Mapping[str, Style]) -> Iterator[None]:
 
 
 def complete(styles: Mapping[str, Style], entries: Iterable[tuple[str, bool]]) -> dict[str, Style]:
-    """``styles`` plus styles for the labels it lacks (a plot drawn outside a report, or a label it did not see),
-    taken from the palette after the ones in use."""
+    """``styles`` plus styles for the labels it lacks (a plot drawn outside a report, or a label it did not see):
+    references in the order of their labels, then submissions, each the first palette style whose colour no label
+    holds yet, else (every colour held) the first whose colour, marker and line no label holds."""
     out = dict(styles)
-    missing = sorted({(label, sub) for label, sub in entries if label not in out})
-    references = sum(not s.submission for s in out.values())
-    submissions = len(out) - references
-    for label, sub in missing:
-        if sub:
-            out[label], submissions = _submission(submissions), submissions + 1
-        else:
-            out[label], references = _reference(references), references + 1
+    missing = sorted({(sub, label) for label, sub in entries if label not in out})
+    for sub, label in missing:
+        if label in out:  # a label both a reference and a submission: drawn as the reference, as ``assign`` does
+            continue
+        make, count = (_submission, SUBMISSION_PAIRS) if sub else (_reference, REFERENCE_PAIRS)
+        out[label] = _unused(out.values(), [make(i) for i in range(count)])
     return out
+
+
+def _unused(held: Iterable[Style], candidates: Sequence[Style]) -> Style:
+    """The first of ``candidates`` in a colour none of ``held`` has, else in a look (colour, marker, line) none has;
+    the first candidate when every look is held."""
+    held = list(held)
+    colours = {s.colour for s in held}
+    looks = {(s.colour, s.marker, s.linestyle) for s in held}
+    fresh = [c for c in candidates if c.colour not in colours]
+    return (fresh or [c for c in candidates if (c.colour, c.marker, c.linestyle) not in looks] or [*candidates])[0]

@@ -1,5 +1,6 @@
 """Plots drawn from a cases frame alone: the renderer of the tasks' declarative ``LinePlot``s, the Pareto scatter of
-a leaderboard, and the helpers custom plot hooks share (one line per implementation, one panel per setting).
+a leaderboard, and the helpers custom plot hooks share (a line per implementation or per case, a panel per setting;
+``ctbench.figures.records`` turns case records into their rows).
 
 Every plot draws each implementation in its report-wide style (``ctbench.figures.palette``): references in a fixed
 palette, submissions dark, thick and starred, the legend saying which are submissions. Figures are about 1000 px
@@ -8,8 +9,9 @@ wide at the report's 110 dpi, with plain tick labels (8, 64, 256; 0.001; 2e7), n
 A *setting* is what must never be mixed in one curve: scale, dataset and hardware.
 
 A curve is the median over seeds with a band (or whiskers) over the 0.2-0.8 quantiles of the seeds, over all of them
-where fewer than five ran. Nothing is left out silently: a value <= 0 on a log y axis is drawn at the axis's floor,
-marked, and the legend says so and counts the cases not drawn.
+where fewer than five ran; or, where a caller asks for a line per case (``units``), each case's own values. Nothing is
+left out silently: a value <= 0 on a log y axis is drawn at the axis's floor, marked, and the legend says so and
+counts the cases not drawn; a caller that passes ``linthresh`` gets such a panel on a symmetric log axis instead.
 
 Text from run files (names, titles, labels) is drawn as plain text: never read as mathtext (a name such as
 ``$\\undefined{x}$`` would fail the whole figure), with its control characters written as escapes.
@@ -25,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ctbench.boards.table import METRIC, PARAM
@@ -167,7 +170,7 @@ def _natural(value: Any) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(value)))
 
 
-def _panel_order(name: str) -> tuple:
+def panel_order(name: str) -> tuple:
     """Panels of the smoke scale first, then small, then full; the rest in natural order."""
     return (SCALES.get(name.split(" | ")[0], 9), _natural(name))
 
@@ -185,29 +188,6 @@ def axis_label(text: str, count: int, vertical: bool = False) -> str:
     width = {1: 40, 2: 32}.get(count, 26) if vertical else {1: 110, 2: 60}.get(count, 38)
     lines = textwrap.wrap(printable(" ".join(text.split())), width) or [""]
     return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
-
-
-def finish(figure: Any) -> None:
-    """Make a figure drawn by another library (seaborn) read like the report's own: plain tick labels, titles and
-    axis labels wrapped to their panels, drawn as plain text, then a tight layout."""
-    shown = [ax for ax in figure.axes if ax.get_visible()]
-    for ax in shown:
-        plain_ticks(ax)
-        ax.set_title(title(ax.get_title(), len(shown)), fontsize=9, pad=10, parse_math=False)
-        ax.set_xlabel(axis_label(ax.get_xlabel(), len(shown)), parse_math=False)
-        ax.set_ylabel(axis_label(ax.get_ylabel(), len(shown), vertical=True), parse_math=False)
-    figure.tight_layout()
-    if figure.legends:  # under the panels, as the report's own legends
-        import seaborn as sns  # type: ignore[import-untyped]
-
-        sns.move_legend(figure, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)
-
-
-def hue(names: Sequence[str], styles: Mapping[str, Style] | None = None) -> tuple[dict[str, str], dict[str, str]]:
-    """(colour, marker) per implementation name for a seaborn ``hue``: the report's styles (those in use),
-    completed for names they lack (taken as references)."""
-    chosen = palette.complete(palette.current() if styles is None else styles, [(str(n), False) for n in names])
-    return {str(n): chosen[str(n)].colour for n in names}, {str(n): chosen[str(n)].marker for n in names}
 
 
 def grid(count: int, height: float | None = None) -> tuple[Any, list[Any]]:
@@ -273,6 +253,29 @@ def _x_positions(values: pd.Series, categories: bool = False) -> tuple[pd.Series
     return values.astype(str).map({v: i for i, v in enumerate(order)}).astype(float), order
 
 
+def _draw_units(ax: Any, rows: pd.DataFrame, y: str, style: Style, units: str, label: str, floor: float) -> bool:
+    """A line per value of ``units`` among one implementation's ``rows``, its marker at the line's last point; a
+    value at or below ``floor`` (a log axis's, ``_log_floor``) drawn there as a hollow marker, the line broken
+    around it (a point the break leaves alone keeps its marker). Whether any was."""
+    floored = False
+    for _, one in rows.groupby(units, sort=True):
+        one = one.sort_values("_x")
+        at, values = one["_x"].to_numpy(dtype=float), one[y].to_numpy(dtype=float)
+        low = values <= floor
+        shown = ~low & ~np.isnan(values)
+        alone = shown & ~np.r_[False, shown[:-1]] & ~np.r_[shown[1:], False]
+        marked = sorted({len(one) - 1, *np.flatnonzero(alone).tolist()})
+        ax.plot(at, np.where(low, np.nan, values), color=style.colour, linestyle=style.linestyle,
+                linewidth=style.linewidth, marker=style.marker, markevery=marked, markersize=style.markersize,
+                zorder=style.zorder, gid=label)  # fmt: skip
+        if low.any():
+            floored = True
+            ax.plot(at[low], np.full(int(low.sum()), floor), linestyle="none", color=style.colour,
+                    marker=style.marker, markersize=style.markersize, markerfacecolor="none", markeredgewidth=1.5,
+                    zorder=style.zorder + 1, gid=label)  # fmt: skip
+    return floored
+
+
 def _over_seeds(values: Any) -> pd.DataFrame:
     """Per x of a grouped series: the median over seeds, the band's ends (``BAND``) and the number of seeds."""
     quantiled = values.size() >= BAND_SEEDS
@@ -305,13 +308,17 @@ def _floor_axis(ax: Any, floor: float) -> None:
 _Seen = dict[str, set[str]]  # what a caption must say -> the labels it holds for (``_draw_lines``)
 
 
-def _draw_lines(ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[str, Style], kind: str) -> _Seen:
-    """A line per implementation through its medians over seeds with a band over seeds where several ran (``BAND``);
-    ``kind == "bar"`` (categorical x) draws dots at the medians with whiskers over the same band instead of bars,
-    whose length would mean nothing on a log axis. On a log y axis a value <= 0 is drawn at ``_log_floor``, on a
-    dotted line whose tick reads ≤ 0: a median there as a hollow marker, a band down to it. Returns the labels
-    with medians at the floor (``floored``), values at it (``floor``), quantile bands and bands over all seeds
-    (``quantile``, ``range``), for ``_caption``."""
+def _draw_lines(
+    ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[str, Style], kind: str, units: str | None = None
+) -> _Seen:
+    """A line per implementation through its medians over seeds with a band over seeds where several ran (``BAND``),
+    or a line per value of ``units`` (a case's curve, ``_draw_units``); ``kind == "bar"`` (categorical x) draws dots
+    at the medians with whiskers over the same band instead of bars, whose length would mean nothing on a log axis.
+    On a log y axis a value <= 0 is drawn at ``_log_floor``, on a dotted line whose tick reads ≤ 0: a median (or a
+    case's value) there as a hollow marker, a band down to it; on a symmetric log axis (``line_figures``'
+    ``linthresh``) every value is drawn where it is. Returns the labels with medians or a case's values at the floor
+    (``floored``), values at it (``floor``), quantile bands and bands over all seeds (``quantile``, ``range``), for
+    ``_caption``."""
     xs, names = _x_positions(panel[x], categories=kind == "bar")
     panel = panel.assign(_x=xs, _label=labels(panel).astype(str))
     floor = _log_floor(panel[y]) if ax.get_yscale() == "log" else -math.inf
@@ -319,6 +326,11 @@ def _draw_lines(ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[st
     seen: _Seen = defaultdict(set)
     for i, label in enumerate(shown):
         s = styles[label]
+        if units is not None and kind != "bar":
+            if _draw_units(ax, panel[panel["_label"] == label], y, s, units, label, floor):
+                seen["floored"].add(label)
+                seen["floor"].add(label)
+            continue
         stats = _over_seeds(panel[panel["_label"] == label].groupby("_x")[y])
         middle, low, high = (stats[c].clip(lower=floor) for c in ("median", "low", "high"))
         solid, banded = ~(stats["median"] <= floor).to_numpy(), (stats["seeds"] > 1).to_numpy()  # NaN: no point
@@ -354,8 +366,9 @@ def _draw_lines(ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[st
     return seen
 
 
-def _caption(seen: _Seen, kind: str) -> list[str]:
-    """The lines a figure's legend adds on what its bands and its log axis's floor show."""
+def _caption(seen: _Seen, kind: str, units: bool = False) -> list[str]:
+    """The lines a figure's legend adds on what its bands and its log axis's floor show (a case's values rather than
+    medians where ``units`` drew a line per case)."""
     lines = []
     shade, quantiles = "whiskers" if kind == "bar" else "bands", f"{BAND[0]:g}-{BAND[1]:g} quantiles over seeds"
     if seen["quantile"]:
@@ -366,7 +379,7 @@ def _caption(seen: _Seen, kind: str) -> list[str]:
     if seen["floor"]:
         floored = sorted(seen["floored"])
         named = ", ".join(floored[:4]) + (f" and {len(floored) - 4} more" if len(floored) > 4 else "")
-        hollow = f"; hollow markers on it: medians ≤ 0 of {named}" if floored else ""
+        hollow = f"; hollow markers on it: {'values' if units else 'medians'} ≤ 0 of {named}" if floored else ""
         lines.append(f"dotted line (≤ 0): values a log axis cannot show{hollow}")
     return lines
 
@@ -407,11 +420,15 @@ def line_figures(
     kind: str = "line",
     styles: Mapping[str, Style] | None = None,
     note: str = "",
+    units: str | None = None,
+    linthresh: float | None = None,
 ) -> list[Any]:
     """``line_panels``' figures, ``MAX_PANELS`` panels each; ``note``, then what the bands and a log axis's floor
-    show (``_draw_lines``), above the legend."""
+    show (``_draw_lines``), above the legend. With ``units``, a line per value of that column (a case's curve)
+    instead of the median over seeds. A panel of a log y axis that holds values <= 0 draws them at the axis's floor;
+    with ``linthresh``, on a symmetric log axis instead, linear within ``linthresh`` of 0."""
     chosen = styles_for(frame, styles)
-    names = sorted(frame[col].astype(str).unique(), key=_panel_order)
+    names = sorted(frame[col].astype(str).unique(), key=panel_order)
     figures = []
     with plain_text():
         for start in range(0, len(names), MAX_PANELS):
@@ -422,14 +439,19 @@ def line_figures(
                 panel = frame[frame[col].astype(str) == name]
                 if kind != "bar":
                     ax.set_xscale(xscale)
-                ax.set_yscale(yscale)
-                for key, held in _draw_lines(ax, panel, x, y, chosen, kind).items():
+                symlog = yscale == "log" and linthresh is not None and bool((panel[y] <= 0).any())
+                if symlog:
+                    ax.set_yscale("symlog", linthresh=linthresh)
+                else:
+                    ax.set_yscale(yscale)
+                for key, held in _draw_lines(ax, panel, x, y, chosen, kind, units).items():
                     seen[key] |= held
                 ax.set_title(title(name, len(chunk)), fontsize=9, pad=10, parse_math=False)
                 ax.set_xlabel(axis_label(xlabel, len(chunk)), parse_math=False)
-                ax.set_ylabel(axis_label(ylabel, len(chunk), vertical=True), parse_math=False)
+                shown_y = f"{ylabel} (symmetric log: linear near 0)" if symlog else ylabel
+                ax.set_ylabel(axis_label(shown_y, len(chunk), vertical=True), parse_math=False)
                 ax.grid(True, alpha=0.3)
-            caption = "\n".join([*([note] if note else []), *_caption(seen, kind)])
+            caption = "\n".join([*([note] if note else []), *_caption(seen, kind, units is not None and kind != "bar")])
             legend(figure, chosen, sorted(set(labels(frame).astype(str))), caption)
             figures.append(figure)
     return figures

@@ -1,5 +1,5 @@
 """Figures of the bilevel task's page that ``LinePlot`` cannot declare, drawn from the ok cases' ``series``:
-convergence curves (against time and samples, a line per seed) and the time to come within 1e-3 of the run's
+convergence curves (against time and samples, a line per case) and the time to come within 1e-3 of the run's
 lowest h (the paper's convention). The cost ratio and the time to h* + 1e-3 are the task's ``line_plots``.
 
 h(x) - h* can be negative where h* is a local minimum (hyperparameter selection): a panel with such values is
@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ctbench.figures.plotting import finish, hue
+import pandas as pd
+
+from ctbench.figures.plotting import line_figures
+from ctbench.figures.records import labelled, left_out, named, series_rows
 from suites.bilevel.checks import to_run_best
 
 CURVES = {
@@ -20,28 +23,22 @@ CURVES = {
     "test_accuracy_vs_time": ("clock (s)", "test accuracy (hyper-cleaning)", False),
 }
 LINEAR_WITHIN = 1e-12  # a symmetric log axis is linear within this distance of 0
+RUN_BEST = "time to come within 1e-3 of the run's lowest h (the paper's convention; no point: never)"
 
 
-def _curves(records: Sequence[Mapping[str, Any]], name: str):
-    import pandas as pd
+def _panel(machines: int) -> Any:
+    """A panel per problem, scale and dataset, and per machine where the records ran on several."""
 
-    rows = []
-    for r in records:
-        if r.get("status") != "ok":
-            continue
-        for x, y in r.get("series", {}).get(name, []):
-            rows.append({
-                "x": x, "y": y, "impl": r["impl"], "seed": r["seed"], "scale": r["scale"],
-                "panel": f"{r['params'].get('problem', '?')} ({r['scale']})\n{r['dataset']}",
-                "hardware": r.get("hardware", "?"),
-            })  # fmt: skip
-    return pd.DataFrame(rows)
+    def name(r: Mapping[str, Any], _series: str) -> str:
+        where = f" | {r.get('hardware', '?')}" if machines > 1 else ""
+        return f"{r['params'].get('problem', '?')} ({r['scale']}) {r['dataset']}{where}"
+
+    return name
 
 
-def _run_best_times(records: Sequence[Mapping[str, Any]]):
-    """Per case, the time to come within 1e-3 of the lowest h that its run reached in its setting."""
-    import pandas as pd
-
+def _run_best_times(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per ok case (``labelled``), the time to come within 1e-3 of the lowest h that its run reached in its
+    setting; cases that never did are left out."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in records:
         if r.get("status") == "ok" and r.get("series", {}).get("suboptimality_vs_time"):
@@ -50,65 +47,43 @@ def _run_best_times(records: Sequence[Mapping[str, Any]]):
     machines = {key[-1] for key in groups}
     rows = [
         {
-            "impl": c["impl"],
-            "group": f"{problem}\n({scale})" + (f"\n{hardware}" if len(machines) > 1 else ""),
+            "label": c["label"],
+            "submission": c["submission"],
+            "group": f"{problem} ({scale})" + (f" {hardware}" if len(machines) > 1 else ""),
             "time": t,
+            "panel": RUN_BEST,
         }
         for (_, scale, problem, _, hardware), cases in groups.items()
         for c, t in zip(cases, to_run_best(cases), strict=True)
     ]
-    frame = pd.DataFrame(rows)
-    return frame[frame["time"] < float("inf")] if len(frame) else frame
+    frame = pd.DataFrame(rows, columns=["label", "submission", "group", "time", "panel"])
+    return frame[frame["time"] < float("inf")]
 
 
 def figures(cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One figure per curve (a panel per problem, dataset and scale; a line per implementation and seed, a line
-    style per hardware), and the time to come within 1e-3 of the run's lowest h (median over seeds, whiskers
-    from the lowest to the highest). Cases that are not ok are left out. ``cases`` is unused: every figure here is
-    drawn from the records' series."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import seaborn as sns
-
+    """One figure per curve (a panel per problem, dataset and scale, and machine where there are several; a line
+    per case in its implementation's style), and the time to come within 1e-3 of the run's lowest h (median over
+    seeds, whiskers over the 0.2-0.8 quantiles of the seeds, the lowest to the highest below five). Cases that are
+    not ok are left out, and each figure says how many. ``cases`` (the report's cases frame) names the
+    implementations as the boards do."""
+    records = labelled(records, cases)
+    note = left_out(records)
+    machines = len({r.get("hardware", "?") for r in records})
     out: dict[str, Any] = {}
     for name, (xlabel, ylabel, log) in CURVES.items():
-        df = _curves(records, name)
-        if df.empty:
+        frame = series_rows(records, [name], _panel(machines))
+        if frame.empty:
             continue
-        names = sorted(df["impl"].unique())
-        style = "hardware" if df["hardware"].nunique() > 1 else None
-        grid = sns.relplot(
-            data=df, x="x", y="y", hue="impl", hue_order=names, palette=hue(names)[0], style=style,
-            col="panel", col_wrap=3, kind="line", units="seed", estimator=None,
-            facet_kws={"sharex": False, "sharey": False}, height=3.4,
+        drawn = line_figures(
+            frame, "x", "y", xlabel=xlabel, ylabel=ylabel, col="panel", units="case", note=note,
+            xscale="log" if name.endswith("_samples") else "linear",  # the full-batch baseline's steps cost far more
+            yscale="log" if log else "linear", linthresh=LINEAR_WITHIN,
         )  # fmt: skip
-        grid.set_axis_labels(xlabel, ylabel)
-        grid.set_titles("{col_name}", size=8)
-        if log:
-            for panel, ax in grid.axes_dict.items():
-                values = df.loc[df["panel"] == panel, "y"]
-                if (values > 0).all():
-                    ax.set_yscale("log")
-                else:
-                    ax.set_yscale("symlog", linthresh=LINEAR_WITHIN)
-                    ax.set_ylabel(f"{ylabel} (symlog: below h*, negative)")
-        if name.endswith("_samples"):  # the full-batch baseline's steps cost far more samples than the budget
-            for ax in grid.axes.flat:
-                ax.set_xscale("log")
-        finish(grid.figure)
-        out[name] = grid.figure
+        out.update(named(name, drawn))
     run_best = _run_best_times(records)
     if len(run_best):
-        names = sorted(run_best["impl"].unique())
-        colours, markers = hue(names)
-        grid = sns.catplot(
-            data=run_best, x="group", y="time", hue="impl", hue_order=names, palette=colours, kind="point",
-            markers=[markers[n] for n in names], linestyle="none", dodge=0.4 if len(names) > 1 else False,
-            estimator="median", errorbar=("pi", 100), height=3.8, aspect=2.1,
-        )  # fmt: skip
-        title = "time to come within 1e-3 of the run's lowest h (the paper's convention; no point: never)"
-        grid.set(xlabel="", ylabel="time (s)", yscale="log", title=title)
-        finish(grid.figure)
-        out["time_to_run_best_s"] = grid.figure
+        drawn = line_figures(
+            run_best, "group", "time", xlabel="", ylabel="time (s)", yscale="log", col="panel", kind="bar", note=note
+        )
+        out.update(named("time_to_run_best_s", drawn))
     return out

@@ -1,11 +1,12 @@
 """The task page's figures that a ``LinePlot`` cannot declare (they draw the records' series, not metrics):
 
-- ``particles_field_<scale>``: for 2-D data, the target (orange), final particles (purple) and the velocity
-  field of the last discriminator on a grid (arrows), one panel per (dataset, method): the paper's figures 2
-  and 3. Only the most recent run's record of each (hardware, dataset, method) is drawn.
-- ``distance_curves``: Sinkhorn divergence, MMD and energy distance against iterations, one line per method.
+- ``particles_field_<scale>``: for 2-D data, the target (grey), final particles (in the method's colour) and the
+  velocity field of the last discriminator on a grid (arrows), one panel per (dataset, method): the paper's figures
+  2 and 3. Only the most recent run's record of each (hardware, dataset, method) is drawn.
+- ``distance_curves``: Sinkhorn divergence, MMD and energy distance against iterations, one line per case.
 
-The NTK error against width and the speeds are declarative (``GanNTK.line_plots``).
+A method is named and drawn as the report's boards and other figures name and draw it. The NTK error against width
+and the speeds are declarative (``GanNTK.line_plots``).
 """
 
 from __future__ import annotations
@@ -16,132 +17,79 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctbench.figures.plotting import finish, hue
+from ctbench.figures import palette
+from ctbench.figures.plotting import line_figures, title
+from ctbench.figures.records import labelled, left_out, named, series_rows
 
 DISTANCES = ("sinkhorn", "mmd", "energy")
 
 
-def _setting(record: Mapping[str, Any]) -> str:
-    return f"{record['scale']} | {record['hardware']}"
-
-
 def _latest_2d(records: Sequence[Mapping[str, Any]]) -> dict[tuple, Mapping[str, Any]]:
-    """{(scale, hardware, dataset, impl): record} of the most recent ok 2-D dynamics record of each."""
+    """{(scale, hardware, dataset, label): record} of the most recent ok 2-D dynamics record of each."""
     latest: dict[tuple, Mapping[str, Any]] = {}
     for r in sorted(records, key=lambda r: r.get("run_id", "")):
         if r["status"] == "ok" and "field_vectors" in r.get("series", {}):
-            latest[(r["scale"], r["hardware"], r["dataset"], r["impl"])] = r
+            latest[(r["scale"], r["hardware"], r["dataset"], r["label"])] = r
     return latest
 
 
-def _particle_figures(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _particles(ax: Any, record: Mapping[str, Any], style: palette.Style) -> None:
+    s = record["series"]
+    target, final = np.asarray(s["target"]), np.asarray(s["final_particles"])
+    grid, vec = np.asarray(s["field_points"]), np.asarray(s["field_vectors"])
+    ax.scatter(target[:, 0], target[:, 1], s=6, color=palette.GUIDE.colour, alpha=0.5, linewidths=0)
+    ax.scatter(final[:, 0], final[:, 1], s=6, color=style.colour, alpha=0.7, linewidths=0, gid=record["label"])
+    ax.quiver(grid[:, 0], grid[:, 1], vec[:, 0], vec[:, 1], color="0.3", angles="xy", width=0.004)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _particle_figures(records: Sequence[Mapping[str, Any]], note: str) -> dict[str, Any]:
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     latest = _latest_2d(records)
+    styles = palette.complete(palette.current(), {(r["label"], r["submission"] != "reference") for r in records})
     figures = {}
     for scale, hardware in sorted({k[:2] for k in latest}):
         keys = sorted(k for k in latest if k[:2] == (scale, hardware))
         datasets = sorted({k[2] for k in keys})
-        impls = sorted({k[3] for k in keys})
+        methods = sorted({k[3] for k in keys}, key=lambda label: (styles[label].submission, label))
         fig, axes = plt.subplots(
-            len(datasets), len(impls), figsize=(3.2 * len(impls), 3.2 * len(datasets)), squeeze=False
+            len(datasets), len(methods), figsize=(3.2 * len(methods), 3.2 * len(datasets)), squeeze=False
         )
         for i, dataset in enumerate(datasets):
-            for j, impl in enumerate(impls):
+            for j, label in enumerate(methods):
                 ax = axes[i][j]
-                record = latest.get((scale, hardware, dataset, impl))
-                ax.set_title(f"{impl} | {dataset}", fontsize=8)
+                ax.set_title(title(f"{label} | {dataset}", 3), fontsize=8, parse_math=False)
+                record = latest.get((scale, hardware, dataset, label))
                 if record is None:
                     ax.axis("off")
                     continue
-                s = record["series"]
-                target, final = np.asarray(s["target"]), np.asarray(s["final_particles"])
-                grid, vec = np.asarray(s["field_points"]), np.asarray(s["field_vectors"])
-                sns.scatterplot(
-                    x=target[:, 0],
-                    y=target[:, 1],
-                    s=6,
-                    color="tab:orange",
-                    alpha=0.5,
-                    ax=ax,
-                    label="target",
-                    linewidth=0,
-                )
-                sns.scatterplot(
-                    x=final[:, 0],
-                    y=final[:, 1],
-                    s=6,
-                    color="tab:purple",
-                    alpha=0.6,
-                    ax=ax,
-                    label="particles",
-                    linewidth=0,
-                )
-                ax.quiver(grid[:, 0], grid[:, 1], vec[:, 0], vec[:, 1], color="0.3", angles="xy", width=0.004)
-                ax.legend(fontsize=6, loc="upper right")
-                ax.set_xticks([])
-                ax.set_yticks([])
-        fig.suptitle(f"final particles and the discriminator's velocity field ({scale} | {hardware})", fontsize=9)
+                _particles(ax, record, styles[label])
+        what = "target (grey), final particles (the method's colour) and the discriminator's velocity field"
+        fig.suptitle(f"{what} ({scale} | {hardware})" + (f"\n{note}" if note else ""), fontsize=9)
         fig.tight_layout()
         figures[f"particles_field_{scale}"] = fig
     return figures
 
 
-def _curves(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    rows = []
-    for r in records:
-        if r["status"] != "ok" or r["params"].get("experiment") != "dynamics":
-            continue
-        for name in DISTANCES:
-            for it, value in r.get("series", {}).get(name, []):
-                rows.append(
-                    {
-                        "impl": r["impl"],
-                        "dataset": r["dataset"],
-                        "setting": _setting(r),
-                        "run": r.get("run_id", ""),
-                        "seed": r["seed"],
-                        "distance": name,
-                        "iteration": it,
-                        "value": value,
-                    }
-                )
-    return pd.DataFrame(rows)
+def _panel(record: Mapping[str, Any], distance: str) -> str:
+    return f"{distance} | {record['dataset']} | {record['scale']} | {record['hardware']}"
 
 
 def task_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The particle fields and the distance curves of the dynamics cases; those that are not ok are left out, and
+    each figure says how many."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import seaborn as sns
-
-    figures = _particle_figures(records)
-    curves = _curves(records)
+    dynamics = labelled([r for r in records if r["params"].get("experiment") == "dynamics"], cases)
+    note = left_out(dynamics)
+    figures = _particle_figures(dynamics, note)
+    curves = series_rows(dynamics, DISTANCES, _panel)
+    curves = curves[curves["y"] > 0]
     if not curves.empty:
-        curves = curves[curves["value"] > 0]
-        curves["panel"] = curves["distance"] + " | " + curves["dataset"] + " | " + curves["setting"]
-        names = sorted(curves["impl"].unique())
-        colours = hue(names)[0]
-        grid = sns.relplot(
-            data=curves,
-            x="iteration",
-            y="value",
-            hue="impl",
-            hue_order=names,
-            palette=colours,
-            col="panel",
-            col_wrap=3,
-            kind="line",
-            units="run",
-            estimator=None,
-            height=2.8,
-            aspect=1.3,
-            facet_kws={"sharey": False},
-        )
-        grid.set(yscale="log")
-        grid.set_titles("{col_name}", size=8)
-        finish(grid.figure)
-        figures["distance_curves"] = grid.figure
-
+        drawn = line_figures(curves, "x", "y", xlabel="iteration", ylabel="distance to the target", yscale="log",
+                             col="panel", units="case", note=note)  # fmt: skip
+        figures.update(named("distance_curves", drawn))
     return figures

@@ -2,11 +2,14 @@
 one panel per setting (scale, hardware) so runs of different sizes or machines never share a curve.
 
 - ``variance_vs_dimension``: relative variance x cost per sample against the dimension d of the Gaussian mixture
-  family gmm_d{d}, a line per implementation plus vanilla IS's exact value (its cost is 1 per sample). Not a
+  family gmm_d{d}, a line per implementation plus vanilla IS's exact value (its cost is 1 per sample), drawn
+  grey and dashed (``palette.GUIDE``): it is no implementation. Not a
   ``LinePlot``: d is no grid parameter (the grid's axis is ``target``, and d is read from the family's names),
   each d is its own dataset (which a ``LinePlot`` keeps in separate panels), and vanilla's exact value is a
   reference line, not an implementation.
 - ``training_second_moment``: the training curves log10 E[Z_hat^2]/Z^2 from each case's ``series``.
+
+Each figure says how many cases it left out (not ok).
 """
 
 from __future__ import annotations
@@ -17,79 +20,58 @@ from typing import Any
 
 import pandas as pd
 
-from ctbench.figures.plotting import finish, hue, line_panels
+from ctbench.figures import palette
+from ctbench.figures.plotting import left_out_note, line_figures, styles_for
+from ctbench.figures.records import labelled, left_out, named, series_rows
 
 VANILLA_EXACT = "vanilla (exact)"
 FAMILY = "gmm_d"
+COLUMNS = ["setting", "dim", "label", "submission", "v"]
 
 
-def _dimension_frame(cases: pd.DataFrame) -> pd.DataFrame:
-    """(setting, dim, impl, v = rel_var x cost) of the ok cases of the gmm_d{d} family, vanilla's exact added."""
-    ok = cases[cases["status"] == "ok"].copy()
+def _family(cases: pd.DataFrame) -> pd.DataFrame:
+    """The cases of the gmm_d{d} family, with their ``target``."""
+    if cases.empty:
+        return cases.assign(target=pd.Series(dtype=object))
+    targets = [json.loads(p).get("target") for p in cases["params_json"]]
+    cases = cases.assign(target=targets)
+    return cases[cases["target"].str.startswith(FAMILY, na=False)]
+
+
+def _dimension_frame(family: pd.DataFrame) -> pd.DataFrame:
+    """(setting, dim, label, submission, v = rel_var x cost) of the ok cases of the family, vanilla's exact added."""
+    ok = family[family["status"] == "ok"]
     if ok.empty or "metric.rel_var_x_cost" not in ok:
-        return pd.DataFrame(columns=["setting", "dim", "impl", "v"])
-    ok["target"] = [json.loads(p).get("target") for p in ok["params_json"]]
-    ok = ok[ok["target"].str.startswith(FAMILY, na=False)]
+        return pd.DataFrame(columns=COLUMNS)
     ok = ok.assign(setting=ok["scale"] + " | " + ok["hardware"], dim=ok["target"].str[len(FAMILY) :].astype(int))
-    rows = ok[["setting", "dim", "impl", "metric.rel_var_x_cost"]].rename(columns={"metric.rel_var_x_cost": "v"})
-    exact = ok.drop_duplicates(["setting", "dim"]).assign(impl=VANILLA_EXACT)
-    exact = exact[["setting", "dim", "impl", "metric.vanilla_rel_var"]].rename(columns={"metric.vanilla_rel_var": "v"})
+    ok = ok.assign(label=ok["label"] if "label" in ok else ok["impl"])
+    ok = ok.assign(submission=ok["submission"] if "submission" in ok else "reference")
+    rows = ok[[*COLUMNS[:-1], "metric.rel_var_x_cost"]].rename(columns={"metric.rel_var_x_cost": "v"})
+    exact = ok.drop_duplicates(["setting", "dim"]).assign(label=VANILLA_EXACT, submission="reference")
+    exact = exact[[*COLUMNS[:-1], "metric.vanilla_rel_var"]].rename(columns={"metric.vanilla_rel_var": "v"})
     return pd.concat([rows, exact], ignore_index=True).dropna(subset=["v"])
 
 
-def _curves(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "setting": f"{r['scale']} | {r['hardware']}",
-                "target": r["params"].get("target"),
-                "impl": r["impl"],
-                "seed": r["seed"],
-                "step": x,
-                "log10_m2": y,
-            }
-            for r in records
-            if r["status"] == "ok"
-            for x, y in r.get("series", {}).get("log10_rel_second_moment", [])
-        ]
-    )
+def _panel(record: Mapping[str, Any], _series: str) -> str:
+    return f"{record['params'].get('target')} | {record['scale']} | {record['hardware']}"
 
 
 def neis_plots(cases: pd.DataFrame, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import seaborn as sns
-
+    """The variance against the dimension and the training curves; cases that are not ok are left out."""
     figures: dict[str, Any] = {}
-    gmm = _dimension_frame(cases)
+    family = _family(cases)
+    gmm = _dimension_frame(family)
     if gmm["dim"].nunique() > 1:
-        label = "relative variance x cost per sample"
-        figures["variance_vs_dimension"] = line_panels(
-            gmm, "dim", "v", xlabel="dimension d", ylabel=label, yscale="log"
-        )
-    curves = _curves(records)
+        methods = gmm[gmm["label"] != VANILLA_EXACT]
+        styles = {**styles_for(methods), VANILLA_EXACT: palette.GUIDE}
+        note = left_out_note(int((family["status"] != "ok").sum()))
+        drawn = line_figures(gmm, "dim", "v", xlabel="dimension d", ylabel="relative variance x cost per sample",
+                             yscale="log", styles=styles, note=note)  # fmt: skip
+        figures.update(named("variance_vs_dimension", drawn))
+    records = labelled(records, cases)
+    curves = series_rows(records, ["log10_rel_second_moment"], _panel)
     if not curves.empty:
-        curves["panel"] = curves["target"] + " | " + curves["setting"]
-        names = sorted(curves["impl"].unique())
-        grid = sns.relplot(
-            data=curves,
-            x="step",
-            y="log10_m2",
-            hue="impl",
-            hue_order=names,
-            palette=hue(names)[0],
-            units="seed",
-            estimator=None,
-            col="panel",
-            col_wrap=3,
-            kind="line",
-            height=3.2,
-            aspect=1.3,
-            facet_kws={"sharey": False},
-        )
-        grid.set(ylabel="log10 E[Z_hat^2]/Z^2 (training batch)")
-        grid.set_titles("{col_name}")
-        finish(grid.figure)
-        figures["training_second_moment"] = grid.figure
+        drawn = line_figures(curves, "x", "y", xlabel="step", ylabel="log10 E[Z_hat^2]/Z^2 (training batch)",
+                             col="panel", units="case", note=left_out(records))  # fmt: skip
+        figures.update(named("training_second_moment", drawn))
     return figures

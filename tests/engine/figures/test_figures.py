@@ -1,11 +1,12 @@
 """Every figure of a report drawn from the stored reference run keeps each implementation's one style, has no text
 that collides and no bar on a log axis; cases that are not ok are never drawn; a value a log axis cannot show is
 drawn at its floor, bands over seeds span quantiles, a Pareto panel has two points at least, each said on the
-figure; the audit itself catches each defect it looks for."""
+figure; the audit itself catches each defect it looks for; a task's own figures say how many cases they left out."""
 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,11 +15,12 @@ import pandas as pd
 import pytest
 from runfiles import METHODS, case, run_doc
 
+from ctbench.api.task import Task
 from ctbench.boards.groups import board_groups, board_title
 from ctbench.boards.table import METRIC, cases_frame, leaderboard, task_specs
 from ctbench.catalog.registry import description, tasks
 from ctbench.figures import audit
-from ctbench.figures.palette import Style
+from ctbench.figures.palette import Style, using
 from ctbench.figures.pareto import pareto_figures
 from ctbench.figures.plotting import draw_all, plain_text, report_styles
 from ctbench.machine.env import hardware_label
@@ -79,6 +81,26 @@ def test_a_case_that_is_not_ok_is_not_drawn_and_the_figure_says_so(reference):
     assert all("1 case not ok" in note for note in notes), notes
 
 
+@pytest.mark.parametrize("name", sorted(n for n, t in tasks().items() if type(t).plots is not Task.plots))
+def test_own_figures_say_how_many_cases_they_left_out(reference, name):
+    from matplotlib.text import Text
+
+    run, _, _, _ = reference
+    broken = copy.deepcopy(run)
+    own = [c for c in broken["cases"] if c["task"] == name and c["status"] == "ok"]
+    victim = max(own, key=lambda c: len(c.get("series") or {}))  # a case every figure of the task would draw
+    victim["status"] = "invalid"
+    frame = cases_frame([broken])
+    records = [{**c, "run_id": run["run_id"], "hardware": hardware_label(run["env"])} for c in broken["cases"]]
+    with plain_text(), using(report_styles(frame)):
+        figures = tasks()[name].plots(frame[frame["task"] == name], [r for r in records if r["task"] == name])
+    assert figures
+    for title, figure in figures.items():
+        texts = [t.get_text() for t in figure.findobj(Text)]
+        assert any(re.search(r"\d+ cases? not ok .* not drawn", t) for t in texts), (title, texts)
+        plt.close(figure)
+
+
 def _frame(cases: list[dict]) -> pd.DataFrame:
     return cases_frame([run_doc("20250101T000000Z-aaaa", "2025-01-01T00:00:00+00:00", cases)])
 
@@ -105,6 +127,39 @@ def test_a_value_a_log_axis_cannot_show_is_drawn_at_its_floor_and_said_so():
     assert len(floors) == 1 and 0 < floors.pop() < 0.1 / 64 and "≤ 0" in ticks
     assert "≤ 0" in note and "backprop, checkpoint" in note and problems == []
     plt.close(figure)
+
+
+def test_a_line_per_case_floors_values_a_log_axis_cannot_show_unless_the_caller_asks_for_symlog():
+    from ctbench.figures.plotting import line_figures
+
+    frame = pd.DataFrame({
+        "label": ["a"] * 6 + ["b"] * 3,
+        "case": ["a0"] * 3 + ["a1"] * 3 + ["b0"] * 3,
+        "x": [1, 2, 3] * 3,
+        "y": [1.0, 0.1, 0.0, 2.0, 0.2, 0.02, 1.0, -0.5, 0.3],
+        "panel": "p",
+    })  # fmt: skip
+    with plain_text():
+        (floored,) = line_figures(frame, "x", "y", xlabel="x", ylabel="y", yscale="log", col="panel", units="case")
+        (symlog,) = line_figures(frame, "x", "y", xlabel="x", ylabel="y", yscale="log", col="panel", units="case",
+                                 linthresh=1e-3)  # fmt: skip
+        for figure in (floored, symlog):
+            figure.canvas.draw()
+        ax, other = floored.axes[0], symlog.axes[0]
+        hollow = [line for line in ax.get_lines() if line.get_gid() and line.get_markerfacecolor() == "none"]
+        note = floored.legends[0].get_title().get_text()
+        ticks = {t.get_text() for t in ax.get_yticklabels()}
+    solid = [line for line in ax.get_lines() if line.get_gid() and line not in hollow]
+    assert ax.get_yscale() == "log" and len(solid) == 3  # a line per case
+    assert {line.get_gid() for line in hollow} == {"a", "b"}
+    assert {float(y) for line in hollow for y in line.get_ydata()} == {1e-3}  # a decade below 0.02
+    assert "≤ 0" in ticks and "values ≤ 0 of a, b" in note
+    assert other.get_yscale() == "symlog" and "symmetric log" in other.get_ylabel()
+    assert not [line for line in other.get_lines() if line.get_markerfacecolor() == "none"]
+    assert "≤ 0" not in symlog.legends[0].get_title().get_text()
+    assert -0.5 in {float(y) for line in other.get_lines() for y in line.get_ydata()}
+    plt.close(floored)
+    plt.close(symlog)
 
 
 def test_a_band_spans_the_quantiles_from_five_seeds_and_all_seeds_below():
