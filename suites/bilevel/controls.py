@@ -128,11 +128,11 @@ def soba_does_not_reach_quadratic_target(task: Task) -> list[Check]:
 
 
 def race_record(impl: str, series: list[list[float]], problem: str = "hyperparam", seed: int = 0) -> dict[str, Any]:
-    """A smoke record of ``problem`` whose curve ``series`` of [samples, h - h*] is also its curve in time (one
-    second per 1,000 samples)."""
+    """A small-scale record of ``problem`` (a scale that decides the race) whose curve ``series`` of [samples,
+    h - h*] is also its curve in time (one second per 1,000 samples)."""
     clock = [[samples / 1000, h] for samples, h in series]
     return {
-        "task": TASK, "impl": impl, "scale": "smoke", "params": {"problem": problem}, "seed": seed,
+        "task": TASK, "impl": impl, "scale": "small", "params": {"problem": problem}, "seed": seed,
         "status": "ok", "metrics": {"run_time_s": clock[-1][0], "final_suboptimality": series[-1][1]},
         "series": {"suboptimality_vs_samples": series, "suboptimality_vs_time": clock},
     }  # fmt: skip
