@@ -432,7 +432,7 @@ def test_speed_checks_compare_each_cases_backward_against_its_own_one_step_backw
         backward("torchdeq_ift", 1e-2, 5.0, 12, epoch_time_s=2.0),
     ]
     result = {(c.name, c.scope.get("tol")): c.check for c in checks.run_checks("t", cases)}
-    # the 3x claim at the sweep's tightest tolerance only: at tol 1e-2 (2.0x) IFT spends 3 Jacobian products
+    # the claim at the sweep's tightest tolerance only: at tol 1e-2 (2.0x) IFT spends 3 Jacobian products
     assert ("jfb_backward_speedup_vs_ift", 1e-2) not in result
     tight = result["jfb_backward_speedup_vs_ift", 1e-5]
     assert tight.passed and tight.value == pytest.approx(4.0)
