@@ -324,21 +324,25 @@ def _spread(side: pd.Series, metric: str) -> float | None:
     return None
 
 
-def _noise(ra: pd.Series, rb: pd.Series, metric: str, floor: float = 0.0) -> float:
+def _noise(ra: pd.Series, rb: pd.Series, metric: str, floor: float = 0.0, absolute: float = 0.0) -> float:
     """The noise a change of ``metric`` must exceed to count: the sum of the two sides' spreads, at least ``floor``
     (relative) of the first side's value (the between-run floor, ``Floors``) unless both spreads are 0 (an exact
-    value); NaN when either side has no spread,
-    since a side without spread says nothing about how far its value would move on a rerun."""
+    value), and at least ``absolute`` (a reading never exact between runs, ``Floors.reading``); NaN when either
+    side has no spread, since a side without spread says nothing about how far its value would move on a rerun."""
     spreads = [_spread(side, metric) for side in (ra, rb)]
     if any(s is None for s in spreads):
         return np.nan
     within = float(sum(s for s in spreads if s is not None))
     measured = within > 0  # spreads of 0 on both sides: an exact value (a count, a size), judged as it is
+    if absolute:  # a reading that is never exact between runs, whatever its spread within one
+        return max(within, floor * abs(_value(ra, metric)), absolute)
     return max(within, floor * abs(_value(ra, metric))) if floor and measured else within
 
 
 PROBE = "probe_time_s"  # the engine's machine probe (``ctbench.run.probe``)
-RSS_FLOOR = 0.25  # step memory read through a CPU process's RSS moves this much between runs (relative)
+RSS_FLOOR = 0.25  # step memory read through a CPU process's RSS moves this much between runs (relative)...
+RSS_FLOOR_BYTES = 4 * 2**20  # ...and at least this much (``Floors``)
+RSS_READING = "peak_memory_bytes"  # the engine's memory readings end so: never exact on a CPU, whatever their spread
 DRIFT_QUANTILES = (0.1, 0.9)  # the machine's speed range over a run: these quantiles of the probe's timings
 
 
@@ -350,13 +354,17 @@ class Floors:
     - ``timing``: the range of the machine probe (``ctbench.run.probe``, the same workload before and after every
       case) over both runs' cases, ``q90 / q10 - 1`` of its timings: how far the machine's speed wandered while
       they ran. A timing's change below it is the machine's as likely as the code's.
-    - ``rss``: ``RSS_FLOOR`` for memory read from a CPU process's resident set (page-granular, shared with the
-      allocator's caching; measured: back-to-back smoke runs of the same code on a busy CPU moved a case's
-      step memory by up to 23%); none for CUDA's allocator peak, which does not move.
+    - ``rss``, ``rss_bytes``: ``RSS_FLOOR`` of the value and at least ``RSS_FLOOR_BYTES`` for memory read from a CPU
+      process's resident set (page-granular, shared with the allocator's caching), applied even where a case's
+      repeated readings agreed; none for CUDA's allocator peak, which does not move. Measured: back-to-back smoke
+      runs of the same code on a busy CPU moved a case's step memory by up to 23%; a quiet run and one beside the
+      test suite moved readings of a few pages by up to 16 KiB (4 KiB to 20 KiB) and readings of 2.7 to 8.1 MiB by
+      up to 2.9 MiB (75%).
     """
 
     timing: float = 0.0
     rss: float = 0.0
+    rss_bytes: float = 0.0
 
     @classmethod
     def of(cls, *frames: pd.DataFrame) -> Floors:
@@ -368,15 +376,20 @@ class Floors:
             low, high = probes.quantile(list(DRIFT_QUANTILES))
             timing = float(high / low - 1) if low > 0 else 0.0
         cpu = any(("device" in f and f["device"].astype(str).str.startswith("cpu").any()) for f in frames)
-        return cls(timing, RSS_FLOOR if cpu else 0.0)
+        return cls(timing, RSS_FLOOR if cpu else 0.0, RSS_FLOOR_BYTES if cpu else 0.0)
 
     def of_metric(self, unit: str | None, device: str) -> float:
-        """The floor of a metric in ``unit`` measured on ``device``."""
+        """The relative floor of a metric in ``unit`` measured on ``device``."""
         if unit == "s":
             return self.timing
         if unit == "bytes" and device.startswith("cpu"):
             return self.rss
         return 0.0
+
+    def reading(self, metric: str, device: str) -> float:
+        """The absolute floor of ``metric`` measured on ``device``: ``rss_bytes`` for the engine's memory readings on
+        a CPU, which are never exact between runs, whatever their spread within one."""
+        return self.rss_bytes if metric.endswith(RSS_READING) and device.startswith("cpu") else 0.0
 
 
 def _verdict(higher: bool | None, a: float, b: float, noise: float) -> str:
@@ -451,7 +464,7 @@ def _case_verdict(
     device = str(ra.get("device") or "")
 
     def noise_of(name: str) -> float:
-        return _noise(ra, rb, name, floors.of_metric(_unit(specs, task, name), device))
+        return _noise(ra, rb, name, floors.of_metric(_unit(specs, task, name), device), floors.reading(name, device))
 
     va, vb = _value(ra, metric), _value(rb, metric)
     noise = noise_of(metric)

@@ -344,6 +344,25 @@ def test_a_timing_change_the_machine_probe_shows_as_well_is_the_machines():
     assert verdicts_of([a], [b])["backprop", "step_time_s"] == "worse"
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "spread", "verdict"),
+    [
+        (4096, 20480, 0.0, "within noise"),  # a few pages, readings that agreed within the case: not exact
+        (2.7 * 2**20, 4.75 * 2**20, 0.1 * 2**20, "within noise"),  # 2 MiB on a CPU: below the 4 MiB floor
+        (20 * 2**20, 40 * 2**20, 0.1 * 2**20, "worse"),  # the control: 20 MiB more, beyond both floors
+    ],
+)
+def test_cpu_memory_readings_are_judged_beyond_what_they_move_between_runs(before, after, spread, verdict):
+    """RSS readings move between runs of the same code by pages and MiB whatever their spread within a case."""
+    runs = []
+    for value in (before, after):
+        record = case("adjoint_euler", 8, step_peak_memory_bytes=value)
+        record["spread"]["step_peak_memory_bytes"] = spread
+        record["device"] = "cpu"
+        runs.append([record])
+    assert verdicts_of(*runs)["adjoint_euler", "step_peak_memory_bytes"] == verdict
+
+
 @pytest.mark.parametrize(("slowed", "verdict"), [(2.15, "machine"), (3.0, "worse")])
 def test_what_the_probe_leaves_unexplained_must_exceed_the_machines_wander(slowed, verdict):
     """A loaded machine does not slow every workload as much as the probe: run b's probe 1.5x slower on every
@@ -389,10 +408,11 @@ def test_changes_within_what_runs_move_by_are_not_judged():
     assert verdict["backprop", "step_peak_memory_bytes"].eq("worse").all()
     verdict = verdicts_of(floored(0.10, 1e8, steady, "cpu"), floored(0.10, 1.4e8, steady, "cpu"))
     assert verdict["backprop", "step_peak_memory_bytes"].eq("worse").all()  # beyond the RSS floor
-    exact_a, exact_b = floored(0.10, 1e8, steady, "cpu"), floored(0.10, 1.1e8, steady, "cpu")
-    for record in exact_a + exact_b:
-        record["spread"]["step_peak_memory_bytes"] = 0.0  # an exact size: no floor, judged as it is
-    assert verdicts_of(exact_a, exact_b)["backprop", "step_peak_memory_bytes"].eq("worse").all()
+    exact_a, exact_b = floored(0.10, 1e8, steady, "cpu"), floored(0.10, 1e8, steady, "cpu")
+    for record, size in [(r, 1e8) for r in exact_a] + [(r, 1.1e8) for r in exact_b]:
+        record["metrics"]["state_bytes"] = size  # an exact size, not a reading: no floor, judged as it is
+        record["spread"]["state_bytes"] = 0.0
+    assert verdicts_of(exact_a, exact_b)["backprop", "state_bytes"].eq("changed").all()
 
 
 def test_a_rate_without_its_timings_spread_is_not_judged_either():
