@@ -571,13 +571,7 @@ def test_race_counts_samples_from_the_lowest_value_of_the_run_and_the_seeds_deci
 def test_the_race_is_recorded_at_smoke_and_decided_at_small():
     """Smoke's synthetic set and budget are too small for the paper's race (its config says what was measured):
     the check is recorded, inconclusive, with its numbers; the same records at the small scale are decided."""
-    records = []
-    for impl in ("soba", "saba"):
-        result = smoke.run_case("bilevel", impl, {"problem": "hyperparam"})
-        records.append({
-            "task": "bilevel", "impl": impl, "scale": "smoke", "params": {"problem": "hyperparam"}, "seed": 0,
-            "status": "ok", "metrics": result.metrics, "series": result.series, "dataset": result.dataset,
-        })  # fmt: skip
+    records = [race_record("saba", SABA_CURVE), race_record("soba", [[0, 0.5], [1000, 0.2], [3000, 0.1]])]
 
     def race(scale):
         scaled = [{**r, "scale": scale} for r in records]
@@ -586,8 +580,8 @@ def test_the_race_is_recorded_at_smoke_and_decided_at_small():
 
     at_smoke = race("smoke")
     assert at_smoke.passed is None and at_smoke.description.startswith("recorded, not decided at this scale")
-    assert "median samples for SABA" in at_smoke.description
-    assert race("small").passed is not None
+    assert at_smoke.value == 2000 and "median samples for SABA" in at_smoke.description
+    assert race("small").passed is True and race("gpu-smoke").passed is None
 
 
 # --- the specialised (closed-form) path against the generic one -------------------------------------------------
