@@ -389,7 +389,9 @@ def test_the_cost_ratio_is_the_median_of_interleaved_pairs():
     def sgd():
         pass
 
-    assert cost_ratio(step, sgd, clock, rounds=3) == 3.0  # median of 3, 30, 3
+    ratio = cost_ratio(step, sgd, clock, rounds=3)
+    assert ratio.median == 3.0 and ratio.pairs == 3  # median of 3, 30, 3
+    assert ratio.interval == (3.0, 30.0)  # three pairs: their range, the median's interval with less than 95%
     assert calls == ["step", "sgd"] * 3
 
 
