@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctbench.store.schema import MAX_DEPTH, MAX_INT_DIGITS
+from ctbench.store.schema import MAX_DEPTH, MAX_INT_DIGITS, Problem
 from ctbench.store.text import printable, without_surrogates
 
 MAX_BYTES = 256 * 2**20  # JSON text parsed whole; a larger file has its long strings cut first
@@ -94,13 +94,18 @@ def _cut(text: str) -> str:
     return text[: MAX_TEXT - len(mark)] + mark
 
 
-def mend(doc: Any, surrogates: bool = True) -> bool:
+def mend(doc: Any, surrogates: bool = True, limit: int | None = None) -> bool:
     """In place: every lone surrogate in a string or key of ``doc`` replaced by U+FFFD (where ``surrogates``), every
-    string over ``MAX_TEXT`` characters cut (``_cut``). True when a string was cut here or before (``CUT``)."""
+    string over ``MAX_TEXT`` characters cut (``_cut``). True when a string was cut here or before (``CUT``). With
+    ``limit``, objects and lists nested deeper than that are refused as ``schema.check_depth`` refuses them (one walk
+    over a large document does both)."""
     cut = False
-    stack = [doc]
+    stack = [(doc, 1)]
+    deepest = math.inf if limit is None else limit
     while stack:
-        value = stack.pop()
+        value, depth = stack.pop()
+        if depth > deepest and isinstance(value, (dict, list)):
+            raise Problem("<root>", f"nested deeper than {limit} levels")
         if isinstance(value, dict):
             if surrogates and any(isinstance(k, str) and without_surrogates(k) != k for k in value):
                 items = list(value.items())
@@ -120,7 +125,7 @@ def mend(doc: Any, surrogates: bool = True) -> bool:
                 if fixed is not item:
                     value[key] = fixed
             elif isinstance(item, (dict, list)):
-                stack.append(item)
+                stack.append((item, depth + 1))
     return cut
 
 

@@ -38,6 +38,15 @@ SCHEMA_VERSION = 2  # 2: ``tasks`` (each task's description) and per-case ``proc
 STATUSES = schema.STATUSES
 
 
+def _passes(doc: Any, path: Path, *checks: Callable[..., None]) -> None:
+    """Every ``check(doc, "")`` (``ctbench.store.schema``), a ``Problem`` raised as ``ResultFileError`` of ``path``."""
+    try:
+        for check in checks:
+            check(doc, "")
+    except schema.Problem as exc:
+        raise ResultFileError(path, exc.field, exc.problem) from None
+
+
 def _check_version(doc: Any, path: Path) -> None:
     if not isinstance(doc, dict):
         raise ResultFileError(path, "<root>", "not a JSON object")
@@ -79,11 +88,7 @@ class Run(dict[str, Any]):
         """``doc`` as a ``Run`` if it passes the run schema (``ctbench.store.schema``), else ``ResultFileError``."""
         path = Path(path)
         _check_version(doc, path)
-        try:
-            schema.check_depth(doc)
-            schema.RUN(doc, "")
-        except schema.Problem as exc:
-            raise ResultFileError(path, exc.field, exc.problem) from None
+        _passes(doc, path, schema.shallow, schema.RUN)
         return doc if isinstance(doc, Run) else cls(doc)
 
     @classmethod
@@ -154,11 +159,11 @@ def _load(path: Path) -> tuple[Run, list[Skipped]]:
     doc = parse(text, path)
     _check_version(doc, path)
     try:
-        schema.check_depth(doc)
+        was_cut = mend(doc, surrogates=_SURROGATE_ESCAPE.search(text) is not None, limit=schema.MAX_DEPTH)
     except schema.Problem as exc:
         raise ResultFileError(path, exc.field, exc.problem) from None
     notes = []
-    if mend(doc, surrogates=_SURROGATE_ESCAPE.search(text) is not None):
+    if was_cut:
         cases = doc.get("cases") if isinstance(doc.get("cases"), list) else []
         for where, length in cut_places(doc):
             index = re.match(r"cases\[(\d+)\]", where)
@@ -166,7 +171,8 @@ def _load(path: Path) -> tuple[Run, list[Skipped]]:
             reason = f"{where}{who}: {length}, cut to {files.MAX_TEXT} characters; the case is kept"
             notes.append(Skipped(printable(shown(path)), printable(f"{shown(path)}: {reason}"), where.split(".")[0]))
     notes += _usable_cases(doc, path)
-    return Run.validated(doc, path), notes
+    _passes(doc, path, schema.RUN_HEAD)  # its depth checked by ``mend``, its cases one by one
+    return Run(doc), notes
 
 
 def run_files(paths: Iterable[Path | str]) -> list[Path]:

@@ -10,6 +10,7 @@ overflows; nesting is bounded by ``MAX_DEPTH`` so nothing downstream recurses wi
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -48,18 +49,18 @@ def _child(where: str, key: str) -> str:
 
 def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
     """Refuse objects and lists nested deeper than ``limit`` (iteratively: a deep document cannot recurse here)."""
-    stack = [(doc, 1)]
+    stack = [(doc, 1)] if isinstance(doc, (dict, list, tuple)) else []
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, (list, tuple)):
-            children = value
-        else:
-            continue
         if depth > limit:
             raise Problem("<root>", f"nested deeper than {limit} levels")
-        stack.extend((child, depth + 1) for child in children)
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+
+
+def shallow(value: Any, where: str) -> None:
+    """``check_depth`` as a check: nested at most ``MAX_DEPTH`` levels."""
+    check_depth(value)
 
 
 def anything(value: Any, where: str) -> None:
@@ -164,6 +165,7 @@ NUMBER_OR_NULL = nullable(number)
 TEXT_OR_NULL = nullable(text)
 
 
+@functools.lru_cache(maxsize=4096)  # metric names repeat from case to case
 def lowest(metric: str) -> tuple[float, bool] | None:
     """The least value a metric can physically take, by its name, and whether that value itself is allowed: a
     duration (``..._time_s``) or a rate (``throughput_..._s``, ``<phase>_throughput_..._s``) is > 0, any other
@@ -336,7 +338,8 @@ TASK = record(
         "custom_plots": boolean,
     },
 )
-RUN = record(
-    {"schema": text, "run_id": text, "created": text, "env": ENV, "cases": listing(CASE)},
-    {"settings": mapping(), "tasks": mapping(TASK), "checks": listing(RUN_CHECK), "nodes": mapping(ENV)},
-)
+_RUN_FIELDS = {"schema": text, "run_id": text, "created": text, "env": ENV}
+_RUN_OPTIONAL = {"settings": mapping(), "tasks": mapping(TASK), "checks": listing(RUN_CHECK), "nodes": mapping(ENV)}
+RUN = record({**_RUN_FIELDS, "cases": listing(CASE)}, _RUN_OPTIONAL)
+# a run whose cases a reader checks one by one (``CASE``), leaving out those that fail
+RUN_HEAD = record({**_RUN_FIELDS, "cases": listing()}, _RUN_OPTIONAL)
