@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ctbench.store.text import printable
@@ -32,5 +33,17 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
     safe = frame.rename(columns=lambda c: csv_cell(str(c)))
     for column in safe.columns:
         if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
-            safe[column] = safe[column].map(csv_cell)
+            safe[column] = _cells(safe[column])
     return safe
+
+
+def _cells(values: pd.Series) -> pd.Series:
+    """``csv_cell`` of every value, computed once per distinct value (names and points repeat from row to row)."""
+    try:
+        codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # an unhashable cell: one at a time
+        return values.map(csv_cell)
+    cells = np.empty(len(distinct) + 1, dtype=object)
+    cells[:-1] = [csv_cell(v) for v in distinct]
+    cells[-1] = None  # code -1: a missing value
+    return pd.Series(cells[codes], index=values.index, name=values.name, dtype=object)
