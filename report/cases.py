@@ -57,7 +57,7 @@ class CaseRow:
     html: Markup
 
 
-def _row(i: int, r: Mapping[str, Any], where: str, meta: TaskMeta) -> str:
+def _row(i: int, r: Mapping[str, Any], where: str, columns: Sequence[tuple[str, str]]) -> str:
     ok = r["status"] == "ok"
     reference = r["submission"] == "reference"
     status = outcome(r)
@@ -72,14 +72,16 @@ def _row(i: int, r: Mapping[str, Any], where: str, meta: TaskMeta) -> str:
         error = f'<details class="error"><summary>{kind}</summary><pre>{text(error)}</pre></details>'
     metrics = r.get("metrics") or {}
     cells = []
-    for c in meta.columns.values():
-        value = metrics.get(c.name)
-        sort = "" if is_missing(value) else repr(float(value))
-        cells.append(f'<td class="num" data-v="{sort}">{html.escape(number(value, c.unit))}</td>')
+    for name, unit in columns:  # ``number`` writes digits, signs, "e", "." and its unit suffixes: nothing to escape
+        value = metrics.get(name)
+        if is_missing(value):
+            cells.append('<td class="num" data-v="">—</td>')
+        else:
+            cells.append(f'<td class="num" data-v="{float(value)!r}">{number(value, unit)}</td>')
     checks = []
     for name, check in sorted(r["checks"].items()):
         decided = check_outcome(check)
-        title = html.escape(f"{decided}: {number(check.get('value'))} (threshold {number(check.get('threshold'))})")
+        title = f"{decided}: {number(check.get('value'))} (threshold {number(check.get('threshold'))})"
         checks.append(f'<span class="check c-{decided}" title="{title}">{MARKS[decided]} {_name(str(name))}</span>')
     return (
         f'<tr class="case {"ref" if reference else "sub"}{"" if ok else " bad"}"><td class="num">{i}</td>'
@@ -93,8 +95,9 @@ def _row(i: int, r: Mapping[str, Any], where: str, meta: TaskMeta) -> str:
 def case_rows(records: Sequence[Mapping[str, Any]], meta: TaskMeta) -> list[CaseRow]:
     """Every case of a task, in ``case_order``, numbered from 1: where it ran, its status, every metric of the task,
     its checks, and its error or note (its end: ``views.error_text``)."""
+    columns = [(c.name, c.unit) for c in meta.columns.values()]
     rows = []
     for i, r in enumerate(sorted(records, key=case_order), 1):
         where = case_where(r)
-        rows.append(CaseRow(where, str(r["impl"]), Markup(_row(i, r, where, meta))))
+        rows.append(CaseRow(where, str(r["impl"]), Markup(_row(i, r, where, columns))))
     return rows
