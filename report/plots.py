@@ -52,6 +52,13 @@ def _pareto(spec: Mapping[str, Any] | None, boards: Sequence[tuple[str, pd.DataF
     return _named("Pareto: the task's objectives per board", figures)
 
 
+def figure_parts(spec: Mapping[str, Any] | None, custom: CustomPlots | None) -> list[str]:
+    """The parts of a task's figures that draw independently, in page order: ``pareto``, ``plot<i>`` for each
+    declared ``LinePlot``, ``custom`` for its hook's."""
+    declared = (spec or {}).get("plots", [])
+    return ["pareto", *(f"plot{i}" for i in range(len(declared))), *(["custom"] if custom is not None else [])]
+
+
 def task_figures(
     task: str,
     spec: Mapping[str, Any] | None,
@@ -60,20 +67,24 @@ def task_figures(
     custom: CustomPlots | None,
     styles: Mapping[str, Style] | None,
     boards: Sequence[tuple[str, pd.DataFrame]],
+    part: str | None = None,
 ) -> tuple[list[tuple[str, Any]], list[str]]:
-    """A task's named figures (Pareto scatters, its ``LinePlot``s, its custom hook's) and the errors of those that
-    failed to draw. Drawn as the report draws them, not yet saved."""
+    """A task's named figures (Pareto scatters, its ``LinePlot``s, its custom hook's), or those of one of its
+    ``figure_parts``, and the errors of those that failed to draw. Drawn as the report draws them, not yet saved."""
     figures, errors = [], []
-    try:
-        figures += _pareto(spec, boards, styles)
-    except Exception as exc:  # shown on the page; the rest still builds
-        errors.append(f"Pareto scatter: {type(exc).__name__}: {exc}")
-    for plot in (spec or {}).get("plots", []):
+    if part in (None, "pareto"):
+        try:
+            figures += _pareto(spec, boards, styles)
+        except Exception as exc:  # shown on the page; the rest still builds
+            errors.append(f"Pareto scatter: {type(exc).__name__}: {exc}")
+    for i, plot in enumerate((spec or {}).get("plots", [])):
+        if part not in (None, f"plot{i}"):
+            continue
         try:
             figures += _named(str(plot.get("name", "plot")), draw_all(plot, cases, styles))
         except Exception as exc:  # a bad description is shown on the page; the rest still builds
             errors.append(f"{plot.get('name', '?')}: {type(exc).__name__}: {exc}")
-    if custom is not None:
+    if custom is not None and part in (None, "custom"):
         try:
             with using(styles or {}):
                 figures += list(custom(task, cases, records).items())
@@ -91,8 +102,10 @@ def save_plots(
     custom: CustomPlots | None = None,
     styles: Mapping[str, Style] | None = None,
     boards: Sequence[tuple[str, pd.DataFrame]] = (),
+    parts: Sequence[str] | None = None,
 ) -> tuple[list[Plot], str]:
-    """Draw the task's plots, write each to ``target("plots/<name>.png")``; return the plots and an error text.
+    """Draw the task's plots (those of ``parts``, default all its ``figure_parts``), write each to
+    ``target("plots/<task>-<name>-<part>-<i>.png")``; return the plots and an error text.
 
     ``styles`` are the report's (one per implementation across every plot); ``boards`` (title, leaderboard rows)
     feed the Pareto scatter. A plot that fails to draw does not stop the report: its page shows the error beside
@@ -105,18 +118,21 @@ def save_plots(
     import matplotlib.pyplot as plt
 
     plots: list[Plot] = []
+    errors: list[str] = []
     with plain_text():
-        figures, errors = task_figures(task, spec, cases, records, custom, styles, boards)
-        for name, fig in figures:
-            src = f"plots/{slug(task)}-{slug(name)}-{len(plots)}.png"
-            try:
-                fig.savefig(target(src), dpi=DPI, bbox_inches="tight")
-            except Exception as exc:
-                errors.append(f"{name}: {type(exc).__name__}: {exc}")
-            else:
-                plots.append(Plot(name, src))
-            finally:
-                plt.close(fig)
+        for part in figure_parts(spec, custom) if parts is None else parts:
+            figures, failed = task_figures(task, spec, cases, records, custom, styles, boards, part)
+            errors += failed
+            for i, (name, fig) in enumerate(figures):
+                src = f"plots/{slug(task)}-{slug(name)}-{part}-{i}.png"
+                try:
+                    fig.savefig(target(src), dpi=DPI, bbox_inches="tight")
+                except Exception as exc:
+                    errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                else:
+                    plots.append(Plot(name, src))
+                finally:
+                    plt.close(fig)
     plt.close("all")
     return plots, "; ".join(errors)
 
@@ -124,8 +140,8 @@ def save_plots(
 _JOBS: Sequence[Mapping[str, Any]] = ()  # what the forked workers of ``save_all`` draw, inherited, never pickled
 
 
-def _save_job(index: int) -> tuple[list[Plot], str]:
-    return save_plots(**_JOBS[index])
+def _save_part(index: int, part: str) -> tuple[list[Plot], str]:
+    return save_plots(**_JOBS[index], parts=[part])
 
 
 def _worker_signals() -> None:
@@ -136,25 +152,31 @@ def _worker_signals() -> None:
 
 
 def save_all(jobs: Sequence[Mapping[str, Any]], workers: int | None = None) -> list[tuple[list[Plot], str]]:
-    """``save_plots(**job)`` for every job, in order, drawn by up to ``workers`` forked processes (default: the
-    cores this process may use). Drawing is most of a report's time and each task's figures are independent; the
-    jobs (frames, styles, the custom hook) reach the workers by the fork, only the plots' names come back. A job
-    whose process dies (a crash in a plotting library) comes back with no plots and the reason as its error, and
-    the other jobs are drawn. Serial where fork is unsafe (other Python threads running, e.g. a Ray driver's) or
-    pointless (one job or one core)."""
+    """``save_plots(**job)`` for every job, in order, each of its ``figure_parts`` drawn by one of up to ``workers``
+    forked processes (default: the cores this process may use). Drawing is most of a report's time and the parts
+    are independent; the jobs (frames, styles, the custom hook) reach the workers by the fork, only the plots'
+    names come back. A part whose process dies (a crash in a plotting library) comes back with no plots and the
+    reason as its error, and the other parts are drawn. Serial where fork is unsafe (other Python threads running,
+    e.g. a Ray driver's) or pointless (one part or one core)."""
     global _JOBS
-    workers = min(workers or len(os.sched_getaffinity(0)), len(jobs))
+    parts = [(i, part) for i, job in enumerate(jobs) for part in figure_parts(job.get("spec"), job.get("custom"))]
+    workers = min(workers or len(os.sched_getaffinity(0)), len(parts))
     if workers < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [save_plots(**job) for job in jobs]
     _JOBS = jobs
     context = multiprocessing.get_context("fork")
     try:
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_signals) as pool:
-            futures = [pool.submit(_save_job, i) for i in range(len(jobs))]
-        # a worker that died broke the pool and every job still in it: each of those again, alone
-        return [_drawn(future) or _alone(i, context) for i, future in enumerate(futures)]
+            futures = [pool.submit(_save_part, i, part) for i, part in parts]
+        # a worker that died broke the pool and every part still in it: each of those again, alone
+        drawn = [_drawn(future) or _alone(i, part, context) for (i, part), future in zip(parts, futures, strict=True)]
     finally:
         _JOBS = ()
+    done: list[tuple[list[Plot], str]] = []
+    for i in range(len(jobs)):
+        mine = [d for (j, _), d in zip(parts, drawn, strict=True) if j == i]
+        done.append(([p for plots, _ in mine for p in plots], "; ".join(e for _, e in mine if e)))
+    return done
 
 
 def _drawn(future: Future) -> tuple[list[Plot], str] | None:
@@ -164,8 +186,8 @@ def _drawn(future: Future) -> tuple[list[Plot], str] | None:
         return None
 
 
-def _alone(index: int, context: Any) -> tuple[list[Plot], str]:
-    """Job ``index`` in a pool of its own: its figures, or the reason its process died."""
+def _alone(index: int, part: str, context: Any) -> tuple[list[Plot], str]:
+    """Part ``part`` of job ``index`` in a pool of its own: its figures, or the reason its process died."""
     with ProcessPoolExecutor(1, mp_context=context, initializer=_worker_signals) as pool:
-        future = pool.submit(_save_job, index)
+        future = pool.submit(_save_part, index, part)
     return _drawn(future) or ([], f"not drawn: its drawing process died ({future.exception()})")

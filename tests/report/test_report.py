@@ -364,15 +364,16 @@ def draw(folder: Path, workers: int, dies: str = "") -> dict:
 def test_plots_drawn_in_forked_workers_are_those_drawn_in_order(tmp_path):
     serial, forked = draw(tmp_path / "serial", 1), draw(tmp_path / "forked", 2)
     assert not serial["forked"] and forked["forked"]
-    assert forked["plots"] == serial["plots"] == [[[f"{t} curve", f"plots/{t}-{t}-curve-0.png"]] for t in "abc"]
+    assert forked["plots"] == serial["plots"] == [[[f"{t} curve", f"plots/{t}-{t}-curve-custom-0.png"]] for t in "abc"]
     assert forked["errors"] == ["", "", ""]
     for t in "abc":
-        assert (tmp_path / "forked" / f"plots/{t}-{t}-curve-0.png").stat().st_size > 1000
+        assert (tmp_path / "forked" / f"plots/{t}-{t}-curve-custom-0.png").stat().st_size > 1000
 
 
 def test_a_drawing_process_that_dies_costs_its_figures_not_the_report(tmp_path):
     drawn = draw(tmp_path / "out", 2, dies="b")
-    assert drawn["plots"] == [[["a curve", "plots/a-a-curve-0.png"]], [], [["c curve", "plots/c-c-curve-0.png"]]]
+    a, c = [["a curve", "plots/a-a-curve-custom-0.png"]], [["c curve", "plots/c-c-curve-custom-0.png"]]
+    assert drawn["plots"] == [a, [], c]
     assert drawn["errors"][0] == drawn["errors"][2] == ""
     assert drawn["errors"][1].startswith("not drawn: its drawing process died")
 

@@ -43,8 +43,8 @@ def test_every_figure_of_a_built_report_draws_each_implementation_in_one_colour(
     drawn: list[tuple[str, dict[str, set[str]], list[str]]] = []
     task_figures = report.plots.task_figures
 
-    def audited(task, spec, cases, records, custom, styles, boards):
-        figures, errors = task_figures(task, spec, cases, records, custom, styles, boards)
+    def audited(task, spec, cases, records, custom, styles, boards, part=None):
+        figures, errors = task_figures(task, spec, cases, records, custom, styles, boards, part)
         for name, figure in figures:
             drawn.append((f"{task}: {name}", audit.drawn_labels(figure), audit.style_mismatches(figure, styles)))
         return figures, errors
