@@ -37,7 +37,7 @@ from ctbench.store.verdict import OUTCOMES, outcome
 from report import asv_history, comparison, pybench
 from report.cases import CaseRow, case_rows
 from report.fmt import safe_url
-from report.plots import CustomPlots, save_all
+from report.plots import CustomPlots, start_drawing
 from report.site import Site
 from report.views import (
     TaskMeta,
@@ -234,16 +234,29 @@ def build_report(
                 {"task": name, "spec": meta.spec, "cases": sub, "records": records[name], "target": site.path,
                  "custom": custom_plots, "styles": styles, "boards": groups}
             )  # fmt: skip
-        for name, section, job, (plots, plot_error) in zip(names, sections, jobs, save_all(jobs), strict=True):
+        wait_for_plots = start_drawing(jobs)
+        case_pages = {}
+        for name in names:  # every case, a page at a time, while the figures are drawn
+            meta = metas[name]
+            rows = case_rows(records[name], meta)
+            pages_ = _case_pages(rows, meta.page, cases_per_page)
+            case_pages[name] = rows, pages_
+            for p in pages_:
+                site.render("cases.html.j2", p["page"], task_page=meta.page, meta=meta, cases=rows[p["start"]:p["end"]],
+                            number=p["number"], start=p["start"], case_pages=pages_, n_cases=len(rows))  # fmt: skip
+        _write_csv(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(), site.add("leaderboard.csv"))
+        _write_csv(df, site.add("cases.csv.gz"))
+        if compared.frame is not None:
+            _write_csv(compared.frame, site.add("compare.csv"))
+        for name, section, job, (plots, plot_error) in zip(names, sections, jobs, wait_for_plots(), strict=True):
             meta, sub = metas[name], job["cases"]
+            rows, pages_ = case_pages[name]
             for plot in plots:
                 site.add(plot.src)
             if plot_error:
                 problems.append(f"{name}: plots: {plot_error}")
             bad_checks = case_checks(records[name], passing=False)  # failing first
             failed = failures(records[name])
-            rows = case_rows(records[name], meta)
-            pages_ = _case_pages(rows, meta.page, cases_per_page)
             site.render(
                 "task.html.j2",
                 meta.page,
@@ -264,14 +277,6 @@ def build_report(
                 per_page=cases_per_page,
                 synthetic=_synthetic(sub),
             )
-            for p in pages_:
-                cases = rows[p["start"] : p["end"]]
-                site.render("cases.html.j2", p["page"], task_page=meta.page, meta=meta, cases=cases,
-                            number=p["number"], start=p["start"], case_pages=pages_, n_cases=len(rows))  # fmt: skip
-        _write_csv(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(), site.add("leaderboard.csv"))
-        _write_csv(df, site.add("cases.csv.gz"))
-        if compared.frame is not None:
-            _write_csv(compared.frame, site.add("compare.csv"))
         site.render("compare.html.j2", "compare.html", cmp=compared)
         site.render("env.html.j2", "env.html", sections=environments(runs, links))
         site.render("benchmarks.html.j2", "benchmarks.html", bench=bench, bench_skipped=bad_bench)

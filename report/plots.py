@@ -151,32 +151,50 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def save_all(jobs: Sequence[Mapping[str, Any]], workers: int | None = None) -> list[tuple[list[Plot], str]]:
-    """``save_plots(**job)`` for every job, in order, each of its ``figure_parts`` drawn by one of up to ``workers``
-    forked processes (default: the cores this process may use). Drawing is most of a report's time and the parts
-    are independent; the jobs (frames, styles, the custom hook) reach the workers by the fork, only the plots'
-    names come back. A part whose process dies (a crash in a plotting library) comes back with no plots and the
-    reason as its error, and the other parts are drawn. Serial where fork is unsafe (other Python threads running,
-    e.g. a Ray driver's) or pointless (one part or one core)."""
+Drawn = list[tuple[list[Plot], str]]
+
+
+def save_all(jobs: Sequence[Mapping[str, Any]], workers: int | None = None) -> Drawn:
+    """``save_plots(**job)`` for every job, in order (``start_drawing``, waited for)."""
+    return start_drawing(jobs, workers)()
+
+
+def start_drawing(jobs: Sequence[Mapping[str, Any]], workers: int | None = None) -> Callable[[], Drawn]:
+    """Start ``save_plots(**job)`` for every job; the returned function waits for them and gives their plots and
+    errors, in order. Each of a job's ``figure_parts`` is drawn by one of up to ``workers`` forked processes
+    (default: the cores this process may use), while this process goes on with what needs no figure (the case
+    pages). Drawing is most of a report's time and the parts are independent; the jobs (frames, styles, the custom
+    hook) reach the workers by the fork, only the plots' names come back. A part whose process dies (a crash in a
+    plotting library) comes back with no plots and the reason as its error, and the other parts are drawn. Drawn
+    when waited for, in this process, where fork is unsafe (other Python threads running, e.g. a Ray driver's) or
+    pointless (one part or one core)."""
     global _JOBS
     parts = [(i, part) for i, job in enumerate(jobs) for part in figure_parts(job.get("spec"), job.get("custom"))]
     workers = min(workers or len(os.sched_getaffinity(0)), len(parts))
     if workers < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [save_plots(**job) for job in jobs]
+        return lambda: [save_plots(**job) for job in jobs]
     _JOBS = jobs
     context = multiprocessing.get_context("fork")
-    try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_signals) as pool:
-            futures = [pool.submit(_save_part, i, part) for i, part in parts]
-        # a worker that died broke the pool and every part still in it: each of those again, alone
-        drawn = [_drawn(future) or _alone(i, part, context) for (i, part), future in zip(parts, futures, strict=True)]
-    finally:
-        _JOBS = ()
-    done: list[tuple[list[Plot], str]] = []
-    for i in range(len(jobs)):
-        mine = [d for (j, _), d in zip(parts, drawn, strict=True) if j == i]
-        done.append(([p for plots, _ in mine for p in plots], "; ".join(e for _, e in mine if e)))
-    return done
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_signals)
+    futures = [pool.submit(_save_part, i, part) for i, part in parts]  # forks every worker now, with ``_JOBS``
+
+    def wait() -> Drawn:
+        global _JOBS
+        try:
+            pool.shutdown(wait=True)
+            # a worker that died broke the pool and every part still in it: each of those again, alone
+            drawn = [
+                _drawn(future) or _alone(i, part, context) for (i, part), future in zip(parts, futures, strict=True)
+            ]
+        finally:
+            _JOBS = ()
+        done: Drawn = []
+        for i in range(len(jobs)):
+            mine = [d for (j, _), d in zip(parts, drawn, strict=True) if j == i]
+            done.append(([p for plots, _ in mine for p in plots], "; ".join(e for _, e in mine if e)))
+        return done
+
+    return wait
 
 
 def _drawn(future: Future) -> tuple[list[Plot], str] | None:

@@ -50,7 +50,7 @@ def test_every_figure_of_a_built_report_draws_each_implementation_in_one_colour(
         return figures, errors
 
     monkeypatch.setattr(report.plots, "task_figures", audited)
-    monkeypatch.setattr("report.build.save_all", lambda jobs: [report.plots.save_plots(**job) for job in jobs])
+    monkeypatch.setattr("report.build.start_drawing", lambda jobs: lambda: [report.plots.save_plots(**j) for j in jobs])
     built = build_report([runs], tmp_path / "site", custom_plots=_custom_plots)
     assert built.index is not None and built.problems == []
 
