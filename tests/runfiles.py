@@ -113,6 +113,12 @@ RUN_CHECKS = [
 ]
 
 
+def processes(cases: list[dict[str, Any]], seeds: tuple[int, ...] = (0, 1)) -> list[dict[str, Any]]:
+    """Each case once per seed of ``seeds`` with the same numbers: a point measured in several processes, whose
+    timings ``compare`` judges between runs (their range over processes is 0; the recorded spread counts)."""
+    return [{**copy.deepcopy(c), "seed": seed} for c in cases for seed in seeds]
+
+
 def run_doc(
     run_id: str,
     created: str,
@@ -133,6 +139,9 @@ def run_doc(
     return Run.validated(doc)
 
 
+TIMED = ("backprop", "checkpoint")  # ``smoke_cases`` measures these in two processes a point
+
+
 def smoke_cases(accuracy_shift: float = 0.0, time_scale: float = 1.0) -> list[dict[str, Any]]:
     cases = [
         case(
@@ -147,6 +156,8 @@ def smoke_cases(accuracy_shift: float = 0.0, time_scale: float = 1.0) -> list[di
     for c in cases:
         if accuracy_shift and c["impl"] == "adjoint_heun":
             c["spread"].pop("test_accuracy")  # the shifted accuracy is one seed's: no spread, so never judged
+    # backprop and checkpoint in two processes a point: ``compare`` judges their timings between runs
+    cases = processes([c for c in cases if c["impl"] in TIMED]) + [c for c in cases if c["impl"] not in TIMED]
     cases.append(case(INJECTION, 8, submission=INJECTION, url="javascript:alert(2)", accuracy=0.99))
     cases.append(
         case(

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ctbench.boards import ranking
 from ctbench.machine.env import hardware_label
+from ctbench.store.matching import hardware_metrics
 from ctbench.store.text import shown
 
 METRIC = "metric."  # prefix of metric columns
@@ -314,22 +315,28 @@ def leaderboard(
     return out.sort_values(keys, na_position="last").drop(columns="params_order").reset_index(drop=True)
 
 
-def _spread(side: pd.Series, metric: str) -> float | None:
+def _spread(side: pd.Series, metric: str, timing: bool = False) -> float | None:
     """One side's spread of ``metric``: its repeated-measurement spread, else the std over its seeds; None when it
-    has neither (one seed, nothing repeated)."""
-    for col in (SPREAD + metric, METRIC + metric + "#std"):
-        value = side.get(col)
-        if value is not None and not pd.isna(value):
-            return float(value)
-    return None
+    has neither (one seed, nothing repeated). For a ``timing`` compared between runs, the range over its cases'
+    processes (its seeds, which a run spreads over its length: ``ctbench.run.selection.cases``), at least its
+    repeated-measurement spread: the calls of one process share one stretch of the machine's state, so their spread
+    alone says nothing of another run's; None with one process."""
+    values = [side.get(col) for col in (SPREAD + metric, METRIC + metric + "#std", METRIC + metric + "#range")]
+    recorded, std, span = (None if v is None or pd.isna(v) else float(v) for v in values)
+    if timing:
+        return None if span is None else max(span, recorded or 0.0)
+    return recorded if recorded is not None else std
 
 
-def _noise(ra: pd.Series, rb: pd.Series, metric: str, floor: float = 0.0, absolute: float = 0.0) -> float:
-    """The noise a change of ``metric`` must exceed to count: the sum of the two sides' spreads, at least ``floor``
-    (relative) of the first side's value (the between-run floor, ``Floors``) unless both spreads are 0 (an exact
-    value), and at least ``absolute`` (a reading never exact between runs, ``Floors.reading``); NaN when either
-    side has no spread, since a side without spread says nothing about how far its value would move on a rerun."""
-    spreads = [_spread(side, metric) for side in (ra, rb)]
+def _noise(
+    ra: pd.Series, rb: pd.Series, metric: str, floor: float = 0.0, absolute: float = 0.0, timing: bool = False
+) -> float:
+    """The noise a change of ``metric`` must exceed to count: the sum of the two sides' spreads (``_spread``; for a
+    ``timing``, their ranges over processes), at least ``floor`` (relative) of the first side's value (the
+    between-run floor, ``Floors``) unless both spreads are 0 (an exact value), and at least ``absolute`` (a reading
+    never exact between runs, ``Floors.reading``); NaN when either side has no spread, since a side without spread
+    says nothing about how far its value would move on a rerun."""
+    spreads = [_spread(side, metric, timing) for side in (ra, rb)]
     if any(s is None for s in spreads):
         return np.nan
     within = float(sum(s for s in spreads if s is not None))
@@ -407,6 +414,15 @@ def _verdict(higher: bool | None, a: float, b: float, noise: float) -> str:
     return "better" if (b > a) == higher else "worse"
 
 
+def _machine_state(specs: TaskSpecs, task: str, metric: str) -> bool:
+    """Whether ``metric`` moves with the machine's state from one stretch of time to another: a time, an energy, a
+    power, a rate or a ratio of times (``hardware`` in its task's description; an undeclared metric when it is a
+    ``..._time_s``). Memory is not: it has its own floors (``Floors``)."""
+    declared = hardware_metrics(specs.get(task)).get(metric)
+    machine = metric.endswith("_time_s") if declared is None else declared
+    return machine and _unit(specs, task, metric) != "bytes"
+
+
 def _unit(specs: TaskSpecs, task: str, metric: str) -> str | None:
     spec = specs.get(task, {}).get("metrics", {}).get(metric)
     return spec.get("unit") if isinstance(spec, Mapping) else None
@@ -438,13 +454,16 @@ def machine_explains(
 
 
 def _by_case(df: pd.DataFrame) -> pd.DataFrame:
-    """Median over seeds per case key; the std over seeds of each metric kept for the noise estimate."""
+    """Median over seeds per case key; the std and the range (max - min) over seeds of each metric kept for the
+    noise estimate (NaN with one seed)."""
     key = CASE
     cols = metric_columns(df) + [c for c in df.columns if c.startswith(SPREAD)]
-    med = df[df["status"] == "ok"].groupby(key)[cols].median()
-    std = df[df["status"] == "ok"].groupby(key)[metric_columns(df)].std().add_suffix("#std")
+    ok = df[df["status"] == "ok"].groupby(key)
+    med = ok[cols].median()
+    std = ok[metric_columns(df)].std().add_suffix("#std")
+    spans = (ok[metric_columns(df)].max() - ok[metric_columns(df)].min()).where(ok[metric_columns(df)].count() > 1)
     status = df.groupby(key)["status"].agg(lambda s: "ok" if (s == "ok").all() else s[s != "ok"].iloc[0])
-    out = med.join(std).join(status, how="outer")
+    out = med.join(std).join(spans.add_suffix("#range")).join(status, how="outer")
     if "device" in df:
         out = out.join(df.groupby(key)["device"].agg(lambda d: ",".join(sorted(set(map(str, d))))))
     return out
@@ -464,7 +483,8 @@ def _case_verdict(
     device = str(ra.get("device") or "")
 
     def noise_of(name: str) -> float:
-        return _noise(ra, rb, name, floors.of_metric(_unit(specs, task, name), device), floors.reading(name, device))
+        floor = floors.of_metric(_unit(specs, task, name), device)
+        return _noise(ra, rb, name, floor, floors.reading(name, device), timing=_machine_state(specs, task, name))
 
     va, vb = _value(ra, metric), _value(rb, metric)
     noise = noise_of(metric)
@@ -478,8 +498,10 @@ def _case_verdict(
             verdict = _verdict(direction(specs, task, metric), va, vb, 0.0)
     judged = source if source and not math.isnan(_value(ra, source)) and not math.isnan(_value(rb, source)) else metric
     floor = floors.of_metric(_unit(specs, task, judged), device)
-    if verdict in ("better", "worse", "changed") and machine_explains(specs, task, judged, ra, rb, floor):
-        verdict = "machine"  # a rate is the machine's exactly when its timing is
+    if verdict in ("better", "worse", "changed") and (
+        metric == PROBE or machine_explains(specs, task, judged, ra, rb, floor)
+    ):
+        verdict = "machine"  # a rate is the machine's exactly when its timing is; the probe only ever the machine's
     return verdict, noise
 
 
@@ -488,7 +510,8 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.Data
 
     A case is its medians over seeds. The verdict on a metric is ``better`` or ``worse`` (``changed`` for a metric
     with no direction) only when |b - a| exceeds the sum of the two sides' spreads (each side's repeated-measurement
-    spread, e.g. the IQR of its timings, else the std of its values over seeds); ``within noise`` when it does not;
+    spread, else the std of its values over seeds; for a time, a rate, an energy or a ratio of times, its range over
+    the processes that measured it, ``_spread``); ``within noise`` when it does not;
     ``no spread`` when either side has no spread at all (one seed, nothing repeated), whatever the change: such a
     value says nothing about how far a rerun would move it; ``machine`` for a timing whose change the machine probe
     shows as well (``machine_explains``). No metric is taken as exact by its unit: a metric known to be exact

@@ -146,6 +146,20 @@ def plan(
     return unique(cases), skipped
 
 
+def in_rounds(cases: Sequence[Case]) -> list[Case]:
+    """``cases`` in rounds: each point's first seed, then each point's second, and so on, in their order within a
+    round. A point's seeds then run at different stretches of the run (as asv's interleaved rounds do), so their
+    spread holds how far the machine's state moved over it, which a comparison with another run must exceed."""
+    seen: dict[str, int] = {}
+    rounds = []
+    for case in cases:
+        point = json.dumps([case.task, case.impl.spec, case.impl.submission, case.scale, dict(case.params)],
+                           sort_keys=True, default=str)  # fmt: skip
+        rounds.append(seen.get(point, 0))
+        seen[point] = rounds[-1] + 1
+    return [case for _, case in sorted(zip(rounds, cases, strict=True), key=lambda pair: pair[0])]
+
+
 def unique(cases: Sequence[Case]) -> list[Case]:
     """``cases`` without repeats (``--seed 0 --seed 0``, an implementation named twice), first one kept."""
     return list({c.key: c for c in cases}.values())

@@ -15,7 +15,7 @@ from ctbench.api.implementation import ImplRef, task_references
 from ctbench.catalog.registry import UsageError, get_task, tasks
 from ctbench.catalog.resolver import resolve_isolated, tasks_of_isolated
 from ctbench.isolation.sandbox import bwrap
-from ctbench.run.cases import Case, SkippedPoint, parse_param, plan, unique
+from ctbench.run.cases import Case, SkippedPoint, in_rounds, parse_param, plan, unique
 from ctbench.run.executors import LocalExecutor
 from ctbench.run.settings import RunSettings
 from ctbench.store.schema import REFERENCE
@@ -141,7 +141,7 @@ def cases(
             skipped += skips
     if not found:
         raise UsageError("no case to run (every combination was skipped)")
-    return unique(found)
+    return in_rounds(unique(found))
 
 
 def executor(kind: str, settings: RunSettings, say: Callable[[str], None], ray_address: str | None = None,

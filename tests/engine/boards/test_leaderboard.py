@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from runfiles import METHODS, case, run_doc, write
+from runfiles import METHODS, case, processes, run_doc, write
 
 from ctbench import Metric, Paper, Scale, Step, Task
 from ctbench.api.implementation import ImplRef, Manifest
@@ -39,7 +39,7 @@ from ctbench.boards.table import cases_frame, compare, impl_sides, latest, leade
 from ctbench.catalog.describe import describe
 from ctbench.catalog.registry import description
 from ctbench.figures.palette import REFERENCE_COLOURS, assign, complete
-from ctbench.run.cases import plan
+from ctbench.run.cases import in_rounds, plan
 from ctbench.store.verdict import exit_status
 from ctbench_cli.main import main as cli_main
 from ctbench_cli.summary import skipped_lines, summarise
@@ -289,7 +289,7 @@ def test_step_time_and_throughput_give_the_same_verdict(throughput_spread):
                                                               ("adjoint_euler", 0.10, 0.001))]  # fmt: skip
     b = [timed(m, t, s, throughput_spread) for m, t, s in (("backprop", 0.07, 0.03), ("checkpoint", 0.07, 0.001),
                                                               ("adjoint_euler", 0.13, 0.001))]  # fmt: skip
-    runs = [doc("a", 1, a), doc("b", 2, b)]
+    runs = [doc("a", 1, processes(a)), doc("b", 2, processes(b))]
     changes, _ = compare(cases_frame(runs[:1]), cases_frame(runs[1:]), task_specs(runs))
     verdict = changes.set_index(["impl", "metric"])["verdict"]
     expected = {"backprop": "within noise", "checkpoint": "better", "adjoint_euler": "worse"}
@@ -323,7 +323,8 @@ def test_no_verdict_without_spread_on_both_sides():
     for impl in ("backprop", "checkpoint", "adjoint_euler"):
         assert verdict[impl, "test_accuracy"] == "no spread", impl
     assert verdict["adjoint_heun", "test_accuracy"] == "better"
-    assert verdict["backprop", "step_time_s"] == "within noise"  # the helper's timings: same value, spread both sides
+    # the helper's timings, one process a side: their spread over calls says nothing of another run's
+    assert verdict["backprop", "step_time_s"] == "no spread"
 
 
 def test_a_timing_change_the_machine_probe_shows_as_well_is_the_machines():
@@ -332,16 +333,17 @@ def test_a_timing_change_the_machine_probe_shows_as_well_is_the_machines():
     for record, probe in ((a, 0.010), (b, 0.020)):
         record["metrics"]["probe_time_s"] = probe
         record["spread"]["probe_time_s"] = 0.0005
-    verdict = verdicts_of([a], [b])
+    verdict = verdicts_of(processes([a]), processes([b]))
     assert verdict["backprop", "step_time_s"] == verdict["backprop", "throughput_samples_s"] == "machine"
     assert verdict["backprop", "test_accuracy"] == "within noise"  # a quality is never divided by the probe
+    assert verdict["backprop", "probe_time_s"] == "machine"  # the probe's own change is never the code's
     # the control: the probe did not move, so the doubled time is the code's
     b["metrics"]["probe_time_s"] = 0.0101
-    verdict = verdicts_of([a], [b])
+    verdict = verdicts_of(processes([a]), processes([b]))
     assert verdict["backprop", "step_time_s"] == verdict["backprop", "throughput_samples_s"] == "worse"
     # and a probe that moved less than the timing explains only its share: 3x slower code on a 2x slower machine
     b["metrics"].update(step_time_s=0.3, probe_time_s=0.020)
-    assert verdicts_of([a], [b])["backprop", "step_time_s"] == "worse"
+    assert verdicts_of(processes([a]), processes([b]))["backprop", "step_time_s"] == "worse"
 
 
 @pytest.mark.parametrize(
@@ -374,7 +376,7 @@ def test_what_the_probe_leaves_unexplained_must_exceed_the_machines_wander(slowe
         for record in cases:
             record["metrics"]["probe_time_s"] = probe
             record["spread"]["probe_time_s"] = 0.0001
-        runs.append(cases)
+        runs.append(processes(cases))
     verdict_of = verdicts_of(*runs).loc["backprop", "step_time_s"]
     assert set(verdict_of) == {verdict}
 
@@ -387,7 +389,7 @@ def floored(time_s: float, memory: float, probes: list[float], device: str) -> l
         record["device"] = device
         record["metrics"].update(probe_time_s=probe, step_peak_memory_bytes=memory)
         record["spread"].update(step_time_s=0.001 * time_s, step_peak_memory_bytes=0.001 * memory, probe_time_s=0)
-    return cases
+    return processes(cases)
 
 
 def test_changes_within_what_runs_move_by_are_not_judged():
@@ -442,7 +444,7 @@ def synthetic_run(rng: np.random.Generator, truth: dict[str, np.ndarray], factor
         record["metrics"] = {m: float(np.median(d)) for m, d in draws.items()}
         record["spread"] = {m: iqr(d.tolist()) for m, d in draws.items()}
         cases.append(record)
-    return cases
+    return processes(cases)  # two processes, the same numbers: the timing's recorded spread is what counts
 
 
 SYNTHETIC = ("step_time_s", "test_accuracy", "grad_rel_error", "reconstruction_error")
@@ -485,6 +487,7 @@ def two_impls(tmp_path: Path) -> Path:
     """A run of backprop and checkpoint: checkpoint twice as slow at depths 8 and 64, with the same accuracy;
     backprop alone at depth 256; backprop's seed 1 at depth 8 has no checkpoint partner."""
     cases = [case(m, d, time_s=0.2 if m == "checkpoint" else 0.1) for m in ("backprop", "checkpoint") for d in (8, 64)]
+    cases = processes(cases, seeds=(0, 2))  # timings are judged over processes: two seeds a point
     cases += [case("backprop", 256), case("backprop", 8, seed=1, time_s=5.0)]
     return write(tmp_path, "run.json", doc("r", 1, cases))
 
@@ -708,6 +711,41 @@ def test_plan_lists_the_skipped_grid_points():
     cases, skipped = plan(Tiny(), refs, "smoke")
     assert len(cases) == 5 and [(s.impl, dict(s.params)) for s in skipped] == [("b", {"n": 256})]
     assert skipped_lines(skipped) == ["tiny_objectives/b: 1 point (n=256): b runs up to n=64"]
+
+
+def test_a_points_seeds_run_in_rounds_over_the_run():
+    """Each point's first seed, then each point's second: a point's seeds run at different stretches of the run, so
+    their range holds how far the machine moved over it. Within a round, the order of the plan."""
+    refs = [ImplRef(Manifest(n), f"x:{n}", "reference") for n in ("a", "b")]
+    planned = plan(Tiny(), refs, "smoke", seeds=[0, 1, 2])[0]
+    ordered = in_rounds(planned)
+    assert sorted(c.key for c in ordered) == sorted(c.key for c in planned)
+    seeds = [c.seed for c in ordered]
+    assert seeds == sorted(seeds) and len(ordered) == 15
+    assert [(c.impl.name, dict(c.params)) for c in ordered if c.seed == 1] == [
+        (c.impl.name, dict(c.params)) for c in planned if c.seed == 0
+    ]
+    assert [c.seed for c in in_rounds(plan(Tiny(), refs, "smoke", seeds=[7, 3])[0])][:5] == [7] * 5
+
+
+@pytest.mark.parametrize(
+    ("seconds_a", "seconds_b", "verdict"),
+    [
+        ((0.10,), (0.25,), "no spread"),
+        ((0.10, 0.10), (0.12, 0.25), "within noise"),
+        ((0.10, 0.10), (0.24, 0.25), "worse"),
+    ],
+)
+def test_a_timing_is_judged_between_runs_by_its_range_over_processes(seconds_a, seconds_b, verdict):
+    """The calls of one process share one stretch of the machine's state: their spread (0.1% here) says nothing of
+    another run's. One process a side: no spread between runs. Two a side: a range over processes (0.13 in B)
+    holds a 2x change, two processes that agree do not."""
+    sides = []
+    for seconds in (seconds_a, seconds_b):
+        sides.append([case("backprop", 8, time_s=t, seed=i) for i, t in enumerate(seconds)])
+        for record in sides[-1]:
+            record["spread"]["step_time_s"] = 0.001 * record["metrics"]["step_time_s"]
+    assert verdicts_of(*sides)["backprop", "step_time_s"] == verdict
 
 
 def run_check(impl: str | None, passed: bool) -> dict[str, Any]:
