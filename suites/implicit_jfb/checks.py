@@ -60,7 +60,7 @@ BACKWARD_SPEEDUP = 1.0  # the paper's statement: faster; the size is reported (m
 ACCURACY_GAP = 0.01
 # one epoch of each method, timed once in its own case: each side's interval is +- this fraction of its value. Two
 # runs of the smoke grid (3 seeds x 5 settings), the second beside two CPU-bound busy loops, read the same case's
-# epoch CPU time up to 44% apart: each reading within about +-22% of their middle (see the suite's README)
+# epoch CPU time up to 44% apart: each reading within about +-22% of their middle
 EPOCH_FLOOR = 0.22
 MEMORY = "step_peak_memory_bytes"
 MIB = 2**20  # memory is shown in MiB everywhere (boards, figures, checks)
