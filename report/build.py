@@ -66,13 +66,18 @@ class Built:
     problems: list[str] = field(default_factory=list)  # e.g. a task whose plotting raised; terminal-safe
 
 
-def _records(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Case records per task, each with its run's id and hardware label (what ``Task.plots`` receives)."""
+def _records(runs: Sequence[dict[str, Any]], kept: pd.Index | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Case records per task, each with its run's id and hardware label (what ``Task.plots`` receives); with
+    ``kept``, only the cases at those positions of ``cases_frame(runs)`` (``--latest``: the frame's rows kept)."""
+    keep = None if kept is None else set(kept)
     out: dict[str, list[dict[str, Any]]] = {}
+    position = 0
     for run in runs:
         hardware = hardware_label(run["env"])
         for case in run["cases"]:
-            out.setdefault(case["task"], []).append({**case, "run_id": run["run_id"], "hardware": hardware})
+            if keep is None or position in keep:
+                out.setdefault(case["task"], []).append({**case, "run_id": run["run_id"], "hardware": hardware})
+            position += 1
     return out
 
 
@@ -188,7 +193,7 @@ def build_report(
     df = cases_frame(runs)
     df = latest(df) if latest_only else df
     styles = report_styles(df)  # one colour and marker per implementation across every plot
-    records = _records(runs)
+    records = _records(runs, df.index if latest_only else None)  # the cases the boards keep, for every figure
     labels = {hardware_label(run["env"]) for run in runs}  # a run with no case has hardware too
     links = {label: f"hw-{i}" for i, label in enumerate(sorted(labels), 1)}
     names = sorted(set(df["task"]))

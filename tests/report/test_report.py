@@ -306,9 +306,18 @@ def test_a_case_that_did_not_end_ok_is_listed_with_its_tuned_values_apart_from_n
     assert 'href="#failures">failed, invalid, timed out (1)</a>' in page and 'href="#notes">notes (1)</a>' in page
 
 
-def test_report_rank_by_and_latest(tmp_path, site, no_plots):
+def test_report_rank_by_and_latest(tmp_path, site, monkeypatch):
     _, _, paths = site
+    handed: list[tuple[int, set[str]]] = []
+
+    def drawing(jobs):  # what the figures would be drawn from: the boards' cases and the hooks' records
+        handed.extend((len(job["cases"]), {r["run_id"] for r in job["records"]}) for job in jobs)
+        return lambda: [([], "")] * len(jobs)
+
+    monkeypatch.setattr("report.build.start_drawing", drawing)
     build_report([paths["old"], paths["new"]], tmp_path / "site", rank_by="step_time_s", latest_only=True)
+    [(cases, run_ids)] = [h for h in handed if h[1]]
+    assert run_ids == {"20250102T000000Z-aaaa"} and cases == len(json.loads(paths["new"].read_text())["cases"])
     board = pd.read_csv(tmp_path / "site" / "leaderboard.csv")
     assert set(board["rank_by"].dropna()) == {"step_time_s"}
     heun = board[(board["impl"] == "adjoint_heun") & (board["params"] == "depth=8")]

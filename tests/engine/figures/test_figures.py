@@ -126,6 +126,10 @@ def test_a_value_a_log_axis_cannot_show_is_drawn_at_its_floor_and_said_so():
     floors = {float(y) for line in hollow for y in line.get_ydata()}
     assert len(floors) == 1 and 0 < floors.pop() < 0.1 / 64 and "≤ 0" in ticks
     assert "≤ 0" in note and "backprop, checkpoint" in note and problems == []
+    # the two at the floor at one depth sit side by side, neither hiding the other
+    at = {line.get_gid(): sorted(float(x) for x in line.get_xdata()) for line in hollow}
+    assert all(a != b for a, b in zip(at["backprop"], at["checkpoint"], strict=True)), at
+    assert all(abs(a / d - 1) < 0.1 for gid in exact for a, d in zip(at[gid], (8, 64), strict=True)), at
     plt.close(figure)
 
 
