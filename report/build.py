@@ -241,19 +241,23 @@ def build_report(
             )  # fmt: skip
         wait_for_plots = start_drawing(jobs)
         case_pages = {}
-        for name in names:  # every case, a page at a time, while the figures are drawn
-            meta = metas[name]
-            rows = case_rows(records[name], meta)
-            pages_ = _case_pages(rows, meta.page, cases_per_page)
-            case_pages[name] = rows, pages_
-            for p in pages_:
-                site.render("cases.html.j2", p["page"], task_page=meta.page, meta=meta, cases=rows[p["start"]:p["end"]],
-                            number=p["number"], start=p["start"], case_pages=pages_, n_cases=len(rows))  # fmt: skip
-        _write_csv(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(), site.add("leaderboard.csv"))
-        _write_csv(df, site.add("cases.csv.gz"))
-        if compared.frame is not None:
-            _write_csv(compared.frame, site.add("compare.csv"))
-        for name, section, job, (plots, plot_error) in zip(names, sections, jobs, wait_for_plots(), strict=True):
+        try:  # every case, a page at a time, and the CSV files, while the figures are drawn
+            for name in names:
+                meta = metas[name]
+                rows = case_rows(records[name], meta)
+                pages_ = _case_pages(rows, meta.page, cases_per_page)
+                case_pages[name] = rows, pages_
+                for p in pages_:
+                    site.render("cases.html.j2", p["page"], task_page=meta.page, meta=meta,
+                                cases=rows[p["start"]:p["end"]], number=p["number"], start=p["start"],
+                                case_pages=pages_, n_cases=len(rows))  # fmt: skip
+            _write_csv(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(), site.add("leaderboard.csv"))
+            _write_csv(df, site.add("cases.csv.gz"))
+            if compared.frame is not None:
+                _write_csv(compared.frame, site.add("compare.csv"))
+        finally:  # the drawing workers are waited for whatever happened here: none outlives the build
+            drawn = wait_for_plots()
+        for name, section, job, (plots, plot_error) in zip(names, sections, jobs, drawn, strict=True):
             meta, sub = metas[name], job["cases"]
             rows, pages_ = case_pages[name]
             for plot in plots:

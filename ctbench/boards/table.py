@@ -141,7 +141,8 @@ def code_columns(case: Mapping[str, Any]) -> dict[str, str]:
 
 def cases_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per case of every run: metrics, spreads and parameters as columns. A case's hardware is the one it
-    ran on (cases of one run may run on several machines), else its run's."""
+    ran on (cases of one run may run on several machines), else its run's. The index is each case's position in the
+    runs, in order (a filtered frame, e.g. ``latest``, names the cases it kept)."""
     rows = []
     for run in runs:
         run_hardware = hardware_label(run["env"])
