@@ -182,7 +182,11 @@ class Prepared:
 @dataclass(frozen=True)
 class Context:
     """What the engine hands a protocol: where to put tensors and data, the case's seed, and the meter through
-    which any other part of the protocol is timed (``ctx.meter.phase``)."""
+    which any other part of the protocol is timed (``ctx.meter.phase``).
+
+    ``stored``: None, except when the engine times again the step of a case stored on other hardware
+    (``--against``): then that case's metrics. Only the step is measured, and ``evaluate`` is not called, so
+    ``prepare`` may take from there what it would otherwise search for (a tuned step size) instead of searching."""
 
     device: torch.device
     data_root: Path
@@ -190,6 +194,7 @@ class Context:
     seed: int
     meter: Meter
     log: Any = print
+    stored: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class Case:
             "params": dict(self.params),
             "seed": self.seed,
             "step_only": self.reuse is not None,
+            "stored_metrics": None if self.reuse is None else dict(self.reuse.stored.get("metrics") or {}),
         }
 
 

@@ -66,7 +66,8 @@ def execute(case: dict[str, Any], device: str, data_root: Path, cache_dir: Path,
         gc.freeze()  # forks): the engine's collection before each memory reading then scans the case's objects
         process.seed_everything(case["seed"])
         dev = torch.device(device)
-        ctx = Context(dev, Path(data_root), Path(cache_dir), case["seed"], Meter(dev, task.phases))
+        ctx = Context(dev, Path(data_root), Path(cache_dir), case["seed"], Meter(dev, task.phases),
+                      stored=case.get("stored_metrics"))  # fmt: skip
         result = run_case(task, implementation(), scale, case["params"], ctx, state, case.get("step_only", False))
         result.checks = declared_only((claim.name for claim in task.claims), result.checks)
         record.fill(result)

@@ -34,7 +34,7 @@ from suites.bilevel.interface import BilevelSolver
 from suites.bilevel.problem import ORACLES, BilevelProblem
 from suites.bilevel.problems import build, optimal_value, settings
 from suites.bilevel.race import Clock, Evaluator, Trace, run_solver
-from suites.bilevel.tune import tune
+from suites.bilevel.tune import TUNED, stored_choice, tune
 
 FLOOR = 1e-12  # suboptimality below which float64 rounding dominates: left out of rate fits
 COST_ROUNDS = 60  # interleaved (solver step, SGD step) pairs of the cost ratio
@@ -44,7 +44,6 @@ COUNT_MAX_STEPS = 10_000  # samples, at most these steps
 OPAQUE = (type, types.ModuleType, types.FunctionType, types.MethodType, torch.Generator)  # not walked for tensors
 
 
-TUNED = ("step_size", "outer_ratio")  # axes recorded as metrics tuned_<axis> (any axis is in the note)
 
 
 def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
@@ -53,7 +52,10 @@ def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: C
     s = settings(name, scale.config)
     evaluator = problem.to(ctx.device, torch.float64)
     h_star = optimal_value(evaluator, ctx.cache_dir, scale.config["hstar_max_iter"].get(problem.kind, 0))
-    tuning = tune(impl, problem, evaluator, h_star, s, scale.config["tuning"], ctx)
+    if ctx.stored is None:
+        tuning = tune(impl, problem, evaluator, h_star, s, scale.config["tuning"], ctx)
+    else:  # a stored case's step timed again: its search's choice, not a new search
+        tuning = stored_choice(impl, ctx.stored)
     tuned = {k: v for k, v in tuning.metrics().items() if k == "tuning_points" or k.removeprefix("tuned_") in TUNED}
     impl.init(problem, s["batch_size"], ctx.seed)
 

@@ -40,6 +40,7 @@ from suites.bilevel.race import Evaluator, run_solver
 from suites.bilevel.tuning import Grid, Tuning, declared_grid, search
 
 FLOOR = 1e-12  # h - h* below this is float64 rounding: the criterion stops rewarding it
+TUNED = ("step_size", "outer_ratio")  # axes recorded as metrics tuned_<axis> (any axis is in the note)
 CRITERION = "mean log10(h - h*) over the race's evaluations (area under the curve against samples)"
 VERSION = 1  # of the search's definition, in its cache key
 SUITE = Path(__file__).parent
@@ -100,6 +101,17 @@ def tune(
     tuning = Tuning.from_json(cached(path, build), cached=was_cached)
     impl.overrides = {**explicit, **(tuning.chosen or {})}
     return tuning
+
+
+def stored_choice(impl: BilevelSolver, stored: Mapping[str, float]) -> Tuning:
+    """The choice a stored case's search made (its ``tuned_<axis>`` metrics for the axes in ``TUNED``), set on
+    ``impl`` without searching again: the engine times that case's step here (``ctx.stored``), and a step's cost
+    does not depend on where the search landed, only on which values it runs with."""
+    explicit = fixed(impl)
+    chosen = {axis: stored[f"tuned_{axis}"] for axis in TUNED if f"tuned_{axis}" in stored and axis not in explicit}
+    impl.explicit = explicit
+    impl.overrides = {**explicit, **chosen}
+    return Tuning(Grid({}), (), chosen or None, "the stored case's choice", (), 0, cached=True)
 
 
 def _sources(impl: BilevelSolver) -> str:

@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 
 import suites.bilevel.checks as checks_module
 import suites.bilevel.exact as exact
+import suites.bilevel.tune as tune_module
 from ctbench import ReturnError, RunCheck
 from ctbench.api.measure import Meter
 from ctbench.catalog.describe import all_metrics
@@ -374,6 +375,27 @@ def test_race_starts_from_a_fresh_init_after_the_engine_measured_steps():
     trace = run_solver(tuned, problem, evaluator, settings("quadratic", config), CLOCK, seed=0)
     assert result.metrics["iterations"] == trace.points[-1].iteration
     assert result.metrics["final_suboptimality"] == pytest.approx(trace.points[-1].suboptimality, rel=1e-9)
+
+
+def test_a_stored_case_s_step_is_timed_again_at_its_stored_choice_without_a_search(monkeypatch, tmp_path):
+    """``--against`` times a stored case's step here (``ctx.stored``): the solver steps at the values the stored
+    search chose, and no search runs (the search is most of a case's time). The control, without a stored case,
+    searches."""
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched")
+
+    monkeypatch.setattr(tune_module, "search", no_search)
+    task = get_task("bilevel")
+    fresh = dataclasses.replace(smoke.context("bilevel"), cache_dir=tmp_path)  # no cached search to fall back on
+    stored = {"tuned_step_size": 0.123, "tuned_outer_ratio": 7.0, "final_suboptimality": 1.0}
+    impl = smoke.reference("bilevel", "soba")
+    result = run_case(task, impl, task.scales["smoke"], {"problem": "quadratic"},
+                      dataclasses.replace(fresh, stored=stored), step_only=True)  # fmt: skip
+    assert impl.overrides == {"step_size": 0.123, "outer_ratio": 7.0}
+    assert result.metrics["step_time_s"] > 0 and "final_suboptimality" not in result.metrics
+    with pytest.raises(AssertionError, match="searched"):
+        run_case(task, smoke.reference("bilevel", "soba"), task.scales["smoke"], {"problem": "quadratic"}, fresh)
 
 
 def test_the_cost_ratio_is_the_median_of_interleaved_pairs():
