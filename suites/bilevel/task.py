@@ -123,8 +123,9 @@ class BilevelTask(Task):
     summary = (
         "Stochastic bilevel optimisation: SOBA and SABA (single loop on inner, linear-system and outer variables; "
         "SABA with SAGA variance reduction) against StocBiO, AmIGO, FSLA and a full-batch baseline, on a quadratic "
-        "with known h*, hyperparameter selection (IJCNN1, covtype) and data hyper-cleaning. Headline: time to reach "
-        "h(x) - h* <= 1e-3; a case that never reaches it has no time_to_target_s (reached_target = 0). "
+        "with known h*, hyperparameter selection (IJCNN1, covtype) and data hyper-cleaning. Headline: samples "
+        "processed to reach h(x) - h* <= 1e-3, the paper's sample complexity and the same on any machine; the time "
+        "it took is measured beside it. A case that never reaches it has neither (reached_target = 0). "
         "On hyperparameter selection h* (L-BFGS-B, exact hypergradients) can lie where some penalties vanish, "
         "beyond every budget (it does on the synthetic sets); the race check between SABA and SOBA measures, "
         "as the paper does, from the lowest h the run reached. Every solver's step size and outer ratio are tuned "
@@ -142,9 +143,12 @@ class BilevelTask(Task):
         )
     }
     metrics = {
-        "time_to_target_s": Metric("s", False, "clock (init + steps) at the first evaluation with h - h* <= 1e-3; "
-                                   "absent when never reached"),
-        "samples_to_target": Metric("samples", False, "samples processed at that evaluation"),
+        "samples_to_target": Metric("samples", False, "samples processed at the first evaluation with "
+                                    "h - h* <= 1e-3 (a g_i or f_j with its derivatives counts one); absent when "
+                                    "never reached. It ranks: a count, the same on any machine, as the tuning's "
+                                    "criterion is", hardware=False),
+        "time_to_target_s": Metric("s", False, "clock (init + steps) at that evaluation: a measurement of this "
+                                   "machine, shown, not ranked"),
         "reached_target": Metric("bool", True, "1 if h - h* <= 1e-3 was reached within the budget, else 0"),
         "final_suboptimality": Metric("h - h*", False, "h(x) - h* at the last evaluation (exact inner solution)"),
         "final_grad_norm2": Metric("||grad h||^2", False, "squared hypergradient norm at the last evaluation"),
@@ -178,7 +182,7 @@ class BilevelTask(Task):
         "tuning_points": Metric("points", None, "grid points the tuning search ran (at most the scale's budget, "
                                 "the same for every solver; 0: not tuned)"),
     }  # fmt: skip
-    primary_metric = "time_to_target_s"
+    primary_metric = "samples_to_target"
     # where a solver gets within the budget, with the state it keeps, at what cost per step
     objectives = {"final_suboptimality": "quality", "state_bytes": "memory", "step_time_s": "time"}
     scales = {
@@ -294,7 +298,8 @@ class BilevelTask(Task):
     )
     line_plots = (
         _by_problem("cost_ratio_vs_sgd", "cost_ratio_vs_sgd", "step time / inner SGD step"),
-        _by_problem("time_to_target_s", "time_to_target_s", "time to h - h* <= 1e-3 (s; no bar: never reached)"),
+        _by_problem("samples_to_target", "samples_to_target", "samples to h - h* <= 1e-3 (none: never reached)"),
+        _by_problem("time_to_target_s", "time_to_target_s", "time to h - h* <= 1e-3 (s; none: never reached)"),
         _by_problem("tuned_step_size", "tuned_step_size", "step size chosen by tuning (grid in each case's note)"),
         _by_problem("tuned_outer_ratio", "tuned_outer_ratio", "outer ratio chosen by tuning"),
     )
