@@ -15,11 +15,12 @@ layer over the task's objectives.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -316,28 +317,38 @@ def leaderboard(
     return out.sort_values(keys, na_position="last").drop(columns="params_order").reset_index(drop=True)
 
 
-def _spread(side: pd.Series, metric: str, timing: bool = False) -> float | None:
+def _spread(side: pd.Series, metric: str, timing: bool = False, pooled: float = 0.0) -> float | None:
     """One side's spread of ``metric``: its repeated-measurement spread, else the std over its seeds; None when it
     has neither (one seed, nothing repeated). For a ``timing`` compared between runs, the range over its cases'
     processes (its seeds, which a run spreads over its length: ``ctbench.run.selection.cases``), at least its
-    repeated-measurement spread: the calls of one process share one stretch of the machine's state, so their spread
-    alone says nothing of another run's; None with one process."""
+    repeated-measurement spread and at least ``pooled`` of its value (the range processes typically span on this
+    machine, ``pooled_ranges``): the calls of one process share one stretch of the machine's state, so their spread
+    alone says nothing of another run's, and a few processes that agreed by chance say little more; None with one
+    process."""
     values = [side.get(col) for col in (SPREAD + metric, METRIC + metric + "#std", METRIC + metric + "#range")]
     recorded, std, span = (None if v is None or pd.isna(v) else float(v) for v in values)
     if timing:
-        return None if span is None else max(span, recorded or 0.0)
+        value = _value(side, metric)
+        typical = pooled * abs(value) if pooled and not math.isnan(value) else 0.0
+        return None if span is None else max(span, recorded or 0.0, typical)
     return recorded if recorded is not None else std
 
 
 def _noise(
-    ra: pd.Series, rb: pd.Series, metric: str, floor: float = 0.0, absolute: float = 0.0, timing: bool = False
+    ra: pd.Series,
+    rb: pd.Series,
+    metric: str,
+    floor: float = 0.0,
+    absolute: float = 0.0,
+    timing: bool = False,
+    pooled: float = 0.0,
 ) -> float:
     """The noise a change of ``metric`` must exceed to count: the sum of the two sides' spreads (``_spread``; for a
-    ``timing``, their ranges over processes), at least ``floor`` (relative) of the first side's value (the
-    between-run floor, ``Floors``) unless both spreads are 0 (an exact value), and at least ``absolute`` (a reading
-    never exact between runs, ``Floors.reading``); NaN when either side has no spread, since a side without spread
-    says nothing about how far its value would move on a rerun."""
-    spreads = [_spread(side, metric, timing) for side in (ra, rb)]
+    ``timing``, their ranges over processes, each at least ``pooled`` of its value), at least ``floor`` (relative)
+    of the first side's value (the between-run floor, ``Floors``) unless both spreads are 0 (an exact value), and
+    at least ``absolute`` (a reading never exact between runs, ``Floors.reading``); NaN when either side has no
+    spread, since a side without spread says nothing about how far its value would move on a rerun."""
+    spreads = [_spread(side, metric, timing, pooled) for side in (ra, rb)]
     if any(s is None for s in spreads):
         return np.nan
     within = float(sum(s for s in spreads if s is not None))
@@ -362,6 +373,9 @@ class Floors:
     - ``timing``: the range of the machine probe (``ctbench.run.probe``, the same workload before and after every
       case) over both runs' cases, ``q90 / q10 - 1`` of its timings: how far the machine's speed wandered while
       they ran. A timing's change below it is the machine's as likely as the code's.
+    - ``processes``: per unit, the range over processes that the machine-state metrics of both runs typically
+      span (``pooled_ranges``): the least a timing's own range over processes counts for, on each side
+      (``_spread``).
     - ``rss``, ``rss_bytes``: ``RSS_FLOOR`` of the value and at least ``RSS_FLOOR_BYTES`` for memory read from a CPU
       process's resident set (page-granular, shared with the allocator's caching), applied even where a case's
       repeated readings agreed; none for CUDA's allocator peak, which does not move. Measured: back-to-back smoke
@@ -373,6 +387,7 @@ class Floors:
     timing: float = 0.0
     rss: float = 0.0
     rss_bytes: float = 0.0
+    processes: Mapping[str, float] = field(default_factory=dict)  # unit -> pooled range (``pooled_ranges``)
 
     @classmethod
     def of(cls, *frames: pd.DataFrame) -> Floors:
@@ -398,6 +413,36 @@ class Floors:
         """The absolute floor of ``metric`` measured on ``device``: ``rss_bytes`` for the engine's memory readings on
         a CPU, which are never exact between runs, whatever their spread within one."""
         return self.rss_bytes if metric.endswith(RSS_READING) and device.startswith("cpu") else 0.0
+
+
+POOLED_MIN_POINTS = 5  # points with a range over processes, in a unit, before their typical range is used
+
+
+def _metric_unit(specs: TaskSpecs, task: str, metric: str) -> str:
+    """A metric's declared unit; an undeclared ``..._time_s`` is in seconds."""
+    return _unit(specs, task, metric) or ("s" if metric.endswith("_time_s") else "")
+
+
+def pooled_ranges(specs: TaskSpecs, *by_case: pd.DataFrame) -> dict[str, float]:
+    """Per unit, the median over the points of ``by_case`` (``_by_case`` frames) of a machine-state metric's range
+    over its processes relative to its median (the probe excepted): how far the processes of one point typically
+    spread on this machine, pooled over every point measured in that unit, as a pooled variance is. A point whose
+    few processes agreed by chance is judged by it, not by its own small range alone. Units with fewer than
+    ``POOLED_MIN_POINTS`` such points get none."""
+    relative: dict[str, list[float]] = {}
+    for frame in by_case:
+        if frame.empty:
+            continue
+        tasks = frame.index.get_level_values(CASE.index("task"))
+        for col in metric_columns(frame):
+            metric = col[len(METRIC) :]
+            if metric == PROBE or col + "#range" not in frame:
+                continue
+            ratio = (frame[col + "#range"] / frame[col].abs()).to_numpy()
+            for task, value in zip(tasks, ratio, strict=True):
+                if math.isfinite(value) and _machine_state(specs, task, metric):
+                    relative.setdefault(_metric_unit(specs, task, metric), []).append(float(value))
+    return {unit: float(np.median(v)) for unit, v in relative.items() if len(v) >= POOLED_MIN_POINTS}
 
 
 def _verdict(higher: bool | None, a: float, b: float, noise: float) -> str:
@@ -485,7 +530,9 @@ def _case_verdict(
 
     def noise_of(name: str) -> float:
         floor = floors.of_metric(_unit(specs, task, name), device)
-        return _noise(ra, rb, name, floor, floors.reading(name, device), timing=_machine_state(specs, task, name))
+        machine = _machine_state(specs, task, name)
+        pooled = floors.processes.get(_metric_unit(specs, task, name), 0.0) if machine else 0.0
+        return _noise(ra, rb, name, floor, floors.reading(name, device), timing=machine, pooled=pooled)
 
     va, vb = _value(ra, metric), _value(rb, metric)
     noise = noise_of(metric)
@@ -520,7 +567,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, specs: TaskSpecs) -> tuple[pd.Data
     a timing follows its timing (``_case_verdict``). Timings and CPU memory readings must also move beyond what
     they move between runs (``Floors``: the machine probe's range over both runs, the RSS floor)."""
     ca, cb = _by_case(a), _by_case(b)
-    floors = Floors.of(a, b)
+    floors = dataclasses.replace(Floors.of(a, b), processes=pooled_ranges(specs, ca, cb))
     shared = ca.index.intersection(cb.index)
     rows = []
     for key in shared:

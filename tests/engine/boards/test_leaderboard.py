@@ -748,6 +748,28 @@ def test_a_timing_is_judged_between_runs_by_its_range_over_processes(seconds_a, 
     assert verdicts_of(*sides)["backprop", "step_time_s"] == verdict
 
 
+@pytest.mark.parametrize(
+    ("shift", "others", "verdict"),
+    [
+        (1.4, 0.4, "within noise"),  # the other points' processes typically span 40%: this point's 0.2% is chance
+        (3.0, 0.4, "worse"),  # control: beyond the typical range on both sides
+        (1.4, 0.0, "worse"),  # control: where processes typically agree, the same shift counts
+    ],
+)
+def test_a_timing_whose_processes_agreed_by_chance_is_judged_by_their_typical_range(shift, others, verdict):
+    """Three processes of one point can agree by chance while the machine's processes typically spread far more
+    (measured: two back-to-back runs of the same code moved a step 37% whose three processes agreed within 15% in
+    each run). Each side's range counts for at least the range processes typically span in its unit: the median
+    over both runs' points (``pooled_ranges``)."""
+    sides = []
+    for factor in (1.0, shift):
+        records = [case("backprop", 8, time_s=0.1 * factor * (1 + 0.001 * i), seed=i) for i in range(3)]
+        for depth in (16, 32, 64, 128, 256):
+            records += [case("adjoint_euler", depth, time_s=0.1 * (1 + others * i / 2), seed=i) for i in range(3)]
+        sides.append(records)
+    assert verdicts_of(*sides).loc[("backprop", "step_time_s")] == verdict
+
+
 def run_check(impl: str | None, passed: bool) -> dict[str, Any]:
     scope = {"scale": "smoke"} | ({"impl": impl} if impl else {})
     return {"task": TASK, "name": "memory_flat", "scope": scope, "value": 2.0, "threshold": 1.0, "passed": passed}
