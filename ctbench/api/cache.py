@@ -16,6 +16,9 @@ import torch
 
 T = TypeVar("T")
 
+# where the tasks' artefacts and datasets live: $CTBENCH_CACHE, else ~/.cache/ctbench
+CACHE = Path(os.environ.get("CTBENCH_CACHE", Path.home() / ".cache" / "ctbench"))
+
 
 def key(*parts: Any) -> str:
     """A short, stable hash of JSON-able parts (configuration, dataset name, seed, a version number)."""

@@ -4,13 +4,13 @@ cases (task x implementation x scale x parameters x seed). Every bad name is a `
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ctbench.api.cache import CACHE
 from ctbench.api.implementation import ImplRef, task_references
 from ctbench.catalog.registry import UsageError, get_task, tasks
 from ctbench.catalog.resolver import resolve_isolated, tasks_of_isolated
@@ -19,8 +19,6 @@ from ctbench.run.cases import Case, SkippedPoint, in_rounds, parse_param, plan, 
 from ctbench.run.executors import LocalExecutor
 from ctbench.run.settings import RunSettings
 from ctbench.store.schema import REFERENCE
-
-CACHE = Path(os.environ.get("CTBENCH_CACHE", Path.home() / ".cache" / "ctbench"))  # pretrained weights, data, h*
 
 
 def default_device() -> str:

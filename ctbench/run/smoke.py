@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ctbench.api.cache import CACHE
 from ctbench.api.claims import declared_only
 from ctbench.api.implementation import ImplRef, load_class, resolve, task_references
 from ctbench.api.measure import Meter
@@ -24,7 +25,6 @@ from ctbench.catalog.registry import get_task, tasks
 from ctbench.run import process
 from ctbench.run.protocol import run_case as _run_case
 
-CACHE = Path(os.environ.get("CTBENCH_CACHE", Path.home() / ".cache" / "ctbench"))
 DEVICE = torch.device("cpu")
 
 
