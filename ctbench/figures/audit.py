@@ -75,6 +75,38 @@ def tagged_styles(figure: Any) -> dict[str, set[str]]:
     return out
 
 
+def tagged_markers(figure: Any, marker: Mapping[str, str]) -> dict[str, set[str]]:
+    """The markers of the artists tagged with the labels of ``marker`` (label -> the marker it should have), by
+    label: a line's marker, or a scatter's, named by ``marker`` where its path is that marker's, else ``"other"``.
+    Lines without markers, error-bar caps and filled areas draw none."""
+    from matplotlib.collections import PathCollection
+    from matplotlib.lines import Line2D
+
+    out: dict[str, set[str]] = {}
+    for artist in figure.findobj(lambda a: str(a.get_gid()) in marker and a.get_visible()):
+        label = str(artist.get_gid())
+        if isinstance(artist, Line2D):
+            shown = artist.get_marker()
+            if shown not in (None, "None", "", " ", "_", "|"):
+                out.setdefault(label, set()).add(str(shown))
+        elif isinstance(artist, PathCollection) and len(artist.get_paths()):
+            drawn = artist.get_paths()[0].vertices
+            expected = _marker_path(marker[label])
+            same = expected is not None and expected.shape == drawn.shape and bool((abs(expected - drawn) < 1e-9).all())
+            out.setdefault(label, set()).add(marker[label] if same else "other")
+    return out
+
+
+def _marker_path(marker: str) -> Any:
+    """The vertices a scatter draws for ``marker`` (as ``Axes.scatter`` builds its path)."""
+    from matplotlib.markers import MarkerStyle
+
+    if not marker:
+        return None
+    style = MarkerStyle(marker)
+    return style.get_path().transformed(style.get_transform()).vertices
+
+
 def drawn_labels(figure: Any) -> dict[str, set[str]]:
     """Each label ``figure`` draws (a legend entry, ``label (submission)`` read as ``label``, or a tagged artist)
     and the colours it is drawn in."""
@@ -112,7 +144,7 @@ def style_mismatches(figure: Any, styles: Mapping[str, Style]) -> list[str]:
     """Where ``figure`` draws an implementation other than ``styles`` say: a legend entry (its text the label,
     or ``label (submission)``) or a tagged artist in another colour, or a legend entry in another marker; and a
     legend entry or a tagged artist of a label ``styles`` lack, unless drawn in ``palette.GUIDE``'s grey (what is
-    drawn beside the implementations)."""
+    drawn beside the implementations); and a tagged line or scatter with another marker than its label's."""
     guide = _hex(GUIDE.colour)
     problems = []
     for text, drawn in _legend_entries(figure):
@@ -132,6 +164,9 @@ def style_mismatches(figure: Any, styles: Mapping[str, Style]) -> list[str]:
             problems.append(f"{label!r}: no implementation of the report, drawn in {sorted(colours)}")
         elif style is not None and colours != {_hex(style.colour)}:
             problems.append(f"{label!r} drawn in {sorted(colours)}, not {_hex(style.colour)}")
+    for label, markers in tagged_markers(figure, {k: v.marker for k, v in styles.items()}).items():
+        if markers != {styles[label].marker}:
+            problems.append(f"{label!r} drawn with markers {sorted(markers)}, not {styles[label].marker!r}")
     return problems
 
 

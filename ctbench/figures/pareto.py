@@ -53,7 +53,7 @@ def _panel(ax: Any, rows: pd.DataFrame, quality: str, memory_metric: str, time_m
         s = styles[str(label)]
         edge = "black" if s.submission or front else "none"
         ax.scatter(memory[i], value, s=areas[i], color=s.colour, marker=s.marker, zorder=s.zorder + 1,
-                   edgecolors=edge, linewidths=2.2 if front else 1.0)  # fmt: skip
+                   edgecolors=edge, linewidths=2.2 if front else 1.0, gid=str(label))  # fmt: skip
     if memory.min() > 0 and memory.max() > 20 * memory.min():  # a row at 0 would vanish from a log axis
         ax.set_xscale("log")
     ax.margins(0.15)  # room for the largest markers

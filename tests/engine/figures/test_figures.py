@@ -166,6 +166,33 @@ def test_a_line_per_case_floors_values_a_log_axis_cannot_show_unless_the_caller_
     plt.close(symlog)
 
 
+def test_the_curves_of_one_point_over_its_seeds_are_drawn_as_a_median_with_its_band():
+    """As benchopt draws its runs: the k-th points of one point's curves over seeds are one point of a median curve,
+    at the median of their x, with a band over the seeds. Curves of different points stay a line each (the
+    control)."""
+    from ctbench.figures.plotting import line_figures
+
+    seeds = {"s0": ([1.0, 2.0, 3.0], [1.0, 0.5, 0.2]), "s1": ([1.2, 2.2, 3.2], [2.0, 1.0, 0.4]),
+             "s2": ([0.8, 1.8, 2.8], [3.0, 1.5, 0.6])}  # fmt: skip
+    frame = pd.DataFrame([
+        {"label": "a", "case": c, "point": '{"n": 8}', "x": x, "y": y, "panel": "p"}
+        for c, (xs, ys) in seeds.items()
+        for x, y in zip(xs, ys, strict=True)
+    ])  # fmt: skip
+    mixed = frame.assign(point=frame["case"].map({"s0": '{"n": 8}', "s1": '{"n": 16}', "s2": '{"n": 16}'}))
+    with plain_text():
+        (one,) = line_figures(frame, "x", "y", xlabel="x", ylabel="y", col="panel", units="case")
+        (two,) = line_figures(mixed, "x", "y", xlabel="x", ylabel="y", col="panel", units="case")
+    (median,) = [line for line in one.axes[0].get_lines() if line.get_gid() == "a"]
+    assert list(median.get_xdata()) == [1.0, 2.0, 3.0] and list(median.get_ydata()) == [2.0, 1.0, 0.4]
+    assert len([c for c in one.axes[0].collections if c.get_gid() == "a"]) == 1  # the band over the seeds
+    assert "medians over seeds" in one.legends[0].get_title().get_text()
+    assert len([line for line in two.axes[0].get_lines() if line.get_gid() == "a"]) == 3
+    assert not [c for c in two.axes[0].collections if c.get_gid() == "a"]
+    plt.close(one)
+    plt.close(two)
+
+
 def test_a_band_spans_the_quantiles_from_five_seeds_and_all_seeds_below():
     times = {"backprop": [1.0, 2.0, 3.0, 4.0, 100.0], "checkpoint": [1.0, 2.0, 100.0]}
     frame = _frame([case(m, 8, seed=i, time_s=t) for m, ts in times.items() for i, t in enumerate(ts)])
@@ -210,6 +237,10 @@ def test_the_audit_finds_each_defect():
     right.text(0.5, 0.5, "with this", transform=right.transAxes)
     assert any("'a' drawn in" in p for p in audit.style_mismatches(figure, styles))
     assert any("marker '^'" in p for p in audit.style_mismatches(figure, styles))
+    right.scatter([1], [1], color="#ff7f0e", marker="D", gid="b")  # b's points in another marker than its own
+    right.scatter([2], [2], color="#ff7f0e", marker="s", gid="b")  # and in its own
+    right.plot([1, 2], [1, 2], color="#ff7f0e", marker="v", gid="b")
+    assert any("'b' drawn with markers ['other', 's', 'v']" in p for p in audit.style_mismatches(figure, styles))
     assert audit.bars_on_log_axes(figure)
     assert ("collides", "with this") in audit.overlapping_texts(figure)
     plt.close(figure)
