@@ -276,6 +276,22 @@ def _draw_units(ax: Any, rows: pd.DataFrame, y: str, style: Style, units: str, l
     return floored
 
 
+def _seeds_of_one_point(rows: pd.DataFrame, units: str) -> bool:
+    """Whether ``rows`` (one implementation's curves, a curve per value of ``units``) hold several curves of one
+    point (the same parameters; ``series_rows``' ``point``), which differ by their seeds only."""
+    return "point" in rows and rows["point"].nunique() == 1 and rows[units].nunique() > 1
+
+
+def _aligned(rows: pd.DataFrame, units: str) -> pd.DataFrame:
+    """Curves of one point over its seeds, aligned as benchopt aligns its runs' curves: the k-th points of the
+    curves (in the order of x) are one point of the median curve, drawn at the median of their x. The curves lose
+    ``units``, so they are drawn as medians with a band over seeds."""
+    rows = rows.sort_values([units, "_x"], kind="stable")
+    index = rows.groupby(units, sort=False).cumcount()
+    at = rows.groupby(index)["_x"].transform("median")
+    return rows.assign(_x=at).drop(columns=units)
+
+
 def _over_seeds(values: Any) -> pd.DataFrame:
     """Per x of a grouped series: the median over seeds, the band's ends (``BAND``) and the number of seeds."""
     quantiled = values.size() >= BAND_SEEDS
@@ -323,8 +339,10 @@ def _draw_lines(
     ax: Any, panel: pd.DataFrame, x: str, y: str, styles: Mapping[str, Style], kind: str, units: str | None = None
 ) -> _Seen:
     """A line per implementation through its medians over seeds with a band over seeds where several ran (``BAND``),
-    or a line per value of ``units`` (a case's curve, ``_draw_units``); ``kind == "bar"`` (categorical x) draws dots
-    at the medians with whiskers over the same band instead of bars, whose length would mean nothing on a log axis.
+    or a line per value of ``units`` (a case's curve, ``_draw_units``) where an implementation's curves are of
+    several points (the curves of one point over its seeds are aligned into a median curve with its band,
+    ``_aligned``); ``kind == "bar"`` (categorical x) draws dots at the medians with whiskers over the same band
+    instead of bars, whose length would mean nothing on a log axis.
     On a log y axis a value <= 0 is drawn at ``_log_floor``, on a dotted line whose tick reads ≤ 0: a median (or a
     case's value) there as a hollow marker, a band down to it; on a symmetric log axis (``line_figures``'
     ``linthresh``) every value is drawn where it is. Returns the labels with medians or a case's values at the floor
@@ -334,16 +352,20 @@ def _draw_lines(
     panel = panel.assign(_x=xs, _label=labels(panel).astype(str))
     floor = _log_floor(panel[y]) if ax.get_yscale() == "log" else -math.inf
     shown = sorted(panel["_label"].unique(), key=lambda lb: (styles[lb].submission, lb))
-    at_floor = [lb for lb in shown if (panel[panel["_label"] == lb].groupby("_x")[y].median() <= floor).any()]
+    rows = {lb: panel[panel["_label"] == lb] for lb in shown}
+    if units is not None and kind != "bar":
+        rows = {lb: _aligned(r, units) if _seeds_of_one_point(r, units) else r for lb, r in rows.items()}
+    curves = {lb for lb, r in rows.items() if units is not None and kind != "bar" and units in r}
+    at_floor = [lb for lb in shown if lb not in curves and (rows[lb].groupby("_x")[y].median() <= floor).any()]
     seen: _Seen = defaultdict(set)
     for i, label in enumerate(shown):
         s = styles[label]
-        if units is not None and kind != "bar":
-            if _draw_units(ax, panel[panel["_label"] == label], y, s, units, label, floor):
+        if label in curves:
+            if _draw_units(ax, rows[label], y, s, units or "", label, floor):
                 seen["floored"].add(label)
                 seen["floor"].add(label)
             continue
-        stats = _over_seeds(panel[panel["_label"] == label].groupby("_x")[y])
+        stats = _over_seeds(rows[label].groupby("_x")[y])
         middle, low, high = (stats[c].clip(lower=floor) for c in ("median", "low", "high"))
         solid, banded = ~(stats["median"] <= floor).to_numpy(), (stats["seeds"] > 1).to_numpy()  # NaN: no point
         quantiled = (stats["seeds"] >= BAND_SEEDS).to_numpy()

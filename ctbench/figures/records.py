@@ -5,6 +5,7 @@ records' ``series`` as rows for ``ctbench.figures.plotting.line_figures``; and t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -51,8 +52,9 @@ def series_rows(
     panel: Callable[[Mapping[str, Any], str], str],
 ) -> pd.DataFrame:
     """A row per point of every ok record's series of each of ``names``: ``x``, ``y``, ``series`` (the name),
-    ``label`` and ``submission`` (the records must be ``labelled``), ``case`` (a curve per record and series) and
-    ``panel`` (``panel(record, name)``)."""
+    ``label`` and ``submission`` (the records must be ``labelled``), ``case`` (a curve per record and series),
+    ``point`` (the record's parameters, as JSON: curves of one point differ by their seeds) and ``panel``
+    (``panel(record, name)``)."""
     rows = [
         {
             "x": x,
@@ -61,6 +63,7 @@ def series_rows(
             "label": r["label"],
             "submission": r["submission"],
             "case": f"{i} {name}",
+            "point": json.dumps(r.get("params") or {}, sort_keys=True, default=str),
             "panel": panel(r, name),
         }
         for i, r in enumerate(records)
@@ -68,7 +71,7 @@ def series_rows(
         for name in names
         for x, y in (r.get("series") or {}).get(name) or []
     ]
-    return pd.DataFrame(rows, columns=["x", "y", "series", "label", "submission", "case", "panel"])
+    return pd.DataFrame(rows, columns=["x", "y", "series", "label", "submission", "case", "point", "panel"])
 
 
 def named(name: str, figures: Sequence[Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""Figures of the bilevel task's page that ``LinePlot`` cannot declare, drawn from the ok cases' ``series``:
-convergence curves (against time and samples, a line per case) and the time to come within 1e-3 of the run's
-lowest h (the paper's convention). The cost ratio and the time to h* + 1e-3 are the task's ``line_plots``.
+"""Figures of the bilevel task's page that ``LinePlot`` cannot declare, drawn from the ok cases' ``series``: convergence
+curves (against time and samples: per implementation, the median curve over seeds with its band) and the time to come
+within 1e-3 of the run's lowest h (the paper's convention). The cost ratio, the samples and the time to h* + 1e-3
+are the task's ``line_plots``.
 
 h(x) - h* can be negative where h* is a local minimum (hyperparameter selection): a panel with such values is
 drawn on a symmetric log axis (linear within ``LINEAR_WITHIN`` of 0), never clipped to a floor."""
@@ -61,11 +62,11 @@ def _run_best_times(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def figures(cases: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One figure per curve (a panel per problem, dataset and scale, and machine where there are several; a line
-    per case in its implementation's style), and the time to come within 1e-3 of the run's lowest h (median over
-    seeds, whiskers over the 0.2-0.8 quantiles of the seeds, the lowest to the highest below five). Cases that are
-    not ok are left out, and each figure says how many. ``cases`` (the report's cases frame) names the
-    implementations as the boards do."""
+    """One figure per curve (a panel per problem, dataset and scale, and machine where there are several; per
+    implementation, the median of its seeds' curves with their band, ``line_figures``), and the time to come within 1e-3
+    of the run's lowest h (median over seeds, whiskers over the 0.2-0.8 quantiles of the seeds, the lowest to the
+    highest below five). Cases that are not ok are left out, and each figure says how many. ``cases`` (the report's
+    cases frame) names the implementations as the boards do."""
     records = labelled(records, cases)
     note = left_out(records)
     machines = len({r.get("hardware", "?") for r in records})

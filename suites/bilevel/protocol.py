@@ -44,8 +44,6 @@ COUNT_MAX_STEPS = 10_000  # samples, at most these steps
 OPAQUE = (type, types.ModuleType, types.FunctionType, types.MethodType, torch.Generator)  # not walked for tensors
 
 
-
-
 def prepare(impl: BilevelSolver, scale: Scale, params: Mapping[str, Any], ctx: Context) -> Prepared:
     name = params["problem"]
     problem = build(name, scale.config, ctx.data_root, ctx.cache_dir).to(ctx.device)

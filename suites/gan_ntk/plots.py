@@ -3,7 +3,8 @@
 - ``particles_field_<scale>``: for 2-D data, the target (grey), final particles (in the method's colour) and the
   velocity field of the last discriminator on a grid (arrows), one panel per (dataset, method): the paper's figures
   2 and 3. Only the most recent run's record of each (hardware, dataset, method) is drawn.
-- ``distance_curves``: Sinkhorn divergence, MMD and energy distance against iterations, one line per case.
+- ``distance_curves``: Sinkhorn divergence, MMD and energy distance against iterations: the median curve over
+  seeds with its band where a point ran several, else one line per case.
 
 A method is named and drawn as the report's boards and other figures name and draw it. The NTK error against width
 and the speeds are declarative (``GanNTK.line_plots``).

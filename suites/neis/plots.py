@@ -7,7 +7,8 @@ one panel per setting (scale, hardware) so runs of different sizes or machines n
   ``LinePlot``: d is no grid parameter (the grid's axis is ``target``, and d is read from the family's names),
   each d is its own dataset (which a ``LinePlot`` keeps in separate panels), and vanilla's exact value is a
   reference line, not an implementation.
-- ``training_second_moment``: the training curves log10 E[Z_hat^2]/Z^2 from each case's ``series``.
+- ``training_second_moment``: the training curves log10 E[Z_hat^2]/Z^2 from each case's ``series``: the median
+  curve over a point's seeds with its band, a line per case where an implementation ran several points in a panel.
 
 Each figure says how many cases it left out (not ok).
 """
