@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ctbench.boards.cells import number
+from ctbench.figures.palette import GUIDE, Style, complete
 from ctbench.figures.plotting import plain_text
 from report.fmt import slug
 
@@ -213,9 +215,27 @@ def axis_unit(values: pd.Series, unit: str) -> tuple[float, str]:
     return next(((f, u) for f, u in steps if top >= f), steps[-1])
 
 
+CASE_ID = re.compile(r"^case=[^:\[]+:(?P<impl>[^\[]+)\[")  # ctbench.run.smoke.BenchCase.id: task:impl[point]
+
+
+def implementation(params: str) -> str | None:
+    """The implementation a series measures, from its parameter text (``case=task:impl[point]``), else None."""
+    found = CASE_ID.match(params)
+    return found["impl"] if found else None
+
+
+def series_styles(params: Sequence[str], styles: Mapping[str, Style] | None) -> dict[str, Style]:
+    """Each series' style: its implementation's in the report (``styles``, completed for implementations they
+    lack), ``palette.GUIDE``'s grey for a series of no implementation (a harness or report benchmark)."""
+    impls = {p: implementation(p) for p in params}
+    chosen = complete(styles or {}, [(i, False) for i in sorted({i for i in impls.values() if i})])
+    return {p: chosen[i] if i else GUIDE for p, i in impls.items()}
+
+
 def figure(frame: pd.DataFrame, order: Sequence[str], dates: Sequence[int], name: str, unit: str,
-           found: Sequence[Flag]) -> Any:  # fmt: skip
-    """One benchmark across commits: a line per parameter combination (style: machine / environment)."""
+           found: Sequence[Flag], styles: Mapping[str, Style] | None = None) -> Any:  # fmt: skip
+    """One benchmark across commits: a line per parameter combination in its implementation's colour and marker
+    (the report's ``styles``; line style: machine / environment where there are several)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,12 +248,19 @@ def figure(frame: pd.DataFrame, order: Sequence[str], dates: Sequence[int], name
     data[["value", "low", "high"]] = data[["value", "low", "high"]] / factor
     several = data["where"].nunique() > 1
     fig, ax = plt.subplots(figsize=(10, 4.2))
-    style = {"style": "where", "markers": True, "dashes": False} if several else {"marker": "o"}
-    sns.lineplot(data=data, x="position", y="value", hue="params", ax=ax, estimator=None, sort=True, **style)
-    for _, series in data.groupby(["params", "where"], sort=False):
+    looks = series_styles(sorted(set(data["params"])), styles)
+    colours = {p: look.colour for p, look in looks.items()}
+    if several:  # the line style tells machines apart, the colour implementations
+        style = {"style": "where", "markers": True, "dashes": True}
+    else:
+        style = {"style": "params", "markers": {p: look.marker for p, look in looks.items()}, "dashes": False}
+    sns.lineplot(data=data, x="position", y="value", hue="params", palette=colours, ax=ax, estimator=None, sort=True,
+                 **style)  # fmt: skip
+    for (params, _), series in data.groupby(["params", "where"], sort=False):
         band = series.dropna(subset=["low", "high"]).sort_values("position")
         if len(band) > 1:
-            ax.fill_between(band["position"], band["low"], band["high"], alpha=0.12, linewidth=0)
+            ax.fill_between(band["position"], band["low"], band["high"], color=colours[params], alpha=0.12,
+                            linewidth=0)  # fmt: skip
     for flag in found:
         x = position[flag.after_commit] - 0.5
         colour, style = ("#b42318", "--") if flag.regression else ("#1a7f37", ":")
@@ -257,9 +284,12 @@ def figure(frame: pd.DataFrame, order: Sequence[str], dates: Sequence[int], name
     return fig
 
 
-def build(folder: Path, target: Callable[[str], Path]) -> tuple[History, list[str]]:
-    """Read ``folder``, draw each benchmark into ``target("plots/history-<name>.png")``; return the page's data
-    and the problems met (a plot that failed), which the report lists without stopping."""
+def build(
+    folder: Path, target: Callable[[str], Path], styles: Mapping[str, Style] | None = None
+) -> tuple[History, list[str]]:
+    """Read ``folder``, draw each benchmark into ``target("plots/history-<name>.png")`` (each implementation in its
+    style among the report's ``styles``); return the page's data and the problems met (a plot that failed), which
+    the report lists without stopping."""
     if not folder.is_dir():
         return History(str(folder), error="no such folder (run `asv run` first, or name it with --asv-results)"), []
     frame, meta, history = load(folder)
@@ -282,7 +312,7 @@ def build(folder: Path, target: Callable[[str], Path]) -> tuple[History, list[st
             bench.flags += flags(ordered, str(name), f"{label} ({where})" if len(history.machines) > 1 else label, unit)
         try:
             with plain_text():  # benchmark and parameter names as they are, never as mathtext
-                fig = figure(rows, order, dates, str(name), unit, bench.flags)
+                fig = figure(rows, order, dates, str(name), unit, bench.flags, styles)
                 src = f"plots/history-{slug(str(name))}-{len(history.benchmarks)}.png"
                 fig.savefig(target(src), dpi=110, bbox_inches="tight")
             bench.plot = src
@@ -294,8 +324,9 @@ def build(folder: Path, target: Callable[[str], Path]) -> tuple[History, list[st
     return history, problems
 
 
-def render(site: Any, folder: Path | str) -> list[str]:
-    """Write ``history.html`` (and its figures) into the site being built; return the problems met."""
-    history, problems = build(Path(folder), site.add)
+def render(site: Any, folder: Path | str, styles: Mapping[str, Style] | None = None) -> list[str]:
+    """Write ``history.html`` (and its figures, each implementation in its style among the report's ``styles``)
+    into the site being built; return the problems met."""
+    history, problems = build(Path(folder), site.add, styles)
     site.render("history.html.j2", "history.html", history=history)
     return problems

@@ -290,7 +290,7 @@ def build_report(
         site.render("env.html.j2", "env.html", sections=environments(runs, links))
         site.render("benchmarks.html.j2", "benchmarks.html", bench=bench, bench_skipped=bad_bench)
         if asv_results is not None:
-            problems += asv_history.render(site, asv_results)
+            problems += asv_history.render(site, asv_results, styles)
         index = site.render(
             "index.html.j2",
             "index.html",

@@ -16,7 +16,9 @@ import random
 import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
+from matplotlib.colors import to_hex
 
 from report import build_report
 from report.asv_history import build
@@ -102,6 +104,27 @@ def test_the_step_is_flagged_by_asvs_step_detection_and_only_there(tmp_path):
     for bench in history.benchmarks:
         png = tmp_path / "site" / bench.plot
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_each_series_is_drawn_in_its_implementation_s_colour_and_marker(tmp_path):
+    """The report's palette holds here too: a series of an implementation (``case=task:impl[point]``) in its colour
+    and marker, a series of none in the guide's grey; without the report's styles another colour (the control)."""
+    from ctbench.figures.palette import GUIDE, Style
+    from report.asv_history import figure, load
+
+    frame, _, _ = load(write_results(tmp_path / "results"))
+    drawn = {}
+    for name, styles in (("report", {"direct": Style("#123456", "D")}), ("control", None)):
+        for bench in (TIME, MEMORY):
+            rows = frame[frame["benchmark"] == bench]
+            order = sorted(set(rows["commit"]))
+            fig = figure(rows, order, [0] * len(order), bench, "seconds", [], styles)
+            lines = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) > 1]
+            drawn[name, bench] = {(to_hex(line.get_color()), line.get_marker()) for line in lines}
+            plt.close(fig)
+    assert drawn["report", TIME] == {("#123456", "D")}
+    assert drawn["report", MEMORY] == {(to_hex(GUIDE.colour), GUIDE.marker)}
+    assert {colour for colour, _ in drawn["control", TIME]} != {"#123456"}
 
 
 def test_an_improvement_is_a_step_but_not_a_regression(tmp_path):
