@@ -29,6 +29,7 @@ from ctbench.store.matching import (
     board_runs,
     dataset_mismatches,
     differences,
+    hardware_metrics,
     match,
     not_reusable,
     other_hardware,
@@ -71,9 +72,12 @@ class Against:
         parts = []
         if carried:
             runs = sorted({_source(c.reuse.run) for c in carried if c.reuse is not None})
+            specs = {c.task: c.reuse.spec for c in carried if c.reuse is not None}
+            which = "; ".join(_reused_metrics(task, spec) for task, spec in sorted(specs.items()))
             parts.append(
                 f"{len(carried)} carried over, their steps timed here and their numbers that do not depend on the "
-                f"machine (quality, errors, counts) reused from run {', '.join(runs)}"
+                f"machine (quality, errors, counts) reused from run {', '.join(runs)}: {which} (each record's "
+                "`reused` lists its own)"
             )
         if len(refs) > len(carried):
             why = "; ".join(
@@ -119,6 +123,17 @@ class Against:
     def mismatches(self, doc: Mapping[str, Any]) -> list[str]:
         """Points where a stored reference ran on another dataset than the submission (another board)."""
         return dataset_mismatches([c for c in doc["cases"] if c.get("submission") != REFERENCE], self.match)
+
+
+def _reused_metrics(task: str, spec: Mapping[str, Any] | None) -> str:
+    """The metrics of ``task`` a carried-over case reuses (those its description says do not depend on the
+    machine): the ranked ones by name, the others counted."""
+    spec = spec or description(task)
+    reused = [name for name, machine in hardware_metrics(spec).items() if not machine]
+    ranked = [m for m in dict.fromkeys([spec.get("primary_metric"), *(spec.get("objectives") or {})]) if m in reused]
+    rest = len(reused) - len(ranked)
+    named = ", ".join(ranked) or "no ranked metric"
+    return f"{task}: {named}" + (f" and {rest} more" if rest else "")
 
 
 def _source(run: Mapping[str, Any]) -> str:

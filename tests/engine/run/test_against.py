@@ -206,6 +206,7 @@ def test_stored_references_from_other_hardware_are_rerun_here_by_default(tiny, t
     page = (tmp_path / "site" / "index.html").read_text()
     assert "ran on other hardware (Old CPU x64), so that chol shares their boards" in page
     assert f"reused from run {doc['run_id']}" in page
+    assert "tiny: residual" in page  # which numbers: the ranked ones by name
     # the reference's quality is the stored one, its step was timed here, on this machine's board
     (stored_case,) = [c for c in doc["cases"] if c["params"]["n"] == 8]
     (ref,) = [c for c in run["cases"] if c["impl"] == "direct"]
