@@ -39,7 +39,8 @@ def _particles(ax: Any, record: Mapping[str, Any], style: palette.Style) -> None
     target, final = np.asarray(s["target"]), np.asarray(s["final_particles"])
     grid, vec = np.asarray(s["field_points"]), np.asarray(s["field_vectors"])
     ax.scatter(target[:, 0], target[:, 1], s=6, color=palette.GUIDE.colour, alpha=0.5, linewidths=0)
-    ax.scatter(final[:, 0], final[:, 1], s=6, color=style.colour, alpha=0.7, linewidths=0, gid=record["label"])
+    ax.scatter(final[:, 0], final[:, 1], s=6, color=style.colour, marker=style.marker, alpha=0.7, linewidths=0,
+               gid=record["label"])  # fmt: skip
     ax.quiver(grid[:, 0], grid[:, 1], vec[:, 0], vec[:, 1], color="0.3", angles="xy", width=0.004)
     ax.set_xticks([])
     ax.set_yticks([])

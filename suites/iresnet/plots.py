@@ -31,7 +31,8 @@ def _panel(ax: Any, record: Mapping[str, Any], style: palette.Style) -> None:
     for name, colour, gid in (("data", DATA_GREY, None), ("samples", style.colour, record["label"])):
         pts = series.get(name, [])
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=2, color=colour, gid=gid)
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=2, color=colour, gid=gid,
+                       marker=style.marker if gid else "o")  # fmt: skip
     ax.set(xlim=(-5, 5), ylim=(-5, 5))
     metrics = record.get("metrics", {})
     if "test_nll" in metrics and "true_nll" in metrics:
