@@ -79,6 +79,7 @@ def tagged_markers(figure: Any, marker: Mapping[str, str]) -> dict[str, set[str]
     """The markers of the artists tagged with the labels of ``marker`` (label -> the marker it should have), by
     label: a line's marker, or a scatter's, named by ``marker`` where its path is that marker's, else ``"other"``.
     Lines without markers, error-bar caps and filled areas draw none."""
+    import numpy as np
     from matplotlib.collections import PathCollection
     from matplotlib.lines import Line2D
 
@@ -90,9 +91,9 @@ def tagged_markers(figure: Any, marker: Mapping[str, str]) -> dict[str, set[str]
             if shown not in (None, "None", "", " ", "_", "|"):
                 out.setdefault(label, set()).add(str(shown))
         elif isinstance(artist, PathCollection) and len(artist.get_paths()):
-            drawn = artist.get_paths()[0].vertices
+            drawn = np.asarray(artist.get_paths()[0].vertices)
             expected = _marker_path(marker[label])
-            same = expected is not None and expected.shape == drawn.shape and bool((abs(expected - drawn) < 1e-9).all())
+            same = expected is not None and expected.shape == drawn.shape and bool(np.allclose(expected, drawn))
             out.setdefault(label, set()).add(marker[label] if same else "other")
     return out
 
@@ -103,8 +104,10 @@ def _marker_path(marker: str) -> Any:
 
     if not marker:
         return None
+    import numpy as np
+
     style = MarkerStyle(marker)
-    return style.get_path().transformed(style.get_transform()).vertices
+    return np.asarray(style.get_path().transformed(style.get_transform()).vertices)
 
 
 def drawn_labels(figure: Any) -> dict[str, set[str]]:

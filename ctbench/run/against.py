@@ -128,7 +128,7 @@ class Against:
 def _reused_metrics(task: str, spec: Mapping[str, Any] | None) -> str:
     """The metrics of ``task`` a carried-over case reuses (those its description says do not depend on the
     machine): the ranked ones by name, the others counted."""
-    spec = spec or description(task)
+    spec = spec or description(task) or {}
     reused = [name for name, machine in hardware_metrics(spec).items() if not machine]
     ranked = [m for m in dict.fromkeys([spec.get("primary_metric"), *(spec.get("objectives") or {})]) if m in reused]
     rest = len(reused) - len(ranked)
