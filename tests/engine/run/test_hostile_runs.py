@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from runfiles import interruptible
 
 from ctbench.run.launch import PREFIX
 
@@ -102,10 +103,11 @@ class Chatty(Solver):
 
 
 class Slow(Solver):
-    """Sleeps while the marker file exists."""
+    """Says it is running (``<marker>.running``), then sleeps while the marker file exists."""
     manifest = Manifest(name="slow")
 
     def solve(self, a, b):
+        Path(MARK + ".running").touch()
         while Path(MARK).exists():
             time.sleep(0.1)
         return torch.linalg.solve(a, b)
@@ -236,6 +238,14 @@ def _wait_for_journal(out: Path, lines: int, deadline: float = 600) -> Path:
     raise AssertionError("the journal never reached the expected length")
 
 
+def _wait_for(path: Path, deadline: float = 600) -> None:
+    end = time.time() + deadline
+    while not path.exists():
+        if time.time() > end:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.2)
+
+
 def test_a_second_identical_run_is_refused_while_the_first_runs(tmp_path, env):
     out, mark = tmp_path / "out", Path(env["HOSTILE_MARK"])
     mark.touch()
@@ -254,9 +264,11 @@ def test_a_killed_runner_leaves_no_worker_and_its_folder_is_cleaned(tmp_path, en
     out, mark = tmp_path / "out", Path(env["HOSTILE_MARK"])
     mark.touch()
     argv = args(out, "direct", f"{env['HOSTILE']}:Slow", extra=("--sandbox", "off"))
+    running = Path(env["HOSTILE_MARK"] + ".running")
+    running.unlink(missing_ok=True)
     runner = subprocess.Popen([sys.executable, "-m", "ctbench_cli", *argv], env=env, stdout=subprocess.DEVNULL)
     _wait_for_journal(out, 2)
-    time.sleep(2)  # the slow case is running
+    _wait_for(running)  # the slow case is running (however long a loaded machine takes to start it)
     workers = [p for p in psutil.Process(runner.pid).children(recursive=True)]
     assert workers, "the slow case should be running"
     runner.send_signal(signal.SIGKILL)
@@ -274,7 +286,8 @@ def test_a_damaged_journal_line_is_skipped_and_the_run_resumes(tmp_path, env):
     out, mark = tmp_path / "out", Path(env["HOSTILE_MARK"])
     mark.touch()
     argv = args(out, "direct", f"{env['HOSTILE']}:Slow", extra=("--sandbox", "off"))
-    runner = subprocess.Popen([sys.executable, "-m", "ctbench_cli", *argv], env=env, stdout=subprocess.DEVNULL)
+    runner = subprocess.Popen([sys.executable, "-m", "ctbench_cli", *argv], env=env, stdout=subprocess.DEVNULL,
+                              preexec_fn=interruptible)  # fmt: skip
     journal = _wait_for_journal(out, 2)
     runner.send_signal(signal.SIGINT)
     runner.wait(timeout=600)

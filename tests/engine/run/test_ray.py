@@ -16,6 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
+from runfiles import interruptible  # noqa: E402
 
 SLOW = '''
 import os, time
@@ -26,10 +27,11 @@ from suites.tiny.interface import Solver
 
 
 class Slow(Solver):
-    """Sleeps while the marker file exists."""
+    """Says it is running (``<marker>.running``), then sleeps while the marker file exists."""
     manifest = Manifest(name="slow")
 
     def solve(self, a, b):
+        Path(os.environ["CTBENCH_TEST_SLOW_MARK"] + ".running").touch()
         while Path(os.environ["CTBENCH_TEST_SLOW_MARK"]).exists():
             time.sleep(0.1)
         return torch.linalg.solve(a, b)
@@ -112,7 +114,7 @@ def test_an_unreachable_address_is_a_usage_error(tmp_path, tiny_env):
 def _driver(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "ctbench_cli", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+        text=True, preexec_fn=interruptible,
     )  # fmt: skip
 
 
@@ -155,7 +157,10 @@ def test_a_node_lost_mid_case_costs_a_retry_not_a_case(tmp_path, roots, tiny_env
     driver, lines = _driver(argv, env), []
     placed = _until(driver, "tiny/slow", lines)
     prefix = placed.rsplit("node ", 1)[1].strip()
-    time.sleep(3)  # the slow case is running on that node
+    running, end = Path(env["CTBENCH_TEST_SLOW_MARK"] + ".running"), time.time() + 600
+    while not running.exists() and time.time() < end:  # the slow case is running on that node
+        time.sleep(0.2)
+    assert running.exists(), "the slow case never started"
     (victim,) = [w for w in workers if w.node_id.startswith(prefix)]
     head.remove_node(victim, allow_graceful=False)
     _until(driver, "retrying elsewhere", lines)

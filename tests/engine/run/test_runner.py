@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from runfiles import interruptible
 
 from ctbench.boards.table import cases_frame, compare, task_specs
 from ctbench.run import selection
@@ -102,6 +103,7 @@ def test_interrupted_run_resumes(tmp_path, write_module, env):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=interruptible,
     )
     deadline = time.time() + 120
     journal = None
