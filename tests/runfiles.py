@@ -258,7 +258,6 @@ def write(folder: Path, name: str, doc: Any) -> Path:
     return path
 
 
-@contextlib.contextmanager
 def interruptible() -> None:
     """``preexec_fn`` of a process a test interrupts with SIGINT: Ctrl-C's default action, whatever the test command
     inherited (a shell without job control starts its background commands with SIGINT ignored, and a Python started
@@ -266,6 +265,7 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@contextlib.contextmanager
 def deadline(seconds: int):
     """Fail (instead of hanging the suite) if the block takes longer than ``seconds``."""
 
