@@ -317,17 +317,18 @@ def leaderboard(
     return out.sort_values(keys, na_position="last").drop(columns="params_order").reset_index(drop=True)
 
 
-def _spread(side: pd.Series, metric: str, timing: bool = False, pooled: float = 0.0) -> float | None:
+def _spread(side: pd.Series, metric: str, per_process: bool = False, pooled: float = 0.0) -> float | None:
     """One side's spread of ``metric``: its repeated-measurement spread, else the std over its seeds; None when it
-    has neither (one seed, nothing repeated). For a ``timing`` compared between runs, the range over its cases'
-    processes (its seeds, which a run spreads over its length: ``ctbench.run.selection.cases``), at least its
+    has neither (one seed, nothing repeated). For a metric whose value belongs to the process that measured it
+    (``per_process``: a timing, or a CPU memory reading, ``_process_pool``) compared between runs, the range over its
+    cases' processes (its seeds, which a run spreads over its length: ``ctbench.run.selection.cases``), at least its
     repeated-measurement spread and at least ``pooled`` of its value (the range processes typically span on this
-    machine, ``pooled_ranges``): the calls of one process share one stretch of the machine's state, so their spread
-    alone says nothing of another run's, and a few processes that agreed by chance say little more; None with one
-    process."""
+    machine, ``pooled_ranges``): the calls of one process share one stretch of the machine's state and one heap, so
+    their spread alone says nothing of another run's, and a few processes that agreed by chance say little more;
+    None with one process."""
     values = [side.get(col) for col in (SPREAD + metric, METRIC + metric + "#std", METRIC + metric + "#range")]
     recorded, std, span = (None if v is None or pd.isna(v) else float(v) for v in values)
-    if timing:
+    if per_process:
         value = _value(side, metric)
         typical = pooled * abs(value) if pooled and not math.isnan(value) else 0.0
         return None if span is None else max(span, recorded or 0.0, typical)
@@ -340,15 +341,15 @@ def _noise(
     metric: str,
     floor: float = 0.0,
     absolute: float = 0.0,
-    timing: bool = False,
+    per_process: bool = False,
     pooled: float = 0.0,
 ) -> float:
     """The noise a change of ``metric`` must exceed to count: the sum of the two sides' spreads (``_spread``; for a
-    ``timing``, their ranges over processes, each at least ``pooled`` of its value), at least ``floor`` (relative)
-    of the first side's value (the between-run floor, ``Floors``) unless both spreads are 0 (an exact value), and
-    at least ``absolute`` (a reading never exact between runs, ``Floors.reading``); NaN when either side has no
-    spread, since a side without spread says nothing about how far its value would move on a rerun."""
-    spreads = [_spread(side, metric, timing, pooled) for side in (ra, rb)]
+    ``per_process`` metric, their ranges over processes, each at least ``pooled`` of its value), at least ``floor``
+    (relative) of the first side's value (the between-run floor, ``Floors``) unless both spreads are 0 (an exact
+    value), and at least ``absolute`` (a reading never exact between runs, ``Floors.reading``); NaN when either side
+    has no spread, since a side without spread says nothing about how far its value would move on a rerun."""
+    spreads = [_spread(side, metric, per_process, pooled) for side in (ra, rb)]
     if any(s is None for s in spreads):
         return np.nan
     within = float(sum(s for s in spreads if s is not None))
@@ -387,7 +388,7 @@ class Floors:
     timing: float = 0.0
     rss: float = 0.0
     rss_bytes: float = 0.0
-    processes: Mapping[str, float] = field(default_factory=dict)  # unit -> pooled range (``pooled_ranges``)
+    processes: Mapping[str, float] = field(default_factory=dict)  # pool -> pooled range (``pooled_ranges``)
 
     @classmethod
     def of(cls, *frames: pd.DataFrame) -> Floors:
@@ -412,7 +413,23 @@ class Floors:
     def reading(self, metric: str, device: str) -> float:
         """The absolute floor of ``metric`` measured on ``device``: ``rss_bytes`` for the engine's memory readings on
         a CPU, which are never exact between runs, whatever their spread within one."""
-        return self.rss_bytes if metric.endswith(RSS_READING) and device.startswith("cpu") else 0.0
+        return self.rss_bytes if _rss_reading(metric, device) else 0.0
+
+
+def _rss_reading(metric: str, device: str) -> bool:
+    """Whether ``metric`` measured on ``device`` is read from a CPU process's resident set."""
+    return metric.endswith(RSS_READING) and device.startswith("cpu")
+
+
+def _process_pool(specs: TaskSpecs, task: str, metric: str, device: str) -> str | None:
+    """The pool of a metric whose value belongs to the process that measured it, so that between runs it spreads as
+    far as processes do (``_spread``, ``pooled_ranges``): its unit for a metric of the machine's state
+    (``_machine_state``); ``"rss"`` for a memory reading from a CPU process's resident set, which its heap and the
+    allocator's caching move from one process to the next (backprop's step at depth 128 read 34 to 47 MiB in four
+    runs of the same code, one process each). None for any other metric."""
+    if _rss_reading(metric, device):
+        return "rss"
+    return _metric_unit(specs, task, metric) if _machine_state(specs, task, metric) else None
 
 
 POOLED_MIN_POINTS = 5  # points with a range over processes, in a unit, before their typical range is used
@@ -424,25 +441,27 @@ def _metric_unit(specs: TaskSpecs, task: str, metric: str) -> str:
 
 
 def pooled_ranges(specs: TaskSpecs, *by_case: pd.DataFrame) -> dict[str, float]:
-    """Per unit, the median over the points of ``by_case`` (``_by_case`` frames) of a machine-state metric's range
-    over its processes relative to its median (the probe excepted): how far the processes of one point typically
-    spread on this machine, pooled over every point measured in that unit, as a pooled variance is. A point whose
-    few processes agreed by chance is judged by it, not by its own small range alone. Units with fewer than
-    ``POOLED_MIN_POINTS`` such points get none."""
+    """Per pool (``_process_pool``: a unit, or CPU memory readings), the median over the points of ``by_case``
+    (``_by_case`` frames) of a per-process metric's range over its processes relative to its median (the probe
+    excepted): how far the processes of one point typically spread on this machine, pooled over every point of
+    that pool, as a pooled variance is. A point whose few processes agreed by chance is judged by it, not by its own
+    small range alone. Pools with fewer than ``POOLED_MIN_POINTS`` such points get none."""
     relative: dict[str, list[float]] = {}
     for frame in by_case:
         if frame.empty:
             continue
         tasks = frame.index.get_level_values(CASE.index("task"))
+        devices = frame["device"].astype(str) if "device" in frame else pd.Series("", index=frame.index)
         for col in metric_columns(frame):
             metric = col[len(METRIC) :]
             if metric == PROBE or col + "#range" not in frame:
                 continue
             ratio = (frame[col + "#range"] / frame[col].abs()).to_numpy()
-            for task, value in zip(tasks, ratio, strict=True):
-                if math.isfinite(value) and _machine_state(specs, task, metric):
-                    relative.setdefault(_metric_unit(specs, task, metric), []).append(float(value))
-    return {unit: float(np.median(v)) for unit, v in relative.items() if len(v) >= POOLED_MIN_POINTS}
+            for task, device, value in zip(tasks, devices, ratio, strict=True):
+                pool = _process_pool(specs, task, metric, device)
+                if math.isfinite(value) and pool is not None:
+                    relative.setdefault(pool, []).append(float(value))
+    return {pool: float(np.median(v)) for pool, v in relative.items() if len(v) >= POOLED_MIN_POINTS}
 
 
 def _verdict(higher: bool | None, a: float, b: float, noise: float) -> str:
@@ -530,9 +549,9 @@ def _case_verdict(
 
     def noise_of(name: str) -> float:
         floor = floors.of_metric(_unit(specs, task, name), device)
-        machine = _machine_state(specs, task, name)
-        pooled = floors.processes.get(_metric_unit(specs, task, name), 0.0) if machine else 0.0
-        return _noise(ra, rb, name, floor, floors.reading(name, device), timing=machine, pooled=pooled)
+        pool = _process_pool(specs, task, name, device)
+        pooled = floors.processes.get(pool, 0.0) if pool is not None else 0.0
+        return _noise(ra, rb, name, floor, floors.reading(name, device), per_process=pool is not None, pooled=pooled)
 
     va, vb = _value(ra, metric), _value(rb, metric)
     noise = noise_of(metric)

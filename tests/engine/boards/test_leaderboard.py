@@ -361,8 +361,37 @@ def test_cpu_memory_readings_are_judged_beyond_what_they_move_between_runs(befor
         record = case("adjoint_euler", 8, step_peak_memory_bytes=value)
         record["spread"]["step_peak_memory_bytes"] = spread
         record["device"] = "cpu"
-        runs.append([record])
+        runs.append(processes([record]))
     assert verdicts_of(*runs)["adjoint_euler", "step_peak_memory_bytes"] == verdict
+
+
+def memory_run(readings: list[float], device: str = "cpu") -> list[dict[str, Any]]:
+    """One point, backprop at depth 128, measured once per reading in its own process (seeds 0, 1, ...), each
+    process's repeated readings agreeing within 0.1%."""
+    records = []
+    for seed, value in enumerate(readings):
+        record = case("backprop", 128, step_peak_memory_bytes=value, seed=seed)
+        record["spread"]["step_peak_memory_bytes"] = 0.001 * value
+        record["device"] = device
+        records.append(record)
+    return records
+
+
+def test_a_cpu_memory_reading_is_judged_by_its_range_over_processes():
+    """An RSS reading belongs to the process that read it: backprop's step at depth 128 read 34.1 and 46.9 MiB in
+    two runs of the same code, one process each, 37% apart although each process's readings agreed. One process a
+    side says nothing of how far another moves it (``no spread``), and processes that spread are judged by their
+    range. The controls: the same 37% read in two agreeing processes a side is worse, and one process a side on
+    CUDA (the allocator's peak, exact) is judged."""
+    mib = 2**20
+    verdict = verdicts_of(memory_run([34.1 * mib]), memory_run([46.9 * mib]))
+    assert verdict["backprop", "step_peak_memory_bytes"] == "no spread"
+    verdict = verdicts_of(memory_run([34.1 * mib, 45.0 * mib]), memory_run([38.2 * mib, 46.9 * mib]))
+    assert verdict["backprop", "step_peak_memory_bytes"] == "within noise"
+    verdict = verdicts_of(memory_run([34.1 * mib] * 2), memory_run([46.9 * mib] * 2))
+    assert verdict["backprop", "step_peak_memory_bytes"] == "worse"
+    verdict = verdicts_of(memory_run([34.1 * mib], "cuda:0"), memory_run([46.9 * mib], "cuda:0"))
+    assert verdict["backprop", "step_peak_memory_bytes"] == "worse"
 
 
 @pytest.mark.parametrize(("slowed", "verdict"), [(2.15, "machine"), (3.0, "worse")])
