@@ -374,9 +374,9 @@ class Floors:
     - ``timing``: the range of the machine probe (``ctbench.run.probe``, the same workload before and after every
       case) over both runs' cases, ``q90 / q10 - 1`` of its timings: how far the machine's speed wandered while
       they ran. A timing's change below it is the machine's as likely as the code's.
-    - ``processes``: per unit, the range over processes that the machine-state metrics of both runs typically
-      span (``pooled_ranges``): the least a timing's own range over processes counts for, on each side
-      (``_spread``).
+    - ``processes``: per metric of a task, and per pool of metrics (a unit, or CPU memory readings), the range over
+      processes that the per-process metrics of both runs typically span (``pooled_ranges``): the least a timing's
+      or an RSS reading's own range over processes counts for, on each side (``_spread``, ``typical_range``).
     - ``rss``, ``rss_bytes``: ``RSS_FLOOR`` of the value and at least ``RSS_FLOOR_BYTES`` for memory read from a CPU
       process's resident set (page-granular, shared with the allocator's caching), applied even where a case's
       repeated readings agreed; none for CUDA's allocator peak, which does not move. Measured: back-to-back smoke
@@ -410,6 +410,11 @@ class Floors:
             return self.rss
         return 0.0
 
+    def typical_range(self, task: str, metric: str, pool: str) -> float:
+        """The range over processes that ``metric`` of ``task`` typically spans: its own metric's where that has
+        enough points, else its pool's (``pooled_ranges``); 0 when neither has."""
+        return self.processes.get(f"{task}:{metric}", self.processes.get(pool, 0.0))
+
     def reading(self, metric: str, device: str) -> float:
         """The absolute floor of ``metric`` measured on ``device``: ``rss_bytes`` for the engine's memory readings on
         a CPU, which are never exact between runs, whatever their spread within one."""
@@ -432,7 +437,7 @@ def _process_pool(specs: TaskSpecs, task: str, metric: str, device: str) -> str 
     return _metric_unit(specs, task, metric) if _machine_state(specs, task, metric) else None
 
 
-POOLED_MIN_POINTS = 5  # points with a range over processes, in a unit, before their typical range is used
+POOLED_MIN_POINTS = 5  # points with a range over processes, in a metric or pool, before their typical range is used
 
 
 def _metric_unit(specs: TaskSpecs, task: str, metric: str) -> str:
@@ -441,11 +446,14 @@ def _metric_unit(specs: TaskSpecs, task: str, metric: str) -> str:
 
 
 def pooled_ranges(specs: TaskSpecs, *by_case: pd.DataFrame) -> dict[str, float]:
-    """Per pool (``_process_pool``: a unit, or CPU memory readings), the median over the points of ``by_case``
-    (``_by_case`` frames) of a per-process metric's range over its processes relative to its median (the probe
-    excepted): how far the processes of one point typically spread on this machine, pooled over every point of
-    that pool, as a pooled variance is. A point whose few processes agreed by chance is judged by it, not by its own
-    small range alone. Pools with fewer than ``POOLED_MIN_POINTS`` such points get none."""
+    """Per metric of a task (``"task:metric"``) and per pool (``_process_pool``: a unit, or CPU memory readings),
+    the median over the points of ``by_case`` (``_by_case`` frames) of a per-process metric's range over its
+    processes relative to its median (the probe excepted): how far the processes of one point typically spread on
+    this machine, pooled over the points of that metric or pool, as a pooled variance is. A point whose few
+    processes agreed by chance is judged by it, not by its own small range alone. Those with fewer than
+    ``POOLED_MIN_POINTS`` such points get none. A metric's processes spread alike (bilevel's sub-millisecond SGD
+    step typically spans 43% where all timings span 31%), so its own range comes first
+    (``Floors.typical_range``)."""
     relative: dict[str, list[float]] = {}
     for frame in by_case:
         if frame.empty:
@@ -461,6 +469,7 @@ def pooled_ranges(specs: TaskSpecs, *by_case: pd.DataFrame) -> dict[str, float]:
                 pool = _process_pool(specs, task, metric, device)
                 if math.isfinite(value) and pool is not None:
                     relative.setdefault(pool, []).append(float(value))
+                    relative.setdefault(f"{task}:{metric}", []).append(float(value))
     return {pool: float(np.median(v)) for pool, v in relative.items() if len(v) >= POOLED_MIN_POINTS}
 
 
@@ -550,7 +559,7 @@ def _case_verdict(
     def noise_of(name: str) -> float:
         floor = floors.of_metric(_unit(specs, task, name), device)
         pool = _process_pool(specs, task, name, device)
-        pooled = floors.processes.get(pool, 0.0) if pool is not None else 0.0
+        pooled = floors.typical_range(task, name, pool) if pool is not None else 0.0
         return _noise(ra, rb, name, floor, floors.reading(name, device), per_process=pool is not None, pooled=pooled)
 
     va, vb = _value(ra, metric), _value(rb, metric)

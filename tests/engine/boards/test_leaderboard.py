@@ -799,6 +799,30 @@ def test_a_timing_whose_processes_agreed_by_chance_is_judged_by_their_typical_ra
     assert verdicts_of(*sides).loc[("backprop", "step_time_s")] == verdict
 
 
+def test_a_timing_is_judged_by_the_typical_range_of_its_own_metric():
+    """Processes of one metric spread alike: bilevel's SGD step, a fraction of a millisecond, typically spans 43%
+    over its processes where all timings of two runs of the same code span 31%. Each side counts for at least its
+    task's metric's typical range, the unit's only where the metric has too few points. Here step_time_s's
+    processes typically span 33% and load_time_s's agree: the same 1.4x shift of one point whose processes agreed
+    is within noise on the first and judged on the second (``changed``: an undeclared metric has no direction);
+    their pooled unit alone would judge both."""
+    sides = []
+    for shift in (1.0, 1.4):
+        records = [
+            case("backprop", 8, time_s=0.1 * shift * (1 + 0.001 * i), load_time_s=shift * (1 + 0.001 * i), seed=i)
+            for i in range(3)
+        ]
+        for depth in (16, 32, 64, 128, 256):
+            records += [
+                case("adjoint_euler", depth, time_s=0.1 * (1 + 0.2 * i), load_time_s=1 + 0.001 * i, seed=i)
+                for i in range(3)
+            ]
+        sides.append(records)
+    verdict = verdicts_of(*sides)
+    assert verdict["backprop", "step_time_s"] == "within noise"
+    assert verdict["backprop", "load_time_s"] == "changed"
+
+
 def run_check(impl: str | None, passed: bool) -> dict[str, Any]:
     scope = {"scale": "smoke"} | ({"impl": impl} if impl else {})
     return {"task": TASK, "name": "memory_flat", "scope": scope, "value": 2.0, "threshold": 1.0, "passed": passed}
