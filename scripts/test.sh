@@ -20,5 +20,6 @@ mkdir -p .ci/out
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null
 .venv/bin/mypy  # the engine, ctbench/ (config in pyproject.toml)
-CTBENCH_SCREENSHOTS=1 .venv/bin/python -m pytest -q -p no:cacheprovider --benchmark-json .ci/out/pytest-benchmark.json "$@"
+CTBENCH_SCREENSHOTS=1 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 \
+    --benchmark-json .ci/out/pytest-benchmark.json "$@"
 echo "test output: .ci/out/ (pytest-benchmark.json, screenshots/)"
