@@ -193,3 +193,29 @@ def test_the_history_page_in_a_browser(tmp_path):
         dest = REPO / ".ci" / "out" / "screenshots"
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, dest / "history.png")
+
+
+def test_history_figures_keep_their_texts_apart(tmp_path, monkeypatch):
+    """The report's figure audit holds on the history page: tick labels, axis labels, the legend and each flagged
+    step's percentage keep apart, and no bar stands on a log axis. Its control, in each figure: a percentage put
+    on a tick label is found."""
+    from ctbench.figures import audit
+    from report import asv_history
+
+    draw, audited, problems = asv_history.figure, [], []
+
+    def audited_figure(*args, **kwargs):
+        fig = draw(*args, **kwargs)
+        problems.extend(audit.overlapping_texts(fig) + audit.bars_on_log_axes(fig))
+        ax = fig.axes[0]
+        tick = ax.get_xticklabels()[0]
+        control = ax.annotate("+50%", tick.get_position(), xycoords=tick.get_transform(), ha="center", va="top")
+        audited.append(bool(audit.overlapping_texts(fig)))
+        control.remove()
+        return fig
+
+    monkeypatch.setattr(asv_history, "figure", audited_figure)
+    history, errors = build(write_results(tmp_path / "results"), _target(tmp_path / "site"))
+    assert errors == [] and audited == [True] * len(history.benchmarks) == [True, True]
+    assert any(bench.flags for bench in history.benchmarks)  # a step's percentage is among the texts audited
+    assert problems == []
