@@ -14,7 +14,7 @@ import pandas as pd
 
 from ctbench.boards.cells import is_missing, number
 from ctbench.boards.groups import board_groups, board_title
-from ctbench.boards.ranking import objectives, rank_text
+from ctbench.boards.ranking import PARETO_NO_SPREAD, objectives, rank_text
 from ctbench.boards.spreadsheet import CSV_LINES, csv_frame
 from ctbench.boards.table import METRIC, TaskSpecs, cases_frame, latest, leaderboard, task_specs
 from ctbench.catalog.registry import UsageError
@@ -135,6 +135,8 @@ def board_lines(task: str, group: pd.DataFrame, specs: TaskSpecs, limit: int) ->
         lines.append("* submission")
     if len(rows) > 1 and any(r.get("no_spread") is True for r in rows):
         lines.append(f"=: ranks shared where a row has no spread for {rank_by} (one seed, nothing repeated)")
+    if len(rows) > 1 and any(r.get("pareto_no_spread") is True for r in rows):
+        lines.append(f"Pareto: {PARETO_NO_SPREAD}")
     if left_out:
         lines.append(f"{len(left_out)} more column(s) at a wider terminal or with --format csv: {', '.join(left_out)}")
     return lines

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ctbench.boards.cells import header_unit, is_missing, number
 from ctbench.boards.groups import KEYS, SCALE_ORDER, board_groups, natural
-from ctbench.boards.ranking import objectives, rank_text
+from ctbench.boards.ranking import PARETO_NO_SPREAD, objectives, rank_text
 from ctbench.boards.table import METRIC, params_label, tuned_text
 from ctbench.machine.env import hardware_label
 from ctbench.store.text import shown
@@ -204,6 +204,8 @@ def boards(board: pd.DataFrame, meta: TaskMeta, hardware_links: Mapping[str, str
         if "no_spread" in group and len(group) > 1 and group["no_spread"].fillna(False).astype(bool).any():
             caption.append(("ranks", f"shared where a row has no spread for {rank_by} (one seed, nothing repeated): "
                             "its difference from another row cannot be told from noise", ""))  # fmt: skip
+        if len(group) > 1 and group.get("pareto_no_spread", pd.Series(dtype=bool)).fillna(False).astype(bool).any():
+            caption.append(("Pareto", PARETO_NO_SPREAD, ""))
         out.append(Board(caption, key_cols, rows, _unranked(rows, meta, rank_by), "hardware" not in KEYS, more,
                          rank_by, objectives_text))  # fmt: skip
     return out

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 OBJECTIVE_KINDS = ("quality", "memory", "time")
+# the boards' caption where a row has an objective without spread, through which no row dominates it
+PARETO_NO_SPREAD = "layers shared where a row has no spread on an objective (one seed, one process)"
 STEP_OBJECTIVES = {"step_peak_memory_bytes": "memory", "step_time_s": "time"}
 
 

@@ -197,10 +197,16 @@ def latest(df: pd.DataFrame) -> pd.DataFrame:
     return df[stamp == newest]
 
 
-def _row_noise(ok: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+def _row_noise(ok: pd.DataFrame, metrics: list[str], specs: TaskSpecs | None = None) -> pd.DataFrame:
     """Per row, for each metric column in ``metrics``: the larger of the median recorded spread and the std over the
     row's seeds (of per-seed medians), whichever are known; NaN where neither is (one seed, nothing recorded). As
-    ``noise.<metric>`` columns, computed for all metrics at once."""
+    ``noise.<metric>`` columns, computed for all metrics at once.
+
+    A metric measured per process (a timing, a rate, an energy, a CPU memory reading: ``_process_pool``) is
+    compared between rows measured in other processes, whose machine state and heap were not its own: its noise is
+    its range over the row's cases (each its own process), at least its recorded spread and at least the range its
+    metric's processes typically span on the board's task (``_process_noise``), as ``compare`` judges it between
+    runs; NaN with one case, whatever the spread of its repeated calls."""
     per_seed = ok.groupby([*ROW, "seed"], sort=False, dropna=False)[metrics].median()
     noise = per_seed.groupby(level=list(range(len(ROW))), sort=False).std()
     noise.columns = [NOISE + c[len(METRIC) :] for c in metrics]
@@ -209,6 +215,42 @@ def _row_noise(ok: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         spread = ok.groupby(ROW, sort=False, dropna=False)[spreads].median()
         spread.columns = [NOISE + c[len(SPREAD) :] for c in spreads]
         noise[spread.columns] = np.fmax(spread.reindex(noise.index), noise[spread.columns])
+    if specs is not None:
+        noise = _process_noise(ok, metrics, specs, noise)
+    return noise
+
+
+def _process_noise(ok: pd.DataFrame, metrics: list[str], specs: TaskSpecs, noise: pd.DataFrame) -> pd.DataFrame:
+    """``noise`` with its per-process metrics' columns replaced (``_row_noise``): each row's range over its cases,
+    at least its recorded spread (in ``noise``) and at least the typical relative range of its metric over the
+    rows with several cases (``POOLED_MIN_POINTS`` of them, else of its pool's metrics), times its median."""
+    rows = ok.groupby(ROW, sort=False, dropna=False)
+    median, count = rows[metrics].median(), rows[metrics].count()
+    span = (rows[metrics].max() - rows[metrics].min()).where(count > 1)
+    relative = (span / median.abs()).replace([np.inf, -np.inf], np.nan)
+    tasks = median.index.get_level_values(ROW.index("task"))
+    devices = rows["device"].first().reindex(median.index).astype(str)
+    where = pd.Series(list(zip(tasks, devices, strict=True)), index=median.index, dtype=object)
+    pool_of: dict[str, pd.Series] = {}  # column -> each row's pool (None: not measured per process)
+    for col in metrics:
+        metric = col[len(METRIC) :]
+        pool = {(t, d): _process_pool(specs, t, metric, d) for t, d in set(where)}
+        pool_of[col] = where.map(pool).astype(object)
+    typical: dict[str, float] = {}
+    for pool in {p for keys in pool_of.values() for p in keys.dropna()}:
+        values = pd.concat([relative.loc[keys == pool, c] for c, keys in pool_of.items()]).dropna()
+        if len(values) >= POOLED_MIN_POINTS:
+            typical[pool] = float(values.median())
+    for col, keys in pool_of.items():
+        where = keys.notna()
+        if not where.any():
+            continue
+        own = relative.loc[where, col].dropna()
+        floor = float(own.median()) if len(own) >= POOLED_MIN_POINTS else typical.get(keys[where].iloc[0], 0.0)
+        name = NOISE + col[len(METRIC) :]
+        recorded = noise[name].fillna(0.0) if name in noise else 0.0
+        judged = np.fmax(np.fmax(span[col], recorded), floor * median[col].abs()).where(span[col].notna())
+        noise.loc[where, name] = judged[where]
     return noise
 
 
@@ -216,7 +258,7 @@ def _joined(values: pd.Series) -> str:
     return " ".join(dict.fromkeys(str(v) for v in values))
 
 
-def _rows(sub: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+def _rows(sub: pd.DataFrame, metrics: list[str], specs: TaskSpecs | None = None) -> pd.DataFrame:
     """One row per (board, impl, submission, code): medians of its ok cases, or the status of its failed ones."""
     ok = sub[sub["status"] == "ok"]
     counts = sub.groupby(ROW, sort=False, dropna=False).agg(cases=("seed", "size"), runs=("run_id", _joined))
@@ -252,7 +294,7 @@ def _rows(sub: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     bad["ok_cases"] = 0
     rows = pd.concat([good, bad]).join(counts)
     if not ok.empty and metrics:
-        rows = rows.join(_row_noise(ok, metrics))
+        rows = rows.join(_row_noise(ok, metrics, specs))
     return rows.reset_index()
 
 
@@ -281,8 +323,10 @@ def _pareto_board(board: pd.DataFrame, objectives: Mapping[str, bool]) -> None:
         return
     values = board.loc[ok, [METRIC + m for m in used]].to_numpy(dtype=float).tolist()
     noise_columns = [board[NOISE + m] if NOISE + m in board else pd.Series(np.nan, index=board.index) for m in used]
-    noise = pd.concat(noise_columns, axis=1).loc[ok].to_numpy(dtype=float).tolist()
-    board.loc[ok, "pareto"] = ranking.pareto_layers(values, noise, [objectives[m] for m in used])
+    noise = pd.concat(noise_columns, axis=1).loc[ok]
+    board.loc[ok, "pareto"] = ranking.pareto_layers(values, noise.to_numpy(dtype=float).tolist(),
+                                                    [objectives[m] for m in used])  # fmt: skip
+    board.loc[ok, "pareto_no_spread"] = noise.isna().any(axis=1).to_numpy()  # never dominated through that one
 
 
 def leaderboard(
@@ -297,11 +341,11 @@ def leaderboard(
         return sub
     columns = metric_columns(sub)
     metrics = [c for c, present in zip(columns, sub[columns].notna().any().to_numpy(), strict=True) if present]
-    rows = _rows(sub, metrics)
+    rows = _rows(sub, metrics, specs)
     metric = rank_by or primary_metric(specs, task)
     higher = direction(specs, task, metric) if metric else None
     directions = {m: direction(specs, task, m) for m in ranking.objectives(specs.get(task))}
-    rows = rows.assign(rank=np.nan, tied=False, no_spread=False, pareto=np.nan)
+    rows = rows.assign(rank=np.nan, tied=False, no_spread=False, pareto=np.nan, pareto_no_spread=False)
     rows = rows.assign(rank_by=metric if higher is not None else "")
     rows = rows.assign(objectives="")
     boards = []

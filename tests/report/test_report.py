@@ -32,6 +32,7 @@ from runfiles import (
 )
 
 from ctbench.boards.cells import number
+from ctbench.boards.ranking import PARETO_NO_SPREAD
 from ctbench.catalog.registry import description
 from report import Built, build_report
 from report.benchmark_build import synthetic_runs
@@ -283,6 +284,7 @@ def test_rows_of_different_code_ties_pareto_and_negative_controls_on_the_page(tm
     assert "c3c3c3c3" in page and "d4d4d4d4" in page
     assert "invalid as expected" in page and "the paper expects this one to diverge" in page
     assert '<th class="num pareto"' in page and "Objectives" in page
+    assert PARETO_NO_SPREAD in page  # each row's step timed in one process: the caption says why layers are shared
     board = pd.read_csv(tmp_path / "site" / "leaderboard.csv")
     euler = board[board["impl"] == "adjoint_euler"].set_index("code")
     assert euler.loc["c3" * 6, "metric.test_accuracy"] == 0.7 and euler.loc["d4" * 6, "metric.test_accuracy"] == 0.9

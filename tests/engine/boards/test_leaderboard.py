@@ -41,6 +41,7 @@ from ctbench.catalog.registry import description
 from ctbench.figures.palette import REFERENCE_COLOURS, assign, complete
 from ctbench.run.cases import in_rounds, plan
 from ctbench.store.verdict import exit_status
+from ctbench_cli.board_text import board_lines
 from ctbench_cli.main import main as cli_main
 from ctbench_cli.summary import skipped_lines, summarise
 from ctbench_cli.terminal import Col, render
@@ -174,11 +175,11 @@ def test_rows_without_a_spread_are_never_ordered():
 
 
 def test_leaderboard_ties_use_the_spread_columns_or_the_std_over_seeds():
-    # step_time_s: 0.100 and 0.103 with a spread of 0.005: tied; 0.2 is not
+    # step_time_s, two processes a row that agree: 0.100 and 0.103 with a spread of 0.005: tied; 0.2 is not
     cases = [case(m, 8, time_s=t) for m, t in (("backprop", 0.1), ("checkpoint", 0.103), ("adjoint_euler", 0.2))]
     for c in cases:
         c["spread"] = {"step_time_s": 0.005}
-    ranked = board([doc("a", 1, cases)], rank_by="step_time_s").set_index("impl")
+    ranked = board([doc("a", 1, processes(cases))], rank_by="step_time_s").set_index("impl")
     assert ranked.loc[["backprop", "checkpoint", "adjoint_euler"], "rank"].tolist() == [1, 1, 3]
     assert ranked["tied"].tolist().count(True) == 2 and set(ranked["rank_by"]) == {"step_time_s"}
     # accuracy has no recorded spread: two seeds give its std (0.05), within which 0.80 and 0.78 tie
@@ -188,6 +189,53 @@ def test_leaderboard_ties_use_the_spread_columns_or_the_std_over_seeds():
     assert ranked["rank"].tolist() == [1, 1] and ranked["noise.test_accuracy"]["backprop"] == pytest.approx(
         0.0707, 1e-3
     )
+
+
+def timed_rows(seconds: dict[str, tuple[float, ...]]) -> pd.DataFrame:
+    """A board ranked by step_time_s: each implementation's case once per timing (one process each), every
+    process's repeated calls agreeing within 0.1%; its text as ``ctbench show`` prints it in ``.attrs["text"]``."""
+    cases = []
+    for impl, timings in seconds.items():
+        for seed, t in enumerate(timings):
+            record = case(impl, 8, time_s=t, seed=seed)
+            record["spread"] = {"step_time_s": 0.001 * t}
+            cases.append(record)
+    runs = [doc("a", 1, cases)]
+    rows = board(runs, rank_by="step_time_s")
+    text = "\n".join(board_lines(TASK, rows, task_specs(runs), 200))
+    rows = rows.set_index("impl")
+    rows.attrs["text"] = text
+    return rows
+
+
+def test_a_timing_on_a_board_is_judged_by_its_range_over_processes():
+    """Rows are measured in their own processes, whose machine state is not another's: the reference run's
+    checkpoint step was 5% slower than backprop's, each read in one process whose calls agreed within 3%, and was
+    put in a lower Pareto layer. A row measured in one process has no spread there: its timing ranks nothing and
+    dominates nothing, and the board says why. Rows of several processes are judged by their range: 20 ms against
+    21 ms with processes spanning 3 ms share a rank. The controls: the same rows in processes that agree, and a
+    step 2x slower beyond the range, are ordered."""
+    once = timed_rows({"backprop": (0.020,), "checkpoint": (0.021,), "adjoint_euler": (0.040,)})
+    assert once["rank"].tolist() == [1, 1, 1] and once["no_spread"].all()
+    assert once["pareto"].tolist() == [1, 1, 1] and once["pareto_no_spread"].all()
+    assert "Pareto: layers shared where a row has no spread" in once.attrs["text"]
+    spread = timed_rows({"backprop": (0.019, 0.020, 0.022), "checkpoint": (0.020, 0.021, 0.023),
+                         "adjoint_euler": (0.040, 0.041, 0.042)})  # fmt: skip
+    assert spread.loc[["backprop", "checkpoint", "adjoint_euler"], "rank"].tolist() == [1, 1, 3]
+    agree = timed_rows({"backprop": (0.020, 0.020), "checkpoint": (0.021, 0.021), "adjoint_euler": (0.040, 0.040)})
+    assert agree.loc[["backprop", "checkpoint", "adjoint_euler"], "rank"].tolist() == [1, 2, 3]
+    assert not agree["pareto_no_spread"].any()
+
+
+@pytest.mark.parametrize(("others", "ranks"), [((0.10, 0.12, 0.14), [1, 1]), ((0.10, 0.10, 0.10), [1, 2])])
+def test_rows_whose_processes_agreed_by_chance_are_judged_by_the_typical_range(others, ranks):
+    """Three processes can agree by chance while the board's processes typically span far more: each row's range
+    counts for at least the median relative range of its metric over the board's rows (five rows here). backprop's
+    and checkpoint's processes agree, 20% apart: tied where the other rows' processes span 33%, ordered where they
+    agree too (the control)."""
+    seconds = {"backprop": (0.020,) * 3, "checkpoint": (0.024,) * 3}
+    seconds |= {m: others for m in ("adjoint_euler", "adjoint_heun", "torchdiffeq")}
+    assert timed_rows(seconds).loc[["backprop", "checkpoint"], "rank"].tolist() == ranks
 
 
 def test_pareto_layers_over_two_and_three_objectives():
